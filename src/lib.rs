@@ -1,0 +1,12 @@
+//! mdc: compile a diffusion U-Net written as a TOML graph of blocks.
+//!
+//! Data flow: model file --(dsl)--> block graph --(build)--> [`graph::Graph`] of primitive ops,
+//! shape-checked; then [`interp`] runs it forward and backward, `train` fits it, `onnx` lowers it.
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
+
+pub mod fsutil;
+pub mod graph;
+pub mod params;
+pub mod rng;
