@@ -1,0 +1,9 @@
+//! DDPM noise schedules and samplers, independent of what predicts the noise: the interpreter
+//! (from a checkpoint) and onnxruntime (from an exported model) both implement [`Denoiser`].
+
+use ndarray::Array4;
+
+/// Anything that predicts the noise in `x` [N, C, H, W] at timesteps `t` (one per image, as f32).
+pub trait Denoiser {
+    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32]) -> anyhow::Result<Array4<f32>>;
+}
