@@ -9,6 +9,9 @@ use ndarray::{ArrayD, IxDyn};
 use crate::graph::{Graph, Init, ParamSpec};
 use crate::rng::Rng;
 
+/// The `format` metadata value of a training checkpoint (see [`Params::load_for_inference`]).
+pub const CHECKPOINT_FORMAT: &str = "mdc-checkpoint-v1";
+
 /// Parameter tensors in the graph's fixed order ([`Graph::params`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
@@ -151,6 +154,30 @@ impl Params {
             return Err(WeightsError::Mismatch { path: origin.to_string(), problems });
         }
         Ok(Params { names: expected.into_iter().map(|(n, _)| n).collect(), tensors })
+    }
+
+    /// Weights for inference from either kind of file mdc writes: a plain weights file (tensors named
+    /// `<node>.<param>`) or a training checkpoint (metadata `format` = [`CHECKPOINT_FORMAT`], tensors
+    /// prefixed `model.`, `ema.`, `adam_m.`, `adam_v.`). From a checkpoint the EMA weights are taken
+    /// unless `prefer_ema` is false. Returns the file's string metadata too.
+    pub fn load_for_inference(
+        path: &Path,
+        graph: &Graph,
+        prefer_ema: bool,
+    ) -> Result<(Params, std::collections::HashMap<String, String>), WeightsError> {
+        let origin = path.display().to_string();
+        let bytes =
+            std::fs::read(path).map_err(|source| WeightsError::Io { path: origin.clone(), source })?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| WeightsError::Corrupt { path: origin.clone(), reason: e.to_string() })?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let prefix = match metadata.get("format").map(String::as_str) {
+            Some(CHECKPOINT_FORMAT) if prefer_ema => "ema.",
+            Some(CHECKPOINT_FORMAT) => "model.",
+            _ => "",
+        };
+        let params = Self::from_safetensors(&bytes, graph, prefix, &origin)?;
+        Ok((params, metadata))
     }
 
     /// Name -> tensor, for lookups by name.
