@@ -177,6 +177,7 @@ impl<'f> Build<'f> {
     /// Adds an edge for every reference; reports names that do not exist.
     fn wire(&mut self) {
         self.g.add_edge(T(), TIME(), ());
+        let mut missing_time: Vec<(&BlockDecl, &Val<String>)> = Vec::new();
         for (i, block) in self.file.blocks.iter().enumerate() {
             let v = NodeIndex::new(3 + i);
             let refs = block.inputs.iter().map(|r| (r, "in")).chain(block.time.iter().map(|r| (r, "time")));
@@ -185,6 +186,12 @@ impl<'f> Build<'f> {
                     Some(&src) => {
                         self.g.add_edge(src, v, ());
                     }
+                    None if r.value == "time" => {
+                        self.broken[v.index()] = true;
+                        if missing_time.last().is_none_or(|(b, _)| b.name != block.name) {
+                            missing_time.push((block, r));
+                        }
+                    }
                     None => {
                         self.broken[v.index()] = true;
                         self.diags.push(self.unknown_reference(block, r, field));
@@ -192,18 +199,31 @@ impl<'f> Build<'f> {
                 }
             }
         }
+        if let Some(d) = self.missing_time(&missing_time) {
+            self.diags.push(d);
+        }
+    }
+
+    /// One error for all blocks that read `time` when there is no [time] section.
+    fn missing_time(&self, readers: &[(&BlockDecl, &Val<String>)]) -> Option<Diagnostic> {
+        let ((first, r), rest) = readers.split_first()?;
+        let mut d = Diagnostic::error("the model has no timestep embedding", r.span.clone())
+            .block(first.name.clone())
+            .field("time")
+            .expected("a [time] section (the sinusoidal embedding and MLP that `time` names)")
+            .found("no [time] section")
+            .help(
+                "add `[time]` with `dim = 32` and `hidden = 128`: a diffusion model must know the timestep",
+            );
+        if !rest.is_empty() {
+            let names: Vec<String> = rest.iter().map(|(b, _)| format!("`{}`", b.name)).collect();
+            d = d.note(format!("{} also read `time`", names.join(", ")));
+        }
+        Some(d)
     }
 
     fn unknown_reference(&self, block: &BlockDecl, r: &Val<String>, field: &str) -> Diagnostic {
         let name = r.value.as_str();
-        if name == "time" {
-            return Diagnostic::error("the model has no timestep embedding", r.span.clone())
-                .block(block.name.clone())
-                .field(field)
-                .expected("a [time] section (the sinusoidal embedding and MLP that `time` names)")
-                .found("no [time] section")
-                .help("add `[time]` with `dim = 32` and `hidden = 128`: a diffusion model must know the timestep");
-        }
         let mut names: Vec<&str> = self.by_name.keys().copied().collect();
         names.sort_unstable();
         let help = suggestion(name, names.iter().copied()).unwrap_or_else(|| {
@@ -400,6 +420,7 @@ impl<'f> Build<'f> {
         &self,
         block: &BlockDecl,
         channels: usize,
+        channels_val: Option<&Val<usize>>,
         groups: &Val<usize>,
         channels_field: &str,
     ) -> Result<(), Diagnostic> {
@@ -420,6 +441,11 @@ impl<'f> Build<'f> {
             ));
         if let Some(n) = self.origin_note(groups) {
             d = d.note(n);
+        }
+        if let Some(v) = channels_val {
+            if let Some(n) = self.origin_note(v) {
+                d = d.note(n);
+            }
         }
         Err(d)
     }
@@ -461,7 +487,7 @@ impl<'f> Build<'f> {
             }
             BlockOp::GroupNorm { groups } => {
                 let (c, _, _) = self.image_input(block, ins)?;
-                self.check_groups(block, c, groups, "in")?;
+                self.check_groups(block, c, None, groups, "in")?;
                 blocks::group_norm(&mut self.builder, name, name, ins[0], groups.value)
             }
             BlockOp::Silu => b.add(name, name, Op::Silu, &[ins[0]]),
@@ -478,7 +504,7 @@ impl<'f> Build<'f> {
             }
             BlockOp::Resblock { channels, groups } => {
                 self.image_input(block, ins)?;
-                self.check_groups(block, channels.value, groups, "channels")?;
+                self.check_groups(block, channels.value, Some(channels), groups, "channels")?;
                 let temb = temb.expect("resblocks always read a time embedding");
                 let ts = self.shape_of(temb);
                 if ts.as_vector().is_none() {
@@ -515,7 +541,7 @@ impl<'f> Build<'f> {
                     }
                     return Err(d);
                 }
-                self.check_groups(block, c, groups, "in")?;
+                self.check_groups(block, c, None, groups, "in")?;
                 blocks::attention(&mut self.builder, name, ins[0], heads.value, groups.value)
             }
             BlockOp::Concat | BlockOp::Add => {
@@ -558,7 +584,7 @@ impl<'f> Build<'f> {
                 .err(block, "in", "concat inputs differ in spatial size")
                 .expected("inputs with equal height and width")
                 .found(described())
-                .help("a downsample of an odd size rounds up (7 -> 4), and the upsample gives back 8, not 7; see the [input] size"))
+                .help("a downsample rounds an odd size up (7 -> 4) and the upsample doubles it (4 -> 8), so the skip no longer lines up; check the input size and the number of downsamples"))
         } else {
             if shapes[0] == shapes[1] {
                 return Ok(());

@@ -231,11 +231,31 @@ fn syntax_error(source: &str, e: &toml::de::Error) -> Diagnostic {
     let message = e.message().trim().to_string();
     let text = source.get(span.clone()).unwrap_or("").trim();
     if message.contains("duplicate key") {
-        Diagnostic::error(format!("`{text}` is defined twice"), span)
-            .help("every block, section and field name must be unique in its table: rename or remove one")
+        let mut d = Diagnostic::error(format!("`{text}` is defined twice"), span.clone())
+            .help("every block, section and field name must be unique in its table: rename or remove one");
+        if let Some(first) = first_definition(source, text, span.start) {
+            d = d.note(format!("`{text}` is first defined at line {first}"));
+        }
+        d
     } else {
         Diagnostic::error(format!("invalid TOML: {message}"), span)
     }
+}
+
+/// The line of the first `name = ...` or `[...name]` before `before`, for duplicate keys.
+fn first_definition(source: &str, name: &str, before: usize) -> Option<usize> {
+    if name.is_empty() {
+        return None;
+    }
+    let head = source.get(..before)?;
+    head.lines()
+        .position(|line| {
+            let l = line.trim_start();
+            let key = l.strip_prefix(name).is_some_and(|rest| rest.trim_start().starts_with('='));
+            let table = l.starts_with('[') && l.trim_end().trim_end_matches(']').ends_with(name);
+            key || table
+        })
+        .map(|i| i + 1)
 }
 
 #[derive(Debug, Clone)]
@@ -471,8 +491,9 @@ impl Parser {
             }
             match value.get_ref() {
                 DeValue::Table(t) => {
-                    let section = Section { table: t, span: value.span(), label: name.clone() };
-                    let span = if section.span.is_empty() { key.span() } else { section.span.clone() };
+                    // Missing fields and defaults point at the block's name.
+                    let section = Section { table: t, span: key.span(), label: name.clone() };
+                    let span = if value.span().is_empty() { key.span() } else { value.span() };
                     out.push(self.block(&section, name, key.span(), span));
                 }
                 other => self.error(
@@ -753,6 +774,17 @@ impl Parser {
         };
         let value = match v.get_ref() {
             DeValue::Integer(_) => Val::plain(self.literal(v, &s.label, field, lo, hi)?, v.span()),
+            DeValue::String(text) if text.trim().parse::<i64>().is_ok() => {
+                self.error(
+                    Diagnostic::error("wrong value type: numbers are written without quotes", v.span())
+                        .block(s.label.clone())
+                        .field(field)
+                        .expected("an integer")
+                        .found(describe(v.get_ref()))
+                        .help(format!("write `{field} = {}`", text.trim())),
+                );
+                return None;
+            }
             DeValue::String(text) => {
                 let (value, origin) = self.resolve(text, v.span(), &s.label, field)?;
                 Val { value, span: v.span(), origin: Some((text.to_string(), origin)) }
