@@ -221,7 +221,7 @@ pub fn parse(source: &str) -> (Option<ModelFile>, Vec<Diagnostic>) {
         let diags = errors.iter().map(|e| syntax_error(source, e)).collect();
         return (None, diags);
     }
-    let mut p = Parser { diags: Vec::new(), vars: HashMap::new(), input: None };
+    let mut p = Parser { diags: Vec::new(), vars: HashMap::new(), input: None, suggested: Vec::new() };
     let file = p.file(source, root.get_ref());
     (Some(file), p.diags)
 }
@@ -240,6 +240,14 @@ fn syntax_error(source: &str, e: &toml::de::Error) -> Diagnostic {
     } else {
         Diagnostic::error(format!("invalid TOML: {message}"), span)
     }
+}
+
+/// Whether the file has section `name`, or a misspelling of it (reported on its own).
+fn has_section(root: &DeTable<'_>, name: &str) -> bool {
+    root.keys().any(|k| {
+        k.get_ref() == name
+            || (!TOP_LEVEL.contains(&k.get_ref().as_ref()) && diag::did_you_mean(k.get_ref(), TOP_LEVEL) == Some(name))
+    })
 }
 
 /// The line of the first `name = ...` or `[...name]` before `before`, for duplicate keys.
@@ -269,6 +277,8 @@ struct Parser {
     vars: HashMap<String, (VarValue, Span)>,
     /// `[input]` values, for references like `"input.channels"`.
     input: Option<InputDecl>,
+    /// Fields suggested for a misspelt field in the current table: not reported missing too.
+    suggested: Vec<String>,
 }
 
 /// A table being read: its entries, where it is, and what to call it in messages.
@@ -321,8 +331,16 @@ impl Parser {
                 );
             }
         }
+        // A misspelt section (reported above) is read as the one it resembles, so its
+        // contents do not cascade into "not defined" errors.
         let section = |name: &str| -> Option<Section<'_, '_>> {
-            let (k, v) = root.iter().find(|(k, _)| k.get_ref() == name)?;
+            let exact = root.iter().find(|(k, _)| k.get_ref() == name);
+            let (k, v) = exact.or_else(|| {
+                root.iter().find(|(k, _)| {
+                    !TOP_LEVEL.contains(&k.get_ref().as_ref())
+                        && diag::did_you_mean(k.get_ref(), TOP_LEVEL) == Some(name)
+                })
+            })?;
             match v.get_ref() {
                 DeValue::Table(t) => {
                     let span = if v.span().is_empty() { k.span() } else { v.span() };
@@ -338,7 +356,7 @@ impl Parser {
         self.input = match section("input") {
             Some(s) => self.input_section(&s),
             None => {
-                if root.iter().all(|(k, _)| k.get_ref() != "input") {
+                if !has_section(root, "input") {
                     self.error(
                         Diagnostic::error("missing section [input]", 0..0)
                             .block("[input]")
@@ -355,7 +373,7 @@ impl Parser {
                 (name, output, s.span.clone())
             }
             None => {
-                if root.iter().all(|(k, _)| k.get_ref() != "model") {
+                if !has_section(root, "model") {
                     self.error(
                         Diagnostic::error("missing section [model]", 0..0)
                             .block("[model]")
@@ -368,7 +386,7 @@ impl Parser {
         let blocks = match section("blocks") {
             Some(s) => self.blocks(&s),
             None => {
-                if root.iter().all(|(k, _)| k.get_ref() != "blocks") {
+                if !has_section(root, "blocks") {
                     self.error(
                         Diagnostic::error("missing section [blocks]", 0..0)
                             .block("[blocks]")
@@ -379,7 +397,7 @@ impl Parser {
             }
         };
         let train = if section("train").is_some() { raw_train(source) } else { None };
-        let time_declared = root.iter().any(|(k, _)| k.get_ref() == "time");
+        let time_declared = has_section(root, "time");
         ModelFile { name, output, model_span, input: self.input.clone(), time, time_declared, blocks, train }
     }
 
@@ -514,6 +532,10 @@ impl Parser {
             .map(|(k, v)| (k.get_ref().to_string(), k.span().start..v.span().end.max(k.span().end)))
             .collect();
         let kind = self.op_kind(s, &name_span);
+        match &kind {
+            Some(k) => self.unknown_fields(s, k.value.fields(), &["op", "in"]),
+            None => self.suggested.clear(),
+        }
         let (inputs, inputs_span) = self.inputs(s, kind.as_ref().map(|k| k.value), &name_span);
         let mut decl = BlockDecl {
             name,
@@ -529,7 +551,7 @@ impl Parser {
         let Some(kind) = kind else {
             return decl;
         };
-        self.unknown_fields(s, kind.value.fields(), &["op", "in"]);
+        // A bad value leaves the block's output unknown (an unknown field alone does not).
         let n = self.diags.len();
         let int = |p: &mut Parser, f: &str, d: Default, lo: usize, hi: usize| p.int(s, f, d, lo, hi);
         let op = match kind.value {
@@ -574,7 +596,6 @@ impl Parser {
                 }
             }
         };
-        // Any problem in this block (including unknown fields) leaves its output unknown.
         if self.diags.len() == n {
             decl.op = op;
         }
@@ -631,6 +652,9 @@ impl Parser {
             None => "`in = \"<block>\"` or a list of block names".to_string(),
         };
         let Some(v) = s.get("in") else {
+            if self.suggested.iter().any(|f| f == "in") {
+                return (Vec::new(), name_span.clone());
+            }
             self.error(
                 Diagnostic::error("missing field `in`", name_span.clone())
                     .block(s.label.clone())
@@ -682,12 +706,16 @@ impl Parser {
 
     /// Reports fields of `s` that are neither in `fields` nor in `common`.
     fn unknown_fields(&mut self, s: &Section<'_, '_>, fields: &[&str], common: &[&str]) {
+        self.suggested.clear();
         for key in s.table.keys() {
             let k = key.get_ref().as_ref();
             if fields.contains(&k) || common.contains(&k) {
                 continue;
             }
             let all: Vec<&str> = common.iter().chain(fields).copied().collect();
+            if let Some(near) = diag::did_you_mean(k, all.iter().copied()) {
+                self.suggested.push(near.to_string());
+            }
             let help = suggestion(k, all.iter().copied())
                 .unwrap_or_else(|| format!("the fields here are {}", list(&all)));
             self.error(
@@ -703,7 +731,7 @@ impl Parser {
 
     fn string(&mut self, s: &Section<'_, '_>, field: &str, required: bool) -> Option<Val<String>> {
         let Some(v) = s.get(field) else {
-            if required {
+            if required && !self.suggested.iter().any(|f| f == field) {
                 let span = s.key_span(field).unwrap_or_else(|| s.span.clone());
                 self.error(
                     Diagnostic::error(format!("missing field `{field}`"), span)
@@ -758,6 +786,7 @@ impl Parser {
                         None
                     }
                 },
+                Default::Required if self.suggested.iter().any(|f| f == field) => None,
                 Default::Required => {
                     self.error(
                         Diagnostic::error(format!("missing field `{field}`"), s.span.clone())
