@@ -725,7 +725,12 @@ impl<'f> Build<'f> {
                 if lower > 0 { format!("{lower} or {}", lower + factor) } else { format!("{factor}") };
             let mut d = Diagnostic::error(
                 format!(
-                    "an input {field} of {n} cannot be halved {depth} times evenly ({})",
+                    "an input {field} of {n} cannot be halved {} evenly ({})",
+                    match depth {
+                        1 => "once".to_string(),
+                        2 => "twice".to_string(),
+                        d => format!("{d} times"),
+                    },
                     path.join(" -> ")
                 ),
                 v.span.clone(),
