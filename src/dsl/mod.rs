@@ -246,7 +246,8 @@ fn syntax_error(source: &str, e: &toml::de::Error) -> Diagnostic {
 fn has_section(root: &DeTable<'_>, name: &str) -> bool {
     root.keys().any(|k| {
         k.get_ref() == name
-            || (!TOP_LEVEL.contains(&k.get_ref().as_ref()) && diag::did_you_mean(k.get_ref(), TOP_LEVEL) == Some(name))
+            || (!TOP_LEVEL.contains(&k.get_ref().as_ref())
+                && diag::did_you_mean(k.get_ref(), TOP_LEVEL) == Some(name))
     })
 }
 
