@@ -597,7 +597,10 @@ impl Parser {
                 }
             }
         };
-        if self.diags.len() == n {
+        // Inputs that are missing or of the wrong count (reported, or hidden behind a
+        // misspelt `in`) leave the block unbuildable too.
+        let (lo, hi) = kind.value.arity();
+        if self.diags.len() == n && (lo..=hi).contains(&decl.inputs.len()) {
             decl.op = op;
         }
         decl
@@ -772,7 +775,10 @@ impl Parser {
                 Default::Value(d) => Some(Val::plain(d, s.span.clone())),
                 Default::Var(var) => match self.vars.get(var) {
                     Some((VarValue::Int(d), def)) => {
-                        Some(Val { value: *d, span: s.span.clone(), origin: Some((var.into(), def.clone())) })
+                        // Out of range: point at the definition in [vars], which is what to edit.
+                        let v = Val { value: *d, span: def.clone(), origin: Some((var.into(), def.clone())) };
+                        let label = s.label.clone();
+                        self.check_range(&v, &label, field, lo, hi).then_some(v)
                     }
                     _ => {
                         self.error(
