@@ -6,6 +6,9 @@
 //! leaves its output unknown and everything downstream is skipped quietly, so one mistake gives
 //! one message, and independent mistakes all get theirs.
 
+// Diagnostics are built on the cold path only; boxing them would just add noise.
+#![allow(clippy::result_large_err)]
+
 pub mod dot;
 pub mod table;
 
@@ -87,18 +90,18 @@ struct Build<'f> {
     kinds: HashMap<String, &'static str>,
 }
 
-// The vertices every model has, added first in this order.
-#[allow(non_snake_case)]
-fn X() -> NodeIndex {
+// The vertices every model has, added first in this order (then one per block).
+fn vertex_x() -> NodeIndex {
     NodeIndex::new(0)
 }
-#[allow(non_snake_case)]
-fn T() -> NodeIndex {
+fn vertex_t() -> NodeIndex {
     NodeIndex::new(1)
 }
-#[allow(non_snake_case)]
-fn TIME() -> NodeIndex {
+fn vertex_time() -> NodeIndex {
     NodeIndex::new(2)
+}
+fn vertex_of_block(i: usize) -> NodeIndex {
+    NodeIndex::new(3 + i)
 }
 
 impl<'f> Build<'f> {
@@ -107,9 +110,9 @@ impl<'f> Build<'f> {
         g.add_node(Vertex::X);
         g.add_node(Vertex::T);
         g.add_node(Vertex::Time);
-        let mut by_name = HashMap::from([("x", X()), ("t", T())]);
+        let mut by_name = HashMap::from([("x", vertex_x()), ("t", vertex_t())]);
         if file.time_declared {
-            by_name.insert("time", TIME());
+            by_name.insert("time", vertex_time());
         }
         for (i, block) in file.blocks.iter().enumerate() {
             let v = g.add_node(Vertex::Block(i));
@@ -176,10 +179,10 @@ impl<'f> Build<'f> {
 
     /// Adds an edge for every reference; reports names that do not exist.
     fn wire(&mut self) {
-        self.g.add_edge(T(), TIME(), ());
+        self.g.add_edge(vertex_t(), vertex_time(), ());
         let mut missing_time: Vec<(&BlockDecl, &Val<String>)> = Vec::new();
         for (i, block) in self.file.blocks.iter().enumerate() {
-            let v = NodeIndex::new(3 + i);
+            let v = vertex_of_block(i);
             let refs = block.inputs.iter().map(|r| (r, "in")).chain(block.time.iter().map(|r| (r, "time")));
             for (r, field) in refs {
                 match self.by_name.get(r.value.as_str()) {
@@ -365,7 +368,7 @@ impl<'f> Build<'f> {
 
     fn expand_time(&mut self) -> Option<NodeId> {
         let time = self.file.time.as_ref()?;
-        let t = self.value[T().index()]?;
+        let t = self.value[vertex_t().index()]?;
         if time.dim.value % 2 != 0 {
             self.diags.push(
                 Diagnostic::error("the sinusoidal embedding needs an even dimension", time.dim.span.clone())
@@ -401,7 +404,7 @@ impl<'f> Build<'f> {
             .map(|(name, span)| format!("`{name}` = {} is defined at line {}", v.value, self.line_of(span)))
     }
 
-    /// The shape of input `i` of `block` with the block that produced it.
+    /// The shape of a value already in the graph.
     fn shape_of(&self, id: NodeId) -> &Shape {
         self.builder.shape(id)
     }
@@ -424,7 +427,7 @@ impl<'f> Build<'f> {
         groups: &Val<usize>,
         channels_field: &str,
     ) -> Result<(), Diagnostic> {
-        if channels % groups.value == 0 {
+        if channels.is_multiple_of(groups.value) {
             return Ok(());
         }
         let written = block.field_spans.iter().any(|(f, _)| f == "groups");
@@ -458,8 +461,6 @@ impl<'f> Build<'f> {
         temb: Option<NodeId>,
     ) -> Result<NodeId, Diagnostic> {
         let name = block.name.as_str();
-        let b = &mut self.builder;
-        let map = |e: ShapeError| e;
         let result = match op {
             BlockOp::Conv { channels, kernel, stride, padding } => {
                 let (_, h, w) = self.image_input(block, ins)?;
@@ -483,14 +484,13 @@ impl<'f> Build<'f> {
                 }
                 let b = &mut self.builder;
                 blocks::conv(b, name, name, ins[0], channels.value, kernel.value, stride.value, padding.value)
-                    .map_err(map)
             }
             BlockOp::GroupNorm { groups } => {
                 let (c, _, _) = self.image_input(block, ins)?;
                 self.check_groups(block, c, None, groups, "in")?;
                 blocks::group_norm(&mut self.builder, name, name, ins[0], groups.value)
             }
-            BlockOp::Silu => b.add(name, name, Op::Silu, &[ins[0]]),
+            BlockOp::Silu => self.builder.add(name, name, Op::Silu, &[ins[0]]),
             BlockOp::Linear { features } => {
                 let s = self.shape_of(ins[0]);
                 let Some(d) = s.as_vector() else {
@@ -671,7 +671,7 @@ impl<'f> Build<'f> {
             );
             return;
         };
-        let (Some(out), Some(x)) = (self.value[v.index()], self.value[X().index()]) else { return };
+        let (Some(out), Some(x)) = (self.value[v.index()], self.value[vertex_x().index()]) else { return };
         self.output = Some(out);
         let (want, got) = (self.builder.shape(x).clone(), self.builder.shape(out).clone());
         if want == got {
@@ -771,7 +771,7 @@ impl<'f> Build<'f> {
     fn check_unused(&mut self) {
         let output = self.file.output.as_ref().map(|o| o.value.as_str());
         for (i, block) in self.file.blocks.iter().enumerate() {
-            let v = NodeIndex::new(3 + i);
+            let v = vertex_of_block(i);
             if Some(block.name.as_str()) == output
                 || self.g.neighbors_directed(v, Direction::Outgoing).next().is_some()
             {
@@ -787,7 +787,7 @@ impl<'f> Build<'f> {
             );
         }
         if let Some(time) = &self.file.time {
-            if self.g.neighbors_directed(TIME(), Direction::Outgoing).next().is_none() {
+            if self.g.neighbors_directed(vertex_time(), Direction::Outgoing).next().is_none() {
                 self.diags.push(
                     Diagnostic::warning(
                         "the time embedding is never used: the model ignores the timestep",
@@ -807,7 +807,7 @@ fn checked_numel(s: &Shape) -> Option<usize> {
 
 /// Divisors of n as a short list: "1, 2, 3, 4, 6, 12".
 fn divisors(n: usize) -> String {
-    let ds: Vec<String> = (1..=n).filter(|d| n % d == 0).take(12).map(|d| d.to_string()).collect();
+    let ds: Vec<String> = (1..=n).filter(|&d| n.is_multiple_of(d)).take(12).map(|d| d.to_string()).collect();
     ds.join(", ")
 }
 
