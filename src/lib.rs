@@ -6,6 +6,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
 
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod diffusion;
@@ -14,5 +15,6 @@ pub mod fsutil;
 pub mod graph;
 pub mod interp;
 pub mod model;
+pub mod optim;
 pub mod params;
 pub mod rng;
