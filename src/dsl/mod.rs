@@ -357,13 +357,7 @@ impl Parser {
         self.input = match section("input") {
             Some(s) => self.input_section(&s),
             None => {
-                if !has_section(root, "input") {
-                    self.error(
-                        Diagnostic::error("missing section [input]", 0..0)
-                            .block("[input]")
-                            .help("declare the image the model denoises: `[input]` with `channels = 1`, `height = 28`, `width = 28`"),
-                    );
-                }
+                self.require(root, "input", "declare the image the model denoises: `[input]` with `channels = 1`, `height = 28`, `width = 28`");
                 None
             }
         };
@@ -374,32 +368,31 @@ impl Parser {
                 (name, output, s.span.clone())
             }
             None => {
-                if !has_section(root, "model") {
-                    self.error(
-                        Diagnostic::error("missing section [model]", 0..0)
-                            .block("[model]")
-                            .help("add `[model]` with `output = \"<the block that predicts the noise>\"`"),
-                    );
-                }
+                self.require(
+                    root,
+                    "model",
+                    "add `[model]` with `output = \"<the block that predicts the noise>\"`",
+                );
                 (None, None, 0..0)
             }
         };
         let blocks = match section("blocks") {
             Some(s) => self.blocks(&s),
             None => {
-                if !has_section(root, "blocks") {
-                    self.error(
-                        Diagnostic::error("missing section [blocks]", 0..0)
-                            .block("[blocks]")
-                            .help("add `[blocks]` with one line per block, e.g. `init = { op = \"conv\", in = \"x\", channels = 32, kernel = 3, padding = 1 }`"),
-                    );
-                }
+                self.require(root, "blocks", "add `[blocks]` with one line per block, e.g. `init = { op = \"conv\", in = \"x\", channels = 32, kernel = 3, padding = 1 }`");
                 Vec::new()
             }
         };
         let train = if section("train").is_some() { raw_train(source) } else { None };
         let time_declared = has_section(root, "time");
         ModelFile { name, output, model_span, input: self.input.clone(), time, time_declared, blocks, train }
+    }
+
+    /// Reports a missing required section (unless it is only misspelt, which is reported already).
+    fn require(&mut self, root: &DeTable<'_>, name: &str, help: &str) {
+        if !has_section(root, name) {
+            self.error(Diagnostic::error(format!("missing section [{name}]"), 0..0).help(help));
+        }
     }
 
     fn vars(&mut self, s: &Section<'_, '_>) {
