@@ -709,11 +709,14 @@ impl<'f> Build<'f> {
         let Some(input) = &self.file.input else { return };
         let depth = self.downsample_depth();
         let factor = 1usize << depth.min(30);
+        let square = input.height.value == input.width.value;
         for (field, v) in [("height", &input.height), ("width", &input.width)] {
             let n = v.value;
-            if n % factor == 0 {
+            if n.is_multiple_of(factor) || (square && field == "width") {
                 continue;
             }
+            // A square input gets one message, about both sides.
+            let what = if square { format!("size of {n}x{n}") } else { format!("{field} of {n}") };
             let mut path = vec![n.to_string()];
             let mut s = n;
             for _ in 0..depth {
@@ -723,24 +726,19 @@ impl<'f> Build<'f> {
             let lower = n / factor * factor;
             let sizes =
                 if lower > 0 { format!("{lower} or {}", lower + factor) } else { format!("{factor}") };
+            let times = match depth {
+                1 => "once".to_string(),
+                2 => "twice".to_string(),
+                d => format!("{d} times"),
+            };
+            let plural = if depth == 1 { "" } else { "s" };
             let mut d = Diagnostic::error(
-                format!(
-                    "an input {field} of {n} cannot be halved {} evenly ({})",
-                    match depth {
-                        1 => "once".to_string(),
-                        2 => "twice".to_string(),
-                        d => format!("{d} times"),
-                    },
-                    path.join(" -> ")
-                ),
+                format!("an input {what} cannot be halved {times} evenly ({})", path.join(" -> ")),
                 v.span.clone(),
             )
             .block("[input]")
             .field(field)
-            .expected(format!(
-                "a multiple of {factor} for {depth} downsample{}",
-                if depth == 1 { "" } else { "s" }
-            ))
+            .expected(format!("a multiple of {factor} for {depth} downsample{plural}"))
             .found(n.to_string())
             .help(format!("use {sizes} (or remove a downsample)"));
             if let Some((name, span)) = &v.origin {
