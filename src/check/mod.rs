@@ -52,6 +52,16 @@ pub fn check(source: &str) -> Checked {
     let mut b = Build::new(source, &file);
     b.run();
     diagnostics.extend(b.diags);
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    if !has_errors && b.output.is_none() {
+        // Every path to "no output" reports its cause; this only guards against a silent one.
+        diagnostics.push(
+            Diagnostic::error("the model has no output", file.model_span.clone())
+                .block("[model]")
+                .field("output")
+                .help("set `output` in [model] to the block that predicts the noise"),
+        );
+    }
     diagnostics.sort_by_key(|d| (d.span.start, d.severity));
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
     let graph = match (has_errors, b.output) {
@@ -767,10 +777,13 @@ impl<'f> Build<'f> {
     }
 
     fn check_unused(&mut self) {
+        // Without a valid output every block looks unused; that is reported once, elsewhere.
         let output = self.file.output.as_ref().map(|o| o.value.as_str());
+        let output_known = output.is_some_and(|o| self.by_name.contains_key(o));
         for (i, block) in self.file.blocks.iter().enumerate() {
             let v = vertex_of_block(i);
-            if Some(block.name.as_str()) == output
+            if !output_known
+                || Some(block.name.as_str()) == output
                 || self.g.neighbors_directed(v, Direction::Outgoing).next().is_some()
             {
                 continue;
