@@ -95,15 +95,11 @@ impl<'a, 'i> Section<'a, 'i> {
     fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
         self.table.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v)
     }
-
-    fn key_span(&self, key: &str) -> Option<Span> {
-        self.table.keys().find(|k| k.get_ref() == key).map(|k| k.span())
-    }
 }
 
 /// Default for an integer field: none (required), a number, or the named value in `[vars]`.
 #[derive(Clone, Copy)]
-enum Default {
+enum IfMissing {
     Required,
     Value(usize),
     Var(&'static str),
@@ -254,16 +250,16 @@ impl Parser {
 
     fn input_section(&mut self, s: &Section<'_, '_>) -> Option<InputDecl> {
         self.unknown_fields(s, &["channels", "height", "width"], &[]);
-        let channels = self.int(s, "channels", Default::Required, 1, MAX_CHANNELS);
-        let height = self.int(s, "height", Default::Required, 1, MAX_SIZE);
-        let width = self.int(s, "width", Default::Required, 1, MAX_SIZE);
+        let channels = self.int(s, "channels", IfMissing::Required, 1, MAX_CHANNELS);
+        let height = self.int(s, "height", IfMissing::Required, 1, MAX_SIZE);
+        let width = self.int(s, "width", IfMissing::Required, 1, MAX_SIZE);
         Some(InputDecl { span: s.span.clone(), channels: channels?, height: height?, width: width? })
     }
 
     fn time_section(&mut self, s: &Section<'_, '_>) -> Option<TimeDecl> {
         self.unknown_fields(s, &["dim", "hidden"], &[]);
-        let dim = self.int(s, "dim", Default::Required, 1, MAX_CHANNELS);
-        let hidden = self.int(s, "hidden", Default::Required, 1, MAX_CHANNELS);
+        let dim = self.int(s, "dim", IfMissing::Required, 1, MAX_CHANNELS);
+        let hidden = self.int(s, "hidden", IfMissing::Required, 1, MAX_CHANNELS);
         Some(TimeDecl { span: s.span.clone(), dim: dim?, hidden: hidden? })
     }
 
@@ -348,13 +344,13 @@ impl Parser {
         };
         // A bad value leaves the block's output unknown (an unknown field alone does not).
         let n = self.diags.len();
-        let int = |p: &mut Parser, f: &str, d: Default, lo: usize, hi: usize| p.int(s, f, d, lo, hi);
+        let int = |p: &mut Parser, f: &str, d: IfMissing, lo: usize, hi: usize| p.int(s, f, d, lo, hi);
         let op = match kind.value {
             OpKind::Conv => {
-                let channels = int(self, "channels", Default::Required, 1, MAX_CHANNELS);
-                let kernel = int(self, "kernel", Default::Required, 1, MAX_KERNEL);
-                let stride = int(self, "stride", Default::Value(1), 1, MAX_KERNEL);
-                let padding = int(self, "padding", Default::Value(0), 0, MAX_KERNEL);
+                let channels = int(self, "channels", IfMissing::Required, 1, MAX_CHANNELS);
+                let kernel = int(self, "kernel", IfMissing::Required, 1, MAX_KERNEL);
+                let stride = int(self, "stride", IfMissing::Value(1), 1, MAX_KERNEL);
+                let padding = int(self, "padding", IfMissing::Value(0), 0, MAX_KERNEL);
                 match (channels, kernel, stride, padding) {
                     (Some(channels), Some(kernel), Some(stride), Some(padding)) => {
                         Some(BlockOp::Conv { channels, kernel, stride, padding })
@@ -362,17 +358,17 @@ impl Parser {
                     _ => None,
                 }
             }
-            OpKind::GroupNorm => int(self, "groups", Default::Var("groups"), 1, MAX_CHANNELS)
+            OpKind::GroupNorm => int(self, "groups", IfMissing::Var("groups"), 1, MAX_CHANNELS)
                 .map(|groups| BlockOp::GroupNorm { groups }),
             OpKind::Silu => Some(BlockOp::Silu),
-            OpKind::Linear => int(self, "features", Default::Required, 1, MAX_CHANNELS)
+            OpKind::Linear => int(self, "features", IfMissing::Required, 1, MAX_CHANNELS)
                 .map(|features| BlockOp::Linear { features }),
             OpKind::Resblock => {
                 decl.time = self
                     .string(s, "time", false)
                     .or_else(|| Some(Val::plain("time".into(), decl.name_span.clone())));
-                let channels = int(self, "channels", Default::Required, 1, MAX_CHANNELS);
-                let groups = int(self, "groups", Default::Var("groups"), 1, MAX_CHANNELS);
+                let channels = int(self, "channels", IfMissing::Required, 1, MAX_CHANNELS);
+                let groups = int(self, "groups", IfMissing::Var("groups"), 1, MAX_CHANNELS);
                 match (channels, groups) {
                     (Some(channels), Some(groups)) => Some(BlockOp::Resblock { channels, groups }),
                     _ => None,
@@ -383,8 +379,8 @@ impl Parser {
             OpKind::Concat => Some(BlockOp::Concat),
             OpKind::Add => Some(BlockOp::Add),
             OpKind::Attention => {
-                let heads = int(self, "heads", Default::Required, 1, MAX_CHANNELS);
-                let groups = int(self, "groups", Default::Var("groups"), 1, MAX_CHANNELS);
+                let heads = int(self, "heads", IfMissing::Required, 1, MAX_CHANNELS);
+                let groups = int(self, "groups", IfMissing::Var("groups"), 1, MAX_CHANNELS);
                 match (heads, groups) {
                     (Some(heads), Some(groups)) => Some(BlockOp::Attention { heads, groups }),
                     _ => None,
@@ -530,7 +526,7 @@ impl Parser {
     fn string(&mut self, s: &Section<'_, '_>, field: &str, required: bool) -> Option<Val<String>> {
         let Some(v) = s.get(field) else {
             if required && !self.suggested.iter().any(|f| f == field) {
-                let span = s.key_span(field).unwrap_or_else(|| s.span.clone());
+                let span = s.span.clone();
                 self.error(
                     Diagnostic::error(format!("missing field `{field}`"), span)
                         .block(s.label.clone())
@@ -560,14 +556,14 @@ impl Parser {
         &mut self,
         s: &Section<'_, '_>,
         field: &str,
-        default: Default,
+        default: IfMissing,
         lo: usize,
         hi: usize,
     ) -> Option<Val<usize>> {
         let Some(v) = s.get(field) else {
             return match default {
-                Default::Value(d) => Some(Val::plain(d, s.span.clone())),
-                Default::Var(var) => match self.vars.get(var) {
+                IfMissing::Value(d) => Some(Val::plain(d, s.span.clone())),
+                IfMissing::Var(var) => match self.vars.get(var) {
                     Some((VarValue::Int(d), def)) => {
                         // Out of range: point at the definition in [vars], which is what to edit.
                         let v = Val { value: *d, span: def.clone(), origin: Some((var.into(), def.clone())) };
@@ -587,16 +583,13 @@ impl Parser {
                         None
                     }
                 },
-                Default::Required if self.suggested.iter().any(|f| f == field) => None,
-                Default::Required => {
+                IfMissing::Required if self.suggested.iter().any(|f| f == field) => None,
+                IfMissing::Required => {
                     self.error(
                         Diagnostic::error(format!("missing field `{field}`"), s.span.clone())
                             .block(s.label.clone())
                             .field(field)
-                            .expected(format!(
-                                "an integer or a name from [vars], e.g. `{field} = {}`",
-                                lo.max(1)
-                            )),
+                            .expected(format!("`{field} = <integer>` or `{field} = \"<name from [vars]>\"`")),
                     );
                     None
                 }
