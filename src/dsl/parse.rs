@@ -45,11 +45,17 @@ fn syntax_error(source: &str, e: &toml::de::Error) -> Diagnostic {
 
 /// Whether the file has section `name`, or a misspelling of it (reported on its own).
 fn has_section(root: &DeTable<'_>, name: &str) -> bool {
-    root.keys().any(|k| {
-        k.get_ref() == name
-            || (!TOP_LEVEL.contains(&k.get_ref().as_ref())
-                && diag::did_you_mean(k.get_ref(), TOP_LEVEL) == Some(name))
-    })
+    root.iter().any(|(k, v)| k.get_ref() == name || misspelt_section(k.get_ref(), v.get_ref()) == Some(name))
+}
+
+/// The section an unknown top-level table most likely meant (`[varz]` -> `vars`).
+fn misspelt_section(key: &str, value: &DeValue<'_>) -> Option<&'static str> {
+    let unknown_table = !TOP_LEVEL.contains(&key) && matches!(value, DeValue::Table(_));
+    if unknown_table && home_section(key).is_none() {
+        diag::did_you_mean(key, TOP_LEVEL)
+    } else {
+        None
+    }
 }
 
 /// The line of the first `name = ...` or `[...name]` before `before`, for duplicate keys.
@@ -114,11 +120,15 @@ impl Parser {
         for (key, value) in root {
             let k = key.get_ref().as_ref();
             if !TOP_LEVEL.contains(&k) {
+                let what =
+                    if matches!(value.get_ref(), DeValue::Table(_)) { "section" } else { "top-level key" };
+                let help = home_section(k)
+                    .or_else(|| misspelt_section(k, value.get_ref()).map(|s| format!("did you mean `{s}`?")));
                 self.error(
-                    Diagnostic::error(format!("unknown section `{k}`"), key.span())
-                        .expected(format!("one of {}", list(&TOP_LEVEL)))
+                    Diagnostic::error(format!("unknown {what} `{k}`"), key.span())
+                        .expected(format!("one of the sections {}", list(&TOP_LEVEL)))
                         .found(format!("`{k}`"))
-                        .maybe_help(suggestion(k, TOP_LEVEL)),
+                        .maybe_help(help),
                 );
             } else if !matches!(value.get_ref(), DeValue::Table(_)) {
                 self.error(
@@ -134,10 +144,7 @@ impl Parser {
         let section = |name: &str| -> Option<Section<'_, '_>> {
             let exact = root.iter().find(|(k, _)| k.get_ref() == name);
             let (k, v) = exact.or_else(|| {
-                root.iter().find(|(k, _)| {
-                    !TOP_LEVEL.contains(&k.get_ref().as_ref())
-                        && diag::did_you_mean(k.get_ref(), TOP_LEVEL) == Some(name)
-                })
+                root.iter().find(|(k, v)| misspelt_section(k.get_ref(), v.get_ref()) == Some(name))
             })?;
             match v.get_ref() {
                 DeValue::Table(t) => {
@@ -763,6 +770,18 @@ impl Parser {
             }
         }
     }
+}
+
+/// For a field written at the top level, the section it belongs in.
+fn home_section(field: &str) -> Option<String> {
+    let section = match field {
+        "output" | "name" => "model",
+        "channels" | "height" | "width" => "input",
+        "dim" | "hidden" => "time",
+        _ if OpKind::from_name(field).is_some() => "blocks",
+        _ => return None,
+    };
+    Some(format!("`{field}` belongs in [{section}]: move it below the `[{section}]` line"))
 }
 
 /// The `[train]` table as plain TOML (only called when the document parsed).
