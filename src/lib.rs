@@ -10,5 +10,7 @@ pub mod diffusion;
 pub mod fsutil;
 pub mod graph;
 pub mod interp;
+pub mod onnx;
 pub mod params;
 pub mod rng;
+pub mod runtime;
