@@ -6,10 +6,14 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
 
+pub mod check;
+pub mod cli;
 pub mod diffusion;
+pub mod dsl;
 pub mod fsutil;
 pub mod graph;
 pub mod interp;
+pub mod model;
 pub mod onnx;
 pub mod params;
 pub mod rng;
