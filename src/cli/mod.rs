@@ -2,6 +2,7 @@
 //! with `Args` and `run(&Args) -> anyhow::Result<ExitCode>`.
 
 pub mod check;
+pub mod export;
 pub mod graph;
 
 use std::process::ExitCode;
@@ -24,12 +25,15 @@ pub enum Command {
     Check(check::Args),
     /// Write a model's block graph as Graphviz DOT (and SVG when `dot` is installed).
     Graph(graph::Args),
+    /// Export a model and its weights: `mdc export onnx MODEL.toml --weights CKPT -o model.onnx`.
+    Export(export::Args),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Check(args) => check::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 

@@ -3,7 +3,7 @@
 //! Signature: inputs `x` float32 [N, C, H, W] and `t` float32 [N], output `y` (predicted noise),
 //! N, H and W dynamic. The timestep embedding is part of the graph; weights are initializers
 //! named like the parameters (`down1.conv.weight`); ONNX node names are the primitive node
-//! names. IR version 10 and opset 17, which onnxruntime 1.31 (and much older releases) run.
+//! names. IR version 10 and opset 17, which onnxruntime 1.18 and newer (1.31 included) run.
 
 mod builder;
 mod lower;
