@@ -1,0 +1,66 @@
+//! OrtDenoiser behaviour around the model: metadata, input checks, CUDA refusal.
+
+mod onnx_common;
+
+use mdc::runtime::{Device, OrtDenoiser};
+use ndarray::Array1;
+use onnx_common::*;
+
+fn small_model(dir: &std::path::Path) -> std::path::PathBuf {
+    let (_, g) = test_models().pop().unwrap();
+    export(&g, &random_params(&g, 2), dir, "small")
+}
+
+#[test]
+fn reads_metadata_and_checks_inputs() {
+    if !onnxruntime_available("reads_metadata_and_checks_inputs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = small_model(dir.path());
+    let mut m = OrtDenoiser::open(&path, Device::Cpu).unwrap();
+    let info = m.info().clone();
+    assert_eq!((info.channels, info.height, info.width), (3, 16, 16));
+    assert_eq!(info.schedule, mdc::onnx::ScheduleInfo::default());
+
+    let wrong_channels = random_images(1, 1, 16, 16, 0);
+    let err = m.forward(wrong_channels.view(), Array1::zeros(1).view()).unwrap_err().to_string();
+    assert!(err.contains("expected images with 3 channels"), "{err}");
+    let x = random_images(2, 3, 16, 16, 0);
+    let err = m.forward(x.view(), Array1::zeros(3).view()).unwrap_err().to_string();
+    assert!(err.contains("one timestep per image (2), found 3"), "{err}");
+}
+
+#[test]
+fn a_model_without_mdc_metadata_is_refused() {
+    if !onnxruntime_available("a_model_without_mdc_metadata_is_refused") {
+        return;
+    }
+    let (_, g) = test_models().pop().unwrap();
+    let mut model = mdc::onnx::export(&g, &random_params(&g, 2), &info_for(&g)).unwrap();
+    model.metadata_props.clear();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("foreign.onnx");
+    std::fs::write(&path, mdc::onnx::encode(&model)).unwrap();
+    let err = OrtDenoiser::open(&path, Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("metadata key `mdc_version` is missing"), "{err}");
+}
+
+/// Asking for CUDA either works (a GPU onnxruntime with its libraries) or is an error naming
+/// what is missing; it never quietly runs on the CPU.
+#[test]
+fn cuda_is_used_or_refused_never_a_silent_cpu_fallback() {
+    if !onnxruntime_available("cuda_is_used_or_refused_never_a_silent_cpu_fallback") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = small_model(dir.path());
+    match OrtDenoiser::open(&path, Device::Cuda) {
+        Ok(m) => assert_eq!(m.device(), Device::Cuda),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            assert!(msg.contains("--device cuda") && msg.contains("missing librar"), "{msg}");
+            assert!(msg.contains("libonnxruntime_providers_cuda") || msg.contains(".so."), "{msg}");
+        }
+    }
+}
