@@ -7,8 +7,6 @@
 //! onnxruntime is found through ORT_DYLIB_PATH or the Python `onnxruntime` package
 //! (`pip install onnxruntime==1.31.1`).
 
-use std::f64::consts::PI;
-
 use ndarray::{Array1, Array4};
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -27,9 +25,16 @@ fn main() -> anyhow::Result<()> {
     let get = |k: &str| meta.custom(k).ok_or_else(|| anyhow::anyhow!("{path}: metadata `{k}` missing"));
     let (c, h, w): (usize, usize, usize) =
         (get("image_channels")?.parse()?, get("image_height")?.parse()?, get("image_width")?.parse()?);
-    let steps: usize = get("timesteps")?.parse()?;
-    let alpha_bar =
-        schedule(&get("schedule")?, steps, get("beta_start")?.parse()?, get("beta_end")?.parse()?)?;
+    // Every beta_t of the training noise schedule, whatever its kind.
+    let betas: Vec<f64> = get("betas")?.split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let steps = betas.len();
+    let alpha_bar: Vec<f64> = betas
+        .iter()
+        .scan(1.0, |ab, b| {
+            *ab *= 1.0 - b;
+            Some(*ab)
+        })
+        .collect();
     drop(meta);
     let t: usize = match args.next() {
         Some(s) => s.parse()?,
@@ -48,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     let eps = outputs["y"].try_extract_array::<f32>()?;
 
     // DDPM posterior mean + sigma_t z, sigma_t^2 = beta_t.
-    let ab = alpha_bar[t];
+    let ab: f64 = alpha_bar[t];
     let ab_prev = if t > 0 { alpha_bar[t - 1] } else { 1.0 };
     let alpha = ab / ab_prev;
     let beta = 1.0 - alpha;
@@ -69,26 +74,4 @@ fn main() -> anyhow::Result<()> {
     let (m, s) = stats(&mut x_prev.iter().copied());
     println!("  x_(t-1):          mean {m:+.4}, std {s:.4}");
     Ok(())
-}
-
-/// Cumulative products alpha_bar_t of the noise schedule named in the metadata.
-fn schedule(name: &str, steps: usize, beta_start: f64, beta_end: f64) -> anyhow::Result<Vec<f64>> {
-    let betas: Vec<f64> = match name {
-        "linear" => (0..steps)
-            .map(|i| beta_start + (beta_end - beta_start) * i as f64 / (steps.max(2) - 1) as f64)
-            .collect(),
-        // Nichol & Dhariwal: alpha_bar(t) = f(t) / f(0), f(t) = cos^2(((t/T) + s) / (1 + s) * pi/2).
-        "cosine" => {
-            let f = |i: usize| (((i as f64 / steps as f64) + 0.008) / 1.008 * PI / 2.0).cos().powi(2);
-            (0..steps).map(|i| (1.0 - f(i + 1) / f(i)).min(0.999)).collect()
-        }
-        other => anyhow::bail!("unknown schedule {other:?} in the model's metadata"),
-    };
-    Ok(betas
-        .iter()
-        .scan(1.0, |ab, b| {
-            *ab *= 1.0 - b;
-            Some(*ab)
-        })
-        .collect())
 }

@@ -4,26 +4,29 @@
 
 use std::collections::HashMap;
 
-/// The DDPM noise schedule a model was trained with.
+/// The DDPM noise schedule a model was trained with: what `mdc train` uses (the [train] keys
+/// `schedule` and `timesteps`, or what the checkpoint records).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduleInfo {
     /// `linear` or `cosine`.
     pub name: String,
     pub timesteps: usize,
-    pub beta_start: f64,
-    pub beta_end: f64,
 }
 
 impl Default for ScheduleInfo {
-    /// The DDPM paper's schedule, also mdc's training default.
+    /// mdc's training default: the DDPM paper's linear schedule over 1000 steps.
     fn default() -> Self {
-        ScheduleInfo { name: "linear".into(), timesteps: 1000, beta_start: 1e-4, beta_end: 0.02 }
+        ScheduleInfo { name: "linear".into(), timesteps: 1000 }
     }
 }
 
+/// Cosine schedule offset s and the beta clip (Nichol & Dhariwal 2021).
+const COSINE_OFFSET: f64 = 0.008;
+const MAX_BETA: f64 = 0.999;
+
 impl ScheduleInfo {
-    /// Reads `schedule`, `timesteps`, `beta_start`, `beta_end` from a model file's `[train]`
-    /// table, each falling back to the default when absent. A key of the wrong type is an error.
+    /// Reads `schedule` and `timesteps` from a model file's `[train]` table, each falling back
+    /// to the default when absent. A wrong type or an unknown schedule is an error.
     pub fn from_train_table(train: Option<&toml::Table>) -> Result<ScheduleInfo, String> {
         let mut s = ScheduleInfo::default();
         let Some(t) = train else { return Ok(s) };
@@ -40,18 +43,37 @@ impl ScheduleInfo {
                 .ok_or_else(|| format!("[train] timesteps: expected a positive integer, found {v}"))?
                 as usize;
         }
-        let float = |key: &str, default: f64| -> Result<f64, String> {
-            match t.get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_float()
-                    .or_else(|| v.as_integer().map(|i| i as f64))
-                    .ok_or_else(|| format!("[train] {key}: expected a number, found {v}")),
-            }
-        };
-        s.beta_start = float("beta_start", s.beta_start)?;
-        s.beta_end = float("beta_end", s.beta_end)?;
+        s.betas()?;
         Ok(s)
+    }
+
+    /// beta_t for t in 0..timesteps, as `mdc train` defines them: linear from 1e-4 to 0.02 for
+    /// T = 1000, both ends scaled by 1000/T for other T (the same total noise); cosine with
+    /// offset 0.008, betas clipped at 0.999.
+    pub fn betas(&self) -> Result<Vec<f64>, String> {
+        let n = self.timesteps;
+        if n == 0 {
+            return Err("the noise schedule needs at least one timestep".into());
+        }
+        let t_count = n as f64;
+        match self.name.as_str() {
+            "linear" => {
+                let scale = 1000.0 / t_count;
+                let (lo, hi) = (scale * 1e-4, (scale * 0.02).min(MAX_BETA));
+                Ok((0..n)
+                    .map(|i| if n == 1 { lo } else { lo + (hi - lo) * i as f64 / (t_count - 1.0) })
+                    .collect())
+            }
+            "cosine" => {
+                let f = |t: f64| {
+                    ((t / t_count + COSINE_OFFSET) / (1.0 + COSINE_OFFSET) * std::f64::consts::FRAC_PI_2)
+                        .cos()
+                        .powi(2)
+                };
+                Ok((0..n).map(|i| (1.0 - f(i as f64 + 1.0) / f(i as f64)).min(MAX_BETA)).collect())
+            }
+            other => Err(format!("unknown noise schedule {other:?}: expected \"linear\" or \"cosine\"")),
+        }
     }
 }
 
@@ -80,8 +102,11 @@ pub mod keys {
     pub const WEIGHTS: &str = "weights";
     pub const SCHEDULE: &str = "schedule";
     pub const TIMESTEPS: &str = "timesteps";
+    /// Not read back (derived from the two above), for other clients: the first and last beta
+    /// and every beta_t, comma-separated.
     pub const BETA_START: &str = "beta_start";
     pub const BETA_END: &str = "beta_end";
+    pub const BETAS: &str = "betas";
     pub const CHANNELS: &str = "image_channels";
     pub const HEIGHT: &str = "image_height";
     pub const WIDTH: &str = "image_width";
@@ -97,18 +122,21 @@ pub const OUTPUT_DESCRIPTION: &str = "y: float32 [N, C, H, W] predicted noise (e
 
 impl ModelInfo {
     /// The (key, value) pairs written into the ONNX model.
-    pub fn to_props(&self) -> Vec<(String, String)> {
+    pub fn to_props(&self) -> Result<Vec<(String, String)>, String> {
         use keys::*;
         let s = &self.schedule;
-        [
+        let betas = s.betas()?;
+        let listed: Vec<String> = betas.iter().map(|b| format!("{b:e}")).collect();
+        Ok([
             (MDC_VERSION, self.mdc_version.clone()),
             (MODEL_FILE, self.model_file.clone()),
             (MODEL_HASH, self.model_hash.clone()),
             (WEIGHTS, self.weights.clone()),
             (SCHEDULE, s.name.clone()),
             (TIMESTEPS, s.timesteps.to_string()),
-            (BETA_START, s.beta_start.to_string()),
-            (BETA_END, s.beta_end.to_string()),
+            (BETA_START, format!("{:e}", betas[0])),
+            (BETA_END, format!("{:e}", betas[betas.len() - 1])),
+            (BETAS, listed.join(",")),
             (CHANNELS, self.channels.to_string()),
             (HEIGHT, self.height.to_string()),
             (WIDTH, self.width.to_string()),
@@ -117,7 +145,7 @@ impl ModelInfo {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect())
     }
 
     /// Reads the metadata back; `origin` names the file in messages. A model not exported by mdc
@@ -142,8 +170,6 @@ impl ModelInfo {
             schedule: ScheduleInfo {
                 name: get(SCHEDULE)?,
                 timesteps: num(origin, TIMESTEPS, get(TIMESTEPS)?)?,
-                beta_start: num(origin, BETA_START, get(BETA_START)?)?,
-                beta_end: num(origin, BETA_END, get(BETA_END)?)?,
             },
             channels: num(origin, CHANNELS, get(CHANNELS)?)?,
             height: num(origin, HEIGHT, get(HEIGHT)?)?,
@@ -163,17 +189,13 @@ mod tests {
             model_file: "unet.toml".into(),
             model_hash: "ab12".into(),
             weights: "ckpt.safetensors (ema)".into(),
-            schedule: ScheduleInfo {
-                name: "cosine".into(),
-                timesteps: 500,
-                beta_start: 1e-4,
-                beta_end: 0.02,
-            },
+            schedule: ScheduleInfo { name: "cosine".into(), timesteps: 500 },
             channels: 3,
             height: 32,
             width: 32,
         };
-        let props: HashMap<String, String> = info.to_props().into_iter().collect();
+        let props: HashMap<String, String> = info.to_props().unwrap().into_iter().collect();
+        assert_eq!(props[keys::BETAS].split(',').count(), 500);
         assert_eq!(ModelInfo::from_props(&props, "m.onnx").unwrap(), info);
         let mut missing = props.clone();
         missing.remove(keys::TIMESTEPS);
@@ -185,9 +207,24 @@ mod tests {
     fn schedule_from_train_table() {
         let t: toml::Table = toml::from_str("schedule = \"cosine\"\ntimesteps = 200").unwrap();
         let s = ScheduleInfo::from_train_table(Some(&t)).unwrap();
-        assert_eq!((s.name.as_str(), s.timesteps, s.beta_end), ("cosine", 200, 0.02));
+        assert_eq!((s.name.as_str(), s.timesteps), ("cosine", 200));
         assert_eq!(ScheduleInfo::from_train_table(None).unwrap(), ScheduleInfo::default());
         let bad: toml::Table = toml::from_str("timesteps = \"many\"").unwrap();
         assert!(ScheduleInfo::from_train_table(Some(&bad)).unwrap_err().contains("timesteps"));
+        let unknown: toml::Table = toml::from_str("schedule = \"quadratic\"").unwrap();
+        assert!(ScheduleInfo::from_train_table(Some(&unknown)).unwrap_err().contains("quadratic"));
+    }
+
+    #[test]
+    fn betas_follow_the_training_definitions() {
+        let linear = ScheduleInfo::default().betas().unwrap();
+        assert_eq!(linear.len(), 1000);
+        assert!((linear[0] - 1e-4).abs() < 1e-15 && (linear[999] - 0.02).abs() < 1e-15);
+        // Fewer steps: the same range scaled by 1000/T.
+        let short = ScheduleInfo { name: "linear".into(), timesteps: 100 }.betas().unwrap();
+        assert!((short[0] - 1e-3).abs() < 1e-15 && (short[99] - 0.2).abs() < 1e-12);
+        let cosine = ScheduleInfo { name: "cosine".into(), timesteps: 1000 }.betas().unwrap();
+        let alpha_bar_end: f64 = cosine.iter().map(|b| 1.0 - b).product();
+        assert!(cosine.iter().all(|&b| b > 0.0 && b <= 0.999) && alpha_bar_end < 1e-4);
     }
 }

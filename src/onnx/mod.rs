@@ -43,6 +43,8 @@ pub enum ExportError {
     WeightsMismatch(Vec<String>),
     #[error("the model's input must be an image [N, C, H, W], found {0}")]
     InputNotImage(Shape),
+    #[error("{0}")]
+    Schedule(String),
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
 }
@@ -50,6 +52,7 @@ pub enum ExportError {
 /// Builds the ONNX model for `graph` with `params` (checked against the graph first).
 pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelProto, ExportError> {
     check_params(graph, params)?;
+    let props = info.to_props().map_err(ExportError::Schedule)?;
     let (c, _, _) = graph
         .input_shape()
         .as_image()
@@ -103,8 +106,7 @@ pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelP
             metadata::OUTPUT_DESCRIPTION
         )),
         graph: Some(graph_proto),
-        metadata_props: info
-            .to_props()
+        metadata_props: props
             .into_iter()
             .map(|(k, v)| StringStringEntryProto { key: Some(k), value: Some(v) })
             .collect(),
