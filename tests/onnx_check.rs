@@ -12,8 +12,10 @@ use onnx_common::*;
 fn exported_models_pass_onnx_checker() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_check.py");
     let dir = tempfile::tempdir().unwrap();
+    let models =
+        shipped_models().into_iter().chain(test_models().into_iter().map(|(n, g)| (n.to_string(), g)));
     let paths: Vec<_> =
-        test_models().iter().map(|(name, g)| export(g, &random_params(g, 1), dir.path(), name)).collect();
+        models.map(|(name, g)| export(&g, &random_params(&g, 1), dir.path(), &name)).collect();
     let out = Command::new("python3").arg(script).args(&paths).output();
     let out = match out {
         Ok(o) => o,
