@@ -69,9 +69,12 @@ impl OrtDenoiser {
             let cuda = ort::ep::CUDA::default().build().error_on_failure();
             builder = builder.with_execution_providers([cuda]).map_err(|e| cuda_error(&e.to_string()))?;
         }
-        let session = builder
-            .commit_from_file(path)
-            .map_err(|e| anyhow::anyhow!("onnxruntime cannot load {}: {e}", path.display()))?;
+        let session = builder.commit_from_file(path).map_err(|e| match config.device {
+            // The provider registered but could not start (no driver or device, a library
+            // missing at first use): still a CUDA problem, never a reason to run on the CPU.
+            Device::Cuda => cuda_error(&e.to_string()),
+            Device::Cpu => anyhow::anyhow!("onnxruntime cannot load {}: {e}", path.display()),
+        })?;
         let info = read_info(&session, path)?;
         check_signature(&session, path)?;
         Ok(OrtDenoiser { session, info, path: path.to_path_buf(), device: config.device })
@@ -182,14 +185,20 @@ fn cuda_error(ort_message: &str) -> anyhow::Error {
             .filter(|lib| ort::util::preload_dylib(**lib).is_err())
             .map(|s| s.to_string())
             .collect();
-        if let Err(e) = ort::util::preload_dylib(&provider) {
+        let provider_error = ort::util::preload_dylib(&provider).err();
+        if let Some(e) = &provider_error {
             msg += &format!("  loading {} fails: {e}\n", provider.display());
         }
         if !missing.is_empty() {
             msg += &format!("  missing libraries: {}\n", missing.join(", "));
         }
-        msg += "  install the CUDA and cuDNN 9 runtime libraries named above (the versions this onnxruntime-gpu \
-                build was made for) and put their directory on LD_LIBRARY_PATH";
+        if provider_error.is_some() || !missing.is_empty() {
+            msg += "  install the CUDA and cuDNN 9 runtime libraries named above (the versions this \
+                    onnxruntime-gpu build was made for) and put their directory on LD_LIBRARY_PATH";
+        } else {
+            msg += "  the CUDA provider and its libraries load; the onnxruntime error above is the cause \
+                    (no GPU or driver visible?)";
+        }
     }
     anyhow::anyhow!(msg)
 }
