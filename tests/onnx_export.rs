@@ -167,3 +167,47 @@ fn export_api_checks_params() {
     let err = mdc::onnx::export(&rgb, &Params::init(&grey, 0), &info_for(&rgb)).unwrap_err().to_string();
     assert!(err.contains("`init.weight`: expected shape [32, 3, 3, 3], found [32, 1, 3, 3]"), "{err}");
 }
+
+/// A training checkpoint: EMA weights by default, raw ones with --no-ema; the schedule it
+/// records wins over the model file's defaults.
+#[test]
+fn export_from_a_training_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let grey = mdc::model::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet.toml"))).unwrap();
+    let (raw, ema) = (random_params(&grey.graph, 1), random_params(&grey.graph, 2));
+    let mut views = raw.named_views("model.");
+    views.extend(ema.named_views("ema."));
+    let meta: HashMap<String, String> = [
+        ("format", mdc::params::CHECKPOINT_FORMAT),
+        ("step", "1234"),
+        ("schedule", "cosine"),
+        ("timesteps", "500"),
+        ("model_hash", grey.hash.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let ckpt = dir.path().join("checkpoint.safetensors");
+    std::fs::write(&ckpt, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+
+    for (flag, expected) in [(None, &ema), (Some("--no-ema"), &raw)] {
+        let out = dir.path().join("m.onnx");
+        let mut args = vec!["export", "onnx", "models/unet.toml", "--weights", ckpt.to_str().unwrap()];
+        args.extend(flag);
+        args.extend(["-o", out.to_str().unwrap()]);
+        let o = mdc(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let m = read(&out);
+        let g = m.graph.as_ref().unwrap();
+        let init = g.initializer.iter().find(|t| t.name() == "out.weight").unwrap();
+        let want: Vec<u8> =
+            expected.get("out.weight").unwrap().iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(init.raw_data.as_deref(), Some(want.as_slice()), "{flag:?}");
+        let props: HashMap<String, String> =
+            m.metadata_props.iter().map(|p| (p.key().to_string(), p.value().to_string())).collect();
+        let info = mdc::onnx::ModelInfo::from_props(&props, "m.onnx").unwrap();
+        assert_eq!((info.schedule.name.as_str(), info.schedule.timesteps), ("cosine", 500));
+        assert!(info.weights.contains("step 1234"), "{}", info.weights);
+        assert_eq!(props["betas"].split(',').count(), 500);
+    }
+}
