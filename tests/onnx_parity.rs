@@ -12,13 +12,16 @@ use onnx_common::*;
 const TOL: f32 = 1e-4;
 
 fn check_model(name: &str, graph: &Graph) {
-    let dir = tempfile::tempdir().unwrap();
-    let (c, h, w) = graph.input_shape().as_image().unwrap();
     // "init": PyTorch's initialisation (norm weights 1, biases 0); "trained": every tensor
     // perturbed, norm affines away from identity, like weights after training.
-    let weight_sets = [("init", Params::init(graph, 11)), ("trained", random_params(graph, 12))];
+    check_weights(name, graph, &[("init", Params::init(graph, 11)), ("trained", random_params(graph, 12))]);
+}
+
+fn check_weights(name: &str, graph: &Graph, weight_sets: &[(&str, Params)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, h, w) = graph.input_shape().as_image().unwrap();
     let mut exec = Executor::new(graph.clone());
-    for (kind, params) in &weight_sets {
+    for (kind, params) in weight_sets {
         let path = export(graph, params, dir.path(), &format!("{name}-{kind}"));
         let mut model = open(&path);
         for (i, batch) in [1usize, 3, 8].into_iter().enumerate() {
@@ -50,4 +53,25 @@ fn attention_unet_matches_interpreter() {
         return;
     }
     check_model("attention_unet_rgb16", &attention_unet(3, 16));
+}
+
+/// Real trained weights, when given: MDC_PARITY_CHECKPOINTS="models/unet.toml=run/checkpoint.safetensors"
+/// (comma-separated pairs; EMA weights of a training checkpoint, or a plain weights file).
+#[test]
+fn trained_checkpoints_match_interpreter() {
+    let Ok(spec) = std::env::var("MDC_PARITY_CHECKPOINTS") else {
+        eprintln!("NOTICE: set MDC_PARITY_CHECKPOINTS=MODEL.toml=CHECKPOINT[,...] to compare trained checkpoints too");
+        return;
+    };
+    if !onnxruntime_available("trained_checkpoints_match_interpreter") {
+        return;
+    }
+    for pair in spec.split(',').filter(|p| !p.is_empty()) {
+        let (model, ckpt) =
+            pair.split_once('=').unwrap_or_else(|| panic!("expected MODEL=CHECKPOINT, found {pair:?}"));
+        let model = mdc::model::load(std::path::Path::new(model)).unwrap_or_else(|e| panic!("{e}"));
+        let (params, _) = Params::load_for_inference(std::path::Path::new(ckpt), &model.graph, true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        check_weights(&model.path.display().to_string(), &model.graph, &[("checkpoint", params)]);
+    }
 }
