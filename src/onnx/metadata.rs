@@ -82,7 +82,8 @@ impl ScheduleInfo {
 pub struct ModelInfo {
     /// Version of the mdc that exported the file.
     pub mdc_version: String,
-    /// The model file it was exported from (file name only) and the sha256 of its text.
+    /// The model file it was exported from (file name only) and the sha256 (hex) of its bytes,
+    /// as training checkpoints record it (`model_hash`).
     pub model_file: String,
     pub model_hash: String,
     /// Where the weights came from (file name and which set, or `random init`).
@@ -98,7 +99,7 @@ pub struct ModelInfo {
 pub mod keys {
     pub const MDC_VERSION: &str = "mdc_version";
     pub const MODEL_FILE: &str = "model_file";
-    pub const MODEL_HASH: &str = "model_sha256";
+    pub const MODEL_HASH: &str = "model_hash";
     pub const WEIGHTS: &str = "weights";
     pub const SCHEDULE: &str = "schedule";
     pub const TIMESTEPS: &str = "timesteps";
