@@ -53,6 +53,9 @@ impl ConvGeom {
 
 /// cols[(ci*k + ky)*k + kx, oy*Wo + ox] = x[ci, oy*s + ky - p, ox*s + kx - p] (0 outside).
 pub fn im2col<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
+    if g.stride == 1 && g.wo == g.w && g.ho == g.h {
+        return im2col_same(g, x, cols);
+    }
     let (k, s, p, hw, pos) = (g.k, g.stride, g.pad, g.h * g.w, g.positions());
     for ci in 0..g.cin {
         let plane = &x[ci * hw..(ci + 1) * hw];
@@ -80,6 +83,40 @@ pub fn im2col<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
                         for (ox, v) in d[lo..hi].iter_mut().enumerate() {
                             *v = src[(lo + ox) * s + kx - p];
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] for stride 1 and an output the size of the input: each row of cols is the image
+/// plane shifted by (ky - p, kx - p), so it is one long copy, then the columns that wrapped
+/// around a row edge are zeroed (short row-by-row copies cost more in call overhead than data).
+fn im2col_same<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
+    let (k, p, w, hw) = (g.k, g.pad as isize, g.w, g.h * g.w);
+    for ci in 0..g.cin {
+        let plane = &x[ci * hw..(ci + 1) * hw];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let dst = &mut cols[row * hw..(row + 1) * hw];
+                // dst[i] = plane[i + shift] where the source index is inside the plane
+                let shift = (ky as isize - p) * w as isize + (kx as isize - p);
+                let lo = (-shift).clamp(0, hw as isize) as usize;
+                let hi = (hw as isize - shift).clamp(0, hw as isize) as usize;
+                dst[..lo].fill(T::ZERO);
+                dst[hi.max(lo)..].fill(T::ZERO);
+                if lo < hi {
+                    let src_lo = (lo as isize + shift) as usize;
+                    dst[lo..hi].copy_from_slice(&plane[src_lo..src_lo + (hi - lo)]);
+                }
+                // columns whose source wrapped to the neighbouring row
+                let dx = kx as isize - p;
+                let (c0, c1) = if dx > 0 { (w - dx as usize, w) } else { (0, (-dx) as usize) };
+                if c0 < c1 {
+                    for r in dst.chunks_exact_mut(w) {
+                        r[c0..c1].fill(T::ZERO);
                     }
                 }
             }
