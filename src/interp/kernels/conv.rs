@@ -125,7 +125,11 @@ fn im2col_same<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
 }
 
 /// The adjoint of [`im2col`]: dx = sum of every column entry back onto the pixel it came from.
-pub fn col2im<T: Real>(g: &ConvGeom, cols: &[T], dx: &mut [T]) {
+/// Destroys `cols` (the same-size fast path zeroes the entries that fall outside the image).
+pub fn col2im<T: Real>(g: &ConvGeom, cols: &mut [T], dx: &mut [T]) {
+    if g.stride == 1 && g.wo == g.w && g.ho == g.h {
+        return col2im_same(g, cols, dx);
+    }
     let (k, s, p, hw, pos) = (g.k, g.stride, g.pad, g.h * g.w, g.positions());
     dx[..g.in_len()].fill(T::ZERO);
     for ci in 0..g.cin {
@@ -150,6 +154,39 @@ pub fn col2im<T: Real>(g: &ConvGeom, cols: &[T], dx: &mut [T]) {
                         for ox in lo..hi {
                             d[ox * s + kx - p] += srow[ox];
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im`] for stride 1 and an output the size of the input: each row of cols is added onto
+/// the plane shifted by (ky - p, kx - p) as one long add, after zeroing the entries whose pixel
+/// lies off the left or right edge (they would otherwise wrap onto the neighbouring row).
+fn col2im_same<T: Real>(g: &ConvGeom, cols: &mut [T], dx: &mut [T]) {
+    let (k, p, w, hw) = (g.k, g.pad as isize, g.w, g.h * g.w);
+    dx[..g.in_len()].fill(T::ZERO);
+    for ci in 0..g.cin {
+        let plane = &mut dx[ci * hw..(ci + 1) * hw];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let src = &mut cols[row * hw..(row + 1) * hw];
+                let dxs = kx as isize - p;
+                let (c0, c1) = if dxs > 0 { (w - dxs as usize, w) } else { (0, (-dxs) as usize) };
+                if c0 < c1 {
+                    for r in src.chunks_exact_mut(w) {
+                        r[c0..c1].fill(T::ZERO);
+                    }
+                }
+                let shift = (ky as isize - p) * w as isize + dxs;
+                let lo = (-shift).clamp(0, hw as isize) as usize;
+                let hi = (hw as isize - shift).clamp(0, hw as isize) as usize;
+                if lo < hi {
+                    let d_lo = (lo as isize + shift) as usize;
+                    for (d, &v) in plane[d_lo..d_lo + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                        *d += v;
                     }
                 }
             }
