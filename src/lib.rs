@@ -7,10 +7,14 @@
 compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
 
 pub mod bench;
+pub mod check;
+pub mod cli;
 pub mod diffusion;
+pub mod dsl;
 pub mod fsutil;
 pub mod graph;
 pub mod interp;
+pub mod model;
 pub mod optim;
 pub mod params;
 pub mod rng;

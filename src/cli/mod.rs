@@ -1,0 +1,50 @@
+//! Command-line interface: clap definitions and dispatch. Each command lives in its own module
+//! with `Args` and `run(&Args) -> anyhow::Result<ExitCode>`.
+
+pub mod check;
+pub mod graph;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::model::ModelError;
+
+/// Compile a diffusion U-Net written as a TOML graph of blocks.
+#[derive(Debug, Parser)]
+#[command(name = "mdc", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and shape-check model files; print a per-block table or every error found.
+    Check(check::Args),
+    /// Write a model's block graph as Graphviz DOT (and SVG when `dot` is installed).
+    Graph(graph::Args),
+}
+
+pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Graph(args) => graph::run(args),
+    }
+}
+
+/// Exit codes: 0 sound, 1 the model (or the run) failed, 2 usage or I/O error.
+pub const EXIT_MODEL_ERRORS: u8 = 1;
+pub const EXIT_USAGE_OR_IO: u8 = 2;
+
+/// Prints an error that ended a command and picks the exit code: a model's report as it is,
+/// anything else as `error: ...` with its causes.
+pub fn report_error(e: &anyhow::Error) -> ExitCode {
+    if let Some(m) = e.downcast_ref::<ModelError>() {
+        eprintln!("{m}");
+        return ExitCode::from(m.exit_code());
+    }
+    eprintln!("error: {e:#}");
+    let io = e.chain().any(|c| c.is::<std::io::Error>());
+    ExitCode::from(if io { EXIT_USAGE_OR_IO } else { EXIT_MODEL_ERRORS })
+}
