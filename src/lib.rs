@@ -6,6 +6,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
 
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod diffusion;
@@ -15,6 +16,7 @@ pub mod graph;
 pub mod interp;
 pub mod model;
 pub mod onnx;
+pub mod optim;
 pub mod params;
 pub mod rng;
 pub mod runtime;

@@ -199,3 +199,66 @@ fn independent_errors_are_all_reported() {
     let blocks: Vec<_> = errors(&r).iter().map(|d| d.block.clone().unwrap_or_default()).collect();
     assert_eq!(blocks, ["down1", "cat2", "out_norm"], "{}", r.render());
 }
+
+#[test]
+fn three_downsamples_on_28x28_as_in_the_issue() {
+    // A new user adds a third level to models/unet.toml: 28 -> 14 -> 7 -> 4, then 8 vs 7.
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet.toml")).unwrap();
+    let src = src
+        .replace(
+            "mid1     = { op = \"resblock\",   in = \"enc3\",",
+            "down3    = { op = \"downsample\", in = \"enc3\" }\nmid1     = { op = \"resblock\",   in = \"down3\",",
+        )
+        .replace(
+            "cat3     = { op = \"concat\",     in = [\"mid2\", \"enc3\"] }",
+            "up4      = { op = \"upsample\",   in = \"mid2\" }\ncat3     = { op = \"concat\",     in = [\"up4\", \"enc3\"] }",
+        );
+    let r = match model::from_bytes(Path::new("models/unet.toml"), src.as_bytes()) {
+        Err(ModelError::Invalid { report }) => report,
+        other => panic!("expected errors, got {other:?}"),
+    };
+    let located = r.located();
+    let cat = located.iter().find(|d| d.block == Some("cat3")).expect("an error at cat3");
+    assert_eq!(cat.line, 34);
+    assert_eq!(cat.found, Some("`up4` gives [N, 128, 8, 8], `enc3` gives [N, 128, 7, 7]"));
+    let input = located.iter().find(|d| d.block == Some("[input]")).expect("an error at [input]");
+    assert_eq!(input.line, 16);
+    assert!(input.message.contains("28x28 cannot be halved 3 times evenly (28 -> 14 -> 7 -> 4)"));
+    assert_eq!(input.help, Some("use 24 or 32 (or remove a downsample)"));
+    assert_eq!(errors(&r).len(), 2, "{}", r.render());
+}
+
+fn unet_edited(from: &str, to: &str) -> Report {
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet.toml")).unwrap();
+    assert!(src.contains(from), "{from:?} not in unet.toml");
+    match model::from_bytes(Path::new("models/unet.toml"), src.replacen(from, to, 1).as_bytes()) {
+        Err(ModelError::Invalid { report }) => *report,
+        other => panic!("expected errors, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_renamed_block_is_pointed_out_where_it_is_still_referenced() {
+    let r = unet_edited("\nenc2 ", "\nencoder2 ");
+    let located = r.located();
+    let refs: Vec<_> = located.iter().filter(|d| d.message == "no block named `enc2`").collect();
+    assert_eq!(
+        refs.iter().map(|d| (d.line, d.block.unwrap())).collect::<Vec<_>>(),
+        [(28, "down2"), (35, "cat2")]
+    );
+    assert!(refs.iter().all(|d| d.notes.iter().any(|n| n.contains("nothing reads yet: `encoder2`"))));
+}
+
+#[test]
+fn a_conv_that_resizes_is_named_when_sizes_do_not_line_up() {
+    let r = unet_edited("kernel = 3, padding = 1 }", "kernel = 4, padding = 1 }");
+    let d = errors(&r)[0];
+    assert_eq!(d.block.as_deref(), Some("cat1"));
+    assert!(
+        d.help.as_deref().unwrap().starts_with("`init` turns 28x28 into 27x27 (kernel 4, padding 1)"),
+        "{:?}",
+        d.help
+    );
+}

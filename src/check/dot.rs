@@ -36,10 +36,10 @@ pub fn to_dot(graph: &Graph, rows: &[BlockRow], title: &str) -> String {
         }
     }
     let out_block = &graph.nodes[graph.output].block;
-    let _ = writeln!(out, "  output [shape=plaintext, label=\"predicted noise\"];");
+    let _ = writeln!(out, "  \"predicted noise\" [shape=plaintext];");
     let _ = writeln!(
         out,
-        "  {} -> output [label=\"{}\"];",
+        "  {} -> \"predicted noise\" [label=\"{}\"];",
         quote(out_block),
         shape_text(&graph.output_shape().0)
     );

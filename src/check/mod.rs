@@ -6,6 +6,9 @@
 //! leaves its output unknown and everything downstream is skipped quietly, so one mistake gives
 //! one message, and independent mistakes all get theirs.
 
+// Diagnostics are built on the cold path only; boxing them would just add noise.
+#![allow(clippy::result_large_err)]
+
 pub mod dot;
 pub mod table;
 
@@ -49,6 +52,16 @@ pub fn check(source: &str) -> Checked {
     let mut b = Build::new(source, &file);
     b.run();
     diagnostics.extend(b.diags);
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    if !has_errors && b.output.is_none() {
+        // Every path to "no output" reports its cause; this only guards against a silent one.
+        diagnostics.push(
+            Diagnostic::error("the model has no output", file.model_span.clone())
+                .block("[model]")
+                .field("output")
+                .help("set `output` in [model] to the block that predicts the noise"),
+        );
+    }
     diagnostics.sort_by_key(|d| (d.span.start, d.severity));
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
     let graph = match (has_errors, b.output) {
@@ -82,23 +95,25 @@ struct Build<'f> {
     diags: Vec<Diagnostic>,
     /// Whether some concat/add/output met mismatched spatial sizes.
     spatial_mismatch: bool,
+    /// Stride-1 convs that change the spatial size, described ("`init` turns 28x28 into 27x27 ...").
+    resizing_convs: Vec<String>,
     output: Option<NodeId>,
     /// Block name -> op kind for the table.
     kinds: HashMap<String, &'static str>,
 }
 
-// The vertices every model has, added first in this order.
-#[allow(non_snake_case)]
-fn X() -> NodeIndex {
+// The vertices every model has, added first in this order (then one per block).
+fn vertex_x() -> NodeIndex {
     NodeIndex::new(0)
 }
-#[allow(non_snake_case)]
-fn T() -> NodeIndex {
+fn vertex_t() -> NodeIndex {
     NodeIndex::new(1)
 }
-#[allow(non_snake_case)]
-fn TIME() -> NodeIndex {
+fn vertex_time() -> NodeIndex {
     NodeIndex::new(2)
+}
+fn vertex_of_block(i: usize) -> NodeIndex {
+    NodeIndex::new(3 + i)
 }
 
 impl<'f> Build<'f> {
@@ -107,9 +122,9 @@ impl<'f> Build<'f> {
         g.add_node(Vertex::X);
         g.add_node(Vertex::T);
         g.add_node(Vertex::Time);
-        let mut by_name = HashMap::from([("x", X()), ("t", T())]);
+        let mut by_name = HashMap::from([("x", vertex_x()), ("t", vertex_t())]);
         if file.time_declared {
-            by_name.insert("time", TIME());
+            by_name.insert("time", vertex_time());
         }
         for (i, block) in file.blocks.iter().enumerate() {
             let v = g.add_node(Vertex::Block(i));
@@ -137,6 +152,7 @@ impl<'f> Build<'f> {
             broken: vec![false; n],
             diags: Vec::new(),
             spatial_mismatch: false,
+            resizing_convs: Vec::new(),
             output: None,
             kinds,
         }
@@ -176,10 +192,11 @@ impl<'f> Build<'f> {
 
     /// Adds an edge for every reference; reports names that do not exist.
     fn wire(&mut self) {
-        self.g.add_edge(T(), TIME(), ());
+        self.g.add_edge(vertex_t(), vertex_time(), ());
         let mut missing_time: Vec<(&BlockDecl, &Val<String>)> = Vec::new();
+        let mut unknown: Vec<(&BlockDecl, &Val<String>, &str)> = Vec::new();
         for (i, block) in self.file.blocks.iter().enumerate() {
-            let v = NodeIndex::new(3 + i);
+            let v = vertex_of_block(i);
             let refs = block.inputs.iter().map(|r| (r, "in")).chain(block.time.iter().map(|r| (r, "time")));
             for (r, field) in refs {
                 match self.by_name.get(r.value.as_str()) {
@@ -194,7 +211,7 @@ impl<'f> Build<'f> {
                     }
                     None => {
                         self.broken[v.index()] = true;
-                        self.diags.push(self.unknown_reference(block, r, field));
+                        unknown.push((block, r, field));
                     }
                 }
             }
@@ -202,6 +219,31 @@ impl<'f> Build<'f> {
         if let Some(d) = self.missing_time(&missing_time) {
             self.diags.push(d);
         }
+        // After wiring, blocks nothing reads are known: a renamed block is often one of them.
+        let unread = self.unread_blocks();
+        for (block, r, field) in unknown {
+            let mut d = self.unknown_reference(block, r, field);
+            if !unread.is_empty() {
+                let names: Vec<String> = unread.iter().take(3).map(|n| format!("`{n}`")).collect();
+                d = d.note(format!("blocks that nothing reads yet: {}", names.join(", ")));
+            }
+            self.diags.push(d);
+        }
+    }
+
+    /// Blocks whose output no other block reads and that are not the model's output.
+    fn unread_blocks(&self) -> Vec<&'f str> {
+        let output = self.file.output.as_ref().map(|o| o.value.as_str());
+        self.file
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|&(i, b)| {
+                Some(b.name.as_str()) != output
+                    && self.g.neighbors_directed(vertex_of_block(i), Direction::Outgoing).next().is_none()
+            })
+            .map(|(_, b)| b.name.as_str())
+            .collect()
     }
 
     /// One error for all blocks that read `time` when there is no [time] section.
@@ -365,7 +407,7 @@ impl<'f> Build<'f> {
 
     fn expand_time(&mut self) -> Option<NodeId> {
         let time = self.file.time.as_ref()?;
-        let t = self.value[T().index()]?;
+        let t = self.value[vertex_t().index()]?;
         if time.dim.value % 2 != 0 {
             self.diags.push(
                 Diagnostic::error("the sinusoidal embedding needs an even dimension", time.dim.span.clone())
@@ -401,7 +443,7 @@ impl<'f> Build<'f> {
             .map(|(name, span)| format!("`{name}` = {} is defined at line {}", v.value, self.line_of(span)))
     }
 
-    /// The shape of input `i` of `block` with the block that produced it.
+    /// The shape of a value already in the graph.
     fn shape_of(&self, id: NodeId) -> &Shape {
         self.builder.shape(id)
     }
@@ -424,7 +466,7 @@ impl<'f> Build<'f> {
         groups: &Val<usize>,
         channels_field: &str,
     ) -> Result<(), Diagnostic> {
-        if channels % groups.value == 0 {
+        if channels.is_multiple_of(groups.value) {
             return Ok(());
         }
         let written = block.field_spans.iter().any(|(f, _)| f == "groups");
@@ -458,8 +500,6 @@ impl<'f> Build<'f> {
         temb: Option<NodeId>,
     ) -> Result<NodeId, Diagnostic> {
         let name = block.name.as_str();
-        let b = &mut self.builder;
-        let map = |e: ShapeError| e;
         let result = match op {
             BlockOp::Conv { channels, kernel, stride, padding } => {
                 let (_, h, w) = self.image_input(block, ins)?;
@@ -481,16 +521,21 @@ impl<'f> Build<'f> {
                         .found(kernel.value.to_string())
                         .help("an empty output: use a smaller kernel or more padding"));
                 }
+                let (k, p) = (kernel.value, padding.value);
+                if stride.value == 1 && 2 * p + 1 != k {
+                    let (oh, ow) = (h + 2 * p + 1 - k, w + 2 * p + 1 - k);
+                    self.resizing_convs
+                        .push(format!("`{name}` turns {h}x{w} into {oh}x{ow} (kernel {k}, padding {p})"));
+                }
                 let b = &mut self.builder;
-                blocks::conv(b, name, name, ins[0], channels.value, kernel.value, stride.value, padding.value)
-                    .map_err(map)
+                blocks::conv(b, name, name, ins[0], channels.value, k, stride.value, p)
             }
             BlockOp::GroupNorm { groups } => {
                 let (c, _, _) = self.image_input(block, ins)?;
                 self.check_groups(block, c, None, groups, "in")?;
                 blocks::group_norm(&mut self.builder, name, name, ins[0], groups.value)
             }
-            BlockOp::Silu => b.add(name, name, Op::Silu, &[ins[0]]),
+            BlockOp::Silu => self.builder.add(name, name, Op::Silu, &[ins[0]]),
             BlockOp::Linear { features } => {
                 let s = self.shape_of(ins[0]);
                 let Some(d) = s.as_vector() else {
@@ -584,7 +629,7 @@ impl<'f> Build<'f> {
                 .err(block, "in", "concat inputs differ in spatial size")
                 .expected("inputs with equal height and width")
                 .found(described())
-                .help("a downsample rounds an odd size up (7 -> 4) and the upsample doubles it (4 -> 8), so the skip no longer lines up; check the input size and the number of downsamples"))
+                .help(self.size_help()))
         } else {
             if shapes[0] == shapes[1] {
                 return Ok(());
@@ -592,10 +637,19 @@ impl<'f> Build<'f> {
             if shapes[0].0.get(1..) != shapes[1].0.get(1..) {
                 self.spatial_mismatch = true;
             }
-            Err(self
-                .err(block, "in", "add needs inputs of the same shape")
-                .expected("equal shapes")
-                .found(described()))
+            let d = self.err(block, "in", "add needs inputs of the same shape").expected("equal shapes");
+            let d = d.found(described());
+            Err(if self.spatial_mismatch { d.help(self.size_help()) } else { d })
+        }
+    }
+
+    /// Why spatial sizes may not line up: a conv that resizes, else odd sizes through downsampling.
+    fn size_help(&self) -> String {
+        match self.resizing_convs.first() {
+            Some(conv) => format!("{conv}; a stride-1 conv keeps the size when padding = (kernel - 1) / 2"),
+            None => "a downsample rounds an odd size up (7 -> 4) and the upsample doubles it (4 -> 8), \
+                     so the sizes no longer line up; check the input size and the number of downsamples"
+                .to_string(),
         }
     }
 
@@ -671,7 +725,7 @@ impl<'f> Build<'f> {
             );
             return;
         };
-        let (Some(out), Some(x)) = (self.value[v.index()], self.value[X().index()]) else { return };
+        let (Some(out), Some(x)) = (self.value[v.index()], self.value[vertex_x().index()]) else { return };
         self.output = Some(out);
         let (want, got) = (self.builder.shape(x).clone(), self.builder.shape(out).clone());
         if want == got {
@@ -687,7 +741,8 @@ impl<'f> Build<'f> {
             }
             if (wh, ww) != (gh, gw) {
                 self.spatial_mismatch = true;
-                help.push_str("; every downsample needs a matching upsample");
+                help.push_str("; ");
+                help.push_str(&self.size_help());
             }
         }
         self.diags.push(
@@ -709,11 +764,14 @@ impl<'f> Build<'f> {
         let Some(input) = &self.file.input else { return };
         let depth = self.downsample_depth();
         let factor = 1usize << depth.min(30);
+        let square = input.height.value == input.width.value;
         for (field, v) in [("height", &input.height), ("width", &input.width)] {
             let n = v.value;
-            if n % factor == 0 {
+            if n.is_multiple_of(factor) || (square && field == "width") {
                 continue;
             }
+            // A square input gets one message, about both sides.
+            let what = if square { format!("size of {n}x{n}") } else { format!("{field} of {n}") };
             let mut path = vec![n.to_string()];
             let mut s = n;
             for _ in 0..depth {
@@ -723,24 +781,19 @@ impl<'f> Build<'f> {
             let lower = n / factor * factor;
             let sizes =
                 if lower > 0 { format!("{lower} or {}", lower + factor) } else { format!("{factor}") };
+            let times = match depth {
+                1 => "once".to_string(),
+                2 => "twice".to_string(),
+                d => format!("{d} times"),
+            };
+            let plural = if depth == 1 { "" } else { "s" };
             let mut d = Diagnostic::error(
-                format!(
-                    "an input {field} of {n} cannot be halved {} evenly ({})",
-                    match depth {
-                        1 => "once".to_string(),
-                        2 => "twice".to_string(),
-                        d => format!("{d} times"),
-                    },
-                    path.join(" -> ")
-                ),
+                format!("an input {what} cannot be halved {times} evenly ({})", path.join(" -> ")),
                 v.span.clone(),
             )
             .block("[input]")
             .field(field)
-            .expected(format!(
-                "a multiple of {factor} for {depth} downsample{}",
-                if depth == 1 { "" } else { "s" }
-            ))
+            .expected(format!("a multiple of {factor} for {depth} downsample{plural}"))
             .found(n.to_string())
             .help(format!("use {sizes} (or remove a downsample)"));
             if let Some((name, span)) = &v.origin {
@@ -769,25 +822,24 @@ impl<'f> Build<'f> {
     }
 
     fn check_unused(&mut self) {
-        let output = self.file.output.as_ref().map(|o| o.value.as_str());
-        for (i, block) in self.file.blocks.iter().enumerate() {
-            let v = NodeIndex::new(3 + i);
-            if Some(block.name.as_str()) == output
-                || self.g.neighbors_directed(v, Direction::Outgoing).next().is_some()
-            {
-                continue;
+        // Without a valid output every block looks unused; that is reported once, elsewhere.
+        let output_known =
+            self.file.output.as_ref().is_some_and(|o| self.by_name.contains_key(o.value.as_str()));
+        if output_known {
+            for name in self.unread_blocks() {
+                let block = self.file.blocks.iter().find(|b| b.name == name).expect("a block of the file");
+                self.diags.push(
+                    Diagnostic::warning(
+                        format!("the output of `{name}` is never used"),
+                        block.name_span.clone(),
+                    )
+                    .block(name)
+                    .help("use it as the `in` of another block, or remove it"),
+                );
             }
-            self.diags.push(
-                Diagnostic::warning(
-                    format!("the output of `{}` is never used", block.name),
-                    block.name_span.clone(),
-                )
-                .block(block.name.clone())
-                .help("use it as the `in` of another block, or remove it"),
-            );
         }
         if let Some(time) = &self.file.time {
-            if self.g.neighbors_directed(TIME(), Direction::Outgoing).next().is_none() {
+            if self.g.neighbors_directed(vertex_time(), Direction::Outgoing).next().is_none() {
                 self.diags.push(
                     Diagnostic::warning(
                         "the time embedding is never used: the model ignores the timestep",
@@ -807,7 +859,7 @@ fn checked_numel(s: &Shape) -> Option<usize> {
 
 /// Divisors of n as a short list: "1, 2, 3, 4, 6, 12".
 fn divisors(n: usize) -> String {
-    let ds: Vec<String> = (1..=n).filter(|d| n % d == 0).take(12).map(|d| d.to_string()).collect();
+    let ds: Vec<String> = (1..=n).filter(|&d| n.is_multiple_of(d)).take(12).map(|d| d.to_string()).collect();
     ds.join(", ")
 }
 

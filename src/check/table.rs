@@ -138,7 +138,7 @@ pub fn group_digits(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -148,33 +148,28 @@ pub fn group_digits(n: u64) -> String {
 
 /// 1234567 -> "1.23 M"
 fn si(x: f64) -> String {
-    const UNITS: [&str; 6] = ["", "k", "M", "G", "T", "P"];
-    let mut x = x;
-    let mut u = 0;
-    while x >= 1000.0 && u + 1 < UNITS.len() {
-        x /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.2} {}", UNITS[u])
-    }
+    scaled(x, 1000.0, &["", "k", "M", "G", "T", "P"], 2)
 }
 
 /// 3136 -> "3.1 KiB"
 fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut x = n as f64;
+    scaled(n as f64, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB"], 1)
+}
+
+/// `x` in the largest unit (each `base` times the previous) that keeps it >= 1; whole numbers
+/// in the first unit.
+fn scaled(mut x: f64, base: f64, units: &[&str], decimals: usize) -> String {
     let mut u = 0;
-    while x >= 1024.0 && u + 1 < UNITS.len() {
-        x /= 1024.0;
+    while x >= base && u + 1 < units.len() {
+        x /= base;
         u += 1;
     }
+    let unit = units[u];
+    let sep = if unit.is_empty() { "" } else { " " };
     if u == 0 {
-        format!("{n} B")
+        format!("{x:.0}{sep}{unit}")
     } else {
-        format!("{x:.1} {}", UNITS[u])
+        format!("{x:.decimals$} {unit}")
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Args {
 /// What checking one file gave.
 enum Outcome {
     Unreadable(ModelError),
-    Checked { report: Report, checked: Option<Checked>, millis: f64 },
+    Checked { report: Report, checked: Option<Box<Checked>>, millis: f64 },
 }
 
 impl Outcome {
@@ -64,7 +64,7 @@ fn check_file(path: &Path) -> Outcome {
     let millis = start.elapsed().as_secs_f64() * 1e3;
     let report =
         Report { path: path.display().to_string(), source, diagnostics: checked.diagnostics.clone() };
-    Outcome::Checked { report, checked: Some(checked), millis }
+    Outcome::Checked { report, checked: Some(Box::new(checked)), millis }
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
