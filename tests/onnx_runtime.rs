@@ -72,3 +72,17 @@ fn cuda_is_used_or_refused_never_a_silent_cpu_fallback() {
         }
     }
 }
+
+#[test]
+fn forward_timing_reports_consistent_numbers() {
+    if !onnxruntime_available("forward_timing_reports_consistent_numbers") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = OrtDenoiser::open(&small_model(dir.path()), Device::Cpu).unwrap();
+    let t = mdc::runtime::bench::time_forward(&mut m, 3, 1, 5).unwrap();
+    assert_eq!(t.batch, 3);
+    assert!(0.0 < t.wall.min_ms && t.wall.min_ms <= t.wall.median_ms && t.wall.median_ms <= t.wall.max_ms);
+    assert!((t.images_per_second() - 3000.0 / t.wall.median_ms).abs() < 1e-9);
+    assert!(mdc::runtime::bench::time_forward(&mut m, 0, 0, 1).is_err());
+}
