@@ -6,9 +6,11 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
 
+pub mod data;
 pub mod diffusion;
 pub mod fsutil;
 pub mod graph;
+pub mod image_io;
 pub mod interp;
 pub mod params;
 pub mod rng;
