@@ -12,5 +12,8 @@ pub mod fsutil;
 pub mod graph;
 pub mod image_io;
 pub mod interp;
+pub mod model;
+pub mod optim;
 pub mod params;
 pub mod rng;
+pub mod train;

@@ -2,10 +2,9 @@
 
 use ndarray::{Array4, ArrayView4, Axis, Zip};
 
-use crate::rng::Rng;
-
 /// How the betas are laid out over the T steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
     /// Ho et al. 2020: betas evenly spaced from 1e-4 to 0.02 (for T = 1000; scaled for other T).
     Linear,
@@ -107,11 +106,6 @@ impl NoiseSchedule {
         }
         out
     }
-}
-
-/// A tensor of standard-normal noise drawn from `rng` in row-major order.
-pub fn normal_noise(shape: [usize; 4], rng: &mut Rng) -> Array4<f32> {
-    Array4::from_shape_simple_fn(shape, || rng.normal() as f32)
 }
 
 #[cfg(test)]
