@@ -43,6 +43,8 @@ pub enum CheckpointError {
     Corrupt { path: String, reason: String },
     #[error("{path} is not a training checkpoint (no `format = {CHECKPOINT_FORMAT}` metadata); --resume needs the {CHECKPOINT_FILE} that `mdc train` writes")]
     NotACheckpoint { path: String },
+    #[error("checkpoint {path} was trained from a different model file (sha256 {found:.12}...; {model} is now {expected:.12}...)\n  a run resumes only with the exact model file it started with: restore that file, or start a new run (another --out, or --overwrite)")]
+    OtherModel { path: String, model: String, found: String, expected: String },
     #[error(transparent)]
     Weights(#[from] WeightsError),
 }
@@ -75,9 +77,15 @@ impl Checkpoint {
         crate::fsutil::write_atomic(path, &bytes)
     }
 
-    /// Reads and fully validates a checkpoint for `graph`: structure, metadata, every tensor's
-    /// name and shape, and a digest of the tensor data (so flipped bytes are caught too).
-    pub fn load(path: &Path, graph: &Graph) -> Result<Checkpoint, CheckpointError> {
+    /// Reads and fully validates a checkpoint for the model file `model` (its graph and
+    /// sha256): structure, metadata, the model hash, every tensor's name and shape, and a digest
+    /// of the tensor data (so flipped bytes are caught too).
+    pub fn load(
+        path: &Path,
+        graph: &Graph,
+        model_hash: &str,
+        model: &str,
+    ) -> Result<Checkpoint, CheckpointError> {
         let origin = path.display().to_string();
         let bytes =
             std::fs::read(path).map_err(|source| CheckpointError::Io { path: origin.clone(), source })?;
@@ -100,7 +108,15 @@ impl Checkpoint {
         let rng: [u64; 4] = rng
             .try_into()
             .map_err(|_| corrupt(format!("metadata `rng` = {rng_text:?} is not four hex numbers")))?;
-        let model_hash = field("model_hash")?.clone();
+        let found = field("model_hash")?.clone();
+        if found != model_hash {
+            return Err(CheckpointError::OtherModel {
+                path: origin,
+                model: model.to_string(),
+                found,
+                expected: model_hash.to_string(),
+            });
+        }
         let config: TrainConfig = serde_json::from_str(field("config")?)
             .map_err(|e| corrupt(format!("metadata `config` is not a valid training recipe ({e})")))?;
         let digest = field("tensors_sha256")?.clone();
@@ -113,17 +129,17 @@ impl Checkpoint {
                 "the tensor data does not match its recorded SHA-256 (damaged bytes)".into(),
             ));
         }
-        let [model, ema, adam_m, adam_v]: [Params; 4] = parts.try_into().expect("four parts");
+        let [weights, ema, adam_m, adam_v]: [Params; 4] = parts.try_into().expect("four parts");
         Ok(Checkpoint {
             step,
-            model,
+            model: weights,
             ema,
             adam_m,
             adam_v,
             rng,
             data_epoch,
             data_position,
-            model_hash,
+            model_hash: model_hash.to_string(),
             config,
         })
     }
