@@ -102,7 +102,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         None => {
             let params = Params::init(job.graph, cfg.seed);
             let opt = AdamW::new(&params, hyper);
-            let rng = Rng::new(cfg.seed ^ 0x5EED_0F_D1FF_u64);
+            let rng = Rng::new(cfg.seed ^ 0x5EED_0F_D1FF_0000_u64);
             (params.clone(), params, opt, rng, DataOrder::new(job.dataset.len(), cfg.seed), 0)
         }
         Some(ck) => {
