@@ -4,7 +4,20 @@
 //! - [`Executor::new`] takes the graph once; buffers are reused across calls.
 //! - [`Executor::forward`] is inference: nothing is kept for backward.
 //! - [`Executor::forward_train`] keeps what backward needs; [`Executor::backward`] then writes the
-//!   gradient of `sum(dy * y)` with respect to every parameter into `grads` (same order as Params).
+//!   gradient of `sum(dy * y)` with respect to every parameter into `grads` (same order as Params),
+//!   overwriting what was there.
+//!
+//! The work is done by [`Engine`], generic over the scalar so gradient checks can run in f64.
+
+mod engine;
+mod gemm;
+pub mod kernels;
+mod real;
+mod workspace;
+
+pub use engine::Engine;
+pub use gemm::{matmul, Tr};
+pub use real::Real;
 
 use ndarray::{Array4, ArrayView1, ArrayView4};
 
@@ -12,33 +25,71 @@ use crate::graph::Graph;
 use crate::params::Params;
 
 pub struct Executor {
-    graph: Graph,
+    engine: Engine<f32>,
 }
 
 impl Executor {
     pub fn new(graph: Graph) -> Executor {
-        Executor { graph }
+        Executor { engine: Engine::new(graph) }
     }
 
     pub fn graph(&self) -> &Graph {
-        &self.graph
+        self.engine.graph()
+    }
+
+    /// Most bytes of activations, gradients and saved statistics held at once so far.
+    pub fn peak_bytes(&self) -> usize {
+        self.engine.peak_bytes()
     }
 
     /// Predicted output for images `x` [N, C, H, W] at timesteps `t` [N].
     pub fn forward(&mut self, params: &Params, x: ArrayView4<f32>, t: ArrayView1<f32>) -> Array4<f32> {
-        let _ = (params, x, t);
-        todo!("interp: forward")
+        self.run(params, x, t, false)
     }
 
     /// Like [`Self::forward`], keeping the activations [`Self::backward`] needs.
     pub fn forward_train(&mut self, params: &Params, x: ArrayView4<f32>, t: ArrayView1<f32>) -> Array4<f32> {
-        let _ = (params, x, t);
-        todo!("interp: forward_train")
+        self.run(params, x, t, true)
     }
 
     /// Gradients of `sum(dy * y)` for the last `forward_train`, written into `grads`.
     pub fn backward(&mut self, params: &Params, dy: ArrayView4<f32>, grads: &mut Params) {
-        let _ = (params, dy, grads);
-        todo!("interp: backward")
+        self.check_params(params, "params");
+        self.check_params(grads, "grads");
+        let dy = dy.as_standard_layout();
+        let p = param_slices(params);
+        let mut g: Vec<&mut [f32]> =
+            grads.tensors.iter_mut().map(|t| t.as_slice_mut().expect("parameters are contiguous")).collect();
+        self.engine.backward(&p, dy.as_slice().expect("standard layout"), &mut g);
     }
+
+    fn run(&mut self, params: &Params, x: ArrayView4<f32>, t: ArrayView1<f32>, train: bool) -> Array4<f32> {
+        self.check_params(params, "params");
+        let (n, c, h, w) = x.dim();
+        let expected = self.graph().input_shape().clone();
+        assert_eq!(
+            [c, h, w][..],
+            expected.0[..],
+            "interp: the model expects images {expected}, found [{n}, {c}, {h}, {w}]"
+        );
+        assert_eq!(t.len(), n, "interp: {n} images but {} timesteps", t.len());
+        let x = x.as_standard_layout();
+        let t: Vec<f32> = t.to_vec();
+        let p = param_slices(params);
+        let out = self.engine.forward(&p, x.as_slice().expect("standard layout"), &t, n, train);
+        let (oc, oh, ow) = self.graph().output_shape().as_image().expect("the model outputs an image");
+        Array4::from_shape_vec((n, oc, oh, ow), out).expect("output length matches its shape")
+    }
+
+    fn check_params(&self, params: &Params, what: &str) {
+        let specs = self.graph().params();
+        assert_eq!(params.tensors.len(), specs.len(), "interp: {what} has the wrong number of tensors");
+        for ((name, spec), t) in specs.iter().zip(&params.tensors) {
+            assert_eq!(t.shape(), &spec.shape[..], "interp: {what} tensor `{name}` has the wrong shape");
+        }
+    }
+}
+
+fn param_slices(params: &Params) -> Vec<&[f32]> {
+    params.tensors.iter().map(|t| t.as_slice().expect("parameters are contiguous")).collect()
 }

@@ -1,0 +1,209 @@
+//! 2-D convolution as im2col + GEMM, per image, images split across threads.
+//! Forward: Y[n] = W [Cout, K] x cols(X[n]) [K, P] + b, with K = Cin*k*k and P = Ho*Wo.
+//! Backward: dW += dY[n] x cols^T, db += rowsum(dY[n]), dX[n] = col2im(W^T x dY[n]).
+//! A 1x1 stride-1 unpadded conv reads X[n] as its own columns (no im2col).
+
+use crate::interp::gemm::{matmul, Tr};
+use crate::interp::real::Real;
+use crate::interp::workspace::{sized, Workers};
+
+/// Sizes of one convolution on one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub h: usize,
+    pub w: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl ConvGeom {
+    /// Rows of the column matrix (= columns of the weight matrix).
+    pub fn kdim(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+    /// Output positions per image.
+    pub fn positions(&self) -> usize {
+        self.ho * self.wo
+    }
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+    fn in_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+    fn out_len(&self) -> usize {
+        self.cout * self.ho * self.wo
+    }
+    /// Output columns `ox` whose input column `ox*stride + kx - pad` lies inside the image.
+    fn valid_cols(&self, kx: usize) -> (usize, usize) {
+        let lo = if self.pad > kx { (self.pad - kx).div_ceil(self.stride) } else { 0 };
+        let hi = if self.w + self.pad > kx {
+            ((self.w - 1 + self.pad - kx) / self.stride + 1).min(self.wo)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+}
+
+/// cols[(ci*k + ky)*k + kx, oy*Wo + ox] = x[ci, oy*s + ky - p, ox*s + kx - p] (0 outside).
+pub fn im2col<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
+    let (k, s, p, hw, pos) = (g.k, g.stride, g.pad, g.h * g.w, g.positions());
+    for ci in 0..g.cin {
+        let plane = &x[ci * hw..(ci + 1) * hw];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let dst = &mut cols[row * pos..(row + 1) * pos];
+                let (lo, hi) = g.valid_cols(kx);
+                for oy in 0..g.ho {
+                    let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                    let iy = (oy * s + ky).wrapping_sub(p);
+                    if iy >= g.h {
+                        d.fill(T::ZERO);
+                        continue;
+                    }
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    d[..lo].fill(T::ZERO);
+                    d[hi..].fill(T::ZERO);
+                    if lo >= hi {
+                        continue;
+                    }
+                    if s == 1 {
+                        d[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
+                    } else {
+                        for (ox, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = src[(lo + ox) * s + kx - p];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: dx = sum of every column entry back onto the pixel it came from.
+pub fn col2im<T: Real>(g: &ConvGeom, cols: &[T], dx: &mut [T]) {
+    let (k, s, p, hw, pos) = (g.k, g.stride, g.pad, g.h * g.w, g.positions());
+    dx[..g.in_len()].fill(T::ZERO);
+    for ci in 0..g.cin {
+        let plane = &mut dx[ci * hw..(ci + 1) * hw];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let src = &cols[row * pos..(row + 1) * pos];
+                let (lo, hi) = g.valid_cols(kx);
+                for oy in 0..g.ho {
+                    let iy = (oy * s + ky).wrapping_sub(p);
+                    if iy >= g.h || lo >= hi {
+                        continue;
+                    }
+                    let srow = &src[oy * g.wo..(oy + 1) * g.wo];
+                    let d = &mut plane[iy * g.w..(iy + 1) * g.w];
+                    if s == 1 {
+                        for (dv, &sv) in d[lo + kx - p..hi + kx - p].iter_mut().zip(&srow[lo..hi]) {
+                            *dv += sv;
+                        }
+                    } else {
+                        for ox in lo..hi {
+                            d[ox * s + kx - p] += srow[ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y [N, Cout, Ho, Wo] = conv(x [N, Cin, H, W], weight [Cout, Cin, k, k]) + bias.
+pub fn forward<T: Real>(
+    workers: &mut Workers<T>,
+    g: &ConvGeom,
+    batch: usize,
+    x: &[T],
+    weight: &[T],
+    bias: &[T],
+    y: &mut [T],
+) {
+    let (kd, pos) = (g.kdim(), g.positions());
+    workers.par_images(batch, y, g.out_len(), |images, y, s| {
+        for (i, n) in images.enumerate() {
+            let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
+            let yn = &mut y[i * g.out_len()..(i + 1) * g.out_len()];
+            for (row, &b) in yn.chunks_exact_mut(pos).zip(bias) {
+                row.fill(b);
+            }
+            let cols: &[T] = if g.pointwise() {
+                xn
+            } else {
+                let c = sized(&mut s.a, kd * pos);
+                im2col(g, xn, c);
+                c
+            };
+            matmul(yn, g.cout, pos, kd, weight, Tr::No, cols, Tr::No, true, s.gemm_threads);
+        }
+    });
+}
+
+/// Accumulates dweight and dbias; writes dx when asked (the image input needs none).
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Real>(
+    workers: &mut Workers<T>,
+    g: &ConvGeom,
+    batch: usize,
+    x: &[T],
+    weight: &[T],
+    dy: &[T],
+    dx: Option<&mut [T]>,
+    dweight: &mut [T],
+    dbias: &mut [T],
+) {
+    let (kd, pos, cout) = (g.kdim(), g.positions(), g.cout);
+    let want_dx = dx.is_some();
+    let (dx, per_image): (&mut [T], usize) = match dx {
+        Some(d) => (d, g.in_len()),
+        None => (&mut [], 0),
+    };
+    let workers_used = workers.par_images(batch, dx, per_image, |images, dx, s| {
+        let partial = sized(&mut s.c, cout * kd + cout);
+        partial.fill(T::ZERO);
+        let (dw, db) = partial.split_at_mut(cout * kd);
+        for (i, n) in images.enumerate() {
+            let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
+            let dyn_ = &dy[n * g.out_len()..(n + 1) * g.out_len()];
+            for (acc, row) in db.iter_mut().zip(dyn_.chunks_exact(pos)) {
+                *acc += row.iter().copied().sum::<T>();
+            }
+            if g.pointwise() {
+                matmul(dw, cout, kd, pos, dyn_, Tr::No, xn, Tr::Yes, true, s.gemm_threads);
+                if want_dx {
+                    let dxn = &mut dx[i * g.in_len()..(i + 1) * g.in_len()];
+                    matmul(dxn, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
+                }
+            } else {
+                let cols = sized(&mut s.a, kd * pos);
+                im2col(g, xn, cols);
+                matmul(dw, cout, kd, pos, dyn_, Tr::No, cols, Tr::Yes, true, s.gemm_threads);
+                if want_dx {
+                    let dcols = sized(&mut s.b, kd * pos);
+                    matmul(dcols, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
+                    col2im(g, dcols, &mut dx[i * g.in_len()..(i + 1) * g.in_len()]);
+                }
+            }
+        }
+    });
+    for s in &workers.scratch[..workers_used] {
+        let (dw, db) = s.c[..cout * kd + cout].split_at(cout * kd);
+        for (d, &p) in dweight.iter_mut().zip(dw) {
+            *d += p;
+        }
+        for (d, &p) in dbias.iter_mut().zip(db) {
+            *d += p;
+        }
+    }
+}

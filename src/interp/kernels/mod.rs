@@ -1,0 +1,52 @@
+//! Forward and backward kernels, one module per op family. Tensors are flat NCHW slices
+//! (`[N, C, H, W]` images, `[N, D]` vectors); parallel kernels split the batch across workers.
+
+pub mod activation;
+pub mod attention;
+pub mod conv;
+pub mod elementwise;
+pub mod embedding;
+pub mod linear;
+pub mod norm;
+pub mod upsample;
+
+use super::real::Real;
+
+/// Sum with eight independent accumulators: vectorises, and rounds less than one long chain.
+#[inline]
+pub(crate) fn sum_map<T: Real>(xs: &[T], f: impl Fn(T) -> T) -> T {
+    let mut acc = [T::ZERO; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += f(c[i]);
+        }
+    }
+    let mut total = rest.iter().map(|&v| f(v)).sum::<T>();
+    for a in acc {
+        total += a;
+    }
+    total
+}
+
+/// Sum of `f(a_i, b_i)` with eight accumulators.
+#[inline]
+pub(crate) fn sum_zip<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [T::ZERO; 8];
+    let n = a.len().min(b.len());
+    let main = n - n % 8;
+    for (ca, cb) in a[..main].chunks_exact(8).zip(b[..main].chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += f(ca[i], cb[i]);
+        }
+    }
+    let mut total = T::ZERO;
+    for i in main..n {
+        total += f(a[i], b[i]);
+    }
+    for v in acc {
+        total += v;
+    }
+    total
+}

@@ -1,0 +1,127 @@
+//! GroupNorm over (C/groups, H, W) of each image, with a per-channel affine.
+//! Forward saves mean and 1/std per (image, group) for the backward.
+
+use super::{sum_map, sum_zip};
+use crate::interp::real::Real;
+use crate::interp::workspace::{sized, Workers};
+
+#[derive(Debug, Clone, Copy)]
+pub struct GroupNormGeom {
+    pub channels: usize,
+    pub hw: usize,
+    pub groups: usize,
+    pub eps: f64,
+}
+
+impl GroupNormGeom {
+    fn per_image(&self) -> usize {
+        self.channels * self.hw
+    }
+    fn group_channels(&self) -> usize {
+        self.channels / self.groups
+    }
+}
+
+/// y = (x - mean) / sqrt(var + eps) * gamma + beta; `stats` [N, groups, 2] gets (mean, rstd).
+#[allow(clippy::too_many_arguments)]
+pub fn forward<T: Real>(
+    workers: &mut Workers<T>,
+    g: &GroupNormGeom,
+    batch: usize,
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    y: &mut [T],
+    stats: &mut [T],
+) {
+    let (cg, hw) = (g.group_channels(), g.hw);
+    let len = T::from_f64((cg * hw) as f64);
+    let eps = T::from_f64(g.eps);
+    workers.par_images2(batch, y, g.per_image(), stats, 2 * g.groups, |images, y, st, _| {
+        for (i, n) in images.enumerate() {
+            let xn = &x[n * g.per_image()..(n + 1) * g.per_image()];
+            let yn = &mut y[i * g.per_image()..(i + 1) * g.per_image()];
+            for grp in 0..g.groups {
+                let range = grp * cg * hw..(grp + 1) * cg * hw;
+                let xs = &xn[range.clone()];
+                let mean = sum_map(xs, |v| v) / len;
+                let var = sum_map(xs, |v| (v - mean) * (v - mean)) / len;
+                let rstd = T::ONE / (var + eps).sqrt();
+                st[(i * g.groups + grp) * 2] = mean;
+                st[(i * g.groups + grp) * 2 + 1] = rstd;
+                for (j, (yc, xc)) in yn[range].chunks_exact_mut(hw).zip(xs.chunks_exact(hw)).enumerate() {
+                    let c = grp * cg + j;
+                    let a = rstd * gamma[c];
+                    let b = beta[c] - mean * a;
+                    for (o, &v) in yc.iter_mut().zip(xc) {
+                        *o = v * a + b;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Writes dx and accumulates dgamma, dbeta.
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Real>(
+    workers: &mut Workers<T>,
+    g: &GroupNormGeom,
+    batch: usize,
+    x: &[T],
+    gamma: &[T],
+    stats: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    dgamma: &mut [T],
+    dbeta: &mut [T],
+) {
+    let (c, cg, hw) = (g.channels, g.group_channels(), g.hw);
+    let len = T::from_f64((cg * hw) as f64);
+    let used = workers.par_images(batch, dx, g.per_image(), |images, dx, s| {
+        let partial = sized(&mut s.c, 2 * c);
+        partial.fill(T::ZERO);
+        let (pg, pb) = partial.split_at_mut(c);
+        for (i, n) in images.enumerate() {
+            let xn = &x[n * g.per_image()..(n + 1) * g.per_image()];
+            let dyn_ = &dy[n * g.per_image()..(n + 1) * g.per_image()];
+            let dxn = &mut dx[i * g.per_image()..(i + 1) * g.per_image()];
+            for grp in 0..g.groups {
+                let mean = stats[(n * g.groups + grp) * 2];
+                let rstd = stats[(n * g.groups + grp) * 2 + 1];
+                // sums over the group of dxhat = dy * gamma and of dxhat * xhat
+                let (mut s_dxhat, mut s_dxhat_xhat) = (T::ZERO, T::ZERO);
+                for j in 0..cg {
+                    let ch = grp * cg + j;
+                    let xc = &xn[ch * hw..(ch + 1) * hw];
+                    let dc = &dyn_[ch * hw..(ch + 1) * hw];
+                    let sd = sum_map(dc, |v| v);
+                    let sdx = sum_zip(dc, xc, |d, v| d * (v - mean)) * rstd;
+                    pg[ch] += sdx;
+                    pb[ch] += sd;
+                    s_dxhat += sd * gamma[ch];
+                    s_dxhat_xhat += sdx * gamma[ch];
+                }
+                let m1 = s_dxhat / len;
+                let m2 = s_dxhat_xhat / len;
+                for j in 0..cg {
+                    let ch = grp * cg + j;
+                    let r = ch * hw..(ch + 1) * hw;
+                    let a = rstd * gamma[ch];
+                    for ((o, &d), &v) in dxn[r.clone()].iter_mut().zip(&dyn_[r.clone()]).zip(&xn[r]) {
+                        let xhat = (v - mean) * rstd;
+                        *o = a * d - rstd * (m1 + xhat * m2);
+                    }
+                }
+            }
+        }
+    });
+    for s in &workers.scratch[..used] {
+        for (d, &p) in dgamma.iter_mut().zip(&s.c[..c]) {
+            *d += p;
+        }
+        for (d, &p) in dbeta.iter_mut().zip(&s.c[c..2 * c]) {
+            *d += p;
+        }
+    }
+}

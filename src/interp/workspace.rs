@@ -1,0 +1,140 @@
+//! Reusable memory: a pool of activation/gradient buffers keyed by length, and per-thread
+//! scratch. After the first step every buffer comes from the pool, so steady-state training
+//! allocates nothing per step.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::real::Real;
+
+/// Buffers returned by freed values, handed out again to values of the same length.
+#[derive(Debug, Default)]
+pub struct Pool<T> {
+    free: HashMap<usize, Vec<Vec<T>>>,
+    /// Bytes currently handed out plus held in the pool, and the most ever.
+    live_bytes: usize,
+    peak_bytes: usize,
+}
+
+impl<T: Real> Pool<T> {
+    /// A buffer of `len` elements with unspecified contents (the caller overwrites it).
+    pub fn take(&mut self, len: usize) -> Vec<T> {
+        if let Some(v) = self.free.get_mut(&len).and_then(Vec::pop) {
+            return v;
+        }
+        self.live_bytes += len * std::mem::size_of::<T>();
+        self.peak_bytes = self.peak_bytes.max(self.live_bytes);
+        vec![T::ZERO; len]
+    }
+
+    pub fn give(&mut self, v: Vec<T>) {
+        self.free.entry(v.len()).or_default().push(v);
+    }
+
+    /// Most bytes this pool ever held (activations, gradients and saved statistics).
+    pub fn peak_bytes(&self) -> usize {
+        self.peak_bytes
+    }
+}
+
+/// Scratch of one worker: im2col columns, their gradient, and partial parameter gradients.
+#[derive(Debug, Default)]
+pub struct Scratch<T> {
+    pub a: Vec<T>,
+    pub b: Vec<T>,
+    pub c: Vec<T>,
+    /// Threads the GEMMs of this worker may use (more than one only when the batch is smaller
+    /// than the thread pool, e.g. sampling a single image).
+    pub gemm_threads: usize,
+}
+
+/// `v[..len]`, growing `v` the first time it is too short.
+pub fn sized<T: Real>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    if v.len() < len {
+        v.resize(len, T::ZERO);
+    }
+    &mut v[..len]
+}
+
+/// Per-worker scratch, one per rayon thread.
+#[derive(Debug)]
+pub struct Workers<T> {
+    pub scratch: Vec<Scratch<T>>,
+}
+
+impl<T: Real> Workers<T> {
+    pub fn new() -> Self {
+        let n = rayon::current_num_threads().max(1);
+        Workers { scratch: (0..n).map(|_| Scratch::default()).collect() }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.scratch.len()
+    }
+
+    /// Splits `batch` images into contiguous chunks, one per worker, and runs `f(images, out,
+    /// scratch)` on each in parallel; `out` is the chunk's part of `out` (`per_image` elements per
+    /// image). Returns how many workers ran, so callers can reduce their partial results.
+    pub fn par_images<F>(&mut self, batch: usize, out: &mut [T], per_image: usize, f: F) -> usize
+    where
+        F: Fn(Range<usize>, &mut [T], &mut Scratch<T>) + Sync,
+    {
+        self.par_images2(batch, out, per_image, &mut [], 0, |r, o, _, s| f(r, o, s))
+    }
+
+    /// [`Self::par_images`] with a second per-image output.
+    pub fn par_images2<F>(
+        &mut self,
+        batch: usize,
+        out: &mut [T],
+        per_image: usize,
+        out2: &mut [T],
+        per_image2: usize,
+        f: F,
+    ) -> usize
+    where
+        F: Fn(Range<usize>, &mut [T], &mut [T], &mut Scratch<T>) + Sync,
+    {
+        let threads = self.threads();
+        let chunks = threads.min(batch).max(1);
+        let gemm_threads = if chunks < threads { threads } else { 1 };
+        let mut jobs = Vec::with_capacity(chunks);
+        let mut rest = &mut out[..batch * per_image];
+        let mut rest2 = &mut out2[..batch * per_image2];
+        let mut start = 0;
+        for (i, s) in self.scratch.iter_mut().take(chunks).enumerate() {
+            let len = batch / chunks + usize::from(i < batch % chunks);
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len * per_image);
+            rest = tail;
+            let (head2, tail2) = std::mem::take(&mut rest2).split_at_mut(len * per_image2);
+            rest2 = tail2;
+            s.gemm_threads = gemm_threads;
+            jobs.push((start..start + len, head, head2, s));
+            start += len;
+        }
+        if chunks == 1 {
+            let (r, o, o2, s) = jobs.pop().expect("one job");
+            f(r, o, o2, s);
+        } else {
+            jobs.into_par_iter().for_each(|(r, o, o2, s)| f(r, o, o2, s));
+        }
+        chunks
+    }
+
+    /// Sums the first `len` elements of `scratch.c` of the first `workers` workers into `dst`.
+    pub fn reduce_c(&self, workers: usize, dst: &mut [T]) {
+        for s in &self.scratch[..workers] {
+            for (d, &p) in dst.iter_mut().zip(&s.c) {
+                *d += p;
+            }
+        }
+    }
+}
+
+impl<T: Real> Default for Workers<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
