@@ -6,6 +6,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod diffusion;
