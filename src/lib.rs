@@ -7,9 +7,11 @@
 compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
 
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod data;
 pub mod diffusion;
+pub mod dsl;
 pub mod fsutil;
 pub mod graph;
 pub mod image_io;

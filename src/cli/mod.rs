@@ -1,12 +1,16 @@
 //! Command-line interface: clap definitions and dispatch. Each command lives in its own module
 //! with `Args` and `run(&Args) -> anyhow::Result<ExitCode>`.
 
+pub mod check;
+pub mod graph;
 pub mod sample;
 pub mod train;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::model::ModelError;
 
 /// Compile a diffusion U-Net written as a TOML graph of blocks.
 #[derive(Debug, Parser)]
@@ -18,6 +22,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Parse and shape-check model files; print a per-block table or every error found.
+    Check(check::Args),
+    /// Write a model's block graph as Graphviz DOT (and SVG when `dot` is installed).
+    Graph(graph::Args),
     /// Train a model with DDPM on the built-in digits, an IDX file or a folder of images.
     Train(train::Args),
     /// Generate images from a trained checkpoint (DDPM or DDIM), as a PNG grid.
@@ -26,6 +34,8 @@ pub enum Command {
 
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Graph(args) => graph::run(args),
         Command::Train(args) => train::run(args),
         Command::Sample(args) => sample::run(args),
     }
@@ -35,8 +45,13 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 pub const EXIT_MODEL_ERRORS: u8 = 1;
 pub const EXIT_USAGE_OR_IO: u8 = 2;
 
-/// Prints an error that ended a command as `error: ...` with its causes, and picks the exit code.
+/// Prints an error that ended a command and picks the exit code: a model's report as it is,
+/// anything else as `error: ...` with its causes.
 pub fn report_error(e: &anyhow::Error) -> ExitCode {
+    if let Some(m) = e.downcast_ref::<ModelError>() {
+        eprintln!("{m}");
+        return ExitCode::from(m.exit_code());
+    }
     eprintln!("error: {e:#}");
     let io = e.chain().any(|c| c.is::<std::io::Error>());
     ExitCode::from(if io { EXIT_USAGE_OR_IO } else { EXIT_MODEL_ERRORS })

@@ -133,6 +133,15 @@ impl GraphBuilder {
         Ok(id)
     }
 
+    /// Nodes added so far.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
     pub fn shape(&self, id: NodeId) -> &Shape {
         &self.nodes[id].shape
     }

@@ -1,0 +1,845 @@
+//! From a parsed model file to a shape-checked primitive [`Graph`].
+//!
+//! The blocks form a petgraph (edges from producer to consumer); cycles are found with Tarjan's
+//! SCC, then blocks are expanded in a topological order that keeps file order whenever the file
+//! is already ordered, so the primitive graph's node order is the file's. A block that fails
+//! leaves its output unknown and everything downstream is skipped quietly, so one mistake gives
+//! one message, and independent mistakes all get theirs.
+
+// Diagnostics are built on the cold path only; boxing them would just add noise.
+#![allow(clippy::result_large_err)]
+
+pub mod dot;
+pub mod table;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
+use crate::dsl::diag::{suggestion, LineIndex};
+use crate::dsl::{self, BlockDecl, BlockOp, Diagnostic, ModelFile, OpKind, Span, Val};
+use crate::graph::{blocks, Graph, GraphBuilder, NodeId, Op, Shape, ShapeError};
+
+pub use table::{BlockRow, Totals};
+
+/// The outcome of checking one model file.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub file: Option<ModelFile>,
+    /// The graph, when there were no errors.
+    pub graph: Option<Graph>,
+    /// The per-block table, when there were no errors.
+    pub table: Vec<BlockRow>,
+    /// Errors and warnings, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Parses, builds and shape-checks `source`.
+pub fn check(source: &str) -> Checked {
+    let (file, mut diagnostics) = dsl::parse(source);
+    let Some(file) = file else {
+        return Checked { file: None, graph: None, table: Vec::new(), diagnostics };
+    };
+    let mut b = Build::new(source, &file);
+    b.run();
+    diagnostics.extend(b.diags);
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    if !has_errors && b.output.is_none() {
+        // Every path to "no output" reports its cause; this only guards against a silent one.
+        diagnostics.push(
+            Diagnostic::error("the model has no output", file.model_span.clone())
+                .block("[model]")
+                .field("output")
+                .help("set `output` in [model] to the block that predicts the noise"),
+        );
+    }
+    diagnostics.sort_by_key(|d| (d.span.start, d.severity));
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    let graph = match (has_errors, b.output) {
+        (false, Some(out)) => Some(b.builder.finish(out)),
+        _ => None,
+    };
+    let table = graph.as_ref().map(|g| table::block_table(g, &b.kinds)).unwrap_or_default();
+    Checked { file: Some(file), graph, table, diagnostics }
+}
+
+/// A vertex of the block graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vertex {
+    X,
+    T,
+    Time,
+    Block(usize),
+}
+
+struct Build<'f> {
+    file: &'f ModelFile,
+    lines: LineIndex,
+    source: &'f str,
+    g: DiGraph<Vertex, ()>,
+    by_name: HashMap<&'f str, NodeIndex>,
+    builder: GraphBuilder,
+    /// Each vertex's value in the primitive graph; `None` when unknown (an error upstream).
+    value: Vec<Option<NodeId>>,
+    /// Vertices that must not be expanded (bad reference, part of a cycle).
+    broken: Vec<bool>,
+    diags: Vec<Diagnostic>,
+    /// Whether some concat/add/output met mismatched spatial sizes.
+    spatial_mismatch: bool,
+    output: Option<NodeId>,
+    /// Block name -> op kind for the table.
+    kinds: HashMap<String, &'static str>,
+}
+
+// The vertices every model has, added first in this order (then one per block).
+fn vertex_x() -> NodeIndex {
+    NodeIndex::new(0)
+}
+fn vertex_t() -> NodeIndex {
+    NodeIndex::new(1)
+}
+fn vertex_time() -> NodeIndex {
+    NodeIndex::new(2)
+}
+fn vertex_of_block(i: usize) -> NodeIndex {
+    NodeIndex::new(3 + i)
+}
+
+impl<'f> Build<'f> {
+    fn new(source: &'f str, file: &'f ModelFile) -> Self {
+        let mut g = DiGraph::new();
+        g.add_node(Vertex::X);
+        g.add_node(Vertex::T);
+        g.add_node(Vertex::Time);
+        let mut by_name = HashMap::from([("x", vertex_x()), ("t", vertex_t())]);
+        if file.time_declared {
+            by_name.insert("time", vertex_time());
+        }
+        for (i, block) in file.blocks.iter().enumerate() {
+            let v = g.add_node(Vertex::Block(i));
+            by_name.insert(block.name.as_str(), v);
+        }
+        let n = g.node_count();
+        let mut kinds = HashMap::from([
+            ("x".to_string(), "input"),
+            ("t".to_string(), "timestep"),
+            ("time".to_string(), "time_mlp"),
+        ]);
+        for block in &file.blocks {
+            if let Some(k) = &block.kind {
+                kinds.insert(block.name.clone(), k.value.name());
+            }
+        }
+        Build {
+            file,
+            lines: LineIndex::new(source),
+            source,
+            g,
+            by_name,
+            builder: GraphBuilder::new(),
+            value: vec![None; n],
+            broken: vec![false; n],
+            diags: Vec::new(),
+            spatial_mismatch: false,
+            output: None,
+            kinds,
+        }
+    }
+
+    fn block(&self, v: NodeIndex) -> Option<&'f BlockDecl> {
+        match self.g[v] {
+            Vertex::Block(i) => Some(&self.file.blocks[i]),
+            _ => None,
+        }
+    }
+
+    fn name(&self, v: NodeIndex) -> &'f str {
+        match self.g[v] {
+            Vertex::X => "x",
+            Vertex::T => "t",
+            Vertex::Time => "time",
+            Vertex::Block(i) => &self.file.blocks[i].name,
+        }
+    }
+
+    fn line_of(&self, span: &Span) -> usize {
+        self.lines.locate(self.source, span.start).0
+    }
+
+    fn run(&mut self) {
+        self.wire();
+        self.find_cycles();
+        let order = self.topological_order();
+        for v in order {
+            self.expand_vertex(v);
+        }
+        self.check_output();
+        self.check_input_size();
+        self.check_unused();
+    }
+
+    /// Adds an edge for every reference; reports names that do not exist.
+    fn wire(&mut self) {
+        self.g.add_edge(vertex_t(), vertex_time(), ());
+        let mut missing_time: Vec<(&BlockDecl, &Val<String>)> = Vec::new();
+        for (i, block) in self.file.blocks.iter().enumerate() {
+            let v = vertex_of_block(i);
+            let refs = block.inputs.iter().map(|r| (r, "in")).chain(block.time.iter().map(|r| (r, "time")));
+            for (r, field) in refs {
+                match self.by_name.get(r.value.as_str()) {
+                    Some(&src) => {
+                        self.g.add_edge(src, v, ());
+                    }
+                    None if r.value == "time" => {
+                        self.broken[v.index()] = true;
+                        if missing_time.last().is_none_or(|(b, _)| b.name != block.name) {
+                            missing_time.push((block, r));
+                        }
+                    }
+                    None => {
+                        self.broken[v.index()] = true;
+                        self.diags.push(self.unknown_reference(block, r, field));
+                    }
+                }
+            }
+        }
+        if let Some(d) = self.missing_time(&missing_time) {
+            self.diags.push(d);
+        }
+    }
+
+    /// One error for all blocks that read `time` when there is no [time] section.
+    fn missing_time(&self, readers: &[(&BlockDecl, &Val<String>)]) -> Option<Diagnostic> {
+        let ((first, r), rest) = readers.split_first()?;
+        let mut d = Diagnostic::error("the model has no timestep embedding", r.span.clone())
+            .block(first.name.clone())
+            .field("time")
+            .expected("a [time] section (the sinusoidal embedding and MLP that `time` names)")
+            .found("no [time] section")
+            .help(
+                "add `[time]` with `dim = 32` and `hidden = 128`: a diffusion model must know the timestep",
+            );
+        if !rest.is_empty() {
+            let names: Vec<String> = rest.iter().map(|(b, _)| format!("`{}`", b.name)).collect();
+            d = d.note(format!("{} also read `time`", names.join(", ")));
+        }
+        Some(d)
+    }
+
+    fn unknown_reference(&self, block: &BlockDecl, r: &Val<String>, field: &str) -> Diagnostic {
+        let name = r.value.as_str();
+        let mut names: Vec<&str> = self.by_name.keys().copied().collect();
+        names.sort_unstable();
+        let help = suggestion(name, names.iter().copied()).unwrap_or_else(|| {
+            "inputs name a block of [blocks], `x` (the image) or `time` (the time embedding)".to_string()
+        });
+        Diagnostic::error(format!("no block named `{name}`"), r.span.clone())
+            .block(block.name.clone())
+            .field(field)
+            .expected("the name of a block, `x` or `time`")
+            .found(format!("`{name}`"))
+            .help(help)
+    }
+
+    fn find_cycles(&mut self) {
+        for scc in petgraph::algo::tarjan_scc(&self.g) {
+            let cyclic = scc.len() > 1 || self.g.find_edge(scc[0], scc[0]).is_some();
+            if !cyclic {
+                continue;
+            }
+            for &v in &scc {
+                self.broken[v.index()] = true;
+            }
+            let start = *scc.iter().min().expect("non-empty");
+            let path = self.cycle_path(start, &scc);
+            let names: Vec<&str> = path.iter().map(|&v| self.name(v)).collect();
+            let Some(block) = self.block(start) else { continue };
+            self.diags.push(
+                Diagnostic::error(
+                    format!("blocks form a cycle: {} -> {}", names.join(" -> "), names[0]),
+                    block.inputs_span.clone(),
+                )
+                .block(block.name.clone())
+                .field("in")
+                .expected("inputs computed before this block")
+                .found(format!("`{}` depends on itself", block.name))
+                .help("a block can only read blocks that do not read it back; re-wire one `in` of the loop"),
+            );
+        }
+    }
+
+    /// A path start -> ... -> (edge back to start) inside one strongly connected component.
+    fn cycle_path(&self, start: NodeIndex, scc: &[NodeIndex]) -> Vec<NodeIndex> {
+        let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        while let Some(v) = queue.pop_front() {
+            for e in self.g.edges_directed(v, Direction::Outgoing) {
+                let w = e.target();
+                if w == start {
+                    let mut path = vec![v];
+                    let mut cur = v;
+                    while cur != start {
+                        cur = parent[&cur];
+                        path.push(cur);
+                    }
+                    path.reverse();
+                    return path;
+                }
+                if scc.contains(&w) && !parent.contains_key(&w) {
+                    parent.insert(w, v);
+                    queue.push_back(w);
+                }
+            }
+        }
+        vec![start]
+    }
+
+    /// Kahn's algorithm, always taking the earliest ready vertex: x, t, time, then blocks in
+    /// file order unless a block reads one written below it. Cycle members never become ready.
+    fn topological_order(&self) -> Vec<NodeIndex> {
+        let mut indegree: Vec<usize> =
+            self.g.node_indices().map(|v| self.g.edges_directed(v, Direction::Incoming).count()).collect();
+        let mut ready: BinaryHeap<Reverse<NodeIndex>> =
+            self.g.node_indices().filter(|v| indegree[v.index()] == 0).map(Reverse).collect();
+        let mut order = Vec::with_capacity(self.g.node_count());
+        while let Some(Reverse(v)) = ready.pop() {
+            order.push(v);
+            for w in self.g.neighbors_directed(v, Direction::Outgoing) {
+                indegree[w.index()] -= 1;
+                if indegree[w.index()] == 0 {
+                    ready.push(Reverse(w));
+                }
+            }
+        }
+        order
+    }
+
+    fn expand_vertex(&mut self, v: NodeIndex) {
+        let id = match self.g[v] {
+            Vertex::X => self.file.input.as_ref().and_then(|input| {
+                let op = Op::Input {
+                    channels: input.channels.value,
+                    height: input.height.value,
+                    width: input.width.value,
+                };
+                self.builder.add("x", "x", op, &[]).ok()
+            }),
+            Vertex::T => self.builder.add("t", "t", Op::Timestep, &[]).ok(),
+            Vertex::Time => self.expand_time(),
+            Vertex::Block(i) => {
+                let block = &self.file.blocks[i];
+                if self.broken[v.index()] {
+                    None
+                } else {
+                    let ins: Option<Vec<NodeId>> = block
+                        .inputs
+                        .iter()
+                        .map(|r| self.value[self.by_name[r.value.as_str()].index()])
+                        .collect();
+                    let temb =
+                        block.time.as_ref().map(|r| self.value[self.by_name[r.value.as_str()].index()]);
+                    match (&block.op, ins, temb) {
+                        (Some(op), Some(ins), None | Some(Some(_))) => {
+                            let first_new = self.builder.len();
+                            match self.expand_block(block, op, &ins, temb.flatten()) {
+                                Ok(id) => match self.within_limits(first_new) {
+                                    Ok(()) => Some(id),
+                                    Err(msg) => {
+                                        self.diags.push(
+                                            Diagnostic::error(msg, block.name_span.clone())
+                                                .block(block.name.clone())
+                                                .help("mdc checks models up to 2^31 values per activation and 2^50 FLOPs per node; use smaller sizes"),
+                                        );
+                                        None
+                                    }
+                                },
+                                Err(d) => {
+                                    self.diags.push(d);
+                                    None
+                                }
+                            }
+                        }
+                        _ => None,
+                    }
+                }
+            }
+        };
+        self.value[v.index()] = id;
+    }
+
+    fn expand_time(&mut self) -> Option<NodeId> {
+        let time = self.file.time.as_ref()?;
+        let t = self.value[vertex_t().index()]?;
+        if time.dim.value % 2 != 0 {
+            self.diags.push(
+                Diagnostic::error("the sinusoidal embedding needs an even dimension", time.dim.span.clone())
+                    .block("[time]")
+                    .field("dim")
+                    .expected("an even number (half sines, half cosines)")
+                    .found(time.dim.value.to_string())
+                    .help(
+                        format!("use {} or {}", time.dim.value - 1, time.dim.value + 1)
+                            .replace("use 0 or", "use"),
+                    ),
+            );
+            return None;
+        }
+        match blocks::time_mlp(&mut self.builder, "time", t, time.dim.value, time.hidden.value) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.diags.push(Diagnostic::error(e.message, time.span.clone()).block("[time]"));
+                None
+            }
+        }
+    }
+
+    /// Errors for a bad value inside this block.
+    fn err(&self, block: &BlockDecl, field: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(message, block.field_span(field)).block(block.name.clone()).field(field)
+    }
+
+    /// Where a value came from, as a note: "`channels[1]` = 60 is defined in [vars] at line 5".
+    fn origin_note(&self, v: &Val<usize>) -> Option<String> {
+        v.origin
+            .as_ref()
+            .map(|(name, span)| format!("`{name}` = {} is defined at line {}", v.value, self.line_of(span)))
+    }
+
+    /// The shape of a value already in the graph.
+    fn shape_of(&self, id: NodeId) -> &Shape {
+        self.builder.shape(id)
+    }
+
+    /// Requires input 0 to be an image; returns (C, H, W).
+    fn image_input(&self, block: &BlockDecl, ins: &[NodeId]) -> Result<(usize, usize, usize), Diagnostic> {
+        let s = self.shape_of(ins[0]);
+        s.as_image().ok_or_else(|| {
+            self.err(block, "in", format!("`{}` does not produce an image", block.inputs[0].value))
+                .expected("an image [N, C, H, W]")
+                .found(s.to_string())
+        })
+    }
+
+    fn check_groups(
+        &self,
+        block: &BlockDecl,
+        channels: usize,
+        channels_val: Option<&Val<usize>>,
+        groups: &Val<usize>,
+        channels_field: &str,
+    ) -> Result<(), Diagnostic> {
+        if channels.is_multiple_of(groups.value) {
+            return Ok(());
+        }
+        let written = block.field_spans.iter().any(|(f, _)| f == "groups");
+        let field = if written { "groups" } else { channels_field };
+        let mut d = self
+            .err(block, field, format!("{channels} channels are not divisible into {} groups", groups.value))
+            .expected(format!("a channel count divisible by {} (GroupNorm groups)", groups.value))
+            .found(format!("{channels} channels"))
+            .help(format!(
+                "use a multiple of {} channels ({}), or groups that divide {channels}: {}",
+                groups.value,
+                nearby_multiples(channels, groups.value),
+                divisors(channels)
+            ));
+        if let Some(n) = self.origin_note(groups) {
+            d = d.note(n);
+        }
+        if let Some(v) = channels_val {
+            if let Some(n) = self.origin_note(v) {
+                d = d.note(n);
+            }
+        }
+        Err(d)
+    }
+
+    fn expand_block(
+        &mut self,
+        block: &BlockDecl,
+        op: &BlockOp,
+        ins: &[NodeId],
+        temb: Option<NodeId>,
+    ) -> Result<NodeId, Diagnostic> {
+        let name = block.name.as_str();
+        let result = match op {
+            BlockOp::Conv { channels, kernel, stride, padding } => {
+                let (_, h, w) = self.image_input(block, ins)?;
+                let fits = |n: usize| n + 2 * padding.value >= kernel.value;
+                if !fits(h) || !fits(w) {
+                    return Err(self
+                        .err(
+                            block,
+                            "kernel",
+                            format!(
+                                "kernel {} does not fit a {h}x{w} input with padding {}",
+                                kernel.value, padding.value
+                            ),
+                        )
+                        .expected(format!(
+                            "a kernel of at most {} (the padded input size)",
+                            h.min(w) + 2 * padding.value
+                        ))
+                        .found(kernel.value.to_string())
+                        .help("an empty output: use a smaller kernel or more padding"));
+                }
+                let b = &mut self.builder;
+                blocks::conv(b, name, name, ins[0], channels.value, kernel.value, stride.value, padding.value)
+            }
+            BlockOp::GroupNorm { groups } => {
+                let (c, _, _) = self.image_input(block, ins)?;
+                self.check_groups(block, c, None, groups, "in")?;
+                blocks::group_norm(&mut self.builder, name, name, ins[0], groups.value)
+            }
+            BlockOp::Silu => self.builder.add(name, name, Op::Silu, &[ins[0]]),
+            BlockOp::Linear { features } => {
+                let s = self.shape_of(ins[0]);
+                let Some(d) = s.as_vector() else {
+                    return Err(self
+                        .err(block, "in", format!("`{}` does not produce a vector", block.inputs[0].value))
+                        .expected("a vector [N, D]")
+                        .found(s.to_string()));
+                };
+                let op = Op::Linear { in_features: d, out_features: features.value };
+                self.builder.add(name, name, op, &[ins[0]])
+            }
+            BlockOp::Resblock { channels, groups } => {
+                self.image_input(block, ins)?;
+                self.check_groups(block, channels.value, Some(channels), groups, "channels")?;
+                let temb = temb.expect("resblocks always read a time embedding");
+                let ts = self.shape_of(temb);
+                if ts.as_vector().is_none() {
+                    let r = block.time.as_ref().expect("resblock has a time reference");
+                    return Err(Diagnostic::error(
+                        format!("`{}` is not a time embedding", r.value),
+                        r.span.clone(),
+                    )
+                    .block(name)
+                    .field("time")
+                    .expected("a vector [N, D] (the [time] MLP output)")
+                    .found(ts.to_string()));
+                }
+                blocks::resblock(&mut self.builder, name, ins[0], temb, channels.value, groups.value)
+            }
+            BlockOp::Downsample => {
+                self.image_input(block, ins)?;
+                blocks::downsample(&mut self.builder, name, ins[0])
+            }
+            BlockOp::Upsample => {
+                self.image_input(block, ins)?;
+                blocks::upsample(&mut self.builder, name, ins[0])
+            }
+            BlockOp::Attention { heads, groups } => {
+                let (c, _, _) = self.image_input(block, ins)?;
+                if c % heads.value != 0 {
+                    let mut d = self
+                        .err(block, "heads", format!("{} heads do not divide {c} channels", heads.value))
+                        .expected(format!("a number of heads dividing {c}"))
+                        .found(heads.value.to_string())
+                        .help(format!("heads that divide {c}: {}", divisors(c)));
+                    if let Some(n) = self.origin_note(heads) {
+                        d = d.note(n);
+                    }
+                    return Err(d);
+                }
+                self.check_groups(block, c, None, groups, "in")?;
+                blocks::attention(&mut self.builder, name, ins[0], heads.value, groups.value)
+            }
+            BlockOp::Concat | BlockOp::Add => {
+                self.check_same_size(block, op, ins)?;
+                let op = if matches!(op, BlockOp::Concat) { Op::Concat } else { Op::Add };
+                self.builder.add(name, name, op, ins)
+            }
+        };
+        result.map_err(|e| self.shape_error(block, e))
+    }
+
+    /// Concat needs equal H, W; add needs equal shapes. Names each input's producer and shape.
+    fn check_same_size(&mut self, block: &BlockDecl, op: &BlockOp, ins: &[NodeId]) -> Result<(), Diagnostic> {
+        let concat = matches!(op, BlockOp::Concat);
+        let shapes: Vec<&Shape> = ins.iter().map(|&i| self.builder.shape(i)).collect();
+        let described = || -> String {
+            let parts: Vec<String> =
+                block.inputs.iter().zip(&shapes).map(|(r, s)| format!("`{}` gives {s}", r.value)).collect();
+            parts.join(", ")
+        };
+        if concat {
+            for (r, s) in block.inputs.iter().zip(&shapes) {
+                if s.as_image().is_none() {
+                    return Err(Diagnostic::error(
+                        format!("`{}` does not produce an image", r.value),
+                        r.span.clone(),
+                    )
+                    .block(block.name.clone())
+                    .field("in")
+                    .expected("images [N, C, H, W] to concatenate on channels")
+                    .found(s.to_string()));
+                }
+            }
+            let hw = |s: &Shape| s.as_image().map(|(_, h, w)| (h, w));
+            if shapes.iter().all(|s| hw(s) == hw(shapes[0])) {
+                return Ok(());
+            }
+            self.spatial_mismatch = true;
+            Err(self
+                .err(block, "in", "concat inputs differ in spatial size")
+                .expected("inputs with equal height and width")
+                .found(described())
+                .help("a downsample rounds an odd size up (7 -> 4) and the upsample doubles it (4 -> 8), so the skip no longer lines up; check the input size and the number of downsamples"))
+        } else {
+            if shapes[0] == shapes[1] {
+                return Ok(());
+            }
+            if shapes[0].0.get(1..) != shapes[1].0.get(1..) {
+                self.spatial_mismatch = true;
+            }
+            Err(self
+                .err(block, "in", "add needs inputs of the same shape")
+                .expected("equal shapes")
+                .found(described()))
+        }
+    }
+
+    /// A shape rule that failed inside an expansion, reported at the user's block and the field
+    /// most likely responsible.
+    fn shape_error(&self, block: &BlockDecl, e: ShapeError) -> Diagnostic {
+        let m = e.message.as_str();
+        let field = if m.contains("groups") {
+            "groups"
+        } else if m.contains("heads") {
+            "heads"
+        } else if m.contains("kernel") {
+            "kernel"
+        } else if m.contains("channels") || m.contains("input") {
+            "in"
+        } else {
+            ""
+        };
+        let d = if field.is_empty() {
+            Diagnostic::error(e.message.clone(), block.name_span.clone()).block(block.name.clone())
+        } else {
+            self.err(block, field, e.message.clone())
+        };
+        d.note(format!(
+            "while building `{}` as a `{}`",
+            block.name,
+            block.kind.as_ref().map_or("?", |k| k.value.name())
+        ))
+    }
+
+    /// Refuses sizes whose parameter, activation or FLOP counts would not fit the counters.
+    fn within_limits(&self, first_new: usize) -> Result<(), String> {
+        for id in first_new..self.builder.len() {
+            let node = self.builder.node(id);
+            let numel = checked_numel(&node.shape).filter(|&n| n <= 1 << 31);
+            let in_numel: Option<u128> =
+                node.inputs.iter().map(|&i| checked_numel(self.builder.shape(i)).map(|n| n as u128)).sum();
+            let params: Option<u128> = node
+                .op
+                .params()
+                .iter()
+                .map(|p| p.shape.iter().try_fold(1u128, |a, &d| a.checked_mul(d as u128)))
+                .sum();
+            let (Some(out), Some(inn), Some(params)) = (numel, in_numel, params) else {
+                return Err(format!("the output {} is too large", node.shape));
+            };
+            let positions = match node.op {
+                Op::Attention { .. } => {
+                    self.builder.shape(node.inputs[0]).0.iter().skip(1).map(|&d| d as u128).product()
+                }
+                _ => 0,
+            };
+            let bound = 9 * (params + 1) * (out as u128 + 1) + 9 * positions * positions * (inn + 1);
+            if params > 1 << 34 || bound > 1 << 50 {
+                return Err(format!("the block is too large to count (output {})", node.shape));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_output(&mut self) {
+        let Some(r) = &self.file.output else { return };
+        let Some(&v) = self.by_name.get(r.value.as_str()) else {
+            let mut names: Vec<&str> = self.file.blocks.iter().map(|b| b.name.as_str()).collect();
+            names.sort_unstable();
+            self.diags.push(
+                Diagnostic::error(format!("no block named `{}`", r.value), r.span.clone())
+                    .block("[model]")
+                    .field("output")
+                    .expected("the block that predicts the noise")
+                    .found(format!("`{}`", r.value))
+                    .maybe_help(suggestion(&r.value, names.iter().copied())),
+            );
+            return;
+        };
+        let (Some(out), Some(x)) = (self.value[v.index()], self.value[vertex_x().index()]) else { return };
+        self.output = Some(out);
+        let (want, got) = (self.builder.shape(x).clone(), self.builder.shape(out).clone());
+        if want == got {
+            return;
+        }
+        let mut help = String::from("the model predicts the noise added to `x`, so it must return x's shape");
+        if let (Some((wc, wh, ww)), Some((gc, gh, gw))) = (want.as_image(), got.as_image()) {
+            if wc != gc {
+                help.push_str(&format!(
+                    "; give `{}` {wc} output channels (e.g. `channels = \"input.channels\"`)",
+                    r.value
+                ));
+            }
+            if (wh, ww) != (gh, gw) {
+                self.spatial_mismatch = true;
+                help.push_str("; every downsample needs a matching upsample");
+            }
+        }
+        self.diags.push(
+            Diagnostic::error("the output shape differs from the input shape", r.span.clone())
+                .block("[model]")
+                .field("output")
+                .expected(format!("{want} (the shape of `x`)"))
+                .found(format!("`{}` gives {got}", r.value))
+                .help(help),
+        );
+    }
+
+    /// When sizes failed to line up, says whether the input size is the reason: each
+    /// downsample rounds odd sizes up, so H and W must be multiples of 2^(downsamples on a path).
+    fn check_input_size(&mut self) {
+        if !self.spatial_mismatch {
+            return;
+        }
+        let Some(input) = &self.file.input else { return };
+        let depth = self.downsample_depth();
+        let factor = 1usize << depth.min(30);
+        let square = input.height.value == input.width.value;
+        for (field, v) in [("height", &input.height), ("width", &input.width)] {
+            let n = v.value;
+            if n.is_multiple_of(factor) || (square && field == "width") {
+                continue;
+            }
+            // A square input gets one message, about both sides.
+            let what = if square { format!("size of {n}x{n}") } else { format!("{field} of {n}") };
+            let mut path = vec![n.to_string()];
+            let mut s = n;
+            for _ in 0..depth {
+                s = s.div_ceil(2);
+                path.push(s.to_string());
+            }
+            let lower = n / factor * factor;
+            let sizes =
+                if lower > 0 { format!("{lower} or {}", lower + factor) } else { format!("{factor}") };
+            let times = match depth {
+                1 => "once".to_string(),
+                2 => "twice".to_string(),
+                d => format!("{d} times"),
+            };
+            let plural = if depth == 1 { "" } else { "s" };
+            let mut d = Diagnostic::error(
+                format!("an input {what} cannot be halved {times} evenly ({})", path.join(" -> ")),
+                v.span.clone(),
+            )
+            .block("[input]")
+            .field(field)
+            .expected(format!("a multiple of {factor} for {depth} downsample{plural}"))
+            .found(n.to_string())
+            .help(format!("use {sizes} (or remove a downsample)"));
+            if let Some((name, span)) = &v.origin {
+                d = d.note(format!("`{name}` = {n} is defined at line {}", self.line_of(span)));
+            }
+            self.diags.push(d);
+        }
+    }
+
+    /// The most downsample blocks on any path from `x`.
+    fn downsample_depth(&self) -> usize {
+        let mut depth = vec![0usize; self.g.node_count()];
+        for v in self.topological_order() {
+            let own = usize::from(
+                self.block(v).and_then(|b| b.kind.as_ref()).is_some_and(|k| k.value == OpKind::Downsample),
+            );
+            let inputs = self
+                .g
+                .neighbors_directed(v, Direction::Incoming)
+                .map(|u| depth[u.index()])
+                .max()
+                .unwrap_or(0);
+            depth[v.index()] = inputs + own;
+        }
+        depth.into_iter().max().unwrap_or(0)
+    }
+
+    fn check_unused(&mut self) {
+        // Without a valid output every block looks unused; that is reported once, elsewhere.
+        let output = self.file.output.as_ref().map(|o| o.value.as_str());
+        let output_known = output.is_some_and(|o| self.by_name.contains_key(o));
+        for (i, block) in self.file.blocks.iter().enumerate() {
+            let v = vertex_of_block(i);
+            if !output_known
+                || Some(block.name.as_str()) == output
+                || self.g.neighbors_directed(v, Direction::Outgoing).next().is_some()
+            {
+                continue;
+            }
+            self.diags.push(
+                Diagnostic::warning(
+                    format!("the output of `{}` is never used", block.name),
+                    block.name_span.clone(),
+                )
+                .block(block.name.clone())
+                .help("use it as the `in` of another block, or remove it"),
+            );
+        }
+        if let Some(time) = &self.file.time {
+            if self.g.neighbors_directed(vertex_time(), Direction::Outgoing).next().is_none() {
+                self.diags.push(
+                    Diagnostic::warning(
+                        "the time embedding is never used: the model ignores the timestep",
+                        time.span.clone(),
+                    )
+                    .block("[time]")
+                    .help("resblocks read it; add a `resblock`, or remove [time]"),
+                );
+            }
+        }
+    }
+}
+
+fn checked_numel(s: &Shape) -> Option<usize> {
+    s.0.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+/// Divisors of n as a short list: "1, 2, 3, 4, 6, 12".
+fn divisors(n: usize) -> String {
+    let ds: Vec<String> = (1..=n).filter(|&d| n.is_multiple_of(d)).take(12).map(|d| d.to_string()).collect();
+    ds.join(", ")
+}
+
+/// The multiples of m just below and above n: "56 or 64".
+fn nearby_multiples(n: usize, m: usize) -> String {
+    let lower = n / m * m;
+    if lower == 0 {
+        format!("{m}")
+    } else {
+        format!("{lower} or {}", lower + m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_divisors_and_multiples() {
+        assert_eq!(divisors(12), "1, 2, 3, 4, 6, 12");
+        assert_eq!(nearby_multiples(60, 8), "56 or 64");
+        assert_eq!(nearby_multiples(4, 8), "8");
+    }
+}
