@@ -72,7 +72,7 @@ impl Dataset {
     pub fn load(source: &DataSource, size: (usize, usize)) -> Result<Dataset, DataError> {
         match source {
             DataSource::Builtin => {
-                let origin = "built-in MNIST (1000 digits)";
+                let origin = "built-in MNIST digits";
                 let images = idx::parse(BUILTIN_MNIST, origin)?;
                 Ok(Dataset { images, origin: origin.to_string() })
             }
