@@ -233,6 +233,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ),
         None => {}
     }
+    if outcome.last_step == cfg.steps {
+        println!(
+            "more samples: mdc sample {} --model {model_name} -n 64 -o grid.png",
+            outcome.checkpoint.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

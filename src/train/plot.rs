@@ -39,14 +39,18 @@ pub fn loss_svg(points: &[(u64, f64)], title: &str) -> String {
     let (x_min, x_max) = (pts[0].0.min(1.0), pts.iter().map(|p| p.0).fold(1.0, f64::max));
     let lo = pts.iter().map(|p| p.1).fold(f64::MAX, f64::min);
     let hi = pts.iter().map(|p| p.1).fold(f64::MIN, f64::max);
-    // Log axis spanning whole decades around the data.
-    let (y_lo, y_hi) = (lo.log10().floor(), hi.log10().ceil().max(lo.log10().floor() + 1.0));
+    // Log axis with a little room around the data, at least half a decade tall.
+    let (mut y_lo, mut y_hi) = (lo.log10() - 0.05, hi.log10() + 0.05);
+    if y_hi - y_lo < 0.5 {
+        let mid = (y_hi + y_lo) / 2.0;
+        (y_lo, y_hi) = (mid - 0.25, mid + 0.25);
+    }
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
     let sx = |x: f64| LEFT + (x - x_min) / (x_max - x_min).max(1.0) * pw;
     let sy = |y: f64| TOP + (y_hi - y.log10()) / (y_hi - y_lo) * ph;
 
     // Grid and y labels at 1, 2, 5 x 10^k.
-    for k in y_lo as i32..=y_hi as i32 {
+    for k in y_lo.floor() as i32..=y_hi.ceil() as i32 {
         for m in [1.0, 2.0, 5.0] {
             let v = m * 10f64.powi(k);
             if v.log10() < y_lo - 1e-9 || v.log10() > y_hi + 1e-9 {
@@ -164,7 +168,7 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("loss &lt;unet&gt;"));
-        assert!(svg.contains(">0.01<") && svg.contains(">1<") && svg.contains(">0.1<"), "decade labels");
+        assert!(svg.contains(">0.05<") && svg.contains(">1<") && svg.contains(">0.1<"), "1-2-5 labels");
         assert!(svg.contains(">300<") || svg.contains(">250<"));
         assert!(loss_svg(&[(1, f64::NAN)], "x").contains("no finite loss values"));
         let s = smooth(&[(1.0, 2.0), (2.0, 2.0)]);
