@@ -8,6 +8,7 @@ mod ema;
 mod log;
 mod lr;
 mod plot;
+mod state;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
 pub use config::{Origin, Recipe, TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, KEYS, RECIPE_KEYS};
@@ -15,6 +16,7 @@ pub use ema::{ema_decay, update_ema};
 pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};
 pub use lr::learning_rate;
 pub use plot::loss_svg;
+pub use state::{mse_and_grad, StepStats, TrainState};
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -22,16 +24,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::{Array1, Array4, Zip};
+use ndarray::Array4;
 
-use crate::data::{DataOrder, Dataset};
+use crate::data::Dataset;
 use crate::diffusion::{sample, InterpDenoiser, NoiseSchedule, SampleOptions, Sampler};
 use crate::graph::Graph;
 use crate::image_io::{write_grid, GridLayout};
 use crate::interp::Executor;
-use crate::optim::{clip_grad_norm, AdamW, AdamWHyper};
 use crate::params::Params;
-use crate::rng::Rng;
 
 pub const PLOT_FILE: &str = "loss.svg";
 pub const SAMPLES_FILE: &str = "samples.png";
@@ -90,34 +90,15 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     let log_path = job.out_dir.join(LOG_FILE);
     let schedule = NoiseSchedule::new(cfg.schedule, cfg.timesteps);
     let image = job.dataset.image_shape();
-    let hyper = AdamWHyper {
-        beta1: cfg.adam_beta1 as f32,
-        beta2: cfg.adam_beta2 as f32,
-        eps: 1e-8,
-        weight_decay: cfg.weight_decay as f32,
+    let mut state = match job.resume {
+        None => TrainState::fresh(job.graph, cfg, job.dataset.len()),
+        Some(ck) => TrainState::from_checkpoint(ck, cfg, job.dataset.len()),
     };
-
-    // State: fresh from the seed, or exactly as the checkpoint left it.
-    let (mut params, mut ema, mut opt, mut rng, mut order, start) = match job.resume {
-        None => {
-            let params = Params::init(job.graph, cfg.seed);
-            let opt = AdamW::new(&params, hyper);
-            let rng = Rng::new(cfg.seed ^ 0x5EED_0F_D1FF_0000_u64);
-            (params.clone(), params, opt, rng, DataOrder::new(job.dataset.len(), cfg.seed), 0)
-        }
-        Some(ck) => {
-            let mut opt = AdamW::new(&ck.model, hyper);
-            opt.m = ck.adam_m;
-            opt.v = ck.adam_v;
-            opt.t = ck.step;
-            let order = DataOrder::restore(job.dataset.len(), cfg.seed, ck.data_epoch, ck.data_position);
-            (ck.model, ck.ema, opt, Rng::from_state(ck.rng), order, ck.step)
-        }
-    };
+    let start = state.step;
     let mut last_saved: Option<u64> = (start > 0).then_some(start);
     let mut log = LossLog::open(&log_path, Some(start))?;
     let mut exec = Executor::new(job.graph.clone());
-    let mut grads = params.zeros_like();
+    let mut grads = state.params.zeros_like();
     let end = job.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
 
     let show_bar = job.progress && std::io::stderr().is_terminal();
@@ -133,47 +114,26 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
 
     let started = Instant::now();
     let mut smoothed: Option<f64> = None;
-    let mut last_loss = None;
-    for step in start + 1..=end {
-        let lr = learning_rate(cfg, step);
-        let x0 = job.dataset.gather(&order.next_batch(cfg.batch));
-        let t: Vec<usize> = (0..cfg.batch).map(|_| rng.below(cfg.timesteps)).collect();
-        let noise = Array4::from_shape_simple_fn(x0.raw_dim(), || rng.normal() as f32);
-        let xt = schedule.add_noise(x0.view(), noise.view(), &t);
-        let tf = Array1::from_iter(t.iter().map(|&v| v as f32));
-        let pred = exec.forward_train(&params, xt.view(), tf.view());
-        let (loss, dy) = mse_and_grad(&pred, &noise);
-
-        let diverged = |what, value: f64| Diverged {
-            step,
-            what,
-            value,
-            lr,
-            kept: match last_saved {
-                Some(s) => format!(
-                    "the last good checkpoint is {} (step {s}); nothing later was saved",
-                    ckpt_path.display()
-                ),
-                None => "no checkpoint had been written yet; nothing was saved".to_string(),
-            },
-        };
-        if !loss.is_finite() {
-            bar.abandon();
-            return Err(diverged("loss", loss).into());
-        }
-        exec.backward(&params, dy.view(), &mut grads);
-        let max_norm = if cfg.clip_grad > 0.0 { cfg.clip_grad as f32 } else { f32::INFINITY };
-        let grad_norm = clip_grad_norm(&mut grads, max_norm) as f64;
-        if !grad_norm.is_finite() {
-            bar.abandon();
-            return Err(diverged("gradient norm", grad_norm).into());
-        }
-        opt.step(&mut params, &grads, lr as f32);
-        update_ema(&mut ema, &params, cfg.ema_decay, step);
-
+    while state.step < end {
+        let StepStats { loss, lr, grad_norm } =
+            match state.step(&mut exec, &mut grads, &job.dataset, &schedule, cfg) {
+                Ok(s) => s,
+                Err(bad) => {
+                    bar.abandon();
+                    let kept = match last_saved {
+                        Some(s) => format!(
+                            "the last good checkpoint is {} (step {s}); nothing later was saved",
+                            ckpt_path.display()
+                        ),
+                        None => "no checkpoint had been written yet; nothing was saved".to_string(),
+                    };
+                    let step = state.step + 1;
+                    return Err(Diverged { step, what: bad.what, value: bad.value, lr: bad.lr, kept }.into());
+                }
+            };
+        let step = state.step;
         let seconds = started.elapsed().as_secs_f64();
         log.append(&LogRow { step, loss, lr, grad_norm, seconds })?;
-        last_loss = Some(loss);
         let sm = smoothed.map_or(loss, |s| 0.9 * s + 0.1 * loss);
         smoothed = Some(sm);
         let ips = (step - start) as f64 * cfg.batch as f64 / seconds.max(1e-9);
@@ -182,23 +142,11 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         if job.progress && !show_bar && (step % line_every == 0 || step == end) {
             eprintln!("step {step}/{} loss {sm:.4} lr {lr:.2e} {ips:.1} img/s {seconds:.0}s", cfg.steps);
         }
-
         if step % cfg.checkpoint_every == 0 || step == end {
-            let (data_epoch, data_position) = order.state();
-            Checkpoint {
-                step,
-                model: params.clone(),
-                ema: ema.clone(),
-                adam_m: opt.m.clone(),
-                adam_v: opt.v.clone(),
-                rng: rng.state(),
-                data_epoch,
-                data_position,
-                model_hash: job.model_hash.clone(),
-                config: cfg.clone(),
-            }
-            .save(&ckpt_path)
-            .with_context(|| format!("cannot write checkpoint {}", ckpt_path.display()))?;
+            state
+                .checkpoint(cfg, &job.model_hash)
+                .save(&ckpt_path)
+                .with_context(|| format!("cannot write checkpoint {}", ckpt_path.display()))?;
             last_saved = Some(step);
         }
     }
@@ -227,7 +175,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
             clip_x0: true,
             seed: cfg.seed,
         };
-        let images = sample_images(job.graph, ema, &schedule, image, &opts, job.progress)?;
+        let images = sample_images(job.graph, state.ema, &schedule, image, &opts, job.progress)?;
         write_grid(&path, &images, GridLayout::auto(image[1].max(image[2])))?;
         Some((path, t0.elapsed().as_secs_f64()))
     } else {
@@ -237,7 +185,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     Ok(TrainOutcome {
         first_step: start + 1,
         last_step: end,
-        final_loss: last_loss.map(|l| smoothed.unwrap_or(l)),
+        final_loss: smoothed,
         train_seconds,
         images_per_second: trained as f64 * cfg.batch as f64 / train_seconds.max(1e-9),
         checkpoint: ckpt_path,
@@ -245,20 +193,6 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         plot: plot_path,
         samples,
     })
-}
-
-/// Mean squared error between predicted and true noise, and its gradient w.r.t. the prediction.
-pub fn mse_and_grad(pred: &Array4<f32>, target: &Array4<f32>) -> (f64, Array4<f32>) {
-    let n = pred.len() as f64;
-    let mut sum = 0.0f64;
-    let mut dy = Array4::zeros(pred.raw_dim());
-    let scale = (2.0 / n) as f32;
-    Zip::from(&mut dy).and(pred).and(target).for_each(|d, &p, &t| {
-        let e = p - t;
-        sum += (e as f64) * (e as f64);
-        *d = scale * e;
-    });
-    (sum / n, dy)
 }
 
 /// Samples images with the interpreter, showing a progress bar when asked.
