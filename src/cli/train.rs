@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
+use crate::check::table::group_digits;
 use crate::data::{DataSource, Dataset};
 use crate::train::{checkpoint_path, train, Checkpoint, Diverged, Origin, Recipe, TrainConfig, TrainJob};
 
@@ -177,7 +178,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
     println!(
         "mdc train {model_name}: {} parameters, input {c}x{h}x{w}; data: {} ({} images)",
-        thousands(model.graph.param_count() as u64),
+        group_digits(model.graph.param_count() as u64),
         dataset.origin,
         dataset.len()
     );
@@ -269,18 +270,6 @@ fn resolve_data_path(recipe: &mut Recipe, model_path: &Path) {
 pub fn default_out_dir(model: &Path) -> PathBuf {
     let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     PathBuf::from("runs").join(stem)
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 fn duration(secs: f64) -> String {

@@ -175,6 +175,9 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
             clip_x0: true,
             seed: cfg.seed,
         };
+        if job.progress {
+            eprintln!("sampling {} images with the EMA weights, {}", opts.count, opts.sampler);
+        }
         let images = sample_images(job.graph, state.ema, &schedule, image, &opts, job.progress)?;
         write_grid(&path, &images, GridLayout::auto(image[1].max(image[2])))?;
         Some((path, t0.elapsed().as_secs_f64()))
