@@ -42,6 +42,11 @@ impl Executor {
         self.engine.peak_bytes()
     }
 
+    /// Time per op kind so far when the `MDC_PROFILE` environment variable is set, else empty.
+    pub fn profile_report(&self) -> String {
+        self.engine.profile_report()
+    }
+
     /// Predicted output for images `x` [N, C, H, W] at timesteps `t` [N].
     pub fn forward(&mut self, params: &Params, x: ArrayView4<f32>, t: ArrayView1<f32>) -> Array4<f32> {
         self.run(params, x, t, false)

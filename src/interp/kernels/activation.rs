@@ -9,7 +9,7 @@ const CHUNK: usize = 1 << 15;
 
 #[inline(always)]
 fn sigmoid<T: Real>(x: T) -> T {
-    T::ONE / (T::ONE + (-x).exp())
+    T::ONE / (T::ONE + (-x).exp_fast())
 }
 
 pub fn silu_forward<T: Real>(x: &[T], y: &mut [T]) {
