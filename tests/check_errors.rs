@@ -228,3 +228,37 @@ fn three_downsamples_on_28x28_as_in_the_issue() {
     assert_eq!(input.help, Some("use 24 or 32 (or remove a downsample)"));
     assert_eq!(errors(&r).len(), 2, "{}", r.render());
 }
+
+fn unet_edited(from: &str, to: &str) -> Report {
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet.toml")).unwrap();
+    assert!(src.contains(from), "{from:?} not in unet.toml");
+    match model::from_bytes(Path::new("models/unet.toml"), src.replacen(from, to, 1).as_bytes()) {
+        Err(ModelError::Invalid { report }) => *report,
+        other => panic!("expected errors, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_renamed_block_is_pointed_out_where_it_is_still_referenced() {
+    let r = unet_edited("\nenc2 ", "\nencoder2 ");
+    let located = r.located();
+    let refs: Vec<_> = located.iter().filter(|d| d.message == "no block named `enc2`").collect();
+    assert_eq!(
+        refs.iter().map(|d| (d.line, d.block.unwrap())).collect::<Vec<_>>(),
+        [(28, "down2"), (35, "cat2")]
+    );
+    assert!(refs.iter().all(|d| d.notes.iter().any(|n| n.contains("nothing reads yet: `encoder2`"))));
+}
+
+#[test]
+fn a_conv_that_resizes_is_named_when_sizes_do_not_line_up() {
+    let r = unet_edited("kernel = 3, padding = 1 }", "kernel = 4, padding = 1 }");
+    let d = errors(&r)[0];
+    assert_eq!(d.block.as_deref(), Some("cat1"));
+    assert!(
+        d.help.as_deref().unwrap().starts_with("`init` turns 28x28 into 27x27 (kernel 4, padding 1)"),
+        "{:?}",
+        d.help
+    );
+}

@@ -95,6 +95,8 @@ struct Build<'f> {
     diags: Vec<Diagnostic>,
     /// Whether some concat/add/output met mismatched spatial sizes.
     spatial_mismatch: bool,
+    /// Stride-1 convs that change the spatial size, described ("`init` turns 28x28 into 27x27 ...").
+    resizing_convs: Vec<String>,
     output: Option<NodeId>,
     /// Block name -> op kind for the table.
     kinds: HashMap<String, &'static str>,
@@ -150,6 +152,7 @@ impl<'f> Build<'f> {
             broken: vec![false; n],
             diags: Vec::new(),
             spatial_mismatch: false,
+            resizing_convs: Vec::new(),
             output: None,
             kinds,
         }
@@ -191,6 +194,7 @@ impl<'f> Build<'f> {
     fn wire(&mut self) {
         self.g.add_edge(vertex_t(), vertex_time(), ());
         let mut missing_time: Vec<(&BlockDecl, &Val<String>)> = Vec::new();
+        let mut unknown: Vec<(&BlockDecl, &Val<String>, &str)> = Vec::new();
         for (i, block) in self.file.blocks.iter().enumerate() {
             let v = vertex_of_block(i);
             let refs = block.inputs.iter().map(|r| (r, "in")).chain(block.time.iter().map(|r| (r, "time")));
@@ -207,7 +211,7 @@ impl<'f> Build<'f> {
                     }
                     None => {
                         self.broken[v.index()] = true;
-                        self.diags.push(self.unknown_reference(block, r, field));
+                        unknown.push((block, r, field));
                     }
                 }
             }
@@ -215,6 +219,31 @@ impl<'f> Build<'f> {
         if let Some(d) = self.missing_time(&missing_time) {
             self.diags.push(d);
         }
+        // After wiring, blocks nothing reads are known: a renamed block is often one of them.
+        let unread = self.unread_blocks();
+        for (block, r, field) in unknown {
+            let mut d = self.unknown_reference(block, r, field);
+            if !unread.is_empty() {
+                let names: Vec<String> = unread.iter().take(3).map(|n| format!("`{n}`")).collect();
+                d = d.note(format!("blocks that nothing reads yet: {}", names.join(", ")));
+            }
+            self.diags.push(d);
+        }
+    }
+
+    /// Blocks whose output no other block reads and that are not the model's output.
+    fn unread_blocks(&self) -> Vec<&'f str> {
+        let output = self.file.output.as_ref().map(|o| o.value.as_str());
+        self.file
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|&(i, b)| {
+                Some(b.name.as_str()) != output
+                    && self.g.neighbors_directed(vertex_of_block(i), Direction::Outgoing).next().is_none()
+            })
+            .map(|(_, b)| b.name.as_str())
+            .collect()
     }
 
     /// One error for all blocks that read `time` when there is no [time] section.
@@ -492,8 +521,14 @@ impl<'f> Build<'f> {
                         .found(kernel.value.to_string())
                         .help("an empty output: use a smaller kernel or more padding"));
                 }
+                let (k, p) = (kernel.value, padding.value);
+                if stride.value == 1 && 2 * p + 1 != k {
+                    let (oh, ow) = (h + 2 * p + 1 - k, w + 2 * p + 1 - k);
+                    self.resizing_convs
+                        .push(format!("`{name}` turns {h}x{w} into {oh}x{ow} (kernel {k}, padding {p})"));
+                }
                 let b = &mut self.builder;
-                blocks::conv(b, name, name, ins[0], channels.value, kernel.value, stride.value, padding.value)
+                blocks::conv(b, name, name, ins[0], channels.value, k, stride.value, p)
             }
             BlockOp::GroupNorm { groups } => {
                 let (c, _, _) = self.image_input(block, ins)?;
@@ -594,7 +629,7 @@ impl<'f> Build<'f> {
                 .err(block, "in", "concat inputs differ in spatial size")
                 .expected("inputs with equal height and width")
                 .found(described())
-                .help("a downsample rounds an odd size up (7 -> 4) and the upsample doubles it (4 -> 8), so the skip no longer lines up; check the input size and the number of downsamples"))
+                .help(self.size_help()))
         } else {
             if shapes[0] == shapes[1] {
                 return Ok(());
@@ -602,10 +637,19 @@ impl<'f> Build<'f> {
             if shapes[0].0.get(1..) != shapes[1].0.get(1..) {
                 self.spatial_mismatch = true;
             }
-            Err(self
-                .err(block, "in", "add needs inputs of the same shape")
-                .expected("equal shapes")
-                .found(described()))
+            let d = self.err(block, "in", "add needs inputs of the same shape").expected("equal shapes");
+            let d = d.found(described());
+            Err(if self.spatial_mismatch { d.help(self.size_help()) } else { d })
+        }
+    }
+
+    /// Why spatial sizes may not line up: a conv that resizes, else odd sizes through downsampling.
+    fn size_help(&self) -> String {
+        match self.resizing_convs.first() {
+            Some(conv) => format!("{conv}; a stride-1 conv keeps the size when padding = (kernel - 1) / 2"),
+            None => "a downsample rounds an odd size up (7 -> 4) and the upsample doubles it (4 -> 8), \
+                     so the sizes no longer line up; check the input size and the number of downsamples"
+                .to_string(),
         }
     }
 
@@ -697,7 +741,8 @@ impl<'f> Build<'f> {
             }
             if (wh, ww) != (gh, gw) {
                 self.spatial_mismatch = true;
-                help.push_str("; every downsample needs a matching upsample");
+                help.push_str("; ");
+                help.push_str(&self.size_help());
             }
         }
         self.diags.push(
@@ -778,24 +823,20 @@ impl<'f> Build<'f> {
 
     fn check_unused(&mut self) {
         // Without a valid output every block looks unused; that is reported once, elsewhere.
-        let output = self.file.output.as_ref().map(|o| o.value.as_str());
-        let output_known = output.is_some_and(|o| self.by_name.contains_key(o));
-        for (i, block) in self.file.blocks.iter().enumerate() {
-            let v = vertex_of_block(i);
-            if !output_known
-                || Some(block.name.as_str()) == output
-                || self.g.neighbors_directed(v, Direction::Outgoing).next().is_some()
-            {
-                continue;
+        let output_known =
+            self.file.output.as_ref().is_some_and(|o| self.by_name.contains_key(o.value.as_str()));
+        if output_known {
+            for name in self.unread_blocks() {
+                let block = self.file.blocks.iter().find(|b| b.name == name).expect("a block of the file");
+                self.diags.push(
+                    Diagnostic::warning(
+                        format!("the output of `{name}` is never used"),
+                        block.name_span.clone(),
+                    )
+                    .block(name)
+                    .help("use it as the `in` of another block, or remove it"),
+                );
             }
-            self.diags.push(
-                Diagnostic::warning(
-                    format!("the output of `{}` is never used", block.name),
-                    block.name_span.clone(),
-                )
-                .block(block.name.clone())
-                .help("use it as the `in` of another block, or remove it"),
-            );
         }
         if let Some(time) = &self.file.time {
             if self.g.neighbors_directed(vertex_time(), Direction::Outgoing).next().is_none() {

@@ -246,9 +246,10 @@ impl Report {
             } else {
                 (text.chars().count() + 1).saturating_sub(col).max(1)
             };
+            let (shown, caret_col, width) = window(text, col, width);
             let _ = writeln!(out, "{pad} |");
-            let _ = writeln!(out, "{line} | {}", text.replace('\t', " "));
-            let _ = writeln!(out, "{pad} | {}{}", " ".repeat(col - 1), "^".repeat(width));
+            let _ = writeln!(out, "{line} | {}", shown.replace('\t', " "));
+            let _ = writeln!(out, "{pad} | {}{}", " ".repeat(caret_col - 1), "^".repeat(width));
         }
         match (&d.expected, &d.found) {
             (Some(e), Some(f)) => {
@@ -270,6 +271,30 @@ impl Report {
         }
         out
     }
+}
+
+/// Longest source line shown whole; longer ones are cut around the caret.
+const MAX_SHOWN: usize = 120;
+
+/// The part of `text` to show, the caret's column in it and the caret's width.
+fn window(text: &str, col: usize, width: usize) -> (String, usize, usize) {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= MAX_SHOWN {
+        return (text.to_string(), col, width);
+    }
+    let start = col.saturating_sub(MAX_SHOWN / 2).min(chars.len().saturating_sub(MAX_SHOWN));
+    let end = (start + MAX_SHOWN).min(chars.len());
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut caret_col = col - start;
+    if start > 0 {
+        shown.insert_str(0, "...");
+        caret_col += 3;
+    }
+    if end < chars.len() {
+        shown.push_str("...");
+    }
+    let width = width.min(end + 1 - (col - 1).min(end)).max(1);
+    (shown, caret_col, width)
 }
 
 impl fmt::Display for Report {
@@ -320,6 +345,16 @@ mod tests {
         assert_eq!(did_you_mean("kernal", ["kernel", "stride", "padding"]), Some("kernel"));
         assert_eq!(did_you_mean("resblok", ["resblock", "conv"]), Some("resblock"));
         assert_eq!(did_you_mean("zzzzzz", ["kernel", "stride"]), None);
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_caret() {
+        let text = "x".repeat(300);
+        let (shown, col, width) = window(&text, 200, 5);
+        assert!(shown.starts_with("...") && shown.ends_with("..."));
+        assert_eq!(shown.chars().count(), MAX_SHOWN + 6);
+        assert_eq!((col, width), (200 - (200 - MAX_SHOWN / 2) + 3, 5));
+        assert_eq!(window("short", 2, 3), ("short".to_string(), 2, 3));
     }
 
     #[test]

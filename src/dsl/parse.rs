@@ -45,11 +45,17 @@ fn syntax_error(source: &str, e: &toml::de::Error) -> Diagnostic {
 
 /// Whether the file has section `name`, or a misspelling of it (reported on its own).
 fn has_section(root: &DeTable<'_>, name: &str) -> bool {
-    root.keys().any(|k| {
-        k.get_ref() == name
-            || (!TOP_LEVEL.contains(&k.get_ref().as_ref())
-                && diag::did_you_mean(k.get_ref(), TOP_LEVEL) == Some(name))
-    })
+    root.iter().any(|(k, v)| k.get_ref() == name || misspelt_section(k.get_ref(), v.get_ref()) == Some(name))
+}
+
+/// The section an unknown top-level table most likely meant (`[varz]` -> `vars`).
+fn misspelt_section(key: &str, value: &DeValue<'_>) -> Option<&'static str> {
+    let unknown_table = !TOP_LEVEL.contains(&key) && matches!(value, DeValue::Table(_));
+    if unknown_table && home_section(key).is_none() {
+        diag::did_you_mean(key, TOP_LEVEL)
+    } else {
+        None
+    }
 }
 
 /// The line of the first `name = ...` or `[...name]` before `before`, for duplicate keys.
@@ -95,15 +101,11 @@ impl<'a, 'i> Section<'a, 'i> {
     fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
         self.table.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v)
     }
-
-    fn key_span(&self, key: &str) -> Option<Span> {
-        self.table.keys().find(|k| k.get_ref() == key).map(|k| k.span())
-    }
 }
 
 /// Default for an integer field: none (required), a number, or the named value in `[vars]`.
 #[derive(Clone, Copy)]
-enum Default {
+enum IfMissing {
     Required,
     Value(usize),
     Var(&'static str),
@@ -118,11 +120,15 @@ impl Parser {
         for (key, value) in root {
             let k = key.get_ref().as_ref();
             if !TOP_LEVEL.contains(&k) {
+                let what =
+                    if matches!(value.get_ref(), DeValue::Table(_)) { "section" } else { "top-level key" };
+                let help = home_section(k)
+                    .or_else(|| misspelt_section(k, value.get_ref()).map(|s| format!("did you mean `{s}`?")));
                 self.error(
-                    Diagnostic::error(format!("unknown section `{k}`"), key.span())
-                        .expected(format!("one of {}", list(&TOP_LEVEL)))
+                    Diagnostic::error(format!("unknown {what} `{k}`"), key.span())
+                        .expected(format!("one of the sections {}", list(&TOP_LEVEL)))
                         .found(format!("`{k}`"))
-                        .maybe_help(suggestion(k, TOP_LEVEL)),
+                        .maybe_help(help),
                 );
             } else if !matches!(value.get_ref(), DeValue::Table(_)) {
                 self.error(
@@ -138,10 +144,7 @@ impl Parser {
         let section = |name: &str| -> Option<Section<'_, '_>> {
             let exact = root.iter().find(|(k, _)| k.get_ref() == name);
             let (k, v) = exact.or_else(|| {
-                root.iter().find(|(k, _)| {
-                    !TOP_LEVEL.contains(&k.get_ref().as_ref())
-                        && diag::did_you_mean(k.get_ref(), TOP_LEVEL) == Some(name)
-                })
+                root.iter().find(|(k, v)| misspelt_section(k.get_ref(), v.get_ref()) == Some(name))
             })?;
             match v.get_ref() {
                 DeValue::Table(t) => {
@@ -254,16 +257,16 @@ impl Parser {
 
     fn input_section(&mut self, s: &Section<'_, '_>) -> Option<InputDecl> {
         self.unknown_fields(s, &["channels", "height", "width"], &[]);
-        let channels = self.int(s, "channels", Default::Required, 1, MAX_CHANNELS);
-        let height = self.int(s, "height", Default::Required, 1, MAX_SIZE);
-        let width = self.int(s, "width", Default::Required, 1, MAX_SIZE);
+        let channels = self.int(s, "channels", IfMissing::Required, 1, MAX_CHANNELS);
+        let height = self.int(s, "height", IfMissing::Required, 1, MAX_SIZE);
+        let width = self.int(s, "width", IfMissing::Required, 1, MAX_SIZE);
         Some(InputDecl { span: s.span.clone(), channels: channels?, height: height?, width: width? })
     }
 
     fn time_section(&mut self, s: &Section<'_, '_>) -> Option<TimeDecl> {
         self.unknown_fields(s, &["dim", "hidden"], &[]);
-        let dim = self.int(s, "dim", Default::Required, 1, MAX_CHANNELS);
-        let hidden = self.int(s, "hidden", Default::Required, 1, MAX_CHANNELS);
+        let dim = self.int(s, "dim", IfMissing::Required, 1, MAX_CHANNELS);
+        let hidden = self.int(s, "hidden", IfMissing::Required, 1, MAX_CHANNELS);
         Some(TimeDecl { span: s.span.clone(), dim: dim?, hidden: hidden? })
     }
 
@@ -348,13 +351,13 @@ impl Parser {
         };
         // A bad value leaves the block's output unknown (an unknown field alone does not).
         let n = self.diags.len();
-        let int = |p: &mut Parser, f: &str, d: Default, lo: usize, hi: usize| p.int(s, f, d, lo, hi);
+        let int = |p: &mut Parser, f: &str, d: IfMissing, lo: usize, hi: usize| p.int(s, f, d, lo, hi);
         let op = match kind.value {
             OpKind::Conv => {
-                let channels = int(self, "channels", Default::Required, 1, MAX_CHANNELS);
-                let kernel = int(self, "kernel", Default::Required, 1, MAX_KERNEL);
-                let stride = int(self, "stride", Default::Value(1), 1, MAX_KERNEL);
-                let padding = int(self, "padding", Default::Value(0), 0, MAX_KERNEL);
+                let channels = int(self, "channels", IfMissing::Required, 1, MAX_CHANNELS);
+                let kernel = int(self, "kernel", IfMissing::Required, 1, MAX_KERNEL);
+                let stride = int(self, "stride", IfMissing::Value(1), 1, MAX_KERNEL);
+                let padding = int(self, "padding", IfMissing::Value(0), 0, MAX_KERNEL);
                 match (channels, kernel, stride, padding) {
                     (Some(channels), Some(kernel), Some(stride), Some(padding)) => {
                         Some(BlockOp::Conv { channels, kernel, stride, padding })
@@ -362,17 +365,17 @@ impl Parser {
                     _ => None,
                 }
             }
-            OpKind::GroupNorm => int(self, "groups", Default::Var("groups"), 1, MAX_CHANNELS)
+            OpKind::GroupNorm => int(self, "groups", IfMissing::Var("groups"), 1, MAX_CHANNELS)
                 .map(|groups| BlockOp::GroupNorm { groups }),
             OpKind::Silu => Some(BlockOp::Silu),
-            OpKind::Linear => int(self, "features", Default::Required, 1, MAX_CHANNELS)
+            OpKind::Linear => int(self, "features", IfMissing::Required, 1, MAX_CHANNELS)
                 .map(|features| BlockOp::Linear { features }),
             OpKind::Resblock => {
                 decl.time = self
                     .string(s, "time", false)
                     .or_else(|| Some(Val::plain("time".into(), decl.name_span.clone())));
-                let channels = int(self, "channels", Default::Required, 1, MAX_CHANNELS);
-                let groups = int(self, "groups", Default::Var("groups"), 1, MAX_CHANNELS);
+                let channels = int(self, "channels", IfMissing::Required, 1, MAX_CHANNELS);
+                let groups = int(self, "groups", IfMissing::Var("groups"), 1, MAX_CHANNELS);
                 match (channels, groups) {
                     (Some(channels), Some(groups)) => Some(BlockOp::Resblock { channels, groups }),
                     _ => None,
@@ -383,8 +386,8 @@ impl Parser {
             OpKind::Concat => Some(BlockOp::Concat),
             OpKind::Add => Some(BlockOp::Add),
             OpKind::Attention => {
-                let heads = int(self, "heads", Default::Required, 1, MAX_CHANNELS);
-                let groups = int(self, "groups", Default::Var("groups"), 1, MAX_CHANNELS);
+                let heads = int(self, "heads", IfMissing::Required, 1, MAX_CHANNELS);
+                let groups = int(self, "groups", IfMissing::Var("groups"), 1, MAX_CHANNELS);
                 match (heads, groups) {
                     (Some(heads), Some(groups)) => Some(BlockOp::Attention { heads, groups }),
                     _ => None,
@@ -530,7 +533,7 @@ impl Parser {
     fn string(&mut self, s: &Section<'_, '_>, field: &str, required: bool) -> Option<Val<String>> {
         let Some(v) = s.get(field) else {
             if required && !self.suggested.iter().any(|f| f == field) {
-                let span = s.key_span(field).unwrap_or_else(|| s.span.clone());
+                let span = s.span.clone();
                 self.error(
                     Diagnostic::error(format!("missing field `{field}`"), span)
                         .block(s.label.clone())
@@ -560,14 +563,14 @@ impl Parser {
         &mut self,
         s: &Section<'_, '_>,
         field: &str,
-        default: Default,
+        default: IfMissing,
         lo: usize,
         hi: usize,
     ) -> Option<Val<usize>> {
         let Some(v) = s.get(field) else {
             return match default {
-                Default::Value(d) => Some(Val::plain(d, s.span.clone())),
-                Default::Var(var) => match self.vars.get(var) {
+                IfMissing::Value(d) => Some(Val::plain(d, s.span.clone())),
+                IfMissing::Var(var) => match self.vars.get(var) {
                     Some((VarValue::Int(d), def)) => {
                         // Out of range: point at the definition in [vars], which is what to edit.
                         let v = Val { value: *d, span: def.clone(), origin: Some((var.into(), def.clone())) };
@@ -587,16 +590,13 @@ impl Parser {
                         None
                     }
                 },
-                Default::Required if self.suggested.iter().any(|f| f == field) => None,
-                Default::Required => {
+                IfMissing::Required if self.suggested.iter().any(|f| f == field) => None,
+                IfMissing::Required => {
                     self.error(
                         Diagnostic::error(format!("missing field `{field}`"), s.span.clone())
                             .block(s.label.clone())
                             .field(field)
-                            .expected(format!(
-                                "an integer or a name from [vars], e.g. `{field} = {}`",
-                                lo.max(1)
-                            )),
+                            .expected(format!("`{field} = <integer>` or `{field} = \"<name from [vars]>\"`")),
                     );
                     None
                 }
@@ -770,6 +770,18 @@ impl Parser {
             }
         }
     }
+}
+
+/// For a field written at the top level, the section it belongs in.
+fn home_section(field: &str) -> Option<String> {
+    let section = match field {
+        "output" | "name" => "model",
+        "channels" | "height" | "width" => "input",
+        "dim" | "hidden" => "time",
+        _ if OpKind::from_name(field).is_some() => "blocks",
+        _ => return None,
+    };
+    Some(format!("`{field}` belongs in [{section}]: move it below the `[{section}]` line"))
 }
 
 /// The `[train]` table as plain TOML (only called when the document parsed).
