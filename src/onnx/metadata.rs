@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::diffusion::{NoiseSchedule, ScheduleKind};
+
 /// The DDPM noise schedule a model was trained with: what `mdc train` uses (the [train] keys
 /// `schedule` and `timesteps`, or what the checkpoint records).
 #[derive(Debug, Clone, PartialEq)]
@@ -19,10 +21,6 @@ impl Default for ScheduleInfo {
         ScheduleInfo { name: "linear".into(), timesteps: 1000 }
     }
 }
-
-/// Cosine schedule offset s and the beta clip (Nichol & Dhariwal 2021).
-const COSINE_OFFSET: f64 = 0.008;
-const MAX_BETA: f64 = 0.999;
 
 impl ScheduleInfo {
     /// Reads `schedule` and `timesteps` from a model file's `[train]` table, each falling back
@@ -47,33 +45,20 @@ impl ScheduleInfo {
         Ok(s)
     }
 
-    /// beta_t for t in 0..timesteps, as `mdc train` defines them: linear from 1e-4 to 0.02 for
-    /// T = 1000, both ends scaled by 1000/T for other T (the same total noise); cosine with
-    /// offset 0.008, betas clipped at 0.999.
-    pub fn betas(&self) -> Result<Vec<f64>, String> {
-        let n = self.timesteps;
-        if n == 0 {
+    /// The schedule as `mdc train` uses it (linear 1e-4..0.02 scaled by 1000/T, or cosine).
+    pub fn noise_schedule(&self) -> Result<NoiseSchedule, String> {
+        let kind = ScheduleKind::parse(&self.name).ok_or_else(|| {
+            format!("unknown noise schedule {:?}: expected \"linear\" or \"cosine\"", self.name)
+        })?;
+        if self.timesteps == 0 {
             return Err("the noise schedule needs at least one timestep".into());
         }
-        let t_count = n as f64;
-        match self.name.as_str() {
-            "linear" => {
-                let scale = 1000.0 / t_count;
-                let (lo, hi) = (scale * 1e-4, (scale * 0.02).min(MAX_BETA));
-                Ok((0..n)
-                    .map(|i| if n == 1 { lo } else { lo + (hi - lo) * i as f64 / (t_count - 1.0) })
-                    .collect())
-            }
-            "cosine" => {
-                let f = |t: f64| {
-                    ((t / t_count + COSINE_OFFSET) / (1.0 + COSINE_OFFSET) * std::f64::consts::FRAC_PI_2)
-                        .cos()
-                        .powi(2)
-                };
-                Ok((0..n).map(|i| (1.0 - f(i as f64 + 1.0) / f(i as f64)).min(MAX_BETA)).collect())
-            }
-            other => Err(format!("unknown noise schedule {other:?}: expected \"linear\" or \"cosine\"")),
-        }
+        Ok(NoiseSchedule::new(kind, self.timesteps))
+    }
+
+    /// beta_t for t in 0..timesteps.
+    pub fn betas(&self) -> Result<Vec<f64>, String> {
+        Ok(self.noise_schedule()?.betas)
     }
 }
 
@@ -122,6 +107,11 @@ pub const INPUTS_DESCRIPTION: &str =
 pub const OUTPUT_DESCRIPTION: &str = "y: float32 [N, C, H, W] predicted noise (epsilon)";
 
 impl ModelInfo {
+    /// The image the model was exported for, [C, H, W] (what samplers draw).
+    pub fn image(&self) -> [usize; 3] {
+        [self.channels, self.height, self.width]
+    }
+
     /// The (key, value) pairs written into the ONNX model.
     pub fn to_props(&self) -> Result<Vec<(String, String)>, String> {
         use keys::*;
