@@ -45,3 +45,33 @@ fn ddim_through_onnxruntime_matches_the_interpreter() {
     assert!(diff <= 1e-3, "images differ by {diff}");
     assert!(from_ort.iter().all(|v| v.is_finite()));
 }
+
+/// `mdc sample model.onnx` needs nothing but the .onnx file.
+#[test]
+fn sample_cli_runs_an_exported_model() {
+    if !onnxruntime_available("sample_cli_runs_an_exported_model") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, graph) = test_models().pop().unwrap();
+    let model = export(&graph, &random_params(&graph, 3), dir.path(), "m");
+    let png = dir.path().join("grid.png");
+    let mdc = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mdc"))
+            .args(["sample", model.to_str().unwrap(), "-n", "3", "--steps", "4", "-o", png.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = mdc(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+
+    // CUDA is used or refused with a reason; it never quietly runs on the CPU.
+    let o = mdc(&["--device", "cuda"]);
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--device cuda: onnxruntime's CUDA execution provider cannot be used"), "{err}");
+    }
+}

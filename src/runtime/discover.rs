@@ -14,7 +14,7 @@ pub const ONNXRUNTIME_VERSION: &str = "1.31.1";
 /// How to get onnxruntime, appended to every "not found" message.
 pub fn install_hint() -> String {
     format!(
-        "install it with `pip install onnxruntime=={ONNXRUNTIME_VERSION}` (mdc then finds it through python3), \
+        "install onnxruntime with `pip install onnxruntime=={ONNXRUNTIME_VERSION}` (mdc then finds it through python3), \
          or set ORT_DYLIB_PATH to the path of libonnxruntime.so (version 1.30 or newer)"
     )
 }

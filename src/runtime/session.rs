@@ -55,7 +55,7 @@ impl OrtDenoiser {
 
     pub fn open_with(path: &Path, config: &SessionConfig) -> anyhow::Result<OrtDenoiser> {
         if !path.is_file() {
-            anyhow::bail!("cannot open {}: no such file", path.display());
+            anyhow::bail!("cannot open the ONNX model {}: no such file", path.display());
         }
         let env = discover::environment()?;
         let threads = config

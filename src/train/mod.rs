@@ -27,7 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
 
 use crate::data::Dataset;
-use crate::diffusion::{sample, InterpDenoiser, NoiseSchedule, SampleOptions, Sampler};
+use crate::diffusion::{sample, Denoiser, InterpDenoiser, NoiseSchedule, SampleOptions, Sampler};
 use crate::graph::Graph;
 use crate::image_io::{write_grid, GridLayout};
 use crate::interp::Executor;
@@ -208,6 +208,18 @@ pub fn sample_images(
     progress: bool,
 ) -> anyhow::Result<Array4<f32>> {
     let mut den = InterpDenoiser { executor: Executor::new(graph.clone()), params };
+    sample_with_progress(&mut den, schedule, image, opts, progress)
+}
+
+/// Samples images with any denoiser (the interpreter, onnxruntime), showing a progress bar when
+/// asked and stderr is a terminal.
+pub fn sample_with_progress(
+    den: &mut dyn Denoiser,
+    schedule: &NoiseSchedule,
+    image: [usize; 3],
+    opts: &SampleOptions,
+    progress: bool,
+) -> anyhow::Result<Array4<f32>> {
     let bar =
         if progress && std::io::stderr().is_terminal() { ProgressBar::new(1) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -218,7 +230,7 @@ pub fn sample_images(
         .progress_chars("=> "),
     );
     bar.set_prefix("sample");
-    let images = sample(&mut den, schedule, image, opts, &mut |done, total| {
+    let images = sample(den, schedule, image, opts, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
