@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and dispatch. Each command lives in its own module
 //! with `Args` and `run(&Args) -> anyhow::Result<ExitCode>`.
 
+pub mod bench;
 pub mod check;
 pub mod graph;
 
@@ -24,12 +25,15 @@ pub enum Command {
     Check(check::Args),
     /// Write a model's block graph as Graphviz DOT (and SVG when `dot` is installed).
     Graph(graph::Args),
+    /// Time the interpreter: forward and training-step medians, images/s, GFLOP/s, peak memory.
+    Bench(bench::Args),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Check(args) => check::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 
