@@ -129,6 +129,10 @@ fn conv_gradients_for_strides_paddings_and_kernels() {
         (2, 2, 5, 3, 2, 7, 8),
         (4, 2, 3, 1, 0, 6, 5),
         (1, 2, 3, 1, 2, 3, 4),
+        // same-size convs that narrow or keep the channels (dx as a flipped-kernel conv)
+        (4, 2, 3, 1, 1, 5, 7),
+        (3, 3, 3, 1, 1, 6, 4),
+        (5, 2, 5, 1, 2, 6, 7),
     ];
     for (i, &(cin, cout, k, s, p, h, w)) in cases.iter().enumerate() {
         let g = graph_of(cin, h, w, |b, x, _| blocks::conv(b, "conv", "conv", x, cout, k, s, p).unwrap());
