@@ -6,7 +6,10 @@
 //! derivatives must agree to 1e-6 relative; a wrong term in any backward is off by far more.
 
 use mdc::graph::blocks::{self, mini_unet};
-use mdc::graph::{Graph, GraphBuilder, NodeId, Op};
+mod common;
+
+use common::graph_of;
+use mdc::graph::{Graph, Op};
 use mdc::interp::{Engine, Executor};
 use mdc::params::Params;
 use mdc::rng::Rng;
@@ -101,20 +104,6 @@ fn check_graph(graph: Graph, batch: usize, per_tensor: usize, seed: u64) -> usiz
         compared += 1;
     }
     compared
-}
-
-/// A graph `x [c, h, w]` -> body -> output; `body` gets the builder, x and t.
-fn graph_of(
-    c: usize,
-    h: usize,
-    w: usize,
-    body: impl FnOnce(&mut GraphBuilder, NodeId, NodeId) -> NodeId,
-) -> Graph {
-    let mut b = GraphBuilder::new();
-    let x = b.add("x", "x", Op::Input { channels: c, height: h, width: w }, &[]).unwrap();
-    let t = b.add("t", "t", Op::Timestep, &[]).unwrap();
-    let out = body(&mut b, x, t);
-    b.finish(out)
 }
 
 #[test]
