@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and dispatch. Each command lives in its own module
 //! with `Args` and `run(&Args) -> anyhow::Result<ExitCode>`.
 
+pub mod bench;
 pub mod check;
 pub mod export;
 pub mod graph;
@@ -33,6 +34,8 @@ pub enum Command {
     Sample(sample::Args),
     /// Export a model and its weights: `mdc export onnx MODEL.toml --weights CKPT -o model.onnx`.
     Export(export::Args),
+    /// Time the interpreter: forward and training-step medians, images/s, GFLOP/s, peak memory.
+    Bench(bench::Args),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -42,6 +45,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Export(args) => export::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -18,6 +18,7 @@ mod workspace;
 pub use engine::Engine;
 pub use gemm::{matmul, Tr};
 pub use real::Real;
+pub use workspace::Workers;
 
 use ndarray::{Array4, ArrayView1, ArrayView4};
 

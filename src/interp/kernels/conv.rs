@@ -246,6 +246,20 @@ pub fn backward<T: Real>(
         Some(d) => (d, g.in_len()),
         None => (&mut [], 0),
     };
+    // When the conv keeps the size and does not widen the channels, dx is itself a convolution
+    // of dy with the flipped, channel-transposed kernel: its columns (Cout*k*k rows) are no larger
+    // than dcols (Cin*k*k rows), its GEMM is compute-bound (depth Cout*k*k, not Cout) and no
+    // scatter-add (col2im) is needed.
+    let flipped = want_dx && !g.pointwise() && g.stride == 1 && g.ho == g.h && g.wo == g.w && cout <= g.cin;
+    let mut shared = std::mem::take(&mut workers.shared);
+    let wflip: &[T] = if flipped {
+        let w = sized(&mut shared, g.cin * kd);
+        flip_kernel(g, weight, w);
+        w
+    } else {
+        &[]
+    };
+    let gt = ConvGeom { cin: cout, cout: g.cin, pad: g.k - 1 - g.pad, ..*g };
     let workers_used = workers.par_images(batch, dx, per_image, |images, dx, s| {
         let partial = sized(&mut s.c, kd * cout + cout);
         partial.fill(T::ZERO);
@@ -270,6 +284,10 @@ pub fn backward<T: Real>(
                 let dxn = &mut dx[i * g.in_len()..(i + 1) * g.in_len()];
                 if g.pointwise() {
                     matmul(dxn, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
+                } else if flipped {
+                    let cols = sized(&mut s.a, gt.kdim() * pos);
+                    im2col(&gt, dyn_, cols);
+                    matmul(dxn, g.cin, pos, gt.kdim(), wflip, Tr::No, cols, Tr::No, false, s.gemm_threads);
                 } else {
                     let dcols = sized(&mut s.a, kd * pos);
                     matmul(dcols, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
@@ -278,6 +296,7 @@ pub fn backward<T: Real>(
             }
         }
     });
+    workers.shared = shared;
     for s in &workers.scratch[..workers_used] {
         let (dwt, db) = s.c[..kd * cout + cout].split_at(kd * cout);
         for (kk, row) in dwt.chunks_exact(cout).enumerate() {
@@ -287,6 +306,22 @@ pub fn backward<T: Real>(
         }
         for (d, &p) in dbias.iter_mut().zip(db) {
             *d += p;
+        }
+    }
+}
+
+/// wflip[ci, (co*k + ky)*k + kx] = w[co, ci, k-1-ky, k-1-kx]: the kernel of the convolution
+/// that maps dy back to dx for a stride-1 same-size conv.
+fn flip_kernel<T: Real>(g: &ConvGeom, w: &[T], wflip: &mut [T]) {
+    let (k, cin, cout) = (g.k, g.cin, g.cout);
+    for co in 0..cout {
+        for ci in 0..cin {
+            for ky in 0..k {
+                for kx in 0..k {
+                    wflip[ci * cout * k * k + (co * k + ky) * k + kx] =
+                        w[((co * cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)];
+                }
+            }
         }
     }
 }
