@@ -75,3 +75,33 @@ fn sample_cli_runs_an_exported_model() {
         assert!(err.contains("--device cuda: onnxruntime's CUDA execution provider cannot be used"), "{err}");
     }
 }
+
+/// `mdc bench model.onnx`: forward medians at batch 1 and --batch, and sampling throughput.
+#[test]
+fn bench_cli_times_an_exported_model() {
+    if !onnxruntime_available("bench_cli_times_an_exported_model") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, graph) = test_models().pop().unwrap();
+    let model = export(&graph, &random_params(&graph, 3), dir.path(), "m");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_mdc"))
+        .args([
+            "bench",
+            model.to_str().unwrap(),
+            "--batch",
+            "2",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--sample-steps",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{out}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("forward batch   1: median") && out.contains("forward batch   2: median"), "{out}");
+    assert!(out.contains("sampling: DDIM 2 steps, 2 images at once"), "{out}");
+}

@@ -62,3 +62,34 @@ pub fn time_forward(
 pub fn time_standard_batches(model: &mut OrtDenoiser) -> anyhow::Result<Vec<ForwardTiming>> {
     Ok(vec![time_forward(model, 1, 10, 50)?, time_forward(model, 8, 3, 20)?])
 }
+
+/// Sampling throughput: one DDIM run of `steps` steps over `images` images at once, every step
+/// an onnxruntime call, with the model's own noise schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingTiming {
+    pub images: usize,
+    pub steps: usize,
+    pub seconds: f64,
+}
+
+impl SamplingTiming {
+    pub fn images_per_second(&self) -> f64 {
+        self.images as f64 / self.seconds
+    }
+}
+
+pub fn time_sampling(model: &mut OrtDenoiser, images: usize, steps: usize) -> anyhow::Result<SamplingTiming> {
+    use crate::diffusion::{sample, SampleOptions, Sampler};
+    let info = model.info().clone();
+    let schedule = info.schedule.noise_schedule().map_err(anyhow::Error::msg)?;
+    let opts = SampleOptions {
+        count: images,
+        batch: images,
+        sampler: Sampler::Ddim { steps, eta: 0.0 },
+        clip_x0: true,
+        seed: 0,
+    };
+    let start = Instant::now();
+    sample(model, &schedule, info.image(), &opts, &mut |_, _| {})?;
+    Ok(SamplingTiming { images, steps, seconds: start.elapsed().as_secs_f64() })
+}
