@@ -6,11 +6,6 @@ use mdc::runtime::{Device, OrtDenoiser};
 use ndarray::Array1;
 use onnx_common::*;
 
-fn small_model(dir: &std::path::Path) -> std::path::PathBuf {
-    let (_, g) = test_models().pop().unwrap();
-    export(&g, &random_params(&g, 2), dir, "small")
-}
-
 #[test]
 fn reads_metadata_and_checks_inputs() {
     if !onnxruntime_available("reads_metadata_and_checks_inputs") {

@@ -53,8 +53,7 @@ fn sample_cli_runs_an_exported_model() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_, graph) = test_models().pop().unwrap();
-    let model = export(&graph, &random_params(&graph, 3), dir.path(), "m");
+    let model = small_model(dir.path());
     let png = dir.path().join("grid.png");
     let mdc = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_mdc"))
@@ -83,8 +82,7 @@ fn bench_cli_times_an_exported_model() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_, graph) = test_models().pop().unwrap();
-    let model = export(&graph, &random_params(&graph, 3), dir.path(), "m");
+    let model = small_model(dir.path());
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_mdc"))
         .args([
             "bench",

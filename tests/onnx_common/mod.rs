@@ -145,3 +145,9 @@ pub fn shipped_models() -> Vec<(String, Graph)> {
         })
         .collect()
 }
+
+/// The attention U-Net (3x16x16) with random weights, exported to `dir/small.onnx`.
+pub fn small_model(dir: &Path) -> PathBuf {
+    let (_, g) = test_models().pop().unwrap();
+    export(&g, &random_params(&g, 2), dir, "small")
+}
