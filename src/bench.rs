@@ -40,7 +40,7 @@ pub struct Timing {
 }
 
 impl Timing {
-    fn of(mut ms: Vec<f64>) -> Timing {
+    pub fn of(mut ms: Vec<f64>) -> Timing {
         ms.sort_by(f64::total_cmp);
         let n = ms.len();
         let median_ms = if n % 2 == 1 { ms[n / 2] } else { (ms[n / 2 - 1] + ms[n / 2]) / 2.0 };
@@ -62,10 +62,18 @@ pub struct BenchReport {
     pub step_forward_ms: f64,
     pub step_backward_ms: f64,
     pub step_update_ms: f64,
+    /// Mean CPU time (all threads) per forward and per step; with `threads` cores free, wall
+    /// time would be about this divided by `threads`.
+    pub forward_cpu_ms: Option<f64>,
+    pub step_cpu_ms: Option<f64>,
     /// Most bytes of activations/gradients the interpreter held at once.
     pub interp_peak_bytes: usize,
     /// The process's peak resident memory (VmHWM), where /proc tells it.
     pub process_peak_bytes: Option<usize>,
+    /// /proc/loadavg when the run started: other work on the machine slows wall times.
+    pub load_average: Option<String>,
+    /// Per-op-kind times over the whole run, when `MDC_PROFILE` is set.
+    pub profile: String,
 }
 
 impl BenchReport {
@@ -86,6 +94,17 @@ impl BenchReport {
     }
 }
 
+/// CPU seconds (user + system, all threads) this process has used, from /proc/self/stat. With
+/// other work on the machine, CPU time per step is the steadier measure of our own cost.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// Peak resident set size of this process, from /proc/self/status (Linux).
 pub fn process_peak_bytes() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -102,6 +121,9 @@ fn random_batch(graph: &Graph, batch: usize, rng: &mut Rng) -> (Array4<f32>, Arr
 }
 
 pub fn run(graph: &Graph, opts: &BenchOptions) -> BenchReport {
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     let params_init = Params::init(graph, opts.seed);
     let mut rng = Rng::new(opts.seed ^ 0x5eed);
     let mut exec = Executor::new(graph.clone());
@@ -109,13 +131,19 @@ pub fn run(graph: &Graph, opts: &BenchOptions) -> BenchReport {
 
     let (x, t) = random_batch(graph, opts.batch, &mut rng);
     let mut forward_ms = Vec::new();
+    let mut cpu_start = None;
     for i in 0..reps {
+        if i == opts.warmup {
+            cpu_start = process_cpu_seconds();
+        }
         let start = Instant::now();
         std::hint::black_box(exec.forward(&params_init, x.view(), t.view()));
         if i >= opts.warmup {
             forward_ms.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
+    let timed = opts.iters.max(1) as f64;
+    let forward_cpu_ms = cpu_start.zip(process_cpu_seconds()).map(|(a, b)| (b - a) * 1e3 / timed);
 
     // Training step on the noise-prediction MSE, as `mdc train` does it.
     let mut params = params_init;
@@ -125,7 +153,11 @@ pub fn run(graph: &Graph, opts: &BenchOptions) -> BenchReport {
     let target = Array4::from_shape_simple_fn(x.raw_dim(), || rng.normal() as f32);
     let scale = 2.0 / target.len() as f32;
     let (mut step_ms, mut fwd_ms, mut bwd_ms, mut upd_ms) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut cpu_start = None;
     for i in 0..reps {
+        if i == opts.warmup {
+            cpu_start = process_cpu_seconds();
+        }
         let start = Instant::now();
         let y = exec.forward_train(&params, x.view(), t.view());
         let t_fwd = Instant::now();
@@ -141,8 +173,11 @@ pub fn run(graph: &Graph, opts: &BenchOptions) -> BenchReport {
             upd_ms.push((end - t_bwd).as_secs_f64() * 1e3);
         }
     }
+    let step_cpu_ms = cpu_start.zip(process_cpu_seconds()).map(|(a, b)| (b - a) * 1e3 / timed);
     BenchReport {
         options: opts.clone(),
+        forward_cpu_ms,
+        step_cpu_ms,
         params: graph.param_count(),
         flops_per_image: graph.flops_per_image(),
         threads: rayon::current_num_threads(),
@@ -153,6 +188,8 @@ pub fn run(graph: &Graph, opts: &BenchOptions) -> BenchReport {
         step_update_ms: Timing::of(upd_ms).median_ms,
         interp_peak_bytes: exec.peak_bytes(),
         process_peak_bytes: process_peak_bytes(),
+        profile: exec.profile_report(),
+        load_average,
     }
 }
 
@@ -169,6 +206,9 @@ impl fmt::Display for BenchReport {
             o.iters.max(1),
             o.warmup
         )?;
+        if let Some(l) = &self.load_average {
+            writeln!(f, "load average at start: {l} (other processes compete for the cores)")?;
+        }
         writeln!(
             f,
             "forward    batch {:>3}: {:8.2} ms (min {:.2}, max {:.2})  {:8.1} images/s  {:6.1} GFLOP/s",
@@ -194,10 +234,16 @@ impl fmt::Display for BenchReport {
             "  of which forward {:.2} ms, backward {:.2} ms, AdamW {:.2} ms",
             self.step_forward_ms, self.step_backward_ms, self.step_update_ms
         )?;
-        write!(f, "peak memory: interpreter buffers {:.1} MiB", mib(self.interp_peak_bytes))?;
-        match self.process_peak_bytes {
-            Some(b) => write!(f, ", process (VmHWM) {:.1} MiB", mib(b)),
-            None => Ok(()),
+        if let (Some(fc), Some(sc)) = (self.forward_cpu_ms, self.step_cpu_ms) {
+            writeln!(f, "CPU time (all threads, mean): forward {fc:.1} ms, train step {sc:.1} ms")?;
         }
+        write!(f, "peak memory: interpreter buffers {:.1} MiB", mib(self.interp_peak_bytes))?;
+        if let Some(b) = self.process_peak_bytes {
+            write!(f, ", process (VmHWM) {:.1} MiB", mib(b))?;
+        }
+        if !self.profile.is_empty() {
+            write!(f, "\n{}", self.profile.trim_end())?;
+        }
+        Ok(())
     }
 }

@@ -9,12 +9,17 @@ compile_error!("mdc reads and writes little-endian tensor files and needs a litt
 pub mod bench;
 pub mod check;
 pub mod cli;
+pub mod data;
 pub mod diffusion;
 pub mod dsl;
 pub mod fsutil;
 pub mod graph;
+pub mod image_io;
 pub mod interp;
 pub mod model;
+pub mod onnx;
 pub mod optim;
 pub mod params;
 pub mod rng;
+pub mod runtime;
+pub mod train;

@@ -2,24 +2,14 @@
 //! counts, batch independence, and the clear error for a checkpoint of another model.
 
 use mdc::graph::blocks::{self, mini_unet};
-use mdc::graph::{Graph, GraphBuilder, NodeId, Op};
+mod common;
+
+use common::graph_of;
+use mdc::graph::{Graph, Op};
 use mdc::interp::{Engine, Executor};
 use mdc::params::Params;
 use mdc::rng::Rng;
 use ndarray::{Array1, Array4, Axis};
-
-fn graph_of(
-    c: usize,
-    h: usize,
-    w: usize,
-    body: impl FnOnce(&mut GraphBuilder, NodeId, NodeId) -> NodeId,
-) -> Graph {
-    let mut b = GraphBuilder::new();
-    let x = b.add("x", "x", Op::Input { channels: c, height: h, width: w }, &[]).unwrap();
-    let t = b.add("t", "t", Op::Timestep, &[]).unwrap();
-    let out = body(&mut b, x, t);
-    b.finish(out)
-}
 
 fn random(rng: &mut Rng, n: usize) -> Vec<f64> {
     (0..n).map(|_| rng.normal()).collect()

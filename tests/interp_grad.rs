@@ -6,7 +6,10 @@
 //! derivatives must agree to 1e-6 relative; a wrong term in any backward is off by far more.
 
 use mdc::graph::blocks::{self, mini_unet};
-use mdc::graph::{Graph, GraphBuilder, NodeId, Op};
+mod common;
+
+use common::graph_of;
+use mdc::graph::{Graph, Op};
 use mdc::interp::{Engine, Executor};
 use mdc::params::Params;
 use mdc::rng::Rng;
@@ -103,20 +106,6 @@ fn check_graph(graph: Graph, batch: usize, per_tensor: usize, seed: u64) -> usiz
     compared
 }
 
-/// A graph `x [c, h, w]` -> body -> output; `body` gets the builder, x and t.
-fn graph_of(
-    c: usize,
-    h: usize,
-    w: usize,
-    body: impl FnOnce(&mut GraphBuilder, NodeId, NodeId) -> NodeId,
-) -> Graph {
-    let mut b = GraphBuilder::new();
-    let x = b.add("x", "x", Op::Input { channels: c, height: h, width: w }, &[]).unwrap();
-    let t = b.add("t", "t", Op::Timestep, &[]).unwrap();
-    let out = body(&mut b, x, t);
-    b.finish(out)
-}
-
 #[test]
 fn conv_gradients_for_strides_paddings_and_kernels() {
     // (in, out, kernel, stride, padding, h, w)
@@ -129,6 +118,10 @@ fn conv_gradients_for_strides_paddings_and_kernels() {
         (2, 2, 5, 3, 2, 7, 8),
         (4, 2, 3, 1, 0, 6, 5),
         (1, 2, 3, 1, 2, 3, 4),
+        // same-size convs that narrow or keep the channels (dx as a flipped-kernel conv)
+        (4, 2, 3, 1, 1, 5, 7),
+        (3, 3, 3, 1, 1, 6, 4),
+        (5, 2, 5, 1, 2, 6, 7),
     ];
     for (i, &(cin, cout, k, s, p, h, w)) in cases.iter().enumerate() {
         let g = graph_of(cin, h, w, |b, x, _| blocks::conv(b, "conv", "conv", x, cout, k, s, p).unwrap());

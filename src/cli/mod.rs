@@ -1,8 +1,12 @@
 //! Command-line interface: clap definitions and dispatch. Each command lives in its own module
 //! with `Args` and `run(&Args) -> anyhow::Result<ExitCode>`.
 
+pub mod bench;
 pub mod check;
+pub mod export;
 pub mod graph;
+pub mod sample;
+pub mod train;
 
 use std::process::ExitCode;
 
@@ -24,16 +28,28 @@ pub enum Command {
     Check(check::Args),
     /// Write a model's block graph as Graphviz DOT (and SVG when `dot` is installed).
     Graph(graph::Args),
+    /// Train a model with DDPM on the built-in digits, an IDX file or a folder of images.
+    Train(train::Args),
+    /// Generate images from a trained checkpoint (DDPM or DDIM), as a PNG grid.
+    Sample(sample::Args),
+    /// Export a model and its weights: `mdc export onnx MODEL.toml --weights CKPT -o model.onnx`.
+    Export(export::Args),
+    /// Time the interpreter: forward and training-step medians, images/s, GFLOP/s, peak memory.
+    Bench(bench::Args),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Check(args) => check::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Sample(args) => sample::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 
-/// Exit codes: 0 sound, 1 the model (or the run) failed, 2 usage or I/O error.
+/// Exit codes: 0 success, 1 the model (or the run) failed, 2 usage or I/O error.
 pub const EXIT_MODEL_ERRORS: u8 = 1;
 pub const EXIT_USAGE_OR_IO: u8 = 2;
 

@@ -1,6 +1,14 @@
 //! DDPM noise schedules and samplers, independent of what predicts the noise: the interpreter
 //! (from a checkpoint) and onnxruntime (from an exported model) both implement [`Denoiser`].
 
+mod interp_denoiser;
+mod sampler;
+mod schedule;
+
+pub use interp_denoiser::InterpDenoiser;
+pub use sampler::{sample, SampleOptions, Sampler};
+pub use schedule::{NoiseSchedule, ScheduleKind};
+
 use ndarray::Array4;
 
 /// Anything that predicts the noise in `x` [N, C, H, W] at timesteps `t` (one per image, as f32).

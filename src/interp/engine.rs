@@ -6,6 +6,9 @@
 //! last forward reader (inference, or training when no backward needs it) or right after the
 //! last backward that reads it, so steady-state steps allocate nothing.
 
+use std::collections::BTreeMap;
+use std::time::Instant;
+
 use crate::graph::{Graph, NodeId, Op, Shape};
 
 use super::kernels::{activation, attention, conv, elementwise, embedding, linear, norm, upsample};
@@ -38,6 +41,8 @@ pub struct Engine<T: Real> {
     workers: Workers<T>,
     batch: usize,
     phase: Phase,
+    /// Seconds spent per op kind (forward, backward), collected when `MDC_PROFILE` is set.
+    profile: Option<BTreeMap<&'static str, (f64, f64)>>,
 }
 
 /// Whether `op`'s backward reads its inputs' forward values.
@@ -81,6 +86,7 @@ impl<T: Real> Engine<T> {
             workers: Workers::new(),
             batch: 0,
             phase: Phase::Idle,
+            profile: std::env::var_os("MDC_PROFILE").map(|_| BTreeMap::new()),
             graph,
         }
     }
@@ -101,6 +107,36 @@ impl<T: Real> Engine<T> {
         self.pool.peak_bytes()
     }
 
+    /// Time per op kind so far, slowest first (empty unless `MDC_PROFILE` was set).
+    pub fn profile_report(&self) -> String {
+        let Some(p) = &self.profile else { return String::new() };
+        let mut rows: Vec<_> = p.iter().collect();
+        rows.sort_by(|a, b| (b.1 .0 + b.1 .1).total_cmp(&(a.1 .0 + a.1 .1)));
+        let mut out = String::from("op kind                forward s  backward s\n");
+        for (kind, (f, b)) in rows {
+            out.push_str(&format!("{kind:<22} {f:>9.3}  {b:>10.3}\n"));
+        }
+        out
+    }
+
+    fn record(&mut self, id: NodeId, start: Option<Instant>, forward: bool) {
+        if let (Some(p), Some(start)) = (&mut self.profile, start) {
+            let node = &self.graph.nodes[id];
+            let kind = match node.op {
+                Op::Conv2d { kernel: 1, .. } => "conv2d 1x1",
+                Op::Conv2d { stride: 2, .. } => "conv2d strided",
+                _ => node.op.kind(),
+            };
+            let e = p.entry(kind).or_default();
+            let secs = start.elapsed().as_secs_f64();
+            if forward {
+                e.0 += secs;
+            } else {
+                e.1 += secs;
+            }
+        }
+    }
+
     fn release_all(&mut self) {
         for slot in self.values.iter_mut().chain(&mut self.saved_stats).chain(&mut self.grads) {
             if let Some(v) = slot.take() {
@@ -119,7 +155,9 @@ impl<T: Real> Engine<T> {
         assert_eq!(t.len(), batch, "one timestep per image expected");
         self.batch = batch;
         for id in 0..self.graph.nodes.len() {
+            let start = self.profile.as_ref().map(|_| Instant::now());
             let out = self.eval_node(id, params, x, t, train);
+            self.record(id, start, true);
             self.values[id] = Some(out);
             let node = &self.graph.nodes[id];
             for (j, &i) in node.inputs.iter().enumerate() {
@@ -253,7 +291,9 @@ impl<T: Real> Engine<T> {
                 continue;
             }
             if let Some(g) = self.grads[id].take() {
+                let start = self.profile.as_ref().map(|_| Instant::now());
                 self.backward_node(id, params, g, grads);
+                self.record(id, start, false);
             }
             if let Some(s) = self.saved_stats[id].take() {
                 self.pool.give(s);

@@ -18,6 +18,7 @@ mod workspace;
 pub use engine::Engine;
 pub use gemm::{matmul, Tr};
 pub use real::Real;
+pub use workspace::Workers;
 
 use ndarray::{Array4, ArrayView1, ArrayView4};
 
@@ -40,6 +41,11 @@ impl Executor {
     /// Most bytes of activations, gradients and saved statistics held at once so far.
     pub fn peak_bytes(&self) -> usize {
         self.engine.peak_bytes()
+    }
+
+    /// Time per op kind so far when the `MDC_PROFILE` environment variable is set, else empty.
+    pub fn profile_report(&self) -> String {
+        self.engine.profile_report()
     }
 
     /// Predicted output for images `x` [N, C, H, W] at timesteps `t` [N].

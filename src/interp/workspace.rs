@@ -62,12 +62,14 @@ pub fn sized<T: Real>(v: &mut Vec<T>, len: usize) -> &mut [T] {
 #[derive(Debug)]
 pub struct Workers<T> {
     pub scratch: Vec<Scratch<T>>,
+    /// Scratch every worker reads (e.g. a rearranged weight), filled before a parallel section.
+    pub shared: Vec<T>,
 }
 
 impl<T: Real> Workers<T> {
     pub fn new() -> Self {
         let n = rayon::current_num_threads().max(1);
-        Workers { scratch: (0..n).map(|_| Scratch::default()).collect() }
+        Workers { scratch: (0..n).map(|_| Scratch::default()).collect(), shared: Vec::new() }
     }
 
     pub fn threads(&self) -> usize {

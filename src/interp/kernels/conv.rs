@@ -1,6 +1,6 @@
 //! 2-D convolution as im2col + GEMM, per image, images split across threads.
 //! Forward: Y[n] = W [Cout, K] x cols(X[n]) [K, P] + b, with K = Cin*k*k and P = Ho*Wo.
-//! Backward: dW += dY[n] x cols^T, db += rowsum(dY[n]), dX[n] = col2im(W^T x dY[n]).
+//! Backward: dW^T += cols x dY[n]^T, db += rowsum(dY[n]), dX[n] = col2im(W^T x dY[n]).
 //! A 1x1 stride-1 unpadded conv reads X[n] as its own columns (no im2col).
 
 use crate::interp::gemm::{matmul, Tr};
@@ -53,6 +53,9 @@ impl ConvGeom {
 
 /// cols[(ci*k + ky)*k + kx, oy*Wo + ox] = x[ci, oy*s + ky - p, ox*s + kx - p] (0 outside).
 pub fn im2col<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
+    if g.stride == 1 && g.wo == g.w && g.ho == g.h {
+        return im2col_same(g, x, cols);
+    }
     let (k, s, p, hw, pos) = (g.k, g.stride, g.pad, g.h * g.w, g.positions());
     for ci in 0..g.cin {
         let plane = &x[ci * hw..(ci + 1) * hw];
@@ -87,8 +90,46 @@ pub fn im2col<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
     }
 }
 
+/// [`im2col`] for stride 1 and an output the size of the input: each row of cols is the image
+/// plane shifted by (ky - p, kx - p), so it is one long copy, then the columns that wrapped
+/// around a row edge are zeroed (short row-by-row copies cost more in call overhead than data).
+fn im2col_same<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
+    let (k, p, w, hw) = (g.k, g.pad as isize, g.w, g.h * g.w);
+    for ci in 0..g.cin {
+        let plane = &x[ci * hw..(ci + 1) * hw];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let dst = &mut cols[row * hw..(row + 1) * hw];
+                // dst[i] = plane[i + shift] where the source index is inside the plane
+                let shift = (ky as isize - p) * w as isize + (kx as isize - p);
+                let lo = (-shift).clamp(0, hw as isize) as usize;
+                let hi = (hw as isize - shift).clamp(0, hw as isize) as usize;
+                dst[..lo].fill(T::ZERO);
+                dst[hi.max(lo)..].fill(T::ZERO);
+                if lo < hi {
+                    let src_lo = (lo as isize + shift) as usize;
+                    dst[lo..hi].copy_from_slice(&plane[src_lo..src_lo + (hi - lo)]);
+                }
+                // columns whose source wrapped to the neighbouring row
+                let dx = kx as isize - p;
+                let (c0, c1) = if dx > 0 { (w - dx as usize, w) } else { (0, (-dx) as usize) };
+                if c0 < c1 {
+                    for r in dst.chunks_exact_mut(w) {
+                        r[c0..c1].fill(T::ZERO);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The adjoint of [`im2col`]: dx = sum of every column entry back onto the pixel it came from.
-pub fn col2im<T: Real>(g: &ConvGeom, cols: &[T], dx: &mut [T]) {
+/// Destroys `cols` (the same-size fast path zeroes the entries that fall outside the image).
+pub fn col2im<T: Real>(g: &ConvGeom, cols: &mut [T], dx: &mut [T]) {
+    if g.stride == 1 && g.wo == g.w && g.ho == g.h {
+        return col2im_same(g, cols, dx);
+    }
     let (k, s, p, hw, pos) = (g.k, g.stride, g.pad, g.h * g.w, g.positions());
     dx[..g.in_len()].fill(T::ZERO);
     for ci in 0..g.cin {
@@ -113,6 +154,39 @@ pub fn col2im<T: Real>(g: &ConvGeom, cols: &[T], dx: &mut [T]) {
                         for ox in lo..hi {
                             d[ox * s + kx - p] += srow[ox];
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im`] for stride 1 and an output the size of the input: each row of cols is added onto
+/// the plane shifted by (ky - p, kx - p) as one long add, after zeroing the entries whose pixel
+/// lies off the left or right edge (they would otherwise wrap onto the neighbouring row).
+fn col2im_same<T: Real>(g: &ConvGeom, cols: &mut [T], dx: &mut [T]) {
+    let (k, p, w, hw) = (g.k, g.pad as isize, g.w, g.h * g.w);
+    dx[..g.in_len()].fill(T::ZERO);
+    for ci in 0..g.cin {
+        let plane = &mut dx[ci * hw..(ci + 1) * hw];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let src = &mut cols[row * hw..(row + 1) * hw];
+                let dxs = kx as isize - p;
+                let (c0, c1) = if dxs > 0 { (w - dxs as usize, w) } else { (0, (-dxs) as usize) };
+                if c0 < c1 {
+                    for r in src.chunks_exact_mut(w) {
+                        r[c0..c1].fill(T::ZERO);
+                    }
+                }
+                let shift = (ky as isize - p) * w as isize + dxs;
+                let lo = (-shift).clamp(0, hw as isize) as usize;
+                let hi = (hw as isize - shift).clamp(0, hw as isize) as usize;
+                if lo < hi {
+                    let d_lo = (lo as isize + shift) as usize;
+                    for (d, &v) in plane[d_lo..d_lo + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                        *d += v;
                     }
                 }
             }
@@ -151,6 +225,9 @@ pub fn forward<T: Real>(
 }
 
 /// Accumulates dweight and dbias; writes dx when asked (the image input needs none).
+/// Per image: dW^T += cols x dY^T (K x P times P x Cout; both operands row-major, the shape the
+/// `gemm` crate runs fastest, where dY cols^T with a transposed operand runs ~4x slower), then
+/// dcols = W^T dY and dx = col2im(dcols).
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: Real>(
     workers: &mut Workers<T>,
@@ -169,41 +246,96 @@ pub fn backward<T: Real>(
         Some(d) => (d, g.in_len()),
         None => (&mut [], 0),
     };
+    // When the conv keeps the size and does not widen the channels, dx is itself a convolution
+    // of dy with the flipped, channel-transposed kernel: its columns (Cout*k*k rows) are no larger
+    // than dcols (Cin*k*k rows), its GEMM is compute-bound (depth Cout*k*k, not Cout) and no
+    // scatter-add (col2im) is needed.
+    let flipped = want_dx && !g.pointwise() && g.stride == 1 && g.ho == g.h && g.wo == g.w && cout <= g.cin;
+    let mut shared = std::mem::take(&mut workers.shared);
+    let wflip: &[T] = if flipped {
+        let w = sized(&mut shared, g.cin * kd);
+        flip_kernel(g, weight, w);
+        w
+    } else {
+        &[]
+    };
+    let gt = ConvGeom { cin: cout, cout: g.cin, pad: g.k - 1 - g.pad, ..*g };
     let workers_used = workers.par_images(batch, dx, per_image, |images, dx, s| {
-        let partial = sized(&mut s.c, cout * kd + cout);
+        let partial = sized(&mut s.c, kd * cout + cout);
         partial.fill(T::ZERO);
-        let (dw, db) = partial.split_at_mut(cout * kd);
+        let (dwt, db) = partial.split_at_mut(kd * cout);
         for (i, n) in images.enumerate() {
             let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
             let dyn_ = &dy[n * g.out_len()..(n + 1) * g.out_len()];
             for (acc, row) in db.iter_mut().zip(dyn_.chunks_exact(pos)) {
-                *acc += row.iter().copied().sum::<T>();
+                *acc += super::sum_map(row, |v| v);
             }
-            if g.pointwise() {
-                matmul(dw, cout, kd, pos, dyn_, Tr::No, xn, Tr::Yes, true, s.gemm_threads);
-                if want_dx {
-                    let dxn = &mut dx[i * g.in_len()..(i + 1) * g.in_len()];
-                    matmul(dxn, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
-                }
+            let dyt = sized(&mut s.b, pos * cout);
+            transpose(dyn_, cout, pos, dyt);
+            let cols: &[T] = if g.pointwise() {
+                xn
             } else {
-                let cols = sized(&mut s.a, kd * pos);
-                im2col(g, xn, cols);
-                matmul(dw, cout, kd, pos, dyn_, Tr::No, cols, Tr::Yes, true, s.gemm_threads);
-                if want_dx {
-                    let dcols = sized(&mut s.b, kd * pos);
+                let c = sized(&mut s.a, kd * pos);
+                im2col(g, xn, c);
+                c
+            };
+            matmul(dwt, kd, cout, pos, cols, Tr::No, dyt, Tr::No, true, s.gemm_threads);
+            if want_dx {
+                let dxn = &mut dx[i * g.in_len()..(i + 1) * g.in_len()];
+                if g.pointwise() {
+                    matmul(dxn, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
+                } else if flipped {
+                    let cols = sized(&mut s.a, gt.kdim() * pos);
+                    im2col(&gt, dyn_, cols);
+                    matmul(dxn, g.cin, pos, gt.kdim(), wflip, Tr::No, cols, Tr::No, false, s.gemm_threads);
+                } else {
+                    let dcols = sized(&mut s.a, kd * pos);
                     matmul(dcols, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
-                    col2im(g, dcols, &mut dx[i * g.in_len()..(i + 1) * g.in_len()]);
+                    col2im(g, dcols, dxn);
                 }
             }
         }
     });
+    workers.shared = shared;
     for s in &workers.scratch[..workers_used] {
-        let (dw, db) = s.c[..cout * kd + cout].split_at(cout * kd);
-        for (d, &p) in dweight.iter_mut().zip(dw) {
-            *d += p;
+        let (dwt, db) = s.c[..kd * cout + cout].split_at(kd * cout);
+        for (kk, row) in dwt.chunks_exact(cout).enumerate() {
+            for (co, &v) in row.iter().enumerate() {
+                dweight[co * kd + kk] += v;
+            }
         }
         for (d, &p) in dbias.iter_mut().zip(db) {
             *d += p;
+        }
+    }
+}
+
+/// wflip[ci, (co*k + ky)*k + kx] = w[co, ci, k-1-ky, k-1-kx]: the kernel of the convolution
+/// that maps dy back to dx for a stride-1 same-size conv.
+fn flip_kernel<T: Real>(g: &ConvGeom, w: &[T], wflip: &mut [T]) {
+    let (k, cin, cout) = (g.k, g.cin, g.cout);
+    for co in 0..cout {
+        for ci in 0..cin {
+            for ky in 0..k {
+                for kx in 0..k {
+                    wflip[ci * cout * k * k + (co * k + ky) * k + kx] =
+                        w[((co * cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)];
+                }
+            }
+        }
+    }
+}
+
+/// dst [cols, rows] = src [rows, cols]^T, in tiles so both sides stay in cache.
+pub fn transpose<T: Real>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
         }
     }
 }

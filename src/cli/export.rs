@@ -1,0 +1,144 @@
+//! `mdc export onnx MODEL.toml [--weights CKPT] [--no-ema] -o model.onnx`: check the model file,
+//! load weights that fit it (a weights file or a training checkpoint, EMA by default) and write
+//! one self-contained ONNX model with the metadata sampling needs. Needs no onnxruntime.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::model::{self, Model};
+use crate::onnx::{self, ModelInfo, ScheduleInfo};
+use crate::params::{Params, CHECKPOINT_FORMAT};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// ONNX (IR 10, opset 17), runs in onnxruntime 1.18 and newer.
+    Onnx,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output format.
+    #[arg(value_enum)]
+    pub format: Format,
+    /// The model file (TOML) to export.
+    #[arg(value_name = "MODEL.toml")]
+    pub model: PathBuf,
+    /// Trained weights: a weights file or a training checkpoint (`mdc train` output). Without
+    /// it the model is exported with freshly initialised weights (for benchmarks and tests).
+    #[arg(long, value_name = "CKPT")]
+    pub weights: Option<PathBuf>,
+    /// From a training checkpoint, export the raw weights instead of their EMA.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Seed of the initialisation when no --weights are given.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to write the .onnx file (written atomically).
+    #[arg(short, long, value_name = "model.onnx")]
+    pub output: PathBuf,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let Format::Onnx = args.format;
+    let model = model::load(&args.model)?;
+    let (params, weights_meta, weights_desc) = match &args.weights {
+        Some(path) => {
+            let (params, meta) = Params::load_for_inference(path, &model.graph, !args.no_ema)
+                .with_context(|| format!("cannot export {}", args.model.display()))?;
+            let desc = describe_weights(path, &meta, args.no_ema);
+            (params, meta, desc)
+        }
+        None => {
+            eprintln!(
+                "warning: no --weights given: exporting freshly initialised weights (seed {}); \
+                 pass --weights run/checkpoint.safetensors to export a trained model",
+                args.seed
+            );
+            (
+                Params::init(&model.graph, args.seed),
+                HashMap::new(),
+                format!("random init (seed {})", args.seed),
+            )
+        }
+    };
+    if let Some(found) = weights_meta.get("model_hash").filter(|h| **h != model.hash) {
+        eprintln!(
+            "warning: the weights were trained on a different version of {} (model hash {}, the file now has {}); \
+             their shapes fit, so exporting anyway",
+            args.model.display(),
+            short(found),
+            short(&model.hash)
+        );
+    }
+    let info = model_info(&model, &weights_meta, weights_desc)?;
+    let bytes = onnx::export_to_file(&model.graph, &params, &info, &args.output)?;
+    println!(
+        "wrote {} ({:.1} MB): inputs x [N, {}, {}, {}] and t [N] (float32), output y; {} parameters; \
+         schedule {} over {} steps; weights: {}",
+        args.output.display(),
+        bytes as f64 / 1e6,
+        info.channels,
+        info.height,
+        info.width,
+        params.numel(),
+        info.schedule.name,
+        info.schedule.timesteps,
+        info.weights
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The metadata for `model`. The noise schedule comes from the checkpoint when it records one
+/// (what training actually used), else from the model file's `[train]` section, else defaults.
+fn model_info(
+    model: &Model,
+    weights_meta: &HashMap<String, String>,
+    weights: String,
+) -> anyhow::Result<ModelInfo> {
+    let (channels, height, width) = model.graph.input_shape().as_image().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: the input must be an image, found {}",
+            model.path.display(),
+            model.graph.input_shape()
+        )
+    })?;
+    let mut schedule = ScheduleInfo::from_train_table(model.train.as_ref())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model.path.display()))?;
+    if let Some(name) = weights_meta.get("schedule") {
+        schedule.name = name.clone();
+    }
+    if let Some(t) = weights_meta.get("timesteps").and_then(|t| t.parse().ok()) {
+        schedule.timesteps = t;
+    }
+    Ok(ModelInfo {
+        mdc_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_file: file_name(&model.path),
+        model_hash: model.hash.clone(),
+        weights,
+        schedule,
+        channels,
+        height,
+        width,
+    })
+}
+
+fn describe_weights(path: &Path, meta: &HashMap<String, String>, no_ema: bool) -> String {
+    let name = file_name(path);
+    if meta.get("format").map(String::as_str) == Some(CHECKPOINT_FORMAT) {
+        let step = meta.get("step").map(|s| format!(", step {s}")).unwrap_or_default();
+        format!("{name} ({} weights{step})", if no_ema { "raw" } else { "EMA" })
+    } else {
+        name
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}

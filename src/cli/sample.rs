@@ -1,0 +1,199 @@
+//! `mdc sample CHECKPOINT --model MODEL.toml`: DDPM or DDIM sampling with the interpreter, to a
+//! PNG grid (and optionally one PNG per image). `mdc sample model.onnx [--device cpu|cuda]`: the
+//! same with each denoising step an onnxruntime call; the .onnx file carries everything else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use ndarray::{Array4, Axis};
+
+use crate::diffusion::{NoiseSchedule, SampleOptions, Sampler, ScheduleKind};
+use crate::image_io::{image_png, write_grid, GridLayout};
+use crate::params::{Params, CHECKPOINT_FORMAT};
+use crate::runtime::{Device, OrtDenoiser};
+use crate::train::{sample_images, sample_with_progress};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamplerArg {
+    /// Ancestral sampling over all T timesteps (slow, the reference).
+    Ddpm,
+    /// DDIM over --steps evenly spaced timesteps; --eta 0 is deterministic.
+    Ddim,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A checkpoint written by `mdc train` (EMA weights are used), a plain weights file, or a
+    /// model exported by `mdc export onnx` (run through onnxruntime).
+    pub checkpoint: PathBuf,
+    /// The model file the weights belong to.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Number of images.
+    #[arg(short = 'n', long, default_value_t = 16)]
+    pub count: usize,
+    #[arg(long, value_enum, default_value_t = SamplerArg::Ddim)]
+    pub sampler: SamplerArg,
+    /// DDIM steps.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// DDIM noise: 0 deterministic, 1 as noisy as DDPM.
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output PNG grid.
+    #[arg(short = 'o', long, default_value = "samples.png")]
+    pub output: PathBuf,
+    /// Also write each image as DIR/sample-NNN.png.
+    #[arg(long, value_name = "DIR")]
+    pub individual: Option<PathBuf>,
+    /// Images per forward pass (results do not depend on it).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Use the raw trained weights instead of their EMA.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Do not clamp predicted clean images to [-1, 1] during sampling.
+    #[arg(long)]
+    pub no_clip: bool,
+    /// Noise schedule, for weights files without one recorded [default: the checkpoint's, else linear].
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Timesteps T, for weights files without one recorded [default: the checkpoint's, else 1000].
+    #[arg(long)]
+    pub timesteps: Option<usize>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Where onnxruntime runs an ONNX model; cuda needs onnxruntime-gpu and never falls back to
+    /// the CPU.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.count == 0 {
+        bail!("-n must be at least 1");
+    }
+    let onnx = args.checkpoint.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    if !onnx && args.device != Device::Cpu {
+        bail!(
+            "--device {} runs ONNX models through onnxruntime; export the model first \
+             (`mdc export onnx MODEL.toml --weights {} -o model.onnx`) and sample model.onnx",
+            args.device,
+            args.checkpoint.display()
+        );
+    }
+    let sampler = match args.sampler {
+        SamplerArg::Ddpm => Sampler::Ddpm,
+        SamplerArg::Ddim => Sampler::Ddim { steps: args.steps, eta: args.eta },
+    };
+    let opts = SampleOptions {
+        count: args.count,
+        batch: args.batch,
+        sampler,
+        clip_x0: !args.no_clip,
+        seed: args.seed,
+    };
+    let t0 = Instant::now();
+    let images = if onnx { sample_onnx(args, &opts)? } else { sample_checkpoint(args, &opts)? };
+    let (h, w) = (images.shape()[2], images.shape()[3]);
+    write_grid(&args.output, &images, GridLayout::auto(h.max(w)))?;
+    if let Some(dir) = &args.individual {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (i, img) in images.axis_iter(Axis(0)).enumerate() {
+            let p = dir.join(format!("sample-{i:03}.png"));
+            crate::fsutil::write_atomic(&p, &image_png(img)?)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+    }
+    println!(
+        "wrote {}{} in {:.1}s",
+        args.output.display(),
+        args.individual.as_ref().map_or(String::new(), |d| format!(
+            " and {} images in {}",
+            args.count,
+            d.display()
+        )),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The interpreter path: weights plus the model file they belong to.
+fn sample_checkpoint(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4<f32>> {
+    let Some(model_path) = &args.model else {
+        bail!(
+            "--model MODEL.toml is required to sample {} (it holds weights, not the architecture)",
+            args.checkpoint.display()
+        );
+    };
+    let model = crate::model::load(model_path)?;
+    let (params, meta) = Params::load_for_inference(&args.checkpoint, &model.graph, !args.no_ema)?;
+    let is_checkpoint = meta.get("format").map(String::as_str) == Some(CHECKPOINT_FORMAT);
+
+    let schedule_kind = match (&args.schedule, meta.get("schedule")) {
+        (Some(s), _) => ScheduleKind::parse(s)
+            .with_context(|| format!("--schedule: expected linear or cosine, found {s:?}"))?,
+        (None, Some(s)) => ScheduleKind::parse(s)
+            .with_context(|| format!("{}: unknown schedule {s:?} in metadata", args.checkpoint.display()))?,
+        (None, None) => ScheduleKind::Linear,
+    };
+    let timesteps = match (args.timesteps, meta.get("timesteps")) {
+        (Some(t), _) => t,
+        (None, Some(t)) => t.parse().with_context(|| {
+            format!("{}: timesteps {t:?} in metadata is not a number", args.checkpoint.display())
+        })?,
+        (None, None) => 1000,
+    };
+    if timesteps == 0 {
+        bail!("--timesteps must be at least 1");
+    }
+    let schedule = NoiseSchedule::new(schedule_kind, timesteps);
+    let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
+    println!(
+        "sampling {} images {c}x{h}x{w} from {} ({} weights) with {}, {schedule_kind} schedule T={timesteps}, seed {}",
+        args.count,
+        args.checkpoint.display(),
+        if is_checkpoint && !args.no_ema { "EMA" } else { "raw" },
+        opts.sampler,
+        args.seed
+    );
+    sample_images(&model.graph, params, &schedule, [c, h, w], opts, !args.quiet)
+}
+
+/// The onnxruntime path: image size and noise schedule come from the model's metadata.
+fn sample_onnx(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4<f32>> {
+    let path = args.checkpoint.display();
+    if args.model.is_some() {
+        eprintln!("note: --model is not used with an ONNX model (its architecture is inside {path})");
+    }
+    if args.no_ema {
+        eprintln!("note: --no-ema has no effect on an ONNX model (its weights were chosen at export)");
+    }
+    let mut den = OrtDenoiser::open(&args.checkpoint, args.device)?;
+    let info = den.info().clone();
+    let name = args.schedule.as_deref().unwrap_or(&info.schedule.name);
+    let kind = ScheduleKind::parse(name)
+        .with_context(|| format!("schedule: expected linear or cosine, found {name:?}"))?;
+    let timesteps = args.timesteps.unwrap_or(info.schedule.timesteps);
+    if timesteps == 0 {
+        bail!("--timesteps must be at least 1");
+    }
+    if (kind.name(), timesteps) != (info.schedule.name.as_str(), info.schedule.timesteps) {
+        eprintln!(
+            "warning: sampling with the {kind} schedule, T={timesteps}, but {path} was trained with {} T={}",
+            info.schedule.name, info.schedule.timesteps
+        );
+    }
+    let schedule = NoiseSchedule::new(kind, timesteps);
+    let [c, h, w] = info.image();
+    println!(
+        "sampling {} images {c}x{h}x{w} from {path} (onnxruntime, {}; weights: {}) with {}, {kind} schedule T={timesteps}, seed {}",
+        args.count, args.device, info.weights, opts.sampler, args.seed
+    );
+    sample_with_progress(&mut den, &schedule, info.image(), opts, !args.quiet)
+}

@@ -1,0 +1,94 @@
+//! The IDX format MNIST and Fashion-MNIST ship in: big-endian u32 magic (0, 0, type 0x08 = u8,
+//! number of dimensions), the dimensions as big-endian u32, then the bytes. Images are [N, H, W].
+
+use std::io::Read;
+
+use ndarray::Array4;
+
+use super::{scale_pixel, DataError};
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const TYPE_U8: u8 = 0x08;
+
+/// Parses gzipped or raw IDX image bytes into [N, 1, H, W] in [-1, 1]; `origin` names the file.
+pub fn parse(bytes: &[u8], origin: &str) -> Result<Array4<f32>, DataError> {
+    let raw;
+    let data: &[u8] = if bytes.starts_with(&GZIP_MAGIC) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| {
+            DataError::invalid(origin, format!("the gzip stream is damaged or truncated ({e})"))
+        })?;
+        raw = out;
+        &raw
+    } else {
+        bytes
+    };
+    if data.len() < 4 {
+        return Err(DataError::invalid(
+            origin,
+            format!("too short for an IDX file ({} bytes; the header alone is 16)", data.len()),
+        ));
+    }
+    if data[0] != 0 || data[1] != 0 {
+        return Err(DataError::invalid(
+            origin,
+            format!(
+                "not an IDX file: magic starts {:02x} {:02x}, expected 00 00 (an IDX image file starts 00 00 08 03)",
+                data[0], data[1]
+            ),
+        ));
+    }
+    if data[2] != TYPE_U8 {
+        return Err(DataError::invalid(
+            origin,
+            format!("IDX element type 0x{:02x} is not supported; expected 0x08 (unsigned bytes)", data[2]),
+        ));
+    }
+    let ndims = data[3] as usize;
+    if ndims != 3 {
+        let what = if ndims == 1 { " (this looks like a label file)" } else { "" };
+        return Err(DataError::invalid(
+            origin,
+            format!(
+                "expected an IDX image file with 3 dimensions (count, height, width), found {ndims}{what}; magic 00 00 08 03"
+            ),
+        ));
+    }
+    let header = 4 + 4 * ndims;
+    if data.len() < header {
+        return Err(DataError::invalid(
+            origin,
+            format!("truncated header: {} bytes, expected {header}", data.len()),
+        ));
+    }
+    let dim = |i: usize| u32::from_be_bytes(data[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize;
+    let (n, h, w) = (dim(0), dim(1), dim(2));
+    if n == 0 || h == 0 || w == 0 {
+        return Err(DataError::invalid(origin, format!("holds no images (dimensions {n}x{h}x{w})")));
+    }
+    let expected = n
+        .checked_mul(h)
+        .and_then(|v| v.checked_mul(w))
+        .ok_or_else(|| DataError::invalid(origin, format!("implausible dimensions {n}x{h}x{w}")))?;
+    let body = &data[header..];
+    if body.len() < expected {
+        return Err(DataError::invalid(
+            origin,
+            format!(
+                "truncated: the header promises {n} images of {h}x{w} ({expected} bytes) but only {} bytes follow",
+                body.len()
+            ),
+        ));
+    }
+    if body.len() > expected {
+        return Err(DataError::invalid(
+            origin,
+            format!(
+                "{} unexpected bytes after {n} images of {h}x{w}; the header and the data disagree",
+                body.len() - expected
+            ),
+        ));
+    }
+    Ok(Array4::from_shape_vec([n, 1, h, w], body.iter().map(|&v| scale_pixel(v)).collect())
+        .expect("length checked"))
+}

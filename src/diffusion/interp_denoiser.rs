@@ -1,0 +1,18 @@
+//! The interpreter as a [`Denoiser`]: a model graph plus weights (EMA weights for sampling).
+
+use ndarray::{Array4, ArrayView1};
+
+use super::Denoiser;
+use crate::interp::Executor;
+use crate::params::Params;
+
+pub struct InterpDenoiser {
+    pub executor: Executor,
+    pub params: Params,
+}
+
+impl Denoiser for InterpDenoiser {
+    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32]) -> anyhow::Result<Array4<f32>> {
+        Ok(self.executor.forward(&self.params, x.view(), ArrayView1::from(t)))
+    }
+}

@@ -1,0 +1,194 @@
+//! Reverse-process samplers: DDPM ancestral sampling over every step, and DDIM over a subset of
+//! steps with a stochasticity knob `eta` (0: deterministic, 1: DDPM-like).
+
+use anyhow::{bail, Context};
+use ndarray::{s, Array4, Axis, Zip};
+
+use super::{Denoiser, NoiseSchedule};
+use crate::rng::Rng;
+
+/// Which reverse process to run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampler {
+    /// Ho et al.: every one of the T steps, posterior variance beta~_t.
+    Ddpm,
+    /// Song et al.: `steps` evenly spaced steps ending at t = T-1; `eta` scales the noise.
+    Ddim { steps: usize, eta: f32 },
+}
+
+impl std::fmt::Display for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sampler::Ddpm => write!(f, "ddpm (all steps)"),
+            Sampler::Ddim { steps, eta } => write!(f, "ddim ({steps} steps, eta {eta})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SampleOptions {
+    pub count: usize,
+    /// Images per denoiser call; results do not depend on it.
+    pub batch: usize,
+    pub sampler: Sampler,
+    /// Clamp each predicted x_0 to [-1, 1] (the data range), as the DDPM reference code does;
+    /// it keeps short-trained models from drifting out of range.
+    pub clip_x0: bool,
+    pub seed: u64,
+}
+
+/// The timesteps a sampler visits, from noisiest to cleanest.
+fn timesteps(sampler: Sampler, t_count: usize) -> anyhow::Result<Vec<usize>> {
+    match sampler {
+        Sampler::Ddpm => Ok((0..t_count).rev().collect()),
+        Sampler::Ddim { steps, eta } => {
+            if steps == 0 || steps > t_count {
+                bail!("DDIM needs between 1 and {t_count} steps (the schedule's T), found {steps}");
+            }
+            if !(0.0..=1.0).contains(&eta) {
+                bail!("DDIM eta must be between 0 and 1, found {eta}");
+            }
+            // Evenly spaced and ending at T-1 ("trailing" spacing), so the first step starts
+            // from the pure noise the sampler is given.
+            Ok((0..steps).rev().map(|i| ((i + 1) * t_count).div_ceil(steps) - 1).collect())
+        }
+    }
+}
+
+/// Draws `opts.count` images of shape `image` = [C, H, W]. Image i's noise comes from its own
+/// generator seeded by (seed, i), so results do not depend on the batch size. `progress` is called
+/// after every denoiser call with (calls done, calls in total).
+pub fn sample(
+    denoiser: &mut dyn Denoiser,
+    schedule: &NoiseSchedule,
+    image: [usize; 3],
+    opts: &SampleOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<Array4<f32>> {
+    let ts = timesteps(opts.sampler, schedule.timesteps())?;
+    let batch = opts.batch.max(1);
+    let [c, h, w] = image;
+    let mut out = Array4::zeros([opts.count, c, h, w]);
+    let chunks: Vec<(usize, usize)> =
+        (0..opts.count).step_by(batch).map(|s| (s, (s + batch).min(opts.count))).collect();
+    let total_calls = chunks.len() * ts.len();
+    let mut calls = 0;
+    for (start, end) in chunks {
+        let mut rngs: Vec<Rng> = (start..end)
+            .map(|i| Rng::new(opts.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .collect();
+        let mut x = draw_noise(&mut rngs, [c, h, w]);
+        for (k, &t) in ts.iter().enumerate() {
+            let prev = ts.get(k + 1).copied();
+            let tv = vec![t as f32; end - start];
+            let eps = denoiser
+                .predict_noise(&x, &tv)
+                .with_context(|| format!("denoiser failed at timestep {t}"))?;
+            if eps.shape() != x.shape() {
+                bail!("the denoiser returned shape {:?} for input {:?}", eps.shape(), x.shape());
+            }
+            let z = if step_noise_scale(opts.sampler, schedule, t, prev) > 0.0 {
+                Some(draw_noise(&mut rngs, [c, h, w]))
+            } else {
+                None
+            };
+            x = step(opts.sampler, schedule, t, prev, &x, &eps, z.as_ref(), opts.clip_x0);
+            calls += 1;
+            progress(calls, total_calls);
+        }
+        out.slice_mut(s![start..end, .., .., ..]).assign(&x);
+    }
+    Ok(out)
+}
+
+/// Noise for each image from that image's own generator.
+fn draw_noise(rngs: &mut [Rng], image: [usize; 3]) -> Array4<f32> {
+    let [c, h, w] = image;
+    let mut x = Array4::zeros([rngs.len(), c, h, w]);
+    for (mut img, rng) in x.axis_iter_mut(Axis(0)).zip(rngs.iter_mut()) {
+        img.iter_mut().for_each(|v| *v = rng.normal() as f32);
+    }
+    x
+}
+
+/// Standard deviation of the fresh noise added when going from `t` to `prev`.
+fn step_noise_scale(sampler: Sampler, s: &NoiseSchedule, t: usize, prev: Option<usize>) -> f64 {
+    let (ab, ab_prev) = (s.alpha_bar(Some(t)), s.alpha_bar(prev));
+    match sampler {
+        // Posterior variance beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t); 0 at t = 0.
+        Sampler::Ddpm => (s.betas[t] * (1.0 - ab_prev) / (1.0 - ab)).sqrt(),
+        Sampler::Ddim { eta, .. } => {
+            eta as f64 * ((1.0 - ab_prev) / (1.0 - ab)).sqrt() * (1.0 - ab / ab_prev).max(0.0).sqrt()
+        }
+    }
+}
+
+/// One reverse step from x_t to x_prev given the predicted noise `eps` and fresh noise `z`.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    sampler: Sampler,
+    s: &NoiseSchedule,
+    t: usize,
+    prev: Option<usize>,
+    x: &Array4<f32>,
+    eps: &Array4<f32>,
+    z: Option<&Array4<f32>>,
+    clip_x0: bool,
+) -> Array4<f32> {
+    let (ab, ab_prev) = (s.alpha_bar(Some(t)), s.alpha_bar(prev));
+    let sigma = step_noise_scale(sampler, s, t, prev);
+    let (sqrt_ab, sqrt_1m_ab) = (ab.sqrt(), (1.0 - ab).sqrt());
+    // Coefficients of x_prev = cx0 * x0_hat + c_other * (x_t or eps_hat) + sigma * z, in f64.
+    let (cx0, cother) = match sampler {
+        Sampler::Ddpm => {
+            let alpha = 1.0 - s.betas[t];
+            (s.betas[t] * ab_prev.sqrt() / (1.0 - ab), (1.0 - ab_prev) * alpha.sqrt() / (1.0 - ab))
+        }
+        Sampler::Ddim { .. } => (ab_prev.sqrt(), (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt()),
+    };
+    let ddpm = matches!(sampler, Sampler::Ddpm);
+    let mut out = Array4::zeros(x.raw_dim());
+    Zip::from(&mut out).and(x).and(eps).for_each(|o, &xv, &ev| {
+        let (xv, ev) = (xv as f64, ev as f64);
+        let mut x0 = (xv - sqrt_1m_ab * ev) / sqrt_ab;
+        let mut e = ev;
+        if clip_x0 {
+            x0 = x0.clamp(-1.0, 1.0);
+            // Keep the noise estimate consistent with the clamped x0.
+            e = (xv - sqrt_ab * x0) / sqrt_1m_ab;
+        }
+        *o = (cx0 * x0 + cother * if ddpm { xv } else { e }) as f32;
+    });
+    if let Some(z) = z {
+        Zip::from(&mut out).and(z).for_each(|o, &zv| *o += (sigma * zv as f64) as f32);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diffusion::ScheduleKind;
+
+    #[test]
+    fn ddim_timesteps_are_even_and_end_at_t_minus_one() {
+        assert_eq!(timesteps(Sampler::Ddim { steps: 4, eta: 0.0 }, 1000).unwrap(), vec![999, 749, 499, 249]);
+        assert_eq!(timesteps(Sampler::Ddim { steps: 3, eta: 0.0 }, 10).unwrap(), vec![9, 6, 3]);
+        let all = timesteps(Sampler::Ddim { steps: 10, eta: 0.0 }, 10).unwrap();
+        assert_eq!(all, timesteps(Sampler::Ddpm, 10).unwrap());
+        assert!(timesteps(Sampler::Ddim { steps: 0, eta: 0.0 }, 10).is_err());
+        assert!(timesteps(Sampler::Ddim { steps: 11, eta: 0.0 }, 10).is_err());
+        assert!(timesteps(Sampler::Ddim { steps: 5, eta: 1.5 }, 10).is_err());
+    }
+
+    #[test]
+    fn ddim_with_eta_one_and_every_step_adds_ddpm_noise() {
+        let s = NoiseSchedule::new(ScheduleKind::Linear, 1000);
+        for t in [1usize, 10, 500, 999] {
+            let a = step_noise_scale(Sampler::Ddpm, &s, t, Some(t - 1));
+            let b = step_noise_scale(Sampler::Ddim { steps: 1000, eta: 1.0 }, &s, t, Some(t - 1));
+            assert!((a - b).abs() < 1e-12, "t={t}: {a} vs {b}");
+        }
+        assert_eq!(step_noise_scale(Sampler::Ddpm, &s, 0, None), 0.0);
+    }
+}

@@ -1,0 +1,221 @@
+//! What an exported model records about itself (ONNX `metadata_props`), so that sampling from
+//! the .onnx file needs nothing else: the image it works on, the noise schedule it was trained
+//! with and where it came from. Written by the exporter, read back by `runtime`.
+
+use std::collections::HashMap;
+
+use crate::diffusion::{NoiseSchedule, ScheduleKind};
+
+/// The DDPM noise schedule a model was trained with: what `mdc train` uses (the [train] keys
+/// `schedule` and `timesteps`, or what the checkpoint records).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleInfo {
+    /// `linear` or `cosine`.
+    pub name: String,
+    pub timesteps: usize,
+}
+
+impl Default for ScheduleInfo {
+    /// mdc's training default: the DDPM paper's linear schedule over 1000 steps.
+    fn default() -> Self {
+        ScheduleInfo { name: "linear".into(), timesteps: 1000 }
+    }
+}
+
+impl ScheduleInfo {
+    /// Reads `schedule` and `timesteps` from a model file's `[train]` table, each falling back
+    /// to the default when absent. A wrong type or an unknown schedule is an error.
+    pub fn from_train_table(train: Option<&toml::Table>) -> Result<ScheduleInfo, String> {
+        let mut s = ScheduleInfo::default();
+        let Some(t) = train else { return Ok(s) };
+        if let Some(v) = t.get("schedule") {
+            s.name = v
+                .as_str()
+                .ok_or_else(|| format!("[train] schedule: expected a string, found {v}"))?
+                .to_string();
+        }
+        if let Some(v) = t.get("timesteps") {
+            s.timesteps = v
+                .as_integer()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("[train] timesteps: expected a positive integer, found {v}"))?
+                as usize;
+        }
+        s.betas()?;
+        Ok(s)
+    }
+
+    /// The schedule as `mdc train` uses it (linear 1e-4..0.02 scaled by 1000/T, or cosine).
+    pub fn noise_schedule(&self) -> Result<NoiseSchedule, String> {
+        let kind = ScheduleKind::parse(&self.name).ok_or_else(|| {
+            format!("unknown noise schedule {:?}: expected \"linear\" or \"cosine\"", self.name)
+        })?;
+        if self.timesteps == 0 {
+            return Err("the noise schedule needs at least one timestep".into());
+        }
+        Ok(NoiseSchedule::new(kind, self.timesteps))
+    }
+
+    /// beta_t for t in 0..timesteps.
+    pub fn betas(&self) -> Result<Vec<f64>, String> {
+        Ok(self.noise_schedule()?.betas)
+    }
+}
+
+/// Everything mdc writes into an exported model's metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Version of the mdc that exported the file.
+    pub mdc_version: String,
+    /// The model file it was exported from (file name only) and the sha256 (hex) of its bytes,
+    /// as training checkpoints record it (`model_hash`).
+    pub model_file: String,
+    pub model_hash: String,
+    /// Where the weights came from (file name and which set, or `random init`).
+    pub weights: String,
+    pub schedule: ScheduleInfo,
+    /// The image the model was built for: [C, H, W].
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Metadata keys, one place so writer and reader agree.
+pub mod keys {
+    pub const MDC_VERSION: &str = "mdc_version";
+    pub const MODEL_FILE: &str = "model_file";
+    pub const MODEL_HASH: &str = "model_hash";
+    pub const WEIGHTS: &str = "weights";
+    pub const SCHEDULE: &str = "schedule";
+    pub const TIMESTEPS: &str = "timesteps";
+    /// Not read back (derived from the two above), for other clients: the first and last beta
+    /// and every beta_t, comma-separated.
+    pub const BETA_START: &str = "beta_start";
+    pub const BETA_END: &str = "beta_end";
+    pub const BETAS: &str = "betas";
+    pub const CHANNELS: &str = "image_channels";
+    pub const HEIGHT: &str = "image_height";
+    pub const WIDTH: &str = "image_width";
+    /// Not read back: tells other clients how to feed the model.
+    pub const INPUTS: &str = "inputs";
+    pub const OUTPUT: &str = "output";
+}
+
+/// Human-readable description of the model's signature, stored under [`keys::INPUTS`].
+pub const INPUTS_DESCRIPTION: &str =
+    "x: float32 [N, C, H, W] noisy images; t: float32 [N] timesteps (0 .. timesteps-1, not normalised)";
+pub const OUTPUT_DESCRIPTION: &str = "y: float32 [N, C, H, W] predicted noise (epsilon)";
+
+impl ModelInfo {
+    /// The image the model was exported for, [C, H, W] (what samplers draw).
+    pub fn image(&self) -> [usize; 3] {
+        [self.channels, self.height, self.width]
+    }
+
+    /// The (key, value) pairs written into the ONNX model.
+    pub fn to_props(&self) -> Result<Vec<(String, String)>, String> {
+        use keys::*;
+        let s = &self.schedule;
+        let betas = s.betas()?;
+        let listed: Vec<String> = betas.iter().map(|b| format!("{b:e}")).collect();
+        Ok([
+            (MDC_VERSION, self.mdc_version.clone()),
+            (MODEL_FILE, self.model_file.clone()),
+            (MODEL_HASH, self.model_hash.clone()),
+            (WEIGHTS, self.weights.clone()),
+            (SCHEDULE, s.name.clone()),
+            (TIMESTEPS, s.timesteps.to_string()),
+            (BETA_START, format!("{:e}", betas[0])),
+            (BETA_END, format!("{:e}", betas[betas.len() - 1])),
+            (BETAS, listed.join(",")),
+            (CHANNELS, self.channels.to_string()),
+            (HEIGHT, self.height.to_string()),
+            (WIDTH, self.width.to_string()),
+            (INPUTS, INPUTS_DESCRIPTION.to_string()),
+            (OUTPUT, OUTPUT_DESCRIPTION.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect())
+    }
+
+    /// Reads the metadata back; `origin` names the file in messages. A model not exported by mdc
+    /// (missing keys) is an error that says which key is missing.
+    pub fn from_props(props: &HashMap<String, String>, origin: &str) -> Result<ModelInfo, String> {
+        use keys::*;
+        let get = |k: &str| -> Result<String, String> {
+            props.get(k).cloned().ok_or_else(|| {
+                format!(
+                    "{origin}: metadata key `{k}` is missing (was this model exported by `mdc export onnx`?)"
+                )
+            })
+        };
+        fn num<T: std::str::FromStr>(origin: &str, k: &str, v: String) -> Result<T, String> {
+            v.trim().parse().map_err(|_| format!("{origin}: metadata `{k}` = {v:?} is not a valid number"))
+        }
+        Ok(ModelInfo {
+            mdc_version: get(MDC_VERSION)?,
+            model_file: props.get(MODEL_FILE).cloned().unwrap_or_default(),
+            model_hash: props.get(MODEL_HASH).cloned().unwrap_or_default(),
+            weights: props.get(WEIGHTS).cloned().unwrap_or_default(),
+            schedule: ScheduleInfo {
+                name: get(SCHEDULE)?,
+                timesteps: num(origin, TIMESTEPS, get(TIMESTEPS)?)?,
+            },
+            channels: num(origin, CHANNELS, get(CHANNELS)?)?,
+            height: num(origin, HEIGHT, get(HEIGHT)?)?,
+            width: num(origin, WIDTH, get(WIDTH)?)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn props_round_trip() {
+        let info = ModelInfo {
+            mdc_version: "0.1.0".into(),
+            model_file: "unet.toml".into(),
+            model_hash: "ab12".into(),
+            weights: "ckpt.safetensors (ema)".into(),
+            schedule: ScheduleInfo { name: "cosine".into(), timesteps: 500 },
+            channels: 3,
+            height: 32,
+            width: 32,
+        };
+        let props: HashMap<String, String> = info.to_props().unwrap().into_iter().collect();
+        assert_eq!(props[keys::BETAS].split(',').count(), 500);
+        assert_eq!(ModelInfo::from_props(&props, "m.onnx").unwrap(), info);
+        let mut missing = props.clone();
+        missing.remove(keys::TIMESTEPS);
+        let err = ModelInfo::from_props(&missing, "m.onnx").unwrap_err();
+        assert!(err.contains("`timesteps` is missing"), "{err}");
+    }
+
+    #[test]
+    fn schedule_from_train_table() {
+        let t: toml::Table = toml::from_str("schedule = \"cosine\"\ntimesteps = 200").unwrap();
+        let s = ScheduleInfo::from_train_table(Some(&t)).unwrap();
+        assert_eq!((s.name.as_str(), s.timesteps), ("cosine", 200));
+        assert_eq!(ScheduleInfo::from_train_table(None).unwrap(), ScheduleInfo::default());
+        let bad: toml::Table = toml::from_str("timesteps = \"many\"").unwrap();
+        assert!(ScheduleInfo::from_train_table(Some(&bad)).unwrap_err().contains("timesteps"));
+        let unknown: toml::Table = toml::from_str("schedule = \"quadratic\"").unwrap();
+        assert!(ScheduleInfo::from_train_table(Some(&unknown)).unwrap_err().contains("quadratic"));
+    }
+
+    #[test]
+    fn betas_follow_the_training_definitions() {
+        let linear = ScheduleInfo::default().betas().unwrap();
+        assert_eq!(linear.len(), 1000);
+        assert!((linear[0] - 1e-4).abs() < 1e-15 && (linear[999] - 0.02).abs() < 1e-15);
+        // Fewer steps: the same range scaled by 1000/T.
+        let short = ScheduleInfo { name: "linear".into(), timesteps: 100 }.betas().unwrap();
+        assert!((short[0] - 1e-3).abs() < 1e-15 && (short[99] - 0.2).abs() < 1e-12);
+        let cosine = ScheduleInfo { name: "cosine".into(), timesteps: 1000 }.betas().unwrap();
+        let alpha_bar_end: f64 = cosine.iter().map(|b| 1.0 - b).product();
+        assert!(cosine.iter().all(|&b| b > 0.0 && b <= 0.999) && alpha_bar_end < 1e-4);
+    }
+}

@@ -1,0 +1,209 @@
+//! An exported model opened in onnxruntime: [`OrtDenoiser`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ndarray::{Array4, ArrayView1, ArrayView4, Ix4};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::discover;
+use crate::diffusion::Denoiser;
+use crate::onnx::{ModelInfo, INPUT_T, INPUT_X, OUTPUT_Y};
+
+/// Where onnxruntime runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// onnxruntime's CUDA execution provider (needs the onnxruntime-gpu build); never falls back to CPU.
+    Cuda,
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+        })
+    }
+}
+
+/// How to open a session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionConfig {
+    pub device: Device,
+    /// Threads inside each op; None = one per available CPU.
+    pub threads: Option<usize>,
+}
+
+/// An mdc-exported ONNX model in an onnxruntime session, with the metadata it carries.
+pub struct OrtDenoiser {
+    session: Session,
+    info: ModelInfo,
+    path: PathBuf,
+    device: Device,
+}
+
+impl OrtDenoiser {
+    /// Opens `path` on `device` with default settings.
+    pub fn open(path: &Path, device: Device) -> anyhow::Result<OrtDenoiser> {
+        Self::open_with(path, &SessionConfig { device, threads: None })
+    }
+
+    pub fn open_with(path: &Path, config: &SessionConfig) -> anyhow::Result<OrtDenoiser> {
+        if !path.is_file() {
+            anyhow::bail!("cannot open the ONNX model {}: no such file", path.display());
+        }
+        let env = discover::environment()?;
+        let threads = config
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let mut builder = Session::builder(env)
+            .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
+            .and_then(|b| Ok(b.with_intra_threads(threads)?))
+            .context("cannot configure an onnxruntime session")?;
+        if config.device == Device::Cuda {
+            let cuda = ort::ep::CUDA::default().build().error_on_failure();
+            builder = builder.with_execution_providers([cuda]).map_err(|e| cuda_error(&e.to_string()))?;
+        }
+        let session = builder.commit_from_file(path).map_err(|e| match config.device {
+            // The provider registered but could not start (no driver or device, a library
+            // missing at first use): still a CUDA problem, never a reason to run on the CPU.
+            Device::Cuda => cuda_error(&e.to_string()),
+            Device::Cpu => anyhow::anyhow!("onnxruntime cannot load {}: {e}", path.display()),
+        })?;
+        let info = read_info(&session, path)?;
+        check_signature(&session, path)?;
+        Ok(OrtDenoiser { session, info, path: path.to_path_buf(), device: config.device })
+    }
+
+    /// The metadata the exporter wrote: image size, noise schedule, provenance.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Predicted noise for `x` [N, C, H, W] at timesteps `t` [N].
+    pub fn forward(&mut self, x: ArrayView4<f32>, t: ArrayView1<f32>) -> anyhow::Result<Array4<f32>> {
+        let (n, c, _, _) = x.dim();
+        if c != self.info.channels {
+            anyhow::bail!(
+                "{}: expected images with {} channels, found x of shape {:?}",
+                self.path.display(),
+                self.info.channels,
+                x.shape()
+            );
+        }
+        if t.len() != n {
+            anyhow::bail!(
+                "{}: expected one timestep per image ({n}), found {}",
+                self.path.display(),
+                t.len()
+            );
+        }
+        let x = x.as_standard_layout();
+        let t = t.as_standard_layout();
+        let outputs = self
+            .session
+            .run(ort::inputs![
+                INPUT_X => TensorRef::from_array_view(&x)?,
+                INPUT_T => TensorRef::from_array_view(&t)?,
+            ])
+            .with_context(|| format!("onnxruntime failed running {}", self.path.display()))?;
+        let y = outputs[OUTPUT_Y].try_extract_array::<f32>()?;
+        let y = y
+            .into_dimensionality::<Ix4>()
+            .with_context(|| format!("{}: output `y` is not 4-D", self.path.display()))?;
+        Ok(y.to_owned())
+    }
+}
+
+impl Denoiser for OrtDenoiser {
+    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32]) -> anyhow::Result<Array4<f32>> {
+        self.forward(x.view(), ArrayView1::from(t))
+    }
+}
+
+fn read_info(session: &Session, path: &Path) -> anyhow::Result<ModelInfo> {
+    let meta = session.metadata().with_context(|| format!("{}: cannot read metadata", path.display()))?;
+    let mut props = HashMap::new();
+    for key in meta.custom_keys().with_context(|| format!("{}: cannot read metadata", path.display()))? {
+        if let Some(v) = meta.custom(&key) {
+            props.insert(key, v);
+        }
+    }
+    ModelInfo::from_props(&props, &path.display().to_string()).map_err(anyhow::Error::msg)
+}
+
+/// The model must take `x` and `t` and give `y`, as mdc exports it.
+fn check_signature(session: &Session, path: &Path) -> anyhow::Result<()> {
+    let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+    let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+    if inputs.len() != 2
+        || !inputs.contains(&INPUT_X)
+        || !inputs.contains(&INPUT_T)
+        || !outputs.contains(&OUTPUT_Y)
+    {
+        anyhow::bail!(
+            "{}: expected inputs `x`, `t` and output `y` (an mdc export), found inputs {inputs:?}, outputs {outputs:?}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Turns a failed CUDA provider registration into a message naming what is missing.
+fn cuda_error(ort_message: &str) -> anyhow::Error {
+    let library = discover::loaded_library().map(Path::to_path_buf).unwrap_or_default();
+    let dir = library.parent().unwrap_or(Path::new("."));
+    let provider = dir.join(CUDA_PROVIDER_LIBRARY);
+    let mut msg =
+        format!("--device cuda: onnxruntime's CUDA execution provider cannot be used ({ort_message}).\n");
+    if !provider.is_file() {
+        msg += &format!(
+            "  missing library: {CUDA_PROVIDER_LIBRARY} is not next to {} - this onnxruntime is the CPU-only build.\n  \
+             install the GPU build: pip uninstall onnxruntime && pip install onnxruntime-gpu=={}, \
+             or point ORT_DYLIB_PATH at a GPU build's libonnxruntime.so",
+            library.display(),
+            discover::ONNXRUNTIME_VERSION
+        );
+    } else {
+        // The provider exists: find which of its CUDA/cuDNN dependencies the loader cannot find.
+        let missing: Vec<String> = ort::ep::cuda::CUDA_DYLIBS
+            .iter()
+            .chain(ort::ep::cuda::CUDNN_DYLIBS)
+            .filter(|lib| ort::util::preload_dylib(**lib).is_err())
+            .map(|s| s.to_string())
+            .collect();
+        let provider_error = ort::util::preload_dylib(&provider).err();
+        if let Some(e) = &provider_error {
+            msg += &format!("  loading {} fails: {e}\n", provider.display());
+        }
+        if !missing.is_empty() {
+            msg += &format!("  missing libraries: {}\n", missing.join(", "));
+        }
+        if provider_error.is_some() || !missing.is_empty() {
+            msg += "  install the CUDA and cuDNN 9 runtime libraries named above (the versions this \
+                    onnxruntime-gpu build was made for) and put their directory on LD_LIBRARY_PATH";
+        } else {
+            msg += "  the CUDA provider and its libraries load; the onnxruntime error above is the cause \
+                    (no GPU or driver visible?)";
+        }
+    }
+    anyhow::anyhow!(msg)
+}
+
+#[cfg(target_os = "windows")]
+const CUDA_PROVIDER_LIBRARY: &str = "onnxruntime_providers_cuda.dll";
+#[cfg(not(target_os = "windows"))]
+const CUDA_PROVIDER_LIBRARY: &str = "libonnxruntime_providers_cuda.so";

@@ -1,0 +1,158 @@
+//! Training checkpoints: one safetensors file holding the weights (`model.*`), their EMA
+//! (`ema.*`) and the AdamW moments (`adam_m.*`, `adam_v.*`), with everything else a resumed run
+//! needs in the string metadata (layout fixed by [`crate::params::CHECKPOINT_FORMAT`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::TrainConfig;
+use crate::graph::Graph;
+use crate::params::{Params, WeightsError, CHECKPOINT_FORMAT};
+
+/// The file name of a run's checkpoint inside its output folder.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+
+const PARTS: [&str; 4] = ["model.", "ema.", "adam_m.", "adam_v."];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Steps completed.
+    pub step: u64,
+    pub model: Params,
+    pub ema: Params,
+    pub adam_m: Params,
+    pub adam_v: Params,
+    /// State of the generator that draws timesteps and noise.
+    pub rng: [u64; 4],
+    /// Data order state: (epoch, position within it).
+    pub data_epoch: u64,
+    pub data_position: usize,
+    /// SHA-256 of the model file the run trains.
+    pub model_hash: String,
+    pub config: TrainConfig,
+}
+
+/// What is wrong with a checkpoint file, in terms a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read checkpoint {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("checkpoint {path} is corrupt: {reason}\n  hint: it may have been cut short or edited; use an earlier copy or start a new run")]
+    Corrupt { path: String, reason: String },
+    #[error("{path} is not a training checkpoint (no `format = {CHECKPOINT_FORMAT}` metadata); --resume needs the {CHECKPOINT_FILE} that `mdc train` writes")]
+    NotACheckpoint { path: String },
+    #[error("checkpoint {path} was trained from a different model file (sha256 {found:.12}...; {model} is now {expected:.12}...)\n  a run resumes only with the exact model file it started with: restore that file, or start a new run (another --out, or --overwrite)")]
+    OtherModel { path: String, model: String, found: String, expected: String },
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint atomically (a crash leaves the previous one intact).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let parts = [&self.model, &self.ema, &self.adam_m, &self.adam_v];
+        let mut views = Vec::new();
+        for (prefix, p) in PARTS.iter().zip(parts) {
+            views.extend(p.named_views(prefix));
+        }
+        let meta: HashMap<String, String> = [
+            ("format", CHECKPOINT_FORMAT.to_string()),
+            ("step", self.step.to_string()),
+            ("rng", self.rng.iter().map(|v| format!("{v:016x}")).collect::<Vec<_>>().join(",")),
+            ("data_epoch", self.data_epoch.to_string()),
+            ("data_position", self.data_position.to_string()),
+            ("model_hash", self.model_hash.clone()),
+            ("schedule", self.config.schedule.to_string()),
+            ("timesteps", self.config.timesteps.to_string()),
+            ("config", serde_json::to_string(&self.config).expect("config serialises")),
+            ("tensors_sha256", tensors_digest(parts)),
+            ("mdc_version", env!("CARGO_PKG_VERSION").to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let bytes = safetensors::serialize(views, Some(meta)).expect("f32 tensors serialise");
+        crate::fsutil::write_atomic(path, &bytes)
+    }
+
+    /// Reads and fully validates a checkpoint for the model file `model` (its graph and
+    /// sha256): structure, metadata, the model hash, every tensor's name and shape, and a digest
+    /// of the tensor data (so flipped bytes are caught too).
+    pub fn load(
+        path: &Path,
+        graph: &Graph,
+        model_hash: &str,
+        model: &str,
+    ) -> Result<Checkpoint, CheckpointError> {
+        let origin = path.display().to_string();
+        let bytes =
+            std::fs::read(path).map_err(|source| CheckpointError::Io { path: origin.clone(), source })?;
+        let corrupt = |reason: String| CheckpointError::Corrupt { path: origin.clone(), reason };
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| corrupt(format!("not a valid safetensors file ({e})")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
+            return Err(CheckpointError::NotACheckpoint { path: origin });
+        }
+        let field = |k: &str| meta.get(k).ok_or_else(|| corrupt(format!("metadata `{k}` is missing")));
+        let number = |k: &str| -> Result<u64, CheckpointError> {
+            field(k)?.parse().map_err(|_| corrupt(format!("metadata `{k}` = {:?} is not a number", meta[k])))
+        };
+        let step = number("step")?;
+        let data_epoch = number("data_epoch")?;
+        let data_position = number("data_position")? as usize;
+        let rng_text = field("rng")?;
+        let rng: Vec<u64> = rng_text.split(',').filter_map(|s| u64::from_str_radix(s, 16).ok()).collect();
+        let rng: [u64; 4] = rng
+            .try_into()
+            .map_err(|_| corrupt(format!("metadata `rng` = {rng_text:?} is not four hex numbers")))?;
+        let found = field("model_hash")?.clone();
+        if found != model_hash {
+            return Err(CheckpointError::OtherModel {
+                path: origin,
+                model: model.to_string(),
+                found,
+                expected: model_hash.to_string(),
+            });
+        }
+        let config: TrainConfig = serde_json::from_str(field("config")?)
+            .map_err(|e| corrupt(format!("metadata `config` is not a valid training recipe ({e})")))?;
+        let digest = field("tensors_sha256")?.clone();
+        let mut parts = Vec::with_capacity(4);
+        for prefix in PARTS {
+            parts.push(Params::from_safetensors(&bytes, graph, prefix, &origin)?);
+        }
+        if tensors_digest([&parts[0], &parts[1], &parts[2], &parts[3]]) != digest {
+            return Err(corrupt(
+                "the tensor data does not match its recorded SHA-256 (damaged bytes)".into(),
+            ));
+        }
+        let [weights, ema, adam_m, adam_v]: [Params; 4] = parts.try_into().expect("four parts");
+        Ok(Checkpoint {
+            step,
+            model: weights,
+            ema,
+            adam_m,
+            adam_v,
+            rng,
+            data_epoch,
+            data_position,
+            model_hash: model_hash.to_string(),
+            config,
+        })
+    }
+}
+
+/// SHA-256 over every tensor's bytes in a fixed order.
+fn tensors_digest(parts: [&Params; 4]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        for t in &p.tensors {
+            let bytes: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+            h.update(&bytes);
+        }
+    }
+    format!("{:x}", h.finalize())
+}

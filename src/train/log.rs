@@ -1,0 +1,102 @@
+//! The loss log: one CSV row per step (`step,loss,lr,grad_norm,seconds`), appended as training
+//! goes so an interrupted run keeps its history; a resumed run first drops rows past its checkpoint.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+pub const LOG_FILE: &str = "loss.csv";
+const HEADER: &str = "step,loss,lr,grad_norm,seconds";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogRow {
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    /// Wall-clock seconds since the run (or its first part) started.
+    pub seconds: f64,
+}
+
+pub struct LossLog {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl LossLog {
+    /// Starts a new log, or continues one keeping only rows up to `keep_through` steps.
+    pub fn open(path: &Path, keep_through: Option<u64>) -> anyhow::Result<LossLog> {
+        let mut text = format!("{HEADER}\n");
+        if let Some(last) = keep_through {
+            if path.exists() {
+                for row in read(path)? {
+                    if row.step <= last {
+                        text.push_str(&format_row(&row));
+                    }
+                }
+            }
+        }
+        crate::fsutil::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot append to {}", path.display()))?;
+        Ok(LossLog { path: path.to_path_buf(), file })
+    }
+
+    pub fn append(&mut self, row: &LogRow) -> anyhow::Result<()> {
+        self.file
+            .write_all(format_row(row).as_bytes())
+            .with_context(|| format!("cannot append to {}", self.path.display()))
+    }
+}
+
+fn format_row(r: &LogRow) -> String {
+    format!("{},{},{:e},{},{:.3}\n", r.step, r.loss, r.lr, r.grad_norm, r.seconds)
+}
+
+/// Reads a loss log back (for plots and resumed runs).
+pub fn read(path: &Path) -> anyhow::Result<Vec<LogRow>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let bad = || anyhow::anyhow!("{}:{}: malformed row {line:?}", path.display(), i + 1);
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 5 {
+            return Err(bad());
+        }
+        let num = |s: &str| s.parse::<f64>().map_err(|_| bad());
+        rows.push(LogRow {
+            step: f[0].parse().map_err(|_| bad())?,
+            loss: num(f[1])?,
+            lr: num(f[2])?,
+            grad_norm: num(f[3])?,
+            seconds: num(f[4])?,
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip_and_resume_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("loss.csv");
+        let row = |s| LogRow { step: s, loss: 0.1 * s as f64, lr: 1e-3, grad_norm: 0.5, seconds: 1.25 };
+        let mut log = LossLog::open(&p, None).unwrap();
+        for s in 1..=5 {
+            log.append(&row(s)).unwrap();
+        }
+        drop(log);
+        assert_eq!(read(&p).unwrap(), (1..=5).map(row).collect::<Vec<_>>());
+        let mut log = LossLog::open(&p, Some(3)).unwrap();
+        log.append(&row(4)).unwrap();
+        drop(log);
+        assert_eq!(read(&p).unwrap().iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    }
+}

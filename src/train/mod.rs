@@ -1,0 +1,244 @@
+//! DDPM training on the interpreter: noise-prediction MSE at uniform timesteps, AdamW with
+//! warmup + cosine learning rate, gradient clipping, an EMA of the weights, atomic checkpoints
+//! that resume bit-for-bit, a loss log and plot, and a sample grid at the end.
+
+mod checkpoint;
+mod config;
+mod ema;
+mod log;
+mod lr;
+mod plot;
+mod state;
+
+pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
+pub use config::{Origin, Recipe, TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, KEYS, RECIPE_KEYS};
+pub use ema::{ema_decay, update_ema};
+pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};
+pub use lr::learning_rate;
+pub use plot::loss_svg;
+pub use state::{mse_and_grad, StepStats, TrainState};
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array4;
+
+use crate::data::Dataset;
+use crate::diffusion::{sample, Denoiser, InterpDenoiser, NoiseSchedule, SampleOptions, Sampler};
+use crate::graph::Graph;
+use crate::image_io::{write_grid, GridLayout};
+use crate::interp::Executor;
+use crate::params::Params;
+
+pub const PLOT_FILE: &str = "loss.svg";
+pub const SAMPLES_FILE: &str = "samples.png";
+
+/// Everything a training run needs, already loaded and checked by the caller.
+pub struct TrainJob<'a> {
+    pub graph: &'a Graph,
+    /// The model file as the user named it (for messages and the plot title).
+    pub model_name: String,
+    pub model_hash: String,
+    pub config: TrainConfig,
+    pub dataset: Dataset,
+    pub out_dir: PathBuf,
+    /// Continue from this checkpoint (already checked against the model's hash).
+    pub resume: Option<Checkpoint>,
+    /// Stop after this step as if interrupted (the checkpoint is written; resume later).
+    pub stop_after: Option<u64>,
+    /// Show a progress bar (or, without a terminal, a line every few percent).
+    pub progress: bool,
+}
+
+/// What a finished (or deliberately stopped) run produced.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub first_step: u64,
+    pub last_step: u64,
+    pub final_loss: Option<f64>,
+    pub train_seconds: f64,
+    pub images_per_second: f64,
+    pub checkpoint: PathBuf,
+    pub log: PathBuf,
+    pub plot: PathBuf,
+    /// The sample grid and the seconds it took, when the run completed and sampling is on.
+    pub samples: Option<(PathBuf, f64)>,
+}
+
+/// The run stopped because the loss or the gradient stopped being a finite number.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "training diverged at step {step}: the {what} became {value} (learning rate {lr:e}).\n  {kept}\n  hint: lower the learning rate (--lr) or keep gradient clipping on (--clip-grad 1), then resume or restart"
+)]
+pub struct Diverged {
+    pub step: u64,
+    pub what: &'static str,
+    pub value: f64,
+    pub lr: f64,
+    pub kept: String,
+}
+
+/// Runs (or continues) training; writes the checkpoint, log, plot and sample grid to `out_dir`.
+pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
+    let cfg = &job.config;
+    std::fs::create_dir_all(&job.out_dir)
+        .with_context(|| format!("cannot create output folder {}", job.out_dir.display()))?;
+    let ckpt_path = job.out_dir.join(CHECKPOINT_FILE);
+    let log_path = job.out_dir.join(LOG_FILE);
+    let schedule = NoiseSchedule::new(cfg.schedule, cfg.timesteps);
+    let image = job.dataset.image_shape();
+    let mut state = match job.resume {
+        None => TrainState::fresh(job.graph, cfg, job.dataset.len()),
+        Some(ck) => TrainState::from_checkpoint(ck, cfg, job.dataset.len()),
+    };
+    let start = state.step;
+    let mut last_saved: Option<u64> = (start > 0).then_some(start);
+    let mut log = LossLog::open(&log_path, Some(start))?;
+    let mut exec = Executor::new(job.graph.clone());
+    let mut grads = state.params.zeros_like();
+    let end = job.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
+
+    let show_bar = job.progress && std::io::stderr().is_terminal();
+    let bar = if show_bar { ProgressBar::new(cfg.steps) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {msg} | {elapsed} < {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("train");
+    bar.set_position(start);
+    let line_every = (cfg.steps / 20).max(1);
+
+    let started = Instant::now();
+    let mut smoothed: Option<f64> = None;
+    while state.step < end {
+        let StepStats { loss, lr, grad_norm } =
+            match state.step(&mut exec, &mut grads, &job.dataset, &schedule, cfg) {
+                Ok(s) => s,
+                Err(bad) => {
+                    bar.abandon();
+                    let kept = match last_saved {
+                        Some(s) => format!(
+                            "the last good checkpoint is {} (step {s}); nothing later was saved",
+                            ckpt_path.display()
+                        ),
+                        None => "no checkpoint had been written yet; nothing was saved".to_string(),
+                    };
+                    let step = state.step + 1;
+                    return Err(Diverged { step, what: bad.what, value: bad.value, lr: bad.lr, kept }.into());
+                }
+            };
+        let step = state.step;
+        let seconds = started.elapsed().as_secs_f64();
+        log.append(&LogRow { step, loss, lr, grad_norm, seconds })?;
+        let sm = smoothed.map_or(loss, |s| 0.9 * s + 0.1 * loss);
+        smoothed = Some(sm);
+        let ips = (step - start) as f64 * cfg.batch as f64 / seconds.max(1e-9);
+        bar.set_message(format!("loss {sm:.4} | {ips:.1} img/s"));
+        bar.set_position(step);
+        if job.progress && !show_bar && (step % line_every == 0 || step == end) {
+            eprintln!("step {step}/{} loss {sm:.4} lr {lr:.2e} {ips:.1} img/s {seconds:.0}s", cfg.steps);
+        }
+        if step % cfg.checkpoint_every == 0 || step == end {
+            state
+                .checkpoint(cfg, &job.model_hash)
+                .save(&ckpt_path)
+                .with_context(|| format!("cannot write checkpoint {}", ckpt_path.display()))?;
+            last_saved = Some(step);
+        }
+    }
+    let train_seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    drop(log);
+
+    let plot_path = job.out_dir.join(PLOT_FILE);
+    let rows = read_loss_log(&log_path)?;
+    let points: Vec<(u64, f64)> = rows.iter().map(|r| (r.step, r.loss)).collect();
+    let title = format!("{}: training loss, batch {}, lr {:e}", job.model_name, cfg.batch, cfg.lr);
+    crate::fsutil::write_atomic(&plot_path, loss_svg(&points, &title).as_bytes())
+        .with_context(|| format!("cannot write {}", plot_path.display()))?;
+
+    let samples = if end == cfg.steps && cfg.samples > 0 {
+        let path = job.out_dir.join(SAMPLES_FILE);
+        let t0 = Instant::now();
+        let opts = SampleOptions {
+            count: cfg.samples,
+            batch: cfg.samples,
+            sampler: if cfg.sample_steps == 0 {
+                Sampler::Ddpm
+            } else {
+                Sampler::Ddim { steps: cfg.sample_steps, eta: 0.0 }
+            },
+            clip_x0: true,
+            seed: cfg.seed,
+        };
+        if job.progress {
+            eprintln!("sampling {} images with the EMA weights, {}", opts.count, opts.sampler);
+        }
+        let images = sample_images(job.graph, state.ema, &schedule, image, &opts, job.progress)?;
+        write_grid(&path, &images, GridLayout::auto(image[1].max(image[2])))?;
+        Some((path, t0.elapsed().as_secs_f64()))
+    } else {
+        None
+    };
+    let trained = end.saturating_sub(start);
+    Ok(TrainOutcome {
+        first_step: start + 1,
+        last_step: end,
+        final_loss: smoothed,
+        train_seconds,
+        images_per_second: trained as f64 * cfg.batch as f64 / train_seconds.max(1e-9),
+        checkpoint: ckpt_path,
+        log: log_path,
+        plot: plot_path,
+        samples,
+    })
+}
+
+/// Samples images with the interpreter, showing a progress bar when asked.
+pub fn sample_images(
+    graph: &Graph,
+    params: Params,
+    schedule: &NoiseSchedule,
+    image: [usize; 3],
+    opts: &SampleOptions,
+    progress: bool,
+) -> anyhow::Result<Array4<f32>> {
+    let mut den = InterpDenoiser { executor: Executor::new(graph.clone()), params };
+    sample_with_progress(&mut den, schedule, image, opts, progress)
+}
+
+/// Samples images with any denoiser (the interpreter, onnxruntime), showing a progress bar when
+/// asked and stderr is a terminal.
+pub fn sample_with_progress(
+    den: &mut dyn Denoiser,
+    schedule: &NoiseSchedule,
+    image: [usize; 3],
+    opts: &SampleOptions,
+    progress: bool,
+) -> anyhow::Result<Array4<f32>> {
+    let bar =
+        if progress && std::io::stderr().is_terminal() { ProgressBar::new(1) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>8} [{bar:30}] {pos}/{len} denoising steps | {elapsed} < {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix("sample");
+    let images = sample(den, schedule, image, opts, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    Ok(images)
+}
+
+/// The output folder's checkpoint path.
+pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
+    out_dir.join(CHECKPOINT_FILE)
+}

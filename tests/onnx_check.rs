@@ -1,0 +1,38 @@
+//! Exported models pass the reference checker, `onnx.checker.check_model(full_check=True)`,
+//! through scripts/onnx_check.py. Needs python3 with the `onnx` package: without it the test
+//! fails when CI is set and is skipped with a notice otherwise.
+
+mod onnx_common;
+
+use std::process::Command;
+
+use onnx_common::*;
+
+#[test]
+fn exported_models_pass_onnx_checker() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_check.py");
+    let dir = tempfile::tempdir().unwrap();
+    let models =
+        shipped_models().into_iter().chain(test_models().into_iter().map(|(n, g)| (n.to_string(), g)));
+    let paths: Vec<_> =
+        models.map(|(name, g)| export(&g, &random_params(&g, 1), dir.path(), &name)).collect();
+    let out = Command::new("python3").arg(script).args(&paths).output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) if !in_ci() => {
+            return eprintln!("NOTICE: skipping the ONNX checker test: cannot run python3: {e}")
+        }
+        Err(e) => panic!("python3 is required in CI: {e}"),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) {
+        assert!(!in_ci(), "CI must install the Python onnx package: {stderr}");
+        return eprintln!("NOTICE: skipping the ONNX checker test: {stderr}");
+    }
+    assert!(
+        out.status.success(),
+        "onnx.checker rejected an export:\n{stderr}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches(": ok").count(), paths.len());
+}

@@ -1,0 +1,93 @@
+//! Checkpoints: exact round trip, and a clear error for every way a file can be wrong.
+
+use mdc::graph::{blocks::mini_unet, Graph};
+use mdc::params::Params;
+use mdc::train::{Checkpoint, CheckpointError, TrainConfig};
+
+fn tiny() -> Graph {
+    mini_unet(1, 8, [8, 16, 16, 16], 4, 8, 16).unwrap()
+}
+
+fn checkpoint(graph: &Graph) -> Checkpoint {
+    Checkpoint {
+        step: 42,
+        model: Params::init(graph, 1),
+        ema: Params::init(graph, 2),
+        adam_m: Params::init(graph, 3),
+        adam_v: Params::init(graph, 4),
+        rng: [1, u64::MAX, 3, 0xDEAD_BEEF],
+        data_epoch: 7,
+        data_position: 13,
+        model_hash: "ab".repeat(32),
+        config: TrainConfig { steps: 99, lr: 3e-4, ..TrainConfig::default() },
+    }
+}
+
+fn load(path: &std::path::Path, graph: &Graph) -> Result<Checkpoint, CheckpointError> {
+    Checkpoint::load(path, graph, &"ab".repeat(32), "models/unet.toml")
+}
+
+#[test]
+fn round_trips_exactly_and_serves_ema_for_inference() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("checkpoint.safetensors");
+    let g = tiny();
+    let ck = checkpoint(&g);
+    ck.save(&p).unwrap();
+    assert_eq!(load(&p, &g).unwrap(), ck);
+    let (ema, meta) = Params::load_for_inference(&p, &g, true).unwrap();
+    assert_eq!(ema, ck.ema);
+    assert_eq!(meta["schedule"], "linear");
+    assert_eq!(meta["timesteps"], "1000");
+    assert_eq!(Params::load_for_inference(&p, &g, false).unwrap().0, ck.model);
+}
+
+#[test]
+fn damaged_files_are_reported_not_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("checkpoint.safetensors");
+    let g = tiny();
+    checkpoint(&g).save(&p).unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+
+    std::fs::write(&p, &bytes[..bytes.len() - 1000]).unwrap();
+    let e = load(&p, &g).unwrap_err().to_string();
+    assert!(e.contains("is corrupt") && e.contains("not a valid safetensors file"), "{e}");
+
+    std::fs::write(&p, &bytes[..5]).unwrap();
+    let e = load(&p, &g).unwrap_err().to_string();
+    assert!(e.contains("is corrupt"), "{e}");
+
+    let mut flipped = bytes.clone();
+    let n = flipped.len();
+    flipped[n - 10] ^= 0x40;
+    std::fs::write(&p, &flipped).unwrap();
+    let e = load(&p, &g).unwrap_err().to_string();
+    assert!(e.contains("does not match its recorded SHA-256"), "{e}");
+
+    std::fs::write(&p, b"").unwrap();
+    assert!(load(&p, &g).unwrap_err().to_string().contains("is corrupt"));
+
+    let e = load(&dir.path().join("nope.safetensors"), &g).unwrap_err().to_string();
+    assert!(e.contains("cannot read checkpoint") && e.contains("nope.safetensors"), "{e}");
+}
+
+#[test]
+fn wrong_kind_of_file_other_model_file_and_other_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = tiny();
+    let weights = dir.path().join("weights.safetensors");
+    Params::init(&g, 0).save(&weights).unwrap();
+    let e = load(&weights, &g).unwrap_err();
+    assert!(matches!(e, CheckpointError::NotACheckpoint { .. }), "{e}");
+    assert!(e.to_string().contains("not a training checkpoint"));
+
+    let p = dir.path().join("checkpoint.safetensors");
+    checkpoint(&g).save(&p).unwrap();
+    let e = Checkpoint::load(&p, &g, &"cd".repeat(32), "models/unet.toml").unwrap_err().to_string();
+    assert!(e.contains("different model file") && e.contains("models/unet.toml is now cdcdcd"), "{e}");
+
+    let other = mini_unet(1, 8, [8, 16, 32, 32], 4, 8, 16).unwrap();
+    let e = load(&p, &other).unwrap_err().to_string();
+    assert!(e.contains("does not fit this model") && e.contains("expected shape"), "{e}");
+}

@@ -1,0 +1,218 @@
+//! `mdc train` and `mdc sample` as a user runs them: outputs, resume, and the error messages for
+//! a rerun, a changed model file, a corrupt checkpoint, a data/model mismatch and divergence.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TINY: &str = "tests/fixtures/train_tiny.toml";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn mdc(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_mdc")).args(args).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn losses(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("loss.csv")).unwrap();
+    text.lines().skip(1).map(|l| l.split(',').take(2).collect::<Vec<_>>().join(",")).collect()
+}
+
+/// A copy of the tiny model in `dir`, so a test can edit it.
+fn model_copy(dir: &Path) -> PathBuf {
+    let p = dir.join("tiny.toml");
+    std::fs::copy(TINY, &p).unwrap();
+    p
+}
+
+#[test]
+fn train_writes_every_output_and_prints_settings_with_their_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = mdc(&["train", TINY, "--out", s(&out), "--lr", "5e-4", "--set", "weight_decay=0.01", "-q"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("52,681 parameters"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("lr                5e-4") && r.stdout.contains("(command line)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("steps             6                      (model file [train])"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("ema_decay         0.999                  (default)"), "{}", r.stdout);
+    for f in ["checkpoint.safetensors", "loss.csv", "loss.svg", "samples.png"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(losses(&out).len(), 6);
+
+    // Running again into the same folder must not silently replace the run.
+    let r = mdc(&["train", TINY, "--out", s(&out), "-q"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("already holds a run") && r.stderr.contains("--resume"), "{}", r.stderr);
+
+    let grid = dir.path().join("grid.png");
+    let each = dir.path().join("each");
+    let r = mdc(&[
+        "sample",
+        s(&out.join("checkpoint.safetensors")),
+        "--model",
+        TINY,
+        "-n",
+        "3",
+        "--steps",
+        "4",
+        "-o",
+        s(&grid),
+        "--individual",
+        s(&each),
+        "-q",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("EMA weights") && r.stdout.contains("linear schedule T=1000"), "{}", r.stdout);
+    assert!(grid.is_file());
+    assert_eq!(image::open(each.join("sample-002.png")).unwrap().width(), 28);
+    let r = mdc(&[
+        "sample",
+        s(&out.join("checkpoint.safetensors")),
+        "--model",
+        TINY,
+        "--sampler",
+        "ddpm",
+        "--timesteps",
+        "20",
+        "-n",
+        "2",
+        "-o",
+        s(&grid),
+        "-q",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = mdc(&["sample", "model.onnx", "-o", s(&grid)]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("ONNX"), "{}", r.stderr);
+}
+
+#[test]
+fn stop_and_resume_matches_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));
+    assert_eq!(mdc(&["train", TINY, "--out", s(&whole), "--samples", "0", "-q"]).code, 0);
+    let r = mdc(&["train", TINY, "--out", s(&parts), "--stop-after", "3", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("stopped at step 3 of 6") && r.stdout.contains("--resume"), "{}", r.stdout);
+    let r = mdc(&["train", TINY, "--out", s(&parts), "--resume", "--samples", "0", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("resuming from") && r.stdout.contains("at step 3"), "{}", r.stdout);
+    assert_eq!(losses(&whole), losses(&parts));
+
+    // A recipe change on resume is refused, naming the setting.
+    let r = mdc(&["train", TINY, "--out", s(&parts), "--resume", "--lr", "0.1", "--steps", "9"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("lr: 0.001 -> 0.1"), "{}", r.stderr);
+    let r = mdc(&["train", TINY, "--out", s(&parts), "--resume"]);
+    assert!(r.stderr.contains("already completed 6 of 6 steps"), "{}", r.stderr);
+}
+
+#[test]
+fn resume_refuses_another_model_file_and_a_corrupt_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_copy(dir.path());
+    let out = dir.path().join("run");
+    assert_eq!(mdc(&["train", s(&model), "--out", s(&out), "--stop-after", "2", "-q"]).code, 0);
+
+    let text = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, text.clone() + "\n# edited\n").unwrap();
+    let r = mdc(&["train", s(&model), "--out", s(&out), "--resume"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("different model file") && r.stderr.contains("tiny.toml is now"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&model, &text).unwrap();
+
+    let ck = out.join("checkpoint.safetensors");
+    let bytes = std::fs::read(&ck).unwrap();
+    std::fs::write(&ck, &bytes[..bytes.len() / 2]).unwrap();
+    let r = mdc(&["train", s(&model), "--out", s(&out), "--resume"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("is corrupt") && r.stderr.contains("checkpoint.safetensors"), "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let r = mdc(&["sample", s(&ck), "--model", s(&model)]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("not a valid safetensors file"), "{}", r.stderr);
+}
+
+#[test]
+fn data_that_does_not_fit_the_model_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let rgb = dir.path().join("rgb.toml");
+    let text = std::fs::read_to_string(TINY).unwrap();
+    std::fs::write(
+        &rgb,
+        text.replace("channels = 1", "channels = 3")
+            .replace("height = 28", "height = 32")
+            .replace("width = 28", "width = 32"),
+    )
+    .unwrap();
+    let r = mdc(&["train", s(&rgb), "--out", s(&dir.path().join("o"))]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("the data does not fit the model"), "{}", r.stderr);
+    assert!(r.stderr.contains("1x28x28") && r.stderr.contains("expects 3x32x32"), "{}", r.stderr);
+    assert!(!dir.path().join("o").join("checkpoint.safetensors").exists());
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text.replace("batch = 4", "bacth = 4")).unwrap();
+    let r = mdc(&["train", s(&bad), "--out", s(&dir.path().join("o"))]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("bad.toml [train]") && r.stderr.contains("did you mean `batch`?"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn divergence_exits_with_the_step_and_keeps_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = mdc(&[
+        "train",
+        TINY,
+        "--out",
+        s(&out),
+        "--lr",
+        "1e6",
+        "--clip-grad",
+        "0",
+        "--warmup",
+        "0",
+        "--steps",
+        "200",
+        "--checkpoint-every",
+        "1",
+        "-q",
+    ]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("training diverged at step") && r.stderr.contains("last good checkpoint"),
+        "{}",
+        r.stderr
+    );
+    assert!(out.join("checkpoint.safetensors").is_file());
+}
