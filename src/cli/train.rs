@@ -55,6 +55,9 @@ pub struct Args {
     /// DDIM steps for the final sample grid (0: DDPM over all timesteps).
     #[arg(long)]
     pub sample_steps: Option<u64>,
+    /// DDIM eta for the final sample grid (1: stochastic, 0: deterministic).
+    #[arg(long)]
+    pub sample_eta: Option<f64>,
     /// Any training setting as KEY=VALUE in TOML syntax (e.g. --set weight_decay=0.01); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -89,7 +92,12 @@ impl Args {
         int("checkpoint_every", self.checkpoint_every);
         int("samples", self.samples);
         int("sample_steps", self.sample_steps);
-        let floats = [("lr", self.lr), ("clip_grad", self.clip_grad), ("ema_decay", self.ema_decay)];
+        let floats = [
+            ("lr", self.lr),
+            ("clip_grad", self.clip_grad),
+            ("ema_decay", self.ema_decay),
+            ("sample_eta", self.sample_eta),
+        ];
         out.extend(floats.into_iter().filter_map(|(k, v)| v.map(|v| (k.into(), toml::Value::Float(v)))));
         let strings = [("schedule", &self.schedule), ("data", &self.data)];
         out.extend(

@@ -170,7 +170,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
             sampler: if cfg.sample_steps == 0 {
                 Sampler::Ddpm
             } else {
-                Sampler::Ddim { steps: cfg.sample_steps, eta: 0.0 }
+                Sampler::Ddim { steps: cfg.sample_steps, eta: cfg.sample_eta as f32 }
             },
             clip_x0: true,
             seed: cfg.seed,
