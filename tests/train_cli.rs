@@ -216,3 +216,30 @@ fn divergence_exits_with_the_step_and_keeps_the_last_checkpoint() {
     );
     assert!(out.join("checkpoint.safetensors").is_file());
 }
+
+#[test]
+fn trains_on_a_folder_of_rgb_images_resized_to_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let rgb = dir.path().join("rgb.toml");
+    let text = std::fs::read_to_string(TINY).unwrap();
+    std::fs::write(
+        &rgb,
+        text.replace("channels = 1", "channels = 3")
+            .replace("height = 28", "height = 32")
+            .replace("width = 28", "width = 32"),
+    )
+    .unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for i in 0..5u8 {
+        image::RgbImage::from_fn(40, 36, |x, y| image::Rgb([x as u8 * 6, y as u8 * 7, i * 50]))
+            .save(images.join(format!("img{i}.png")))
+            .unwrap();
+    }
+    let out = dir.path().join("run");
+    let r = mdc(&["train", s(&rgb), "--data", s(&images), "--out", s(&out), "--steps", "2", "-q"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("input 3x32x32") && r.stdout.contains("(5 images)"), "{}", r.stdout);
+    let grid = image::open(out.join("samples.png")).unwrap();
+    assert_eq!(grid.color(), image::ColorType::Rgb8);
+}
