@@ -140,7 +140,11 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         bar.set_message(format!("loss {sm:.4} | {ips:.1} img/s"));
         bar.set_position(step);
         if job.progress && !show_bar && (step % line_every == 0 || step == end) {
-            eprintln!("step {step}/{} loss {sm:.4} lr {lr:.2e} {ips:.1} img/s {seconds:.0}s", cfg.steps);
+            let eta = (end - step) as f64 * seconds / (step - start) as f64;
+            eprintln!(
+                "step {step}/{} loss {sm:.4} lr {lr:.2e} {ips:.1} img/s elapsed {seconds:.0}s eta {eta:.0}s",
+                cfg.steps
+            );
         }
         if step % cfg.checkpoint_every == 0 || step == end {
             state
