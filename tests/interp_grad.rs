@@ -138,6 +138,23 @@ fn group_norm_gradients_with_several_groups() {
     }
 }
 
+/// GroupNorm followed by SiLU runs fused when the SiLU is the norm's only reader, unfused when
+/// the normalised values are read elsewhere too; both must give the same gradients as the math.
+#[test]
+fn group_norm_silu_fused_and_unfused_gradients() {
+    let fused = graph_of(6, 4, 3, |b, x, _| {
+        let n = blocks::group_norm(b, "norm", "norm", x, 3).unwrap();
+        b.add("silu", "silu", Op::Silu, &[n]).unwrap()
+    });
+    check_graph(fused, 2, 20, 25);
+    let unfused = graph_of(6, 4, 3, |b, x, _| {
+        let n = blocks::group_norm(b, "norm", "norm", x, 3).unwrap();
+        let s = b.add("silu", "silu", Op::Silu, &[n]).unwrap();
+        b.add("add", "add", Op::Add, &[s, n]).unwrap()
+    });
+    check_graph(unfused, 2, 20, 26);
+}
+
 #[test]
 fn attention_gradients_with_several_heads() {
     for (i, heads) in [1, 2, 4].into_iter().enumerate() {

@@ -10,8 +10,15 @@ use crate::interp::real::Real;
 const CHUNK: usize = 1 << 15;
 
 #[inline(always)]
-fn sigmoid<T: Real>(x: T) -> T {
+pub(crate) fn sigmoid<T: Real>(x: T) -> T {
     T::ONE / (T::ONE + (-x).exp_fast())
+}
+
+/// d silu(z) / dz.
+#[inline(always)]
+pub(crate) fn silu_grad<T: Real>(z: T) -> T {
+    let s = sigmoid(z);
+    s * (T::ONE + z * (T::ONE - s))
 }
 
 #[inline(always)]
@@ -24,8 +31,7 @@ fn forward_chunk<T: Real>(x: &[T], y: &mut [T]) {
 #[inline(always)]
 fn backward_chunk<T: Real>(x: &[T], d: &mut [T]) {
     for (g, &v) in d.iter_mut().zip(x) {
-        let s = sigmoid(v);
-        *g *= s * (T::ONE + v * (T::ONE - s));
+        *g *= silu_grad(v);
     }
 }
 
