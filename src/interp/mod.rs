@@ -17,6 +17,7 @@ mod workspace;
 
 pub use engine::Engine;
 pub use gemm::{matmul, Tr};
+pub use kernels::with_avx2;
 pub use real::Real;
 pub use workspace::Workers;
 

@@ -261,40 +261,53 @@ pub fn backward<T: Real>(
     };
     let gt = ConvGeom { cin: cout, cout: g.cin, pad: g.k - 1 - g.pad, ..*g };
     let workers_used = workers.par_images(batch, dx, per_image, |images, dx, s| {
-        let partial = sized(&mut s.c, kd * cout + cout);
-        partial.fill(T::ZERO);
-        let (dwt, db) = partial.split_at_mut(kd * cout);
-        for (i, n) in images.enumerate() {
-            let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
-            let dyn_ = &dy[n * g.out_len()..(n + 1) * g.out_len()];
-            for (acc, row) in db.iter_mut().zip(dyn_.chunks_exact(pos)) {
-                *acc += super::sum_map(row, |v| v);
-            }
-            let dyt = sized(&mut s.b, pos * cout);
-            transpose(dyn_, cout, pos, dyt);
-            let cols: &[T] = if g.pointwise() {
-                xn
-            } else {
-                let c = sized(&mut s.a, kd * pos);
-                im2col(g, xn, c);
-                c
-            };
-            matmul(dwt, kd, cout, pos, cols, Tr::No, dyt, Tr::No, true, s.gemm_threads);
-            if want_dx {
-                let dxn = &mut dx[i * g.in_len()..(i + 1) * g.in_len()];
-                if g.pointwise() {
-                    matmul(dxn, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
-                } else if flipped {
-                    let cols = sized(&mut s.a, gt.kdim() * pos);
-                    im2col(&gt, dyn_, cols);
-                    matmul(dxn, g.cin, pos, gt.kdim(), wflip, Tr::No, cols, Tr::No, false, s.gemm_threads);
+        super::with_avx2(|| {
+            let partial = sized(&mut s.c, kd * cout + cout);
+            partial.fill(T::ZERO);
+            let (dwt, db) = partial.split_at_mut(kd * cout);
+            for (i, n) in images.enumerate() {
+                let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
+                let dyn_ = &dy[n * g.out_len()..(n + 1) * g.out_len()];
+                for (acc, row) in db.iter_mut().zip(dyn_.chunks_exact(pos)) {
+                    *acc += super::sum_map(row, |v| v);
+                }
+                let dyt = sized(&mut s.b, pos * cout);
+                transpose(dyn_, cout, pos, dyt);
+                let cols: &[T] = if g.pointwise() {
+                    xn
                 } else {
-                    let dcols = sized(&mut s.a, kd * pos);
-                    matmul(dcols, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
-                    col2im(g, dcols, dxn);
+                    let c = sized(&mut s.a, kd * pos);
+                    im2col(g, xn, c);
+                    c
+                };
+                matmul(dwt, kd, cout, pos, cols, Tr::No, dyt, Tr::No, true, s.gemm_threads);
+                if want_dx {
+                    let dxn = &mut dx[i * g.in_len()..(i + 1) * g.in_len()];
+                    if g.pointwise() {
+                        matmul(dxn, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
+                    } else if flipped {
+                        let cols = sized(&mut s.a, gt.kdim() * pos);
+                        im2col(&gt, dyn_, cols);
+                        matmul(
+                            dxn,
+                            g.cin,
+                            pos,
+                            gt.kdim(),
+                            wflip,
+                            Tr::No,
+                            cols,
+                            Tr::No,
+                            false,
+                            s.gemm_threads,
+                        );
+                    } else {
+                        let dcols = sized(&mut s.a, kd * pos);
+                        matmul(dcols, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
+                        col2im(g, dcols, dxn);
+                    }
                 }
             }
-        }
+        })
     });
     workers.shared = shared;
     for s in &workers.scratch[..workers_used] {
