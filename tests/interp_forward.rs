@@ -15,10 +15,14 @@ fn random(rng: &mut Rng, n: usize) -> Vec<f64> {
     (0..n).map(|_| rng.normal()).collect()
 }
 
+/// Runs the graph twice, with the default im2col band size and with one output row per band;
+/// both must agree with each other (and the caller checks them against the reference).
 fn run(graph: &Graph, params: &[Vec<f64>], x: &[f64], t: &[f64], batch: usize) -> Vec<f64> {
-    let mut e = Engine::<f64>::new(graph.clone());
     let views: Vec<&[f64]> = params.iter().map(Vec::as_slice).collect();
-    e.forward(&views, x, t, batch, false)
+    let whole = Engine::<f64>::new(graph.clone()).forward(&views, x, t, batch, false);
+    let banded = Engine::<f64>::new(graph.clone()).with_column_budget(1).forward(&views, x, t, batch, false);
+    assert_all_close(&banded, &whole, "banded vs whole-image im2col");
+    whole
 }
 
 fn assert_all_close(got: &[f64], want: &[f64], what: &str) {

@@ -111,6 +111,13 @@ impl<T: Real> Engine<T> {
         &self.graph
     }
 
+    /// Caps the im2col columns built at once (elements; convs run in bands of output rows). The
+    /// default suits this machine's caches; tests set it tiny so every conv runs in many bands.
+    pub fn with_column_budget(mut self, elements: usize) -> Self {
+        self.workers.column_budget = elements;
+        self
+    }
+
     /// Also computes the gradient with respect to the image input, returned by
     /// [`Self::backward_input_grad`] (tests check every op's input gradient through it).
     pub fn with_input_grad(mut self) -> Self {

@@ -64,12 +64,24 @@ pub struct Workers<T> {
     pub scratch: Vec<Scratch<T>>,
     /// Scratch every worker reads (e.g. a rearranged weight), filled before a parallel section.
     pub shared: Vec<T>,
+    /// Most elements of im2col columns built at once: convs run in bands of output rows so a
+    /// band's columns stay in the core's cache between im2col and the GEMM that reads them.
+    pub column_budget: usize,
 }
+
+/// 192 Ki elements (768 KiB of f32) fit the 1 MiB L2 of this machine's cores with room for the
+/// GEMM's packed panels; measured on dec1.conv1 (K = 1152): 1.20 ms per image unbanded, 0.76 ms
+/// in bands of 128 positions.
+pub const DEFAULT_COLUMN_BUDGET: usize = 192 * 1024;
 
 impl<T: Real> Workers<T> {
     pub fn new() -> Self {
         let n = rayon::current_num_threads().max(1);
-        Workers { scratch: (0..n).map(|_| Scratch::default()).collect(), shared: Vec::new() }
+        Workers {
+            scratch: (0..n).map(|_| Scratch::default()).collect(),
+            shared: Vec::new(),
+            column_budget: DEFAULT_COLUMN_BUDGET,
+        }
     }
 
     pub fn threads(&self) -> usize {
