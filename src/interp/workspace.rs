@@ -136,15 +136,6 @@ impl<T: Real> Workers<T> {
         }
         chunks
     }
-
-    /// Sums the first `len` elements of `scratch.c` of the first `workers` workers into `dst`.
-    pub fn reduce_c(&self, workers: usize, dst: &mut [T]) {
-        for s in &self.scratch[..workers] {
-            for (d, &p) in dst.iter_mut().zip(&s.c) {
-                *d += p;
-            }
-        }
-    }
 }
 
 impl<T: Real> Default for Workers<T> {
