@@ -34,14 +34,7 @@ fn assert_all_close(got: &[f64], want: &[f64], what: &str) {
 
 #[test]
 fn conv_matches_naive_loops() {
-    let cases = [
-        (3, 4, 3, 1, 1, 5, 7),
-        (3, 4, 3, 2, 1, 7, 6),
-        (2, 5, 1, 1, 0, 4, 6),
-        (2, 3, 2, 2, 0, 6, 4),
-        (2, 2, 5, 3, 2, 7, 8),
-        (1, 2, 3, 1, 2, 3, 4),
-    ];
+    let cases = common::CONV_CASES;
     let mut rng = Rng::new(1);
     for &(cin, cout, k, s, p, h, w) in &cases {
         let g = graph_of(cin, h, w, |b, x, _| blocks::conv(b, "conv", "conv", x, cout, k, s, p).unwrap());

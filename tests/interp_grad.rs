@@ -109,21 +109,7 @@ fn check_graph(graph: Graph, batch: usize, per_tensor: usize, seed: u64) -> usiz
 
 #[test]
 fn conv_gradients_for_strides_paddings_and_kernels() {
-    // (in, out, kernel, stride, padding, h, w)
-    let cases = [
-        (3, 4, 3, 1, 1, 5, 7),
-        (3, 4, 3, 2, 1, 7, 6),
-        (2, 5, 1, 1, 0, 4, 6),
-        (2, 3, 1, 2, 0, 5, 5),
-        (2, 3, 2, 2, 0, 6, 4),
-        (2, 2, 5, 3, 2, 7, 8),
-        (4, 2, 3, 1, 0, 6, 5),
-        (1, 2, 3, 1, 2, 3, 4),
-        // same-size convs that narrow or keep the channels (dx as a flipped-kernel conv)
-        (4, 2, 3, 1, 1, 5, 7),
-        (3, 3, 3, 1, 1, 6, 4),
-        (5, 2, 5, 1, 2, 6, 7),
-    ];
+    let cases = common::CONV_CASES;
     for (i, &(cin, cout, k, s, p, h, w)) in cases.iter().enumerate() {
         let g = graph_of(cin, h, w, |b, x, _| blocks::conv(b, "conv", "conv", x, cout, k, s, p).unwrap());
         let n = check_graph(g, 2, 12, 10 + i as u64);
