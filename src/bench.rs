@@ -40,7 +40,7 @@ pub struct Timing {
 }
 
 impl Timing {
-    fn of(mut ms: Vec<f64>) -> Timing {
+    pub fn of(mut ms: Vec<f64>) -> Timing {
         ms.sort_by(f64::total_cmp);
         let n = ms.len();
         let median_ms = if n % 2 == 1 { ms[n / 2] } else { (ms[n / 2 - 1] + ms[n / 2]) / 2.0 };
