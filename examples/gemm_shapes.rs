@@ -27,6 +27,10 @@ fn main() {
     // and dcols = W^T dY, for the heaviest convs.
     let shapes = [
         ("enc1.conv2 fwd", 64, 1024, 576, Tr::No, Tr::No),
+        ("enc1.conv2 fwdT", 1024, 64, 576, Tr::Yes, Tr::No),
+        ("dec1.conv1 fwdT", 1024, 32, 1152, Tr::Yes, Tr::No),
+        ("enc2.conv2 fwdT", 256, 128, 1152, Tr::Yes, Tr::No),
+        ("mid.conv fwdT", 64, 128, 1152, Tr::Yes, Tr::No),
         ("enc1.conv2 dW", 64, 576, 1024, Tr::No, Tr::Yes),
         ("enc1.conv2 dW colsT", 64, 576, 1024, Tr::No, Tr::No),
         ("enc1.conv2 dW dyT", 64, 576, 1024, Tr::Yes, Tr::Yes),

@@ -40,7 +40,7 @@ pub struct Timing {
 }
 
 impl Timing {
-    fn of(mut ms: Vec<f64>) -> Timing {
+    pub fn of(mut ms: Vec<f64>) -> Timing {
         ms.sort_by(f64::total_cmp);
         let n = ms.len();
         let median_ms = if n % 2 == 1 { ms[n / 2] } else { (ms[n / 2 - 1] + ms[n / 2]) / 2.0 };
@@ -70,6 +70,8 @@ pub struct BenchReport {
     pub interp_peak_bytes: usize,
     /// The process's peak resident memory (VmHWM), where /proc tells it.
     pub process_peak_bytes: Option<usize>,
+    /// /proc/loadavg when the run started: other work on the machine slows wall times.
+    pub load_average: Option<String>,
     /// Per-op-kind times over the whole run, when `MDC_PROFILE` is set.
     pub profile: String,
 }
@@ -119,6 +121,9 @@ fn random_batch(graph: &Graph, batch: usize, rng: &mut Rng) -> (Array4<f32>, Arr
 }
 
 pub fn run(graph: &Graph, opts: &BenchOptions) -> BenchReport {
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     let params_init = Params::init(graph, opts.seed);
     let mut rng = Rng::new(opts.seed ^ 0x5eed);
     let mut exec = Executor::new(graph.clone());
@@ -184,6 +189,7 @@ pub fn run(graph: &Graph, opts: &BenchOptions) -> BenchReport {
         interp_peak_bytes: exec.peak_bytes(),
         process_peak_bytes: process_peak_bytes(),
         profile: exec.profile_report(),
+        load_average,
     }
 }
 
@@ -200,6 +206,9 @@ impl fmt::Display for BenchReport {
             o.iters.max(1),
             o.warmup
         )?;
+        if let Some(l) = &self.load_average {
+            writeln!(f, "load average at start: {l} (other processes compete for the cores)")?;
+        }
         writeln!(
             f,
             "forward    batch {:>3}: {:8.2} ms (min {:.2}, max {:.2})  {:8.1} images/s  {:6.1} GFLOP/s",

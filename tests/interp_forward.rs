@@ -2,33 +2,27 @@
 //! counts, batch independence, and the clear error for a checkpoint of another model.
 
 use mdc::graph::blocks::{self, mini_unet};
-use mdc::graph::{Graph, GraphBuilder, NodeId, Op};
+mod common;
+
+use common::graph_of;
+use mdc::graph::{Graph, Op};
 use mdc::interp::{Engine, Executor};
 use mdc::params::Params;
 use mdc::rng::Rng;
 use ndarray::{Array1, Array4, Axis};
 
-fn graph_of(
-    c: usize,
-    h: usize,
-    w: usize,
-    body: impl FnOnce(&mut GraphBuilder, NodeId, NodeId) -> NodeId,
-) -> Graph {
-    let mut b = GraphBuilder::new();
-    let x = b.add("x", "x", Op::Input { channels: c, height: h, width: w }, &[]).unwrap();
-    let t = b.add("t", "t", Op::Timestep, &[]).unwrap();
-    let out = body(&mut b, x, t);
-    b.finish(out)
-}
-
 fn random(rng: &mut Rng, n: usize) -> Vec<f64> {
     (0..n).map(|_| rng.normal()).collect()
 }
 
+/// Runs the graph twice, with the default im2col band size and with one output row per band;
+/// both must agree with each other (and the caller checks them against the reference).
 fn run(graph: &Graph, params: &[Vec<f64>], x: &[f64], t: &[f64], batch: usize) -> Vec<f64> {
-    let mut e = Engine::<f64>::new(graph.clone());
     let views: Vec<&[f64]> = params.iter().map(Vec::as_slice).collect();
-    e.forward(&views, x, t, batch, false)
+    let whole = Engine::<f64>::new(graph.clone()).forward(&views, x, t, batch, false);
+    let banded = Engine::<f64>::new(graph.clone()).with_column_budget(1).forward(&views, x, t, batch, false);
+    assert_all_close(&banded, &whole, "banded vs whole-image im2col");
+    whole
 }
 
 fn assert_all_close(got: &[f64], want: &[f64], what: &str) {
@@ -40,14 +34,7 @@ fn assert_all_close(got: &[f64], want: &[f64], what: &str) {
 
 #[test]
 fn conv_matches_naive_loops() {
-    let cases = [
-        (3, 4, 3, 1, 1, 5, 7),
-        (3, 4, 3, 2, 1, 7, 6),
-        (2, 5, 1, 1, 0, 4, 6),
-        (2, 3, 2, 2, 0, 6, 4),
-        (2, 2, 5, 3, 2, 7, 8),
-        (1, 2, 3, 1, 2, 3, 4),
-    ];
+    let cases = common::CONV_CASES;
     let mut rng = Rng::new(1);
     for &(cin, cout, k, s, p, h, w) in &cases {
         let g = graph_of(cin, h, w, |b, x, _| blocks::conv(b, "conv", "conv", x, cout, k, s, p).unwrap());

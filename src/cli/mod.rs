@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and dispatch. Each command lives in its own module
 //! with `Args` and `run(&Args) -> anyhow::Result<ExitCode>`.
 
+pub mod bench;
 pub mod check;
 pub mod graph;
 pub mod sample;
@@ -30,6 +31,8 @@ pub enum Command {
     Train(train::Args),
     /// Generate images from a trained checkpoint (DDPM or DDIM), as a PNG grid.
     Sample(sample::Args),
+    /// Time the interpreter: forward and training-step medians, images/s, GFLOP/s, peak memory.
+    Bench(bench::Args),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -38,6 +41,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Graph(args) => graph::run(args),
         Command::Train(args) => train::run(args),
         Command::Sample(args) => sample::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

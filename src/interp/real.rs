@@ -91,9 +91,12 @@ impl_real!(f64, f64::exp);
 #[inline(always)]
 fn exp_f32(x: f32) -> f32 {
     let x = x.clamp(-87.0, 87.0);
-    // round to nearest by the 1.5 * 2^23 trick: plain adds, so it vectorises without SSE4.1
+    // round to nearest by the 1.5 * 2^23 trick; the integer n is then the low mantissa bits of
+    // `shifted`, read with integer ops (a float-to-int cast saturates and does not vectorise)
     const MAGIC: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let shifted = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = shifted - MAGIC;
+    let ni = (shifted.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     // ln 2 split in two so r keeps full precision
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = 1.987_569_1e-4f32;
@@ -103,7 +106,7 @@ fn exp_f32(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 5e-1;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    e * f32::from_bits(((ni + 127) as u32) << 23)
 }
 
 #[cfg(test)]

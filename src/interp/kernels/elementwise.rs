@@ -3,16 +3,20 @@
 use crate::interp::real::Real;
 
 pub fn add<T: Real>(a: &[T], b: &[T], y: &mut [T]) {
-    for ((o, &u), &v) in y.iter_mut().zip(a).zip(b) {
-        *o = u + v;
-    }
+    super::with_avx2(|| {
+        for ((o, &u), &v) in y.iter_mut().zip(a).zip(b) {
+            *o = u + v;
+        }
+    })
 }
 
 /// dst += src.
 pub fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d += s;
-    }
+    super::with_avx2(|| {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d += s;
+        }
+    })
 }
 
 /// y [N, C, HW] = x + bias [N, C] broadcast over HW.
