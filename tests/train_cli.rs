@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TINY: &str = "tests/fixtures/train_tiny.toml";
+const TINY: &str = "tests/train_fixtures/tiny.toml";
 
 struct Run {
     code: i32,
