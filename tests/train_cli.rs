@@ -30,6 +30,15 @@ fn losses(dir: &Path) -> Vec<String> {
     text.lines().skip(1).map(|l| l.split(',').take(2).collect::<Vec<_>>().join(",")).collect()
 }
 
+/// The tiny model for 3x32x32 RGB input, written in `dir`.
+fn rgb_model(dir: &Path) -> PathBuf {
+    let p = dir.join("rgb.toml");
+    let text = std::fs::read_to_string(TINY).unwrap();
+    let rgb = text.replace("channels = 1", "channels = 3").replace("height = 28", "height = 32");
+    std::fs::write(&p, rgb.replace("width = 28", "width = 32")).unwrap();
+    p
+}
+
 /// A copy of the tiny model in `dir`, so a test can edit it.
 fn model_copy(dir: &Path) -> PathBuf {
     let p = dir.join("tiny.toml");
@@ -161,15 +170,7 @@ fn resume_refuses_another_model_file_and_a_corrupt_checkpoint() {
 #[test]
 fn data_that_does_not_fit_the_model_is_refused_before_training() {
     let dir = tempfile::tempdir().unwrap();
-    let rgb = dir.path().join("rgb.toml");
-    let text = std::fs::read_to_string(TINY).unwrap();
-    std::fs::write(
-        &rgb,
-        text.replace("channels = 1", "channels = 3")
-            .replace("height = 28", "height = 32")
-            .replace("width = 28", "width = 32"),
-    )
-    .unwrap();
+    let rgb = rgb_model(dir.path());
     let r = mdc(&["train", s(&rgb), "--out", s(&dir.path().join("o"))]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("the data does not fit the model"), "{}", r.stderr);
@@ -177,7 +178,7 @@ fn data_that_does_not_fit_the_model_is_refused_before_training() {
     assert!(!dir.path().join("o").join("checkpoint.safetensors").exists());
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, text.replace("batch = 4", "bacth = 4")).unwrap();
+    std::fs::write(&bad, std::fs::read_to_string(TINY).unwrap().replace("batch = 4", "bacth = 4")).unwrap();
     let r = mdc(&["train", s(&bad), "--out", s(&dir.path().join("o"))]);
     assert_ne!(r.code, 0);
     assert!(
@@ -220,15 +221,7 @@ fn divergence_exits_with_the_step_and_keeps_the_last_checkpoint() {
 #[test]
 fn trains_on_a_folder_of_rgb_images_resized_to_the_model() {
     let dir = tempfile::tempdir().unwrap();
-    let rgb = dir.path().join("rgb.toml");
-    let text = std::fs::read_to_string(TINY).unwrap();
-    std::fs::write(
-        &rgb,
-        text.replace("channels = 1", "channels = 3")
-            .replace("height = 28", "height = 32")
-            .replace("width = 28", "width = 32"),
-    )
-    .unwrap();
+    let rgb = rgb_model(dir.path());
     let images = dir.path().join("images");
     std::fs::create_dir(&images).unwrap();
     for i in 0..5u8 {
