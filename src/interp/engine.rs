@@ -259,7 +259,7 @@ impl<T: Real> Engine<T> {
             Op::Concat => {
                 let ins: Vec<&[T]> = (0..node.inputs.len()).map(inp).collect();
                 let sizes: Vec<usize> = (0..node.inputs.len()).map(|k| in_shape(k).numel()).collect();
-                elementwise::concat(n, &ins, &sizes, &mut y);
+                elementwise::concat(&ins, &sizes, &mut y);
             }
             Op::UpsampleNearest { scale } => {
                 let (c, h, w) = in_shape(0).as_image().expect("checked image");
@@ -405,7 +405,7 @@ impl<T: Real> Engine<T> {
                     let len = in_shapes[k].numel();
                     if want[k] {
                         let mut dx = self.pool.take(n * len);
-                        elementwise::concat_backward(n, total, offset, len, &g, &mut dx);
+                        elementwise::concat_backward(total, offset, len, &g, &mut dx);
                         self.accumulate(v, dx);
                     }
                     offset += len;

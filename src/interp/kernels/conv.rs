@@ -1,7 +1,8 @@
 //! 2-D convolution as im2col + GEMM, per image, images split across threads.
 //! Forward: Y[n] = W [Cout, K] x cols(X[n]) [K, P] + b, with K = Cin*k*k and P = Ho*Wo, done in
 //! bands of output rows whose columns fit in cache (see `Workers::column_budget`).
-//! Backward: dW^T += cols x dY[n]^T, db += rowsum(dY[n]), dX[n] = col2im(W^T x dY[n]).
+//! Backward: dW^T += cols x dY[n]^T, db += rowsum(dY[n]), dX[n] = col2im(W^T x dY[n]), or for
+//! same-size convs that do not widen the channels, dX[n] = conv(dY[n], flipped W).
 //! A 1x1 stride-1 unpadded conv reads X[n] as its own columns (no im2col).
 
 use crate::interp::gemm::{matmul, matmul_strided, Tr};

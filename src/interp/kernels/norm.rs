@@ -108,23 +108,21 @@ pub fn backward<T: Real>(
                 for grp in 0..g.groups {
                     let mean = stats[(n * g.groups + grp) * 2];
                     let rstd = stats[(n * g.groups + grp) * 2 + 1];
-                    if silu {
-                        for ch in grp * cg..(grp + 1) * cg {
+                    // sums over the group of dxhat = dy * gamma and of dxhat * xhat; with a fused
+                    // SiLU, dy first becomes the gradient before it, channel by channel while the
+                    // channel is in cache
+                    let (mut s_dxhat, mut s_dxhat_xhat) = (T::ZERO, T::ZERO);
+                    for ch in grp * cg..(grp + 1) * cg {
+                        let r = ch * hw..(ch + 1) * hw;
+                        let xc = &xn[r.clone()];
+                        if silu {
                             let a = rstd * gamma[ch];
                             let b = beta[ch] - mean * a;
-                            let r = ch * hw..(ch + 1) * hw;
-                            for (d, &v) in dyn_[r.clone()].iter_mut().zip(&xn[r]) {
+                            for (d, &v) in dyn_[r.clone()].iter_mut().zip(xc) {
                                 *d *= silu_grad(v * a + b);
                             }
                         }
-                    }
-                    let dyn_ = &*dyn_;
-                    // sums over the group of dxhat = dy * gamma and of dxhat * xhat
-                    let (mut s_dxhat, mut s_dxhat_xhat) = (T::ZERO, T::ZERO);
-                    for j in 0..cg {
-                        let ch = grp * cg + j;
-                        let xc = &xn[ch * hw..(ch + 1) * hw];
-                        let dc = &dyn_[ch * hw..(ch + 1) * hw];
+                        let dc = &dyn_[r];
                         let sd = sum_map(dc, |v| v);
                         let sdx = sum_zip(dc, xc, |d, v| d * (v - mean)) * rstd;
                         pg[ch] += sdx;
