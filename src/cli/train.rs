@@ -7,7 +7,9 @@ use anyhow::{bail, Context};
 
 use crate::check::table::group_digits;
 use crate::data::{DataSource, Dataset};
-use crate::train::{checkpoint_path, train, Checkpoint, Diverged, Origin, Recipe, TrainConfig, TrainJob};
+use crate::train::{
+    checkpoint_path, train, train_key_line, Checkpoint, Diverged, Origin, Recipe, TrainConfig, TrainJob,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -169,9 +171,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         let mut recipe = Recipe::new(TrainConfig::default(), Origin::Default);
         if let Some(table) = &model.train {
-            recipe
-                .apply_table(table, Origin::ModelFile)
-                .map_err(|problems| anyhow::anyhow!("{model_name} [train]:\n  {}", problems.join("\n  ")))?;
+            recipe.apply_table(table, Origin::ModelFile).map_err(|problems| {
+                let lines: Vec<String> = problems
+                    .iter()
+                    .map(|(key, msg)| match train_key_line(&model.source, key) {
+                        Some(line) => format!("{model_name}:{line}: [train] {msg}"),
+                        None => format!("{model_name}: [train] {msg}"),
+                    })
+                    .collect();
+                anyhow::anyhow!("invalid training settings in the model file:\n  {}", lines.join("\n  "))
+            })?;
             resolve_data_path(&mut recipe, &args.model);
         }
         apply_overrides(&mut recipe, args)?;

@@ -141,14 +141,12 @@ impl Recipe {
         Recipe { config, origins: KEYS.iter().map(|(k, _)| (*k, origin)).collect() }
     }
 
-    /// Applies a model file's `[train]` table; every problem is reported, each naming the key.
-    pub fn apply_table(&mut self, table: &toml::Table, origin: Origin) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        for (key, value) in table {
-            if let Err(p) = self.set(key, value, origin) {
-                problems.push(p);
-            }
-        }
+    /// Applies a model file's `[train]` table; every problem is reported as (key, message).
+    pub fn apply_table(&mut self, table: &toml::Table, origin: Origin) -> Result<(), Vec<(String, String)>> {
+        let problems: Vec<(String, String)> = table
+            .iter()
+            .filter_map(|(key, value)| self.set(key, value, origin).err().map(|p| (key.clone(), p)))
+            .collect();
         if problems.is_empty() {
             Ok(())
         } else {
@@ -273,6 +271,24 @@ impl TrainConfig {
     }
 }
 
+/// The 1-based line of `key = ...` inside the `[train]` section of a model file's text, so
+/// messages can point at it (the parsed table has no positions).
+pub fn train_key_line(source: &str, key: &str) -> Option<usize> {
+    let mut in_train = false;
+    for (i, line) in source.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_train = t.trim_start_matches('[').trim_end_matches(']').trim() == "train";
+        } else if in_train {
+            let name = t.split('=').next().unwrap_or("").trim().trim_matches('"');
+            if t.contains('=') && name == key {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
 fn unknown_key(key: &str) -> String {
     let best = KEYS
         .iter()
@@ -366,12 +382,20 @@ mod tests {
             "stpes = 5\nlr = \"fast\"\nema_decay = 1.5\nschedule = \"cos\"\nzzz = 1".parse().unwrap();
         let problems = r.apply_table(&bad, Origin::ModelFile).unwrap_err();
         assert_eq!(problems.len(), 5, "{problems:?}");
-        let all = problems.join("\n");
+        let all = problems.iter().map(|p| p.1.clone()).collect::<Vec<_>>().join("\n");
         assert!(all.contains("unknown training setting `stpes`; did you mean `steps`?"), "{all}");
         assert!(all.contains("`lr`: expected a number, found the string \"fast\""), "{all}");
         assert!(all.contains("`ema_decay`: expected a number in [0, 1), found 1.5"), "{all}");
         assert!(all.contains("expected \"linear\" or \"cosine\", found \"cos\""), "{all}");
         assert!(all.contains("unknown training setting `zzz` (known:"), "{all}");
+    }
+
+    #[test]
+    fn finds_the_line_of_a_key_in_the_train_section_only() {
+        let src = "[input]\nsteps = 1\n\n[train]\n# comment\nlr = 1e-3\n  steps=5\n[blocks]\nbatch = 2\n";
+        assert_eq!(train_key_line(src, "steps"), Some(7));
+        assert_eq!(train_key_line(src, "lr"), Some(6));
+        assert_eq!(train_key_line(src, "batch"), None);
     }
 
     #[test]

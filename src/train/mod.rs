@@ -11,7 +11,9 @@ mod plot;
 mod state;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
-pub use config::{Origin, Recipe, TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, KEYS, RECIPE_KEYS};
+pub use config::{
+    train_key_line, Origin, Recipe, TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, KEYS, RECIPE_KEYS,
+};
 pub use ema::{ema_decay, update_ema};
 pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};
 pub use lr::learning_rate;
