@@ -172,9 +172,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let mut recipe = Recipe::new(TrainConfig::default(), Origin::Default);
         if let Some(table) = &model.train {
             recipe.apply_table(table, Origin::ModelFile).map_err(|problems| {
-                let lines: Vec<String> = problems
-                    .iter()
-                    .map(|(key, msg)| match train_key_line(&model.source, key) {
+                let mut located: Vec<(Option<usize>, &String)> =
+                    problems.iter().map(|(key, msg)| (train_key_line(&model.source, key), msg)).collect();
+                located.sort_by_key(|(line, _)| *line);
+                let lines: Vec<String> = located
+                    .into_iter()
+                    .map(|(line, msg)| match line {
                         Some(line) => format!("{model_name}:{line}: [train] {msg}"),
                         None => format!("{model_name}: [train] {msg}"),
                     })
