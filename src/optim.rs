@@ -67,13 +67,15 @@ impl AdamW {
                 .zip(g.par_chunks(CHUNK))
                 .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
                 .for_each(|((p, g), (m, v))| {
-                    for i in 0..p.len() {
-                        let gi = g[i];
-                        m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * gi;
-                        v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * gi * gi;
-                        let denom = v[i].sqrt() * inv_sqrt_bc2 + c.eps;
-                        p[i] = p[i] * decay - step_size * m[i] / denom;
-                    }
+                    crate::interp::with_avx2(|| {
+                        for i in 0..p.len() {
+                            let gi = g[i];
+                            m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * gi;
+                            v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * gi * gi;
+                            let denom = v[i].sqrt() * inv_sqrt_bc2 + c.eps;
+                            p[i] = p[i] * decay - step_size * m[i] / denom;
+                        }
+                    })
                 });
         }
     }

@@ -15,10 +15,14 @@ fn random(rng: &mut Rng, n: usize) -> Vec<f64> {
     (0..n).map(|_| rng.normal()).collect()
 }
 
+/// Runs the graph twice, with the default im2col band size and with one output row per band;
+/// both must agree with each other (and the caller checks them against the reference).
 fn run(graph: &Graph, params: &[Vec<f64>], x: &[f64], t: &[f64], batch: usize) -> Vec<f64> {
-    let mut e = Engine::<f64>::new(graph.clone());
     let views: Vec<&[f64]> = params.iter().map(Vec::as_slice).collect();
-    e.forward(&views, x, t, batch, false)
+    let whole = Engine::<f64>::new(graph.clone()).forward(&views, x, t, batch, false);
+    let banded = Engine::<f64>::new(graph.clone()).with_column_budget(1).forward(&views, x, t, batch, false);
+    assert_all_close(&banded, &whole, "banded vs whole-image im2col");
+    whole
 }
 
 fn assert_all_close(got: &[f64], want: &[f64], what: &str) {
@@ -30,14 +34,7 @@ fn assert_all_close(got: &[f64], want: &[f64], what: &str) {
 
 #[test]
 fn conv_matches_naive_loops() {
-    let cases = [
-        (3, 4, 3, 1, 1, 5, 7),
-        (3, 4, 3, 2, 1, 7, 6),
-        (2, 5, 1, 1, 0, 4, 6),
-        (2, 3, 2, 2, 0, 6, 4),
-        (2, 2, 5, 3, 2, 7, 8),
-        (1, 2, 3, 1, 2, 3, 4),
-    ];
+    let cases = common::CONV_CASES;
     let mut rng = Rng::new(1);
     for &(cin, cout, k, s, p, h, w) in &cases {
         let g = graph_of(cin, h, w, |b, x, _| blocks::conv(b, "conv", "conv", x, cout, k, s, p).unwrap());

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TINY: &str = "tests/fixtures/train_tiny.toml";
+const TINY: &str = "tests/train_fixtures/tiny.toml";
 
 struct Run {
     code: i32,
@@ -28,6 +28,15 @@ fn s(p: &Path) -> &str {
 fn losses(dir: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(dir.join("loss.csv")).unwrap();
     text.lines().skip(1).map(|l| l.split(',').take(2).collect::<Vec<_>>().join(",")).collect()
+}
+
+/// The tiny model for 3x32x32 RGB input, written in `dir`.
+fn rgb_model(dir: &Path) -> PathBuf {
+    let p = dir.join("rgb.toml");
+    let text = std::fs::read_to_string(TINY).unwrap();
+    let rgb = text.replace("channels = 1", "channels = 3").replace("height = 28", "height = 32");
+    std::fs::write(&p, rgb.replace("width = 28", "width = 32")).unwrap();
+    p
 }
 
 /// A copy of the tiny model in `dir`, so a test can edit it.
@@ -161,15 +170,7 @@ fn resume_refuses_another_model_file_and_a_corrupt_checkpoint() {
 #[test]
 fn data_that_does_not_fit_the_model_is_refused_before_training() {
     let dir = tempfile::tempdir().unwrap();
-    let rgb = dir.path().join("rgb.toml");
-    let text = std::fs::read_to_string(TINY).unwrap();
-    std::fs::write(
-        &rgb,
-        text.replace("channels = 1", "channels = 3")
-            .replace("height = 28", "height = 32")
-            .replace("width = 28", "width = 32"),
-    )
-    .unwrap();
+    let rgb = rgb_model(dir.path());
     let r = mdc(&["train", s(&rgb), "--out", s(&dir.path().join("o"))]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("the data does not fit the model"), "{}", r.stderr);
@@ -177,14 +178,13 @@ fn data_that_does_not_fit_the_model_is_refused_before_training() {
     assert!(!dir.path().join("o").join("checkpoint.safetensors").exists());
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, text.replace("batch = 4", "bacth = 4")).unwrap();
+    std::fs::write(&bad, std::fs::read_to_string(TINY).unwrap().replace("batch = 4", "bacth = 4")).unwrap();
     let r = mdc(&["train", s(&bad), "--out", s(&dir.path().join("o"))]);
     assert_ne!(r.code, 0);
-    assert!(
-        r.stderr.contains("bad.toml [train]") && r.stderr.contains("did you mean `batch`?"),
-        "{}",
-        r.stderr
-    );
+    let text = std::fs::read_to_string(&bad).unwrap();
+    let line = text.lines().position(|l| l.starts_with("bacth")).unwrap() + 1;
+    let want = format!("bad.toml:{line}: [train] unknown training setting `bacth`; did you mean `batch`?");
+    assert!(r.stderr.contains(&want), "{}", r.stderr);
 }
 
 #[test]
@@ -215,4 +215,23 @@ fn divergence_exits_with_the_step_and_keeps_the_last_checkpoint() {
         r.stderr
     );
     assert!(out.join("checkpoint.safetensors").is_file());
+}
+
+#[test]
+fn trains_on_a_folder_of_rgb_images_resized_to_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let rgb = rgb_model(dir.path());
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for i in 0..5u8 {
+        image::RgbImage::from_fn(40, 36, |x, y| image::Rgb([x as u8 * 6, y as u8 * 7, i * 50]))
+            .save(images.join(format!("img{i}.png")))
+            .unwrap();
+    }
+    let out = dir.path().join("run");
+    let r = mdc(&["train", s(&rgb), "--data", s(&images), "--out", s(&out), "--steps", "2", "-q"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("input 3x32x32") && r.stdout.contains("(5 images)"), "{}", r.stdout);
+    let grid = image::open(out.join("samples.png")).unwrap();
+    assert_eq!(grid.color(), image::ColorType::Rgb8);
 }

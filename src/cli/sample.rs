@@ -39,8 +39,8 @@ pub struct Args {
     /// DDIM steps.
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
-    /// DDIM noise: 0 deterministic, 1 as noisy as DDPM.
-    #[arg(long, default_value_t = 0.0)]
+    /// DDIM noise: 1 as noisy as DDPM (clean backgrounds from short-trained models), 0 deterministic.
+    #[arg(long, default_value_t = 1.0)]
     pub eta: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

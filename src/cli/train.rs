@@ -7,7 +7,9 @@ use anyhow::{bail, Context};
 
 use crate::check::table::group_digits;
 use crate::data::{DataSource, Dataset};
-use crate::train::{checkpoint_path, train, Checkpoint, Diverged, Origin, Recipe, TrainConfig, TrainJob};
+use crate::train::{
+    checkpoint_path, train, train_key_line, Checkpoint, Diverged, Origin, Recipe, TrainConfig, TrainJob,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -55,6 +57,9 @@ pub struct Args {
     /// DDIM steps for the final sample grid (0: DDPM over all timesteps).
     #[arg(long)]
     pub sample_steps: Option<u64>,
+    /// DDIM eta for the final sample grid (1: stochastic, 0: deterministic).
+    #[arg(long)]
+    pub sample_eta: Option<f64>,
     /// Any training setting as KEY=VALUE in TOML syntax (e.g. --set weight_decay=0.01); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -89,7 +94,12 @@ impl Args {
         int("checkpoint_every", self.checkpoint_every);
         int("samples", self.samples);
         int("sample_steps", self.sample_steps);
-        let floats = [("lr", self.lr), ("clip_grad", self.clip_grad), ("ema_decay", self.ema_decay)];
+        let floats = [
+            ("lr", self.lr),
+            ("clip_grad", self.clip_grad),
+            ("ema_decay", self.ema_decay),
+            ("sample_eta", self.sample_eta),
+        ];
         out.extend(floats.into_iter().filter_map(|(k, v)| v.map(|v| (k.into(), toml::Value::Float(v)))));
         let strings = [("schedule", &self.schedule), ("data", &self.data)];
         out.extend(
@@ -161,9 +171,19 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         let mut recipe = Recipe::new(TrainConfig::default(), Origin::Default);
         if let Some(table) = &model.train {
-            recipe
-                .apply_table(table, Origin::ModelFile)
-                .map_err(|problems| anyhow::anyhow!("{model_name} [train]:\n  {}", problems.join("\n  ")))?;
+            recipe.apply_table(table, Origin::ModelFile).map_err(|problems| {
+                let mut located: Vec<(Option<usize>, &String)> =
+                    problems.iter().map(|(key, msg)| (train_key_line(&model.source, key), msg)).collect();
+                located.sort_by_key(|(line, _)| *line);
+                let lines: Vec<String> = located
+                    .into_iter()
+                    .map(|(line, msg)| match line {
+                        Some(line) => format!("{model_name}:{line}: [train] {msg}"),
+                        None => format!("{model_name}: [train] {msg}"),
+                    })
+                    .collect();
+                anyhow::anyhow!("invalid training settings in the model file:\n  {}", lines.join("\n  "))
+            })?;
             resolve_data_path(&mut recipe, &args.model);
         }
         apply_overrides(&mut recipe, args)?;

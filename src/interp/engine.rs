@@ -33,6 +33,10 @@ pub struct Engine<T: Real> {
     last_reader: Vec<Option<NodeId>>,
     /// Training: the node whose backward is the last to need each value (None: no backward does).
     last_backward_reader: Vec<Option<NodeId>>,
+    /// For a GroupNorm whose only reader is a SiLU: that SiLU, computed in the same pass.
+    fused_silu: Vec<Option<NodeId>>,
+    /// For such a SiLU: its GroupNorm (the SiLU node itself does no work, forward or backward).
+    fused_from: Vec<Option<NodeId>>,
     values: Vec<Option<Vec<T>>>,
     /// Per-node statistics the backward needs (GroupNorm mean and 1/std).
     saved_stats: Vec<Option<Vec<T>>>,
@@ -65,10 +69,20 @@ impl<T: Real> Engine<T> {
         let requires_grad = requires_grad(&graph, false);
         let mut last_reader = vec![None; n];
         let mut last_backward_reader: Vec<Option<NodeId>> = vec![None; n];
+        let (mut fused_silu, mut fused_from) = (vec![None; n], vec![None; n]);
+        let consumers = graph.consumers();
+        for (id, node) in graph.nodes.iter().enumerate() {
+            if let (Op::GroupNorm { .. }, [s]) = (&node.op, consumers[id].as_slice()) {
+                if graph.nodes[*s].op == Op::Silu && id != graph.output {
+                    fused_silu[id] = Some(*s);
+                    fused_from[*s] = Some(id);
+                }
+            }
+        }
         for (id, node) in graph.nodes.iter().enumerate() {
             for &i in &node.inputs {
                 last_reader[i] = Some(id);
-                if backward_reads_inputs(&node.op) {
+                if backward_reads_inputs(&node.op) && fused_from[id].is_none() {
                     // the backward visits nodes in reverse, so the smallest reader is the last
                     last_backward_reader[i] = Some(last_backward_reader[i].map_or(id, |r| r.min(id)));
                 }
@@ -79,6 +93,8 @@ impl<T: Real> Engine<T> {
             requires_grad,
             last_reader,
             last_backward_reader,
+            fused_silu,
+            fused_from,
             values: vec![None; n],
             saved_stats: vec![None; n],
             grads: vec![None; n],
@@ -93,6 +109,13 @@ impl<T: Real> Engine<T> {
 
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// Caps the im2col columns built at once (elements; convs run in bands of output rows). The
+    /// default suits this machine's caches; tests set it tiny so every conv runs in many bands.
+    pub fn with_column_budget(mut self, elements: usize) -> Self {
+        self.workers.column_budget = elements;
+        self
     }
 
     /// Also computes the gradient with respect to the image input, returned by
@@ -155,10 +178,13 @@ impl<T: Real> Engine<T> {
         assert_eq!(t.len(), batch, "one timestep per image expected");
         self.batch = batch;
         for id in 0..self.graph.nodes.len() {
-            let start = self.profile.as_ref().map(|_| Instant::now());
-            let out = self.eval_node(id, params, x, t, train);
-            self.record(id, start, true);
-            self.values[id] = Some(out);
+            // a fused SiLU's value was written by its GroupNorm
+            if self.fused_from[id].is_none() {
+                let start = self.profile.as_ref().map(|_| Instant::now());
+                let out = self.eval_node(id, params, x, t, train);
+                self.record(id, start, true);
+                self.values[self.fused_silu[id].unwrap_or(id)] = Some(out);
+            }
             let node = &self.graph.nodes[id];
             for (j, &i) in node.inputs.iter().enumerate() {
                 let keep = train && self.last_backward_reader[i].is_some();
@@ -215,16 +241,9 @@ impl<T: Real> Engine<T> {
                     eps: eps as f64,
                 };
                 let mut stats = self.pool.take(n * groups * 2);
-                norm::forward(
-                    &mut self.workers,
-                    &geom,
-                    n,
-                    inp(0),
-                    params[ps],
-                    params[ps + 1],
-                    &mut y,
-                    &mut stats,
-                );
+                let silu = self.fused_silu[id].is_some();
+                let (gamma, beta) = (params[ps], params[ps + 1]);
+                norm::forward(&mut self.workers, &geom, n, inp(0), gamma, beta, &mut y, &mut stats, silu);
                 if train {
                     self.saved_stats[id] = Some(stats);
                 } else {
@@ -240,7 +259,7 @@ impl<T: Real> Engine<T> {
             Op::Concat => {
                 let ins: Vec<&[T]> = (0..node.inputs.len()).map(inp).collect();
                 let sizes: Vec<usize> = (0..node.inputs.len()).map(|k| in_shape(k).numel()).collect();
-                elementwise::concat(n, &ins, &sizes, &mut y);
+                elementwise::concat(&ins, &sizes, &mut y);
             }
             Op::UpsampleNearest { scale } => {
                 let (c, h, w) = in_shape(0).as_image().expect("checked image");
@@ -357,20 +376,10 @@ impl<T: Real> Engine<T> {
                     self.accumulate(inputs[0], dx);
                 }
             }
-            Op::GroupNorm { groups, channels, eps } => {
-                let geom = norm::GroupNormGeom {
-                    channels,
-                    hw: out_shape.numel() / channels,
-                    groups,
-                    eps: eps as f64,
-                };
-                let mut dx = self.pool.take(in_len(0));
-                let (dw, db) = two_mut(grads, ps);
-                let x = Self::input(&self.values, inputs[0]);
-                let stats = self.saved_stats[id].as_deref().expect("group norm statistics saved");
-                norm::backward(&mut self.workers, &geom, n, x, params[ps], stats, &g, &mut dx, dw, db);
-                self.pool.give(g);
-                self.accumulate(inputs[0], dx);
+            Op::GroupNorm { .. } => self.backward_group_norm(id, params, g, grads, false),
+            Op::Silu if self.fused_from[id].is_some() => {
+                let norm_id = self.fused_from[id].expect("checked");
+                self.backward_group_norm(norm_id, params, g, grads, true);
             }
             Op::Silu => {
                 activation::silu_backward_in_place(Self::input(&self.values, inputs[0]), &mut g);
@@ -396,7 +405,7 @@ impl<T: Real> Engine<T> {
                     let len = in_shapes[k].numel();
                     if want[k] {
                         let mut dx = self.pool.take(n * len);
-                        elementwise::concat_backward(n, total, offset, len, &g, &mut dx);
+                        elementwise::concat_backward(total, offset, len, &g, &mut dx);
                         self.accumulate(v, dx);
                     }
                     offset += len;
@@ -420,6 +429,34 @@ impl<T: Real> Engine<T> {
                 self.accumulate(inputs[0], dx);
             }
         }
+    }
+}
+
+impl<T: Real> Engine<T> {
+    /// GroupNorm node `id`'s backward; with `silu`, `g` is the gradient of the SiLU fused after it.
+    fn backward_group_norm(
+        &mut self,
+        id: NodeId,
+        params: &[&[T]],
+        mut g: Vec<T>,
+        grads: &mut [&mut [T]],
+        silu: bool,
+    ) {
+        let n = self.batch;
+        let node = &self.graph.nodes[id];
+        let Op::GroupNorm { groups, channels, eps } = node.op else { unreachable!("a group norm node") };
+        let geom =
+            norm::GroupNormGeom { channels, hw: node.shape.numel() / channels, groups, eps: eps as f64 };
+        let input = node.inputs[0];
+        let ps = self.param_start[id];
+        let mut dx = self.pool.take(g.len());
+        let (dw, db) = two_mut(grads, ps);
+        let x = Self::input(&self.values, input);
+        let stats = self.saved_stats[id].as_deref().expect("group norm statistics saved");
+        let (gamma, beta) = (params[ps], params[ps + 1]);
+        norm::backward(&mut self.workers, &geom, n, x, gamma, beta, stats, &mut g, &mut dx, dw, db, silu);
+        self.pool.give(g);
+        self.accumulate(input, dx);
     }
 }
 

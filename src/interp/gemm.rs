@@ -27,24 +27,53 @@ pub fn matmul<T: Real>(
     accumulate: bool,
     threads: usize,
 ) {
-    assert!(dst.len() >= m * n && a.len() >= m * k && b.len() >= k * n, "matmul operand sizes");
+    let lda = if ta == Tr::No { k } else { m };
+    let ldb = if tb == Tr::No { n } else { k };
+    matmul_strided(dst, n, m, n, k, a, lda, ta, b, ldb, tb, accumulate, threads)
+}
+
+/// [`matmul`] on sub-matrices: each operand's rows (as stored) are `ld*` elements apart, so a
+/// band of columns of a larger row-major matrix can be read or written in place.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided<T: Real>(
+    dst: &mut [T],
+    ldd: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    lda: usize,
+    ta: Tr,
+    b: &[T],
+    ldb: usize,
+    tb: Tr,
+    accumulate: bool,
+    threads: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    let fits = |len: usize, rows: usize, cols: usize, ld: usize| cols <= ld && len >= (rows - 1) * ld + cols;
+    assert!(fits(dst.len(), m, n, ldd), "matmul: dst too small for [{m}, {n}] with row stride {ldd}");
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(T::ZERO);
+            for row in dst.chunks_mut(ldd).take(m) {
+                row[..n].fill(T::ZERO);
+            }
         }
         return;
     }
+    let (ar, ac) = if ta == Tr::No { (m, k) } else { (k, m) };
+    let (br, bc) = if tb == Tr::No { (k, n) } else { (n, k) };
+    assert!(fits(a.len(), ar, ac, lda) && fits(b.len(), br, bc, ldb), "matmul: operand sizes");
     // (row stride, column stride) of op(a) and op(b)
     let (a_rs, a_cs) = match ta {
-        Tr::No => (k as isize, 1),
-        Tr::Yes => (1, m as isize),
+        Tr::No => (lda as isize, 1),
+        Tr::Yes => (1, lda as isize),
     };
     let (b_rs, b_cs) = match tb {
-        Tr::No => (n as isize, 1),
-        Tr::Yes => (1, k as isize),
+        Tr::No => (ldb as isize, 1),
+        Tr::Yes => (1, ldb as isize),
     };
     let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the asserts above bound every index gemm reads or writes; T is f32 or f64 (Real is
@@ -56,7 +85,7 @@ pub fn matmul<T: Real>(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            ldd as isize,
             accumulate,
             a.as_ptr(),
             a_cs,

@@ -16,7 +16,8 @@ mod real;
 mod workspace;
 
 pub use engine::Engine;
-pub use gemm::{matmul, Tr};
+pub use gemm::{matmul, matmul_strided, Tr};
+pub use kernels::with_avx2;
 pub use real::Real;
 pub use workspace::Workers;
 

@@ -11,7 +11,9 @@ mod plot;
 mod state;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
-pub use config::{Origin, Recipe, TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, KEYS, RECIPE_KEYS};
+pub use config::{
+    train_key_line, Origin, Recipe, TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, KEYS, RECIPE_KEYS,
+};
 pub use ema::{ema_decay, update_ema};
 pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};
 pub use lr::learning_rate;
@@ -140,7 +142,11 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         bar.set_message(format!("loss {sm:.4} | {ips:.1} img/s"));
         bar.set_position(step);
         if job.progress && !show_bar && (step % line_every == 0 || step == end) {
-            eprintln!("step {step}/{} loss {sm:.4} lr {lr:.2e} {ips:.1} img/s {seconds:.0}s", cfg.steps);
+            let eta = (end - step) as f64 * seconds / (step - start) as f64;
+            eprintln!(
+                "step {step}/{} loss {sm:.4} lr {lr:.2e} {ips:.1} img/s elapsed {seconds:.0}s eta {eta:.0}s",
+                cfg.steps
+            );
         }
         if step % cfg.checkpoint_every == 0 || step == end {
             state
@@ -170,7 +176,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
             sampler: if cfg.sample_steps == 0 {
                 Sampler::Ddpm
             } else {
-                Sampler::Ddim { steps: cfg.sample_steps, eta: 0.0 }
+                Sampler::Ddim { steps: cfg.sample_steps, eta: cfg.sample_eta as f32 }
             },
             clip_x0: true,
             seed: cfg.seed,

@@ -124,17 +124,15 @@ pub fn loss_svg(points: &[(u64, f64)], title: &str) -> String {
     svg
 }
 
-/// Exponential smoothing with a window of about 2% of the run (at least 5 steps), bias-corrected
-/// so the curve starts at the first value.
+/// Centred moving average over about 2% of the run (at least 5 steps), so the smoothed curve
+/// does not lag behind the fast early drop.
 fn smooth(pts: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    let window = (pts.len() as f64 / 50.0).max(5.0);
-    let a = 1.0 / window;
-    let (mut acc, mut weight) = (0.0, 0.0);
-    pts.iter()
-        .map(|&(x, y)| {
-            acc = (1.0 - a) * acc + a * y;
-            weight = (1.0 - a) * weight + a;
-            (x, acc / weight)
+    let half = ((pts.len() / 100).max(2)).min(pts.len().saturating_sub(1) / 2);
+    (0..pts.len())
+        .map(|i| {
+            let (lo, hi) = (i.saturating_sub(half), (i + half).min(pts.len() - 1));
+            let window = &pts[lo..=hi];
+            (pts[i].0, window.iter().map(|p| p.1).sum::<f64>() / window.len() as f64)
         })
         .collect()
 }
@@ -173,5 +171,7 @@ mod tests {
         assert!(loss_svg(&[(1, f64::NAN)], "x").contains("no finite loss values"));
         let s = smooth(&[(1.0, 2.0), (2.0, 2.0)]);
         assert!((s[0].1 - 2.0).abs() < 1e-12 && (s[1].1 - 2.0).abs() < 1e-12);
+        let ramp: Vec<(f64, f64)> = (0..9).map(|i| (i as f64, i as f64)).collect();
+        assert_eq!(smooth(&ramp)[4].1, 4.0, "a centred average does not lag a straight line");
     }
 }

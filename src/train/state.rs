@@ -55,7 +55,7 @@ impl TrainState {
             ema: params.clone(),
             opt: AdamW::new(&params, hyper(cfg)),
             params,
-            rng: Rng::new(cfg.seed ^ 0x5EED_0F_D1FF_0000_u64),
+            rng: Rng::new(cfg.seed ^ 0x5EED_F00D_D1FF_0000_u64),
             order: DataOrder::new(data_len, cfg.seed),
         }
     }

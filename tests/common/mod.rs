@@ -15,3 +15,20 @@ pub fn graph_of(
     let out = body(&mut b, x, t);
     b.finish(out)
 }
+
+/// Conv geometries the tests run: (in, out, kernel, stride, padding, h, w). Strided, padded,
+/// even and odd kernels, non-square images, and same-size convs that narrow or keep the channels
+/// (whose backward computes dx as a convolution with the flipped kernel).
+pub const CONV_CASES: [(usize, usize, usize, usize, usize, usize, usize); 11] = [
+    (3, 4, 3, 1, 1, 5, 7),
+    (3, 4, 3, 2, 1, 7, 6),
+    (2, 5, 1, 1, 0, 4, 6),
+    (2, 3, 1, 2, 0, 5, 5),
+    (2, 3, 2, 2, 0, 6, 4),
+    (2, 2, 5, 3, 2, 7, 8),
+    (4, 2, 3, 1, 0, 6, 5),
+    (1, 2, 3, 1, 2, 3, 4),
+    (4, 2, 3, 1, 1, 5, 7),
+    (3, 3, 3, 1, 1, 6, 4),
+    (5, 2, 5, 1, 2, 6, 7),
+];

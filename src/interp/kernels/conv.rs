@@ -1,9 +1,11 @@
 //! 2-D convolution as im2col + GEMM, per image, images split across threads.
-//! Forward: Y[n] = W [Cout, K] x cols(X[n]) [K, P] + b, with K = Cin*k*k and P = Ho*Wo.
-//! Backward: dW^T += cols x dY[n]^T, db += rowsum(dY[n]), dX[n] = col2im(W^T x dY[n]).
+//! Forward: Y[n] = W [Cout, K] x cols(X[n]) [K, P] + b, with K = Cin*k*k and P = Ho*Wo, done in
+//! bands of output rows whose columns fit in cache (see `Workers::column_budget`).
+//! Backward: dW^T += cols x dY[n]^T, db += rowsum(dY[n]), dX[n] = col2im(W^T x dY[n]), or for
+//! same-size convs that do not widen the channels, dX[n] = conv(dY[n], flipped W).
 //! A 1x1 stride-1 unpadded conv reads X[n] as its own columns (no im2col).
 
-use crate::interp::gemm::{matmul, Tr};
+use crate::interp::gemm::{matmul, matmul_strided, Tr};
 use crate::interp::real::Real;
 use crate::interp::workspace::{sized, Workers};
 
@@ -30,6 +32,13 @@ impl ConvGeom {
     pub fn positions(&self) -> usize {
         self.ho * self.wo
     }
+    /// Output rows per band so that a band's columns (`kdim` rows) hold at most `budget` elements.
+    fn band_rows(&self, kdim: usize, budget: usize) -> usize {
+        (budget / (kdim * self.wo).max(1)).clamp(1, self.ho)
+    }
+    fn same_size(&self) -> bool {
+        self.stride == 1 && self.wo == self.w && self.ho == self.h
+    }
     fn pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
@@ -51,21 +60,22 @@ impl ConvGeom {
     }
 }
 
-/// cols[(ci*k + ky)*k + kx, oy*Wo + ox] = x[ci, oy*s + ky - p, ox*s + kx - p] (0 outside).
-pub fn im2col<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
-    if g.stride == 1 && g.wo == g.w && g.ho == g.h {
-        return im2col_same(g, x, cols);
+/// Columns of output rows `oy0..oy1`: cols[(ci*k + ky)*k + kx, (oy - oy0)*Wo + ox] =
+/// x[ci, oy*s + ky - p, ox*s + kx - p] (0 outside the image).
+pub fn im2col<T: Real>(g: &ConvGeom, x: &[T], oy0: usize, oy1: usize, cols: &mut [T]) {
+    if g.same_size() {
+        return im2col_same(g, x, oy0, oy1, cols);
     }
-    let (k, s, p, hw, pos) = (g.k, g.stride, g.pad, g.h * g.w, g.positions());
+    let (k, s, p, hw, nb) = (g.k, g.stride, g.pad, g.h * g.w, (oy1 - oy0) * g.wo);
     for ci in 0..g.cin {
         let plane = &x[ci * hw..(ci + 1) * hw];
         for ky in 0..k {
             for kx in 0..k {
                 let row = (ci * k + ky) * k + kx;
-                let dst = &mut cols[row * pos..(row + 1) * pos];
+                let dst = &mut cols[row * nb..(row + 1) * nb];
                 let (lo, hi) = g.valid_cols(kx);
-                for oy in 0..g.ho {
-                    let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                for oy in oy0..oy1 {
+                    let d = &mut dst[(oy - oy0) * g.wo..(oy - oy0 + 1) * g.wo];
                     let iy = (oy * s + ky).wrapping_sub(p);
                     if iy >= g.h {
                         d.fill(T::ZERO);
@@ -90,61 +100,86 @@ pub fn im2col<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
     }
 }
 
-/// [`im2col`] for stride 1 and an output the size of the input: each row of cols is the image
-/// plane shifted by (ky - p, kx - p), so it is one long copy, then the columns that wrapped
-/// around a row edge are zeroed (short row-by-row copies cost more in call overhead than data).
-fn im2col_same<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
+/// The flat range `lo..hi` of a band of `len` positions starting at plane index `base` whose
+/// shifted source `base + i + shift` lies inside a plane of `hw` elements.
+fn inside(base: usize, len: usize, shift: isize, hw: usize) -> (usize, usize) {
+    let start = base as isize + shift;
+    let lo = (-start).clamp(0, len as isize) as usize;
+    let hi = (hw as isize - start).clamp(0, len as isize) as usize;
+    (lo, hi.max(lo))
+}
+
+/// Columns `c0..c1` of each image row whose source wrapped to the neighbouring row for a
+/// horizontal offset `dx`.
+fn wrapped(w: usize, dx: isize) -> (usize, usize) {
+    if dx > 0 {
+        (w - dx as usize, w)
+    } else {
+        (0, (-dx) as usize)
+    }
+}
+
+/// Zeroes columns `c0..c1` of every row (`w` wide) of `rows`. Usually one column, so written as
+/// stores: a `fill` per row becomes a memset call per row, which cost 3% of a training step.
+fn zero_columns<T: Real>(rows: &mut [T], w: usize, (c0, c1): (usize, usize)) {
+    if c1 == c0 + 1 {
+        for r in rows.chunks_exact_mut(w) {
+            r[c0] = T::ZERO;
+        }
+    } else if c0 < c1 {
+        for r in rows.chunks_exact_mut(w) {
+            r[c0..c1].fill(T::ZERO);
+        }
+    }
+}
+
+/// [`im2col`] for stride 1 and an output the size of the input: each row of the band's columns
+/// is the image plane shifted by (ky - p, kx - p), so it is one long copy, then the columns that
+/// wrapped around a row edge are zeroed (row-by-row copies cost more in calls than in data).
+fn im2col_same<T: Real>(g: &ConvGeom, x: &[T], oy0: usize, oy1: usize, cols: &mut [T]) {
     let (k, p, w, hw) = (g.k, g.pad as isize, g.w, g.h * g.w);
+    let (base, nb) = (oy0 * w, (oy1 - oy0) * w);
     for ci in 0..g.cin {
         let plane = &x[ci * hw..(ci + 1) * hw];
         for ky in 0..k {
             for kx in 0..k {
                 let row = (ci * k + ky) * k + kx;
-                let dst = &mut cols[row * hw..(row + 1) * hw];
-                // dst[i] = plane[i + shift] where the source index is inside the plane
+                let dst = &mut cols[row * nb..(row + 1) * nb];
                 let shift = (ky as isize - p) * w as isize + (kx as isize - p);
-                let lo = (-shift).clamp(0, hw as isize) as usize;
-                let hi = (hw as isize - shift).clamp(0, hw as isize) as usize;
+                let (lo, hi) = inside(base, nb, shift, hw);
                 dst[..lo].fill(T::ZERO);
-                dst[hi.max(lo)..].fill(T::ZERO);
+                dst[hi..].fill(T::ZERO);
                 if lo < hi {
-                    let src_lo = (lo as isize + shift) as usize;
-                    dst[lo..hi].copy_from_slice(&plane[src_lo..src_lo + (hi - lo)]);
+                    let src = (base as isize + lo as isize + shift) as usize;
+                    dst[lo..hi].copy_from_slice(&plane[src..src + (hi - lo)]);
                 }
-                // columns whose source wrapped to the neighbouring row
-                let dx = kx as isize - p;
-                let (c0, c1) = if dx > 0 { (w - dx as usize, w) } else { (0, (-dx) as usize) };
-                if c0 < c1 {
-                    for r in dst.chunks_exact_mut(w) {
-                        r[c0..c1].fill(T::ZERO);
-                    }
-                }
+                zero_columns(dst, w, wrapped(w, kx as isize - p));
             }
         }
     }
 }
 
-/// The adjoint of [`im2col`]: dx = sum of every column entry back onto the pixel it came from.
-/// Destroys `cols` (the same-size fast path zeroes the entries that fall outside the image).
-pub fn col2im<T: Real>(g: &ConvGeom, cols: &mut [T], dx: &mut [T]) {
-    if g.stride == 1 && g.wo == g.w && g.ho == g.h {
-        return col2im_same(g, cols, dx);
+/// The adjoint of [`im2col`] for output rows `oy0..oy1`: adds every column entry back onto the
+/// pixel it came from (dx is accumulated, not overwritten). Destroys `cols` (the same-size path
+/// zeroes the entries that fall outside the image).
+pub fn col2im<T: Real>(g: &ConvGeom, cols: &mut [T], oy0: usize, oy1: usize, dx: &mut [T]) {
+    if g.same_size() {
+        return col2im_same(g, cols, oy0, oy1, dx);
     }
-    let (k, s, p, hw, pos) = (g.k, g.stride, g.pad, g.h * g.w, g.positions());
-    dx[..g.in_len()].fill(T::ZERO);
+    let (k, s, p, hw, nb) = (g.k, g.stride, g.pad, g.h * g.w, (oy1 - oy0) * g.wo);
     for ci in 0..g.cin {
         let plane = &mut dx[ci * hw..(ci + 1) * hw];
         for ky in 0..k {
             for kx in 0..k {
                 let row = (ci * k + ky) * k + kx;
-                let src = &cols[row * pos..(row + 1) * pos];
+                let src = &cols[row * nb..(row + 1) * nb];
                 let (lo, hi) = g.valid_cols(kx);
-                for oy in 0..g.ho {
+                for oy in oy0..oy1 {
                     let iy = (oy * s + ky).wrapping_sub(p);
                     if iy >= g.h || lo >= hi {
                         continue;
                     }
-                    let srow = &src[oy * g.wo..(oy + 1) * g.wo];
+                    let srow = &src[(oy - oy0) * g.wo..(oy - oy0 + 1) * g.wo];
                     let d = &mut plane[iy * g.w..(iy + 1) * g.w];
                     if s == 1 {
                         for (dv, &sv) in d[lo + kx - p..hi + kx - p].iter_mut().zip(&srow[lo..hi]) {
@@ -161,32 +196,25 @@ pub fn col2im<T: Real>(g: &ConvGeom, cols: &mut [T], dx: &mut [T]) {
     }
 }
 
-/// [`col2im`] for stride 1 and an output the size of the input: each row of cols is added onto
-/// the plane shifted by (ky - p, kx - p) as one long add, after zeroing the entries whose pixel
-/// lies off the left or right edge (they would otherwise wrap onto the neighbouring row).
-fn col2im_same<T: Real>(g: &ConvGeom, cols: &mut [T], dx: &mut [T]) {
+/// [`col2im`] for stride 1 and an output the size of the input: each row of the band's columns
+/// is added onto the shifted plane as one long add, after zeroing the entries whose pixel lies
+/// off the left or right edge (they would otherwise wrap onto the neighbouring row).
+fn col2im_same<T: Real>(g: &ConvGeom, cols: &mut [T], oy0: usize, oy1: usize, dx: &mut [T]) {
     let (k, p, w, hw) = (g.k, g.pad as isize, g.w, g.h * g.w);
-    dx[..g.in_len()].fill(T::ZERO);
+    let (base, nb) = (oy0 * w, (oy1 - oy0) * w);
     for ci in 0..g.cin {
         let plane = &mut dx[ci * hw..(ci + 1) * hw];
         for ky in 0..k {
             for kx in 0..k {
                 let row = (ci * k + ky) * k + kx;
-                let src = &mut cols[row * hw..(row + 1) * hw];
-                let dxs = kx as isize - p;
-                let (c0, c1) = if dxs > 0 { (w - dxs as usize, w) } else { (0, (-dxs) as usize) };
-                if c0 < c1 {
-                    for r in src.chunks_exact_mut(w) {
-                        r[c0..c1].fill(T::ZERO);
-                    }
-                }
-                let shift = (ky as isize - p) * w as isize + dxs;
-                let lo = (-shift).clamp(0, hw as isize) as usize;
-                let hi = (hw as isize - shift).clamp(0, hw as isize) as usize;
+                let src = &mut cols[row * nb..(row + 1) * nb];
+                zero_columns(src, w, wrapped(w, kx as isize - p));
+                let shift = (ky as isize - p) * w as isize + (kx as isize - p);
+                let (lo, hi) = inside(base, nb, shift, hw);
                 if lo < hi {
-                    let d_lo = (lo as isize + shift) as usize;
-                    for (d, &v) in plane[d_lo..d_lo + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
-                        *d += v;
+                    let d = (base as isize + lo as isize + shift) as usize;
+                    for (dv, &v) in plane[d..d + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                        *dv += v;
                     }
                 }
             }
@@ -205,6 +233,7 @@ pub fn forward<T: Real>(
     y: &mut [T],
 ) {
     let (kd, pos) = (g.kdim(), g.positions());
+    let rows = g.band_rows(kd, workers.column_budget);
     workers.par_images(batch, y, g.out_len(), |images, y, s| {
         for (i, n) in images.enumerate() {
             let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
@@ -212,22 +241,40 @@ pub fn forward<T: Real>(
             for (row, &b) in yn.chunks_exact_mut(pos).zip(bias) {
                 row.fill(b);
             }
-            let cols: &[T] = if g.pointwise() {
-                xn
-            } else {
-                let c = sized(&mut s.a, kd * pos);
-                im2col(g, xn, c);
-                c
-            };
-            matmul(yn, g.cout, pos, kd, weight, Tr::No, cols, Tr::No, true, s.gemm_threads);
+            if g.pointwise() {
+                matmul(yn, g.cout, pos, kd, weight, Tr::No, xn, Tr::No, true, s.gemm_threads);
+                continue;
+            }
+            for oy0 in (0..g.ho).step_by(rows) {
+                let oy1 = (oy0 + rows).min(g.ho);
+                let nb = (oy1 - oy0) * g.wo;
+                let cols = sized(&mut s.a, kd * nb);
+                im2col(g, xn, oy0, oy1, cols);
+                let band = &mut yn[oy0 * g.wo..];
+                matmul_strided(
+                    band,
+                    pos,
+                    g.cout,
+                    nb,
+                    kd,
+                    weight,
+                    kd,
+                    Tr::No,
+                    cols,
+                    nb,
+                    Tr::No,
+                    true,
+                    s.gemm_threads,
+                );
+            }
         }
     });
 }
 
 /// Accumulates dweight and dbias; writes dx when asked (the image input needs none).
-/// Per image: dW^T += cols x dY^T (K x P times P x Cout; both operands row-major, the shape the
-/// `gemm` crate runs fastest, where dY cols^T with a transposed operand runs ~4x slower), then
-/// dcols = W^T dY and dx = col2im(dcols).
+/// Per image and band of output rows: dW^T += cols x dY^T (K x P times P x Cout; both operands
+/// row-major, the shape the `gemm` crate runs fastest, where dY cols^T with a transposed operand
+/// runs ~4x slower), then dx from dY (see below).
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: Real>(
     workers: &mut Workers<T>,
@@ -249,8 +296,8 @@ pub fn backward<T: Real>(
     // When the conv keeps the size and does not widen the channels, dx is itself a convolution
     // of dy with the flipped, channel-transposed kernel: its columns (Cout*k*k rows) are no larger
     // than dcols (Cin*k*k rows), its GEMM is compute-bound (depth Cout*k*k, not Cout) and no
-    // scatter-add (col2im) is needed.
-    let flipped = want_dx && !g.pointwise() && g.stride == 1 && g.ho == g.h && g.wo == g.w && cout <= g.cin;
+    // scatter-add (col2im) is needed. Its output rows are the conv's output rows (same size).
+    let flipped = want_dx && !g.pointwise() && g.same_size() && cout <= g.cin;
     let mut shared = std::mem::take(&mut workers.shared);
     let wflip: &[T] = if flipped {
         let w = sized(&mut shared, g.cin * kd);
@@ -260,41 +307,85 @@ pub fn backward<T: Real>(
         &[]
     };
     let gt = ConvGeom { cin: cout, cout: g.cin, pad: g.k - 1 - g.pad, ..*g };
+    let rows = g.band_rows(kd, workers.column_budget);
     let workers_used = workers.par_images(batch, dx, per_image, |images, dx, s| {
-        let partial = sized(&mut s.c, kd * cout + cout);
-        partial.fill(T::ZERO);
-        let (dwt, db) = partial.split_at_mut(kd * cout);
-        for (i, n) in images.enumerate() {
-            let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
-            let dyn_ = &dy[n * g.out_len()..(n + 1) * g.out_len()];
-            for (acc, row) in db.iter_mut().zip(dyn_.chunks_exact(pos)) {
-                *acc += super::sum_map(row, |v| v);
-            }
-            let dyt = sized(&mut s.b, pos * cout);
-            transpose(dyn_, cout, pos, dyt);
-            let cols: &[T] = if g.pointwise() {
-                xn
-            } else {
-                let c = sized(&mut s.a, kd * pos);
-                im2col(g, xn, c);
-                c
-            };
-            matmul(dwt, kd, cout, pos, cols, Tr::No, dyt, Tr::No, true, s.gemm_threads);
-            if want_dx {
-                let dxn = &mut dx[i * g.in_len()..(i + 1) * g.in_len()];
+        super::with_avx2(|| {
+            let partial = sized(&mut s.c, kd * cout + cout);
+            partial.fill(T::ZERO);
+            let (dwt, db) = partial.split_at_mut(kd * cout);
+            for (i, n) in images.enumerate() {
+                let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
+                let dyn_ = &dy[n * g.out_len()..(n + 1) * g.out_len()];
+                for (acc, row) in db.iter_mut().zip(dyn_.chunks_exact(pos)) {
+                    *acc += super::sum_map(row, |v| v);
+                }
+                let dyt = sized(&mut s.b, pos * cout);
+                transpose(dyn_, cout, pos, dyt);
+                let mut dxn = want_dx.then(|| &mut dx[i * g.in_len()..(i + 1) * g.in_len()]);
                 if g.pointwise() {
-                    matmul(dxn, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
-                } else if flipped {
-                    let cols = sized(&mut s.a, gt.kdim() * pos);
-                    im2col(&gt, dyn_, cols);
-                    matmul(dxn, g.cin, pos, gt.kdim(), wflip, Tr::No, cols, Tr::No, false, s.gemm_threads);
-                } else {
-                    let dcols = sized(&mut s.a, kd * pos);
-                    matmul(dcols, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
-                    col2im(g, dcols, dxn);
+                    matmul(dwt, kd, cout, pos, xn, Tr::No, dyt, Tr::No, true, s.gemm_threads);
+                    if let Some(dxn) = dxn {
+                        matmul(dxn, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
+                    }
+                    continue;
+                }
+                if !flipped {
+                    if let Some(d) = dxn.as_deref_mut() {
+                        d.fill(T::ZERO);
+                    }
+                }
+                for oy0 in (0..g.ho).step_by(rows) {
+                    let oy1 = (oy0 + rows).min(g.ho);
+                    let nb = (oy1 - oy0) * g.wo;
+                    let cols = sized(&mut s.a, kd * nb);
+                    im2col(g, xn, oy0, oy1, cols);
+                    let dyt_band = &dyt[oy0 * g.wo * cout..oy1 * g.wo * cout];
+                    matmul(dwt, kd, cout, nb, cols, Tr::No, dyt_band, Tr::No, true, s.gemm_threads);
+                    let Some(dxn) = dxn.as_deref_mut() else { continue };
+                    if flipped {
+                        let cols = sized(&mut s.a, gt.kdim() * nb);
+                        im2col(&gt, dyn_, oy0, oy1, cols);
+                        let band = &mut dxn[oy0 * g.w..];
+                        let (m, kt) = (g.cin, gt.kdim());
+                        matmul_strided(
+                            band,
+                            pos,
+                            m,
+                            nb,
+                            kt,
+                            wflip,
+                            kt,
+                            Tr::No,
+                            cols,
+                            nb,
+                            Tr::No,
+                            false,
+                            s.gemm_threads,
+                        );
+                    } else {
+                        // dcols [K, band] = W^T dY[:, band], then scattered back onto dx
+                        let dcols = sized(&mut s.a, kd * nb);
+                        let dy_band = &dyn_[oy0 * g.wo..];
+                        matmul_strided(
+                            dcols,
+                            nb,
+                            kd,
+                            nb,
+                            cout,
+                            weight,
+                            kd,
+                            Tr::Yes,
+                            dy_band,
+                            pos,
+                            Tr::No,
+                            false,
+                            s.gemm_threads,
+                        );
+                        col2im(g, dcols, oy0, oy1, dxn);
+                    }
                 }
             }
-        }
+        })
     });
     workers.shared = shared;
     for s in &workers.scratch[..workers_used] {

@@ -12,6 +12,25 @@ pub mod upsample;
 
 use super::real::Real;
 
+/// Runs `f` compiled for AVX2+FMA when the CPU has them (the crate's baseline target is SSE2,
+/// 4 lanes; the element-wise loops inlined into `f` then use 8). Inlining `f` into the
+/// feature-enabled function is what recompiles it, so `f` should be a closure over the loop.
+#[inline(always)]
+pub fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn wide<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features `wide` is compiled for.
+            return unsafe { wide(f) };
+        }
+    }
+    f()
+}
+
 /// Sum with eight independent accumulators: vectorises, and rounds less than one long chain.
 #[inline]
 pub(crate) fn sum_map<T: Real>(xs: &[T], f: impl Fn(T) -> T) -> T {

@@ -1,13 +1,13 @@
 //! Nearest-neighbour upsampling by an integer factor s: y[c, i, j] = x[c, i / s, j / s].
 
+use rayon::prelude::*;
+
 use crate::interp::real::Real;
 
 /// `planes` = N * C planes of h x w each.
 pub fn forward<T: Real>(planes: usize, h: usize, w: usize, s: usize, x: &[T], y: &mut [T]) {
     let (ws, hws) = (w * s, h * s * w * s);
-    for p in 0..planes {
-        let xp = &x[p * h * w..(p + 1) * h * w];
-        let yp = &mut y[p * hws..(p + 1) * hws];
+    y[..planes * hws].par_chunks_mut(hws).zip(x.par_chunks(h * w)).for_each(|(yp, xp)| {
         for i in 0..h {
             let src = &xp[i * w..(i + 1) * w];
             let first = &mut yp[i * s * ws..(i * s + 1) * ws];
@@ -18,15 +18,13 @@ pub fn forward<T: Real>(planes: usize, h: usize, w: usize, s: usize, x: &[T], y:
                 yp.copy_within(i * s * ws..(i * s + 1) * ws, (i * s + r) * ws);
             }
         }
-    }
+    });
 }
 
 /// dx[c, i, j] = sum of dy over the s x s block it was copied to.
 pub fn backward<T: Real>(planes: usize, h: usize, w: usize, s: usize, dy: &[T], dx: &mut [T]) {
     let (ws, hws) = (w * s, h * s * w * s);
-    for p in 0..planes {
-        let dyp = &dy[p * hws..(p + 1) * hws];
-        let dxp = &mut dx[p * h * w..(p + 1) * h * w];
+    dx[..planes * h * w].par_chunks_mut(h * w).zip(dy.par_chunks(hws)).for_each(|(dxp, dyp)| {
         dxp.fill(T::ZERO);
         for i in 0..h {
             let d = &mut dxp[i * w..(i + 1) * w];
@@ -39,5 +37,5 @@ pub fn backward<T: Real>(planes: usize, h: usize, w: usize, s: usize, dy: &[T], 
                 }
             }
         }
-    }
+    });
 }
