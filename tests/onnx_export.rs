@@ -211,3 +211,29 @@ fn export_from_a_training_checkpoint() {
         assert_eq!(props["betas"].split(',').count(), 500);
     }
 }
+
+/// A weights file's `model_hash` is any text: a different one with multi-byte characters is
+/// warned about without a panic.
+#[test]
+fn export_warns_about_a_non_ascii_model_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let grey = mdc::model::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet.toml"))).unwrap();
+    let params = random_params(&grey.graph, 1);
+    let meta: HashMap<String, String> =
+        [("model_hash".to_string(), format!("a{}", "é".repeat(20)))].into_iter().collect();
+    let weights = dir.path().join("w.safetensors");
+    std::fs::write(&weights, params.to_safetensors(Some(meta))).unwrap();
+    let out = dir.path().join("m.onnx");
+    let o = mdc(&[
+        "export",
+        "onnx",
+        "models/unet.toml",
+        "--weights",
+        weights.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("model hash a{},", "é".repeat(11))), "{stderr}");
+}
