@@ -108,7 +108,7 @@ fn parse_limited(bytes: &[u8], origin: &str, limit: u64) -> Result<Array4<f32>, 
 }
 
 fn describe_bytes(n: u64) -> String {
-    if n >= 1 << 30 && n % (1 << 30) == 0 {
+    if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
         format!("{} GiB", n >> 30)
     } else {
         format!("{n} bytes")
