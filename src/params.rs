@@ -12,6 +12,30 @@ use crate::rng::Rng;
 /// The `format` metadata value of a training checkpoint (see [`Params::load_for_inference`]).
 pub const CHECKPOINT_FORMAT: &str = "mdc-checkpoint-v1";
 
+/// Tensor name prefixes of a training checkpoint's parameter sets: the weights, their EMA and
+/// the AdamW moments, in the order [`tensors_digest`] hashes them.
+pub const CHECKPOINT_MODEL: &str = "model.";
+pub const CHECKPOINT_EMA: &str = "ema.";
+pub const CHECKPOINT_PARTS: [&str; 4] = [CHECKPOINT_MODEL, CHECKPOINT_EMA, "adam_m.", "adam_v."];
+
+/// The checkpoint metadata key holding [`tensors_digest`] of its tensors.
+pub const CHECKPOINT_DIGEST: &str = "tensors_sha256";
+
+/// SHA-256 (hex) over every tensor's little-endian bytes, the parts in [`CHECKPOINT_PARTS`]
+/// order and each in the graph's parameter order: what a checkpoint records so damaged bytes
+/// are caught.
+pub fn tensors_digest(parts: [&Params; 4]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        for t in &p.tensors {
+            let bytes: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+            h.update(&bytes);
+        }
+    }
+    format!("{:x}", h.finalize())
+}
+
 /// Parameter tensors in the graph's fixed order ([`Graph::params`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
@@ -24,7 +48,7 @@ pub struct Params {
 pub enum WeightsError {
     #[error("cannot read weights file {path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("{path} is not a valid safetensors file: {reason}")]
+    #[error("{path} is corrupt: {reason}")]
     Corrupt { path: String, reason: String },
     #[error("{path} does not fit this model:\n{}", .problems.join("\n"))]
     Mismatch { path: String, problems: Vec<String> },
@@ -103,8 +127,10 @@ impl Params {
         prefix: &str,
         origin: &str,
     ) -> Result<Params, WeightsError> {
-        let st = safetensors::SafeTensors::deserialize(bytes)
-            .map_err(|e| WeightsError::Corrupt { path: origin.to_string(), reason: e.to_string() })?;
+        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Corrupt {
+            path: origin.to_string(),
+            reason: format!("not a valid safetensors file ({e})"),
+        })?;
         let expected = graph.params();
         let mut problems = Vec::new();
         let mut tensors = Vec::with_capacity(expected.len());
@@ -158,8 +184,9 @@ impl Params {
 
     /// Weights for inference from either kind of file mdc writes: a plain weights file (tensors named
     /// `<node>.<param>`) or a training checkpoint (metadata `format` = [`CHECKPOINT_FORMAT`], tensors
-    /// prefixed `model.`, `ema.`, `adam_m.`, `adam_v.`). From a checkpoint the EMA weights are taken
-    /// unless `prefer_ema` is false. Returns the file's string metadata too.
+    /// prefixed as [`CHECKPOINT_PARTS`]). From a checkpoint the EMA weights are taken
+    /// unless `prefer_ema` is false, after checking every tensor against the checkpoint's
+    /// recorded digest ([`CHECKPOINT_DIGEST`]). Returns the file's string metadata too.
     pub fn load_for_inference(
         path: &Path,
         graph: &Graph,
@@ -168,15 +195,28 @@ impl Params {
         let origin = path.display().to_string();
         let bytes =
             std::fs::read(path).map_err(|source| WeightsError::Io { path: origin.clone(), source })?;
+        let corrupt = |reason: String| WeightsError::Corrupt { path: origin.clone(), reason };
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| WeightsError::Corrupt { path: origin.clone(), reason: e.to_string() })?;
+            .map_err(|e| corrupt(format!("not a valid safetensors file ({e})")))?;
         let metadata = header.metadata().clone().unwrap_or_default();
-        let prefix = match metadata.get("format").map(String::as_str) {
-            Some(CHECKPOINT_FORMAT) if prefer_ema => "ema.",
-            Some(CHECKPOINT_FORMAT) => "model.",
-            _ => "",
-        };
-        let params = Self::from_safetensors(&bytes, graph, prefix, &origin)?;
+        if metadata.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
+            let params = Self::from_safetensors(&bytes, graph, "", &origin)?;
+            return Ok((params, metadata));
+        }
+        // A training checkpoint: check its tensors against the digest it records.
+        let digest = metadata
+            .get(CHECKPOINT_DIGEST)
+            .ok_or_else(|| corrupt(format!("checkpoint metadata `{CHECKPOINT_DIGEST}` is missing")))?;
+        let mut parts = Vec::with_capacity(CHECKPOINT_PARTS.len());
+        for prefix in CHECKPOINT_PARTS {
+            parts.push(Self::from_safetensors(&bytes, graph, prefix, &origin)?);
+        }
+        if tensors_digest([&parts[0], &parts[1], &parts[2], &parts[3]]) != *digest {
+            return Err(corrupt(format!(
+                "the tensor data does not match its recorded SHA-256 (`{CHECKPOINT_DIGEST}`): damaged bytes"
+            )));
+        }
+        let params = parts.swap_remove(if prefer_ema { 1 } else { 0 });
         Ok((params, metadata))
     }
 

@@ -1,4 +1,4 @@
-//! A small seeded random generator whose whole state is two numbers, so a checkpoint can store
+//! A small seeded random generator whose whole state is four 64-bit numbers, so a checkpoint can store
 //! it and a resumed run draws exactly what an uninterrupted one would.
 
 /// xoshiro256** seeded through SplitMix64. Not cryptographic; reproducible everywhere.

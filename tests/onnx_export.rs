@@ -175,10 +175,15 @@ fn export_from_a_training_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let grey = mdc::model::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet.toml"))).unwrap();
     let (raw, ema) = (random_params(&grey.graph, 1), random_params(&grey.graph, 2));
+    let (adam_m, adam_v) = (random_params(&grey.graph, 3), random_params(&grey.graph, 4));
     let mut views = raw.named_views("model.");
     views.extend(ema.named_views("ema."));
+    views.extend(adam_m.named_views("adam_m."));
+    views.extend(adam_v.named_views("adam_v."));
+    let digest = mdc::params::tensors_digest([&raw, &ema, &adam_m, &adam_v]);
     let meta: HashMap<String, String> = [
         ("format", mdc::params::CHECKPOINT_FORMAT),
+        ("tensors_sha256", digest.as_str()),
         ("step", "1234"),
         ("schedule", "cosine"),
         ("timesteps", "500"),
@@ -210,4 +215,82 @@ fn export_from_a_training_checkpoint() {
         assert!(info.weights.contains("step 1234"), "{}", info.weights);
         assert_eq!(props["betas"].split(',').count(), 500);
     }
+}
+
+/// A weights file's `model_hash` is any text: a different one with multi-byte characters is
+/// warned about without a panic.
+#[test]
+fn export_warns_about_a_non_ascii_model_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let grey = mdc::model::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet.toml"))).unwrap();
+    let params = random_params(&grey.graph, 1);
+    let meta: HashMap<String, String> =
+        [("model_hash".to_string(), format!("a{}", "é".repeat(20)))].into_iter().collect();
+    let weights = dir.path().join("w.safetensors");
+    std::fs::write(&weights, params.to_safetensors(Some(meta))).unwrap();
+    let out = dir.path().join("m.onnx");
+    let o = mdc(&[
+        "export",
+        "onnx",
+        "models/unet.toml",
+        "--weights",
+        weights.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("model hash a{},", "é".repeat(11))), "{stderr}");
+}
+
+/// A training checkpoint with a flipped byte in its tensor data is refused, not exported.
+#[test]
+fn export_refuses_a_damaged_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let grey = mdc::model::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet.toml"))).unwrap();
+    let ck = mdc::train::Checkpoint {
+        step: 3,
+        model: random_params(&grey.graph, 1),
+        ema: random_params(&grey.graph, 2),
+        adam_m: random_params(&grey.graph, 3),
+        adam_v: random_params(&grey.graph, 4),
+        rng: [1, 2, 3, 4],
+        data_epoch: 0,
+        data_position: 0,
+        model_hash: grey.hash.clone(),
+        config: mdc::train::TrainConfig::default(),
+    };
+    let path = dir.path().join("checkpoint.safetensors");
+    ck.save(&path).unwrap();
+    let out = dir.path().join("m.onnx");
+    let export = || {
+        mdc(&[
+            "export",
+            "onnx",
+            "models/unet.toml",
+            "--weights",
+            path.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = export();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Flip one bit of the EMA weights' first value (the ones export uses).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (header_len, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let (start, _) = header.info("ema.out.weight").unwrap().data_offsets;
+    bytes[8 + header_len + start] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    let o = export();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && !out.exists(), "{stderr}");
+    assert!(
+        stderr.contains("checkpoint.safetensors is corrupt")
+            && stderr.contains("does not match its recorded SHA-256"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

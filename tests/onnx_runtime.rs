@@ -81,3 +81,33 @@ fn forward_timing_reports_consistent_numbers() {
     assert!((t.images_per_second() - 3000.0 / t.wall.median_ms).abs() < 1e-9);
     assert!(mdc::runtime::bench::time_forward(&mut m, 0, 0, 1).is_err());
 }
+
+/// A foreign or edited .onnx file whose metadata asks for absurd sizes, or names no known
+/// schedule, is refused with the file and key named (not a panic or an allocation abort).
+#[test]
+fn edited_metadata_out_of_range_is_refused() {
+    if !onnxruntime_available("edited_metadata_out_of_range_is_refused") {
+        return;
+    }
+    let (_, g) = test_models().pop().unwrap();
+    let model = mdc::onnx::export(&g, &random_params(&g, 2), &info_for(&g)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (key, value, expected) in [
+        ("image_width", "1000000000000", "metadata `image_width` = \"1000000000000\" is out of range"),
+        ("image_channels", "0", "metadata `image_channels` = \"0\" is out of range"),
+        (
+            "timesteps",
+            "100000000000",
+            "metadata `timesteps` = \"100000000000\" is out of range: expected 1 to 100000",
+        ),
+        ("schedule", "quadratic", "metadata `schedule` = \"quadratic\" is not a noise schedule"),
+    ] {
+        let mut edited = model.clone();
+        let prop = edited.metadata_props.iter_mut().find(|p| p.key() == key).unwrap();
+        prop.value = Some(value.to_string());
+        let path = dir.path().join("edited.onnx");
+        std::fs::write(&path, mdc::onnx::encode(&edited)).unwrap();
+        let err = OrtDenoiser::open(&path, Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains("edited.onnx") && err.contains(expected), "{key}: {err}");
+    }
+}

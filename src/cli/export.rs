@@ -139,6 +139,7 @@ fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
 }
 
+/// The first 12 characters of a hash (it comes from a user's file: any text, so cut at a char).
 fn short(hash: &str) -> &str {
-    &hash[..hash.len().min(12)]
+    hash.char_indices().nth(12).map_or(hash, |(i, _)| &hash[..i])
 }

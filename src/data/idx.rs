@@ -10,14 +10,28 @@ use super::{scale_pixel, DataError};
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const TYPE_U8: u8 = 0x08;
 
+/// The most a gzipped IDX file may decompress to (a small file may expand without bound).
+const MAX_DECOMPRESSED: u64 = 4 << 30;
+
 /// Parses gzipped or raw IDX image bytes into [N, 1, H, W] in [-1, 1]; `origin` names the file.
 pub fn parse(bytes: &[u8], origin: &str) -> Result<Array4<f32>, DataError> {
+    parse_limited(bytes, origin, MAX_DECOMPRESSED)
+}
+
+/// [`parse`] with gzip data allowed to decompress to at most `limit` bytes.
+fn parse_limited(bytes: &[u8], origin: &str, limit: u64) -> Result<Array4<f32>, DataError> {
     let raw;
     let data: &[u8] = if bytes.starts_with(&GZIP_MAGIC) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| {
+        flate2::read::GzDecoder::new(bytes).take(limit + 1).read_to_end(&mut out).map_err(|e| {
             DataError::invalid(origin, format!("the gzip stream is damaged or truncated ({e})"))
         })?;
+        if out.len() as u64 > limit {
+            return Err(DataError::invalid(
+                origin,
+                format!("decompresses to more than {}; not an IDX image file", describe_bytes(limit)),
+            ));
+        }
         raw = out;
         &raw
     } else {
@@ -91,4 +105,36 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Array4<f32>, DataError> {
     }
     Ok(Array4::from_shape_vec([n, 1, h, w], body.iter().map(|&v| scale_pixel(v)).collect())
         .expect("length checked"))
+}
+
+fn describe_bytes(n: u64) -> String {
+    if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
+        format!("{} GiB", n >> 30)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_over_the_limit_is_refused() {
+        let mut idx = vec![0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2];
+        idx.extend([0u8; 4]);
+        let gz = gzip(&idx);
+        assert_eq!(parse_limited(&gz, "x.gz", idx.len() as u64).unwrap().dim(), (1, 1, 2, 2));
+        let err = parse_limited(&gz, "x.gz", idx.len() as u64 - 1).unwrap_err().to_string();
+        assert!(err.contains("x.gz") && err.contains("decompresses to more than 19 bytes"), "{err}");
+        assert_eq!(describe_bytes(MAX_DECOMPRESSED), "4 GiB");
+    }
 }

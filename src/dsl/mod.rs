@@ -31,6 +31,8 @@
 pub mod diag;
 mod parse;
 
+pub(crate) use parse::{MAX_CHANNELS, MAX_SIZE};
+
 use std::ops::Range;
 
 pub use diag::{Diagnostic, Report, Severity};

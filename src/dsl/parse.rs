@@ -11,8 +11,8 @@ use super::{BlockDecl, BlockOp, InputDecl, ModelFile, OpKind, Span, TimeDecl, Va
 const TOP_LEVEL: [&str; 6] = ["model", "vars", "input", "time", "blocks", "train"];
 
 /// Upper bounds that keep every size, parameter and FLOP count far from overflow.
-const MAX_CHANNELS: usize = 1 << 16;
-const MAX_SIZE: usize = 1 << 14;
+pub(crate) const MAX_CHANNELS: usize = 1 << 16;
+pub(crate) const MAX_SIZE: usize = 1 << 14;
 const MAX_KERNEL: usize = 63;
 
 /// Parses `source`. Returns the file (when the TOML itself parsed) and every problem found.

@@ -5,6 +5,10 @@
 use std::collections::HashMap;
 
 use crate::diffusion::{NoiseSchedule, ScheduleKind};
+use crate::dsl::{MAX_CHANNELS, MAX_SIZE};
+
+/// The most timesteps a model's metadata may record (more is a damaged or foreign file).
+pub const MAX_TIMESTEPS: usize = 100_000;
 
 /// The DDPM noise schedule a model was trained with: what `mdc train` uses (the [train] keys
 /// `schedule` and `timesteps`, or what the checkpoint records).
@@ -150,21 +154,33 @@ impl ModelInfo {
                 )
             })
         };
-        fn num<T: std::str::FromStr>(origin: &str, k: &str, v: String) -> Result<T, String> {
-            v.trim().parse().map_err(|_| format!("{origin}: metadata `{k}` = {v:?} is not a valid number"))
+        // A number in `min..=max`: the file may be foreign or edited, and these size allocations.
+        let num = |k: &str, min: usize, max: usize| -> Result<usize, String> {
+            let v = get(k)?;
+            match v.trim().parse::<usize>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                Ok(_) => {
+                    Err(format!("{origin}: metadata `{k}` = {v:?} is out of range: expected {min} to {max}"))
+                }
+                Err(_) => Err(format!("{origin}: metadata `{k}` = {v:?} is not a valid number")),
+            }
+        };
+        let mdc_version = get(MDC_VERSION)?;
+        let schedule = get(SCHEDULE)?;
+        if ScheduleKind::parse(&schedule).is_none() {
+            return Err(format!(
+                "{origin}: metadata `{SCHEDULE}` = {schedule:?} is not a noise schedule: expected \"linear\" or \"cosine\""
+            ));
         }
         Ok(ModelInfo {
-            mdc_version: get(MDC_VERSION)?,
+            mdc_version,
             model_file: props.get(MODEL_FILE).cloned().unwrap_or_default(),
             model_hash: props.get(MODEL_HASH).cloned().unwrap_or_default(),
             weights: props.get(WEIGHTS).cloned().unwrap_or_default(),
-            schedule: ScheduleInfo {
-                name: get(SCHEDULE)?,
-                timesteps: num(origin, TIMESTEPS, get(TIMESTEPS)?)?,
-            },
-            channels: num(origin, CHANNELS, get(CHANNELS)?)?,
-            height: num(origin, HEIGHT, get(HEIGHT)?)?,
-            width: num(origin, WIDTH, get(WIDTH)?)?,
+            schedule: ScheduleInfo { name: schedule, timesteps: num(TIMESTEPS, 1, MAX_TIMESTEPS)? },
+            channels: num(CHANNELS, 1, MAX_CHANNELS)?,
+            height: num(HEIGHT, 1, MAX_SIZE)?,
+            width: num(WIDTH, 1, MAX_SIZE)?,
         })
     }
 }
@@ -192,6 +208,45 @@ mod tests {
         missing.remove(keys::TIMESTEPS);
         let err = ModelInfo::from_props(&missing, "m.onnx").unwrap_err();
         assert!(err.contains("`timesteps` is missing"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_props_are_refused() {
+        let info = ModelInfo {
+            mdc_version: "0.1.0".into(),
+            model_file: "unet.toml".into(),
+            model_hash: "ab12".into(),
+            weights: "random init".into(),
+            schedule: ScheduleInfo::default(),
+            channels: 1,
+            height: 8,
+            width: 8,
+        };
+        let props: HashMap<String, String> = info.to_props().unwrap().into_iter().collect();
+        for (key, value, expected) in [
+            (
+                keys::WIDTH,
+                "1000000000000",
+                "m.onnx: metadata `image_width` = \"1000000000000\" is out of range",
+            ),
+            (keys::HEIGHT, "0", "m.onnx: metadata `image_height` = \"0\" is out of range"),
+            (keys::CHANNELS, "70000", "m.onnx: metadata `image_channels` = \"70000\" is out of range"),
+            (
+                keys::TIMESTEPS,
+                "100001",
+                "m.onnx: metadata `timesteps` = \"100001\" is out of range: expected 1 to 100000",
+            ),
+            (
+                keys::SCHEDULE,
+                "quadratic",
+                "m.onnx: metadata `schedule` = \"quadratic\" is not a noise schedule",
+            ),
+        ] {
+            let mut edited = props.clone();
+            edited.insert(key.to_string(), value.to_string());
+            let err = ModelInfo::from_props(&edited, "m.onnx").unwrap_err();
+            assert!(err.contains(expected), "{key}: {err}");
+        }
     }
 
     #[test]

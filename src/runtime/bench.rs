@@ -58,11 +58,6 @@ pub fn time_forward(
     Ok(ForwardTiming { batch, wall: Timing::of(ms), cpu_ms })
 }
 
-/// The standard report: batch 1 and batch 8.
-pub fn time_standard_batches(model: &mut OrtDenoiser) -> anyhow::Result<Vec<ForwardTiming>> {
-    Ok(vec![time_forward(model, 1, 10, 50)?, time_forward(model, 8, 3, 20)?])
-}
-
 /// Sampling throughput: one DDIM run of `steps` steps over `images` images at once, every step
 /// an onnxruntime call, with the model's own noise schedule.
 #[derive(Debug, Clone, PartialEq)]

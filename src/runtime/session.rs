@@ -85,10 +85,6 @@ impl OrtDenoiser {
         &self.info
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn device(&self) -> Device {
         self.device
     }

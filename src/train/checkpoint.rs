@@ -5,16 +5,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::TrainConfig;
 use crate::graph::Graph;
-use crate::params::{Params, WeightsError, CHECKPOINT_FORMAT};
+use crate::params::{
+    tensors_digest, Params, WeightsError, CHECKPOINT_DIGEST, CHECKPOINT_FORMAT, CHECKPOINT_PARTS as PARTS,
+};
 
 /// The file name of a run's checkpoint inside its output folder.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-
-const PARTS: [&str; 4] = ["model.", "ema.", "adam_m.", "adam_v."];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
@@ -67,7 +65,7 @@ impl Checkpoint {
             ("schedule", self.config.schedule.to_string()),
             ("timesteps", self.config.timesteps.to_string()),
             ("config", serde_json::to_string(&self.config).expect("config serialises")),
-            ("tensors_sha256", tensors_digest(parts)),
+            (CHECKPOINT_DIGEST, tensors_digest(parts)),
             ("mdc_version", env!("CARGO_PKG_VERSION").to_string()),
         ]
         .into_iter()
@@ -119,7 +117,7 @@ impl Checkpoint {
         }
         let config: TrainConfig = serde_json::from_str(field("config")?)
             .map_err(|e| corrupt(format!("metadata `config` is not a valid training recipe ({e})")))?;
-        let digest = field("tensors_sha256")?.clone();
+        let digest = field(CHECKPOINT_DIGEST)?.clone();
         let mut parts = Vec::with_capacity(4);
         for prefix in PARTS {
             parts.push(Params::from_safetensors(&bytes, graph, prefix, &origin)?);
@@ -143,16 +141,4 @@ impl Checkpoint {
             config,
         })
     }
-}
-
-/// SHA-256 over every tensor's bytes in a fixed order.
-fn tensors_digest(parts: [&Params; 4]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        for t in &p.tensors {
-            let bytes: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
-            h.update(&bytes);
-        }
-    }
-    format!("{:x}", h.finalize())
 }
