@@ -10,11 +10,12 @@ use anyhow::{bail, Context};
 use ndarray::{Array4, Axis};
 
 use super::UsageError;
-use crate::diffusion::{NoiseSchedule, SampleOptions, Sampler, ScheduleKind};
+use crate::diffusion::{
+    sample_images, sample_with_progress, NoiseSchedule, SampleOptions, Sampler, ScheduleKind,
+};
 use crate::image_io::{image_png, write_grid, GridLayout};
 use crate::params::{Params, CHECKPOINT_FORMAT};
 use crate::runtime::{Device, OrtDenoiser};
-use crate::train::{sample_images, sample_with_progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SamplerArg {

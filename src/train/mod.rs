@@ -26,14 +26,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::Array4;
 
 use crate::data::Dataset;
-use crate::diffusion::{sample, Denoiser, InterpDenoiser, NoiseSchedule, SampleOptions, Sampler};
+use crate::diffusion::{sample_images, NoiseSchedule, SampleOptions, Sampler};
 use crate::graph::Graph;
 use crate::image_io::{write_grid, GridLayout};
 use crate::interp::Executor;
-use crate::params::Params;
 
 pub const PLOT_FILE: &str = "loss.svg";
 pub const SAMPLES_FILE: &str = "samples.png";
@@ -213,46 +211,6 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         plot: plot_path,
         samples,
     })
-}
-
-/// Samples images with the interpreter, showing a progress bar when asked.
-pub fn sample_images(
-    graph: &Graph,
-    params: Params,
-    schedule: &NoiseSchedule,
-    image: [usize; 3],
-    opts: &SampleOptions,
-    progress: bool,
-) -> anyhow::Result<Array4<f32>> {
-    let mut den = InterpDenoiser { executor: Executor::new(graph.clone()), params };
-    sample_with_progress(&mut den, schedule, image, opts, progress)
-}
-
-/// Samples images with any denoiser (the interpreter, onnxruntime), showing a progress bar when
-/// asked and stderr is a terminal.
-pub fn sample_with_progress(
-    den: &mut dyn Denoiser,
-    schedule: &NoiseSchedule,
-    image: [usize; 3],
-    opts: &SampleOptions,
-    progress: bool,
-) -> anyhow::Result<Array4<f32>> {
-    let bar =
-        if progress && std::io::stderr().is_terminal() { ProgressBar::new(1) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>8} [{bar:30}] {pos}/{len} denoising steps | {elapsed} < {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix("sample");
-    let images = sample(den, schedule, image, opts, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
-    Ok(images)
 }
 
 /// Why `--stop-after stop` cannot stop a run that has completed `start` steps (`stop <= start`).
