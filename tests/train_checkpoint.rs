@@ -91,3 +91,52 @@ fn wrong_kind_of_file_other_model_file_and_other_architecture() {
     let e = load(&p, &other).unwrap_err().to_string();
     assert!(e.contains("does not fit this model") && e.contains("expected shape"), "{e}");
 }
+
+/// `bytes` with `from` replaced by `to` (same length, so the safetensors header stays valid).
+fn patched(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = bytes.windows(from.len()).position(|w| w == from.as_bytes()).expect("pattern present");
+    let mut out = bytes.to_vec();
+    out[at..at + to.len()].copy_from_slice(to.as_bytes());
+    out
+}
+
+#[test]
+fn rng_state_must_be_exactly_four_hex_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("checkpoint.safetensors");
+    let g = tiny();
+    checkpoint(&g).save(&p).unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    let rng = "0000000000000001,ffffffffffffffff,0000000000000003,00000000deadbeef";
+    // Five entries, one of them not hex: dropping the bad one would leave four valid words.
+    let bad = format!("1,zz,2,3,{:0>58}", "4");
+    std::fs::write(&p, patched(&bytes, rng, &bad)).unwrap();
+    let e = load(&p, &g).unwrap_err().to_string();
+    assert!(e.contains("is corrupt") && e.contains("metadata `rng`") && e.contains("1,zz,2,3"), "{e}");
+}
+
+#[test]
+fn a_recipe_out_of_range_in_the_metadata_is_a_corrupt_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("checkpoint.safetensors");
+    let g = tiny();
+    for (edit, want) in [
+        (
+            &(|c: &mut TrainConfig| c.checkpoint_every = 0) as &dyn Fn(&mut TrainConfig),
+            "`checkpoint_every`: expected a positive integer, found 0",
+        ),
+        (
+            &|c: &mut TrainConfig| c.timesteps = 0,
+            "`timesteps`: expected an integer from 1 to 100000, found 0",
+        ),
+        (&|c: &mut TrainConfig| c.batch = 0, "`batch`: expected an integer from 1 to 4096, found 0"),
+    ] {
+        let mut ck = checkpoint(&g);
+        edit(&mut ck.config);
+        ck.save(&p).unwrap();
+        let e = load(&p, &g).unwrap_err().to_string();
+        assert!(e.contains("is corrupt") && e.contains("checkpoint.safetensors"), "{e}");
+        assert!(e.contains(&format!("metadata `config`: {want}")), "{e}");
+    }
+}

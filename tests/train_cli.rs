@@ -235,3 +235,117 @@ fn trains_on_a_folder_of_rgb_images_resized_to_the_model() {
     let grid = image::open(out.join("samples.png")).unwrap();
     assert_eq!(grid.color(), image::ColorType::Rgb8);
 }
+
+#[test]
+fn stop_after_at_or_before_the_current_step_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = mdc(&["train", TINY, "--out", s(&out), "--stop-after", "0", "-q"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("--stop-after 0: expected a step of at least 1"), "{}", r.stderr);
+    assert!(!out.join("checkpoint.safetensors").exists());
+
+    assert_eq!(mdc(&["train", TINY, "--out", s(&out), "--stop-after", "2", "-q"]).code, 0);
+    for stop in ["1", "2"] {
+        let r = mdc(&["train", TINY, "--out", s(&out), "--resume", "--stop-after", stop, "-q"]);
+        assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("the run is already at step 2; give a later step"), "{}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn sizes_beyond_their_limits_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let huge = "100000000000000000";
+    for (flag, want) in [
+        ("--batch", "`batch`: expected an integer from 1 to 4096, found 100000000000000000"),
+        ("--samples", "`samples`: expected an integer from 0 to 4096, found 100000000000000000"),
+        ("--timesteps", "`timesteps`: expected an integer from 1 to 100000, found 100000000000000000"),
+        ("--checkpoint-every", "`checkpoint_every`: expected a positive integer, found 0"),
+    ] {
+        let value = if flag == "--checkpoint-every" { "0" } else { huge };
+        let r = mdc(&["train", TINY, "--out", s(&out), flag, value, "-q"]);
+        assert_eq!(r.code, 2, "{flag}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(want), "{flag}: {}", r.stderr);
+        assert!(!out.join("checkpoint.safetensors").exists());
+    }
+    for args in [
+        &["sample", "ck.safetensors", "--model", TINY, "-n", huge][..],
+        &["sample", "ck.safetensors", "--model", TINY, "-n", "0"],
+        &["sample", "ck.safetensors", "--model", TINY, "--batch", huge],
+        &["sample", "ck.safetensors", "--model", TINY, "--timesteps", huge],
+        &["bench", TINY, "--batch", huge],
+        &["bench", TINY, "--train-batch", huge],
+    ] {
+        let r = mdc(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("invalid value") && r.stderr.contains("in 1..="), "{args:?}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn a_fresh_run_does_not_read_the_old_loss_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    assert_eq!(mdc(&["train", TINY, "--out", s(&out), "--stop-after", "2", "-q"]).code, 0);
+    std::fs::write(out.join("loss.csv"), "step,loss,lr,grad_norm,seconds\ndamaged\n").unwrap();
+    let r = mdc(&["train", TINY, "--out", s(&out), "--overwrite", "--samples", "0", "-q"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(losses(&out).len(), 6);
+}
+
+#[test]
+fn resume_with_more_steps_keeps_the_warmup_of_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // 6 steps: the default warmup (5% of steps) is 0 steps; at 60 steps it would be 3.
+    assert_eq!(mdc(&["train", TINY, "--out", s(&out), "--stop-after", "2", "-q"]).code, 0);
+    let r = mdc(&["train", TINY, "--out", s(&out), "--resume", "--steps", "60", "--stop-after", "3", "-q"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("warmup            0 steps"), "{}", r.stdout);
+}
+
+#[test]
+fn timesteps_out_of_range_in_metadata_blame_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    assert_eq!(mdc(&["train", TINY, "--out", s(&out), "--stop-after", "1", "-q"]).code, 0);
+    let ck = out.join("checkpoint.safetensors");
+    let bytes = std::fs::read(&ck).unwrap();
+    let (from, to) = (b"\"timesteps\":\"1000\"", b"\"timesteps\":\"0000\"");
+    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+    let mut edited = bytes.clone();
+    edited[at..at + to.len()].copy_from_slice(to);
+    std::fs::write(&ck, edited).unwrap();
+    let grid = dir.path().join("grid.png");
+    let r = mdc(&["sample", s(&ck), "--model", TINY, "-n", "1", "-o", s(&grid), "-q"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("checkpoint.safetensors: timesteps 0 in metadata is not from 1 to 100000"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("--timesteps must"), "{}", r.stderr);
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = mdc(&["train", TINY, "--out", s(&out), "--set", "foo"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--set expects KEY=VALUE, found \"foo\""), "{}", r.stderr);
+    let r = mdc(&["train", TINY, "--out", s(&out), "--set", "stpes=3"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("did you mean `steps`"), "{}", r.stderr);
+    let r = mdc(&["train", TINY, "--out", s(&out), "--resume"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--resume:") && r.stderr.contains("does not exist"), "{}", r.stderr);
+    let r = mdc(&["sample", "ck.safetensors", "-n", "0"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = mdc(&["sample", "ck.safetensors"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--model MODEL.toml is required"), "{}", r.stderr);
+}

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::sample::MAX_IMAGES;
 use crate::bench::{self, BenchOptions};
 use crate::model;
 use crate::runtime::{self, Device, OrtDenoiser};
@@ -16,10 +17,10 @@ pub struct Args {
     #[arg(value_name = "MODEL")]
     pub model: PathBuf,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=MAX_IMAGES))]
     pub batch: u64,
     /// Images per training step (forward, backward, AdamW); defaults to --batch.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_IMAGES))]
     pub train_batch: Option<u64>,
     /// Timed repetitions of each measurement (medians are reported).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]

@@ -53,6 +53,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 pub const EXIT_MODEL_ERRORS: u8 = 1;
 pub const EXIT_USAGE_OR_IO: u8 = 2;
 
+/// A command line that cannot work as given (a bad flag value, a missing file a flag needs):
+/// exits with [`EXIT_USAGE_OR_IO`], like the usage errors clap reports.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Prints an error that ended a command and picks the exit code: a model's report as it is,
 /// anything else as `error: ...` with its causes.
 pub fn report_error(e: &anyhow::Error) -> ExitCode {
@@ -61,6 +67,6 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
         return ExitCode::from(m.exit_code());
     }
     eprintln!("error: {e:#}");
-    let io = e.chain().any(|c| c.is::<std::io::Error>());
+    let io = e.chain().any(|c| c.is::<std::io::Error>() || c.is::<UsageError>());
     ExitCode::from(if io { EXIT_USAGE_OR_IO } else { EXIT_MODEL_ERRORS })
 }

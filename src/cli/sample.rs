@@ -9,11 +9,13 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use ndarray::{Array4, Axis};
 
-use crate::diffusion::{NoiseSchedule, SampleOptions, Sampler, ScheduleKind};
+use super::UsageError;
+use crate::diffusion::{
+    sample_images, sample_with_progress, NoiseSchedule, SampleOptions, Sampler, ScheduleKind,
+};
 use crate::image_io::{image_png, write_grid, GridLayout};
 use crate::params::{Params, CHECKPOINT_FORMAT};
 use crate::runtime::{Device, OrtDenoiser};
-use crate::train::{sample_images, sample_with_progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SamplerArg {
@@ -32,7 +34,7 @@ pub struct Args {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Number of images.
-    #[arg(short = 'n', long, default_value_t = 16)]
+    #[arg(short = 'n', long, default_value_t = 16, value_parser = sizes(MAX_IMAGES))]
     pub count: usize,
     #[arg(long, value_enum, default_value_t = SamplerArg::Ddim)]
     pub sampler: SamplerArg,
@@ -51,7 +53,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub individual: Option<PathBuf>,
     /// Images per forward pass (results do not depend on it).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = sizes(MAX_IMAGES))]
     pub batch: usize,
     /// Use the raw trained weights instead of their EMA.
     #[arg(long)]
@@ -63,7 +65,7 @@ pub struct Args {
     #[arg(long)]
     pub schedule: Option<String>,
     /// Timesteps T, for weights files without one recorded [default: the checkpoint's, else 1000].
-    #[arg(long)]
+    #[arg(long, value_parser = sizes(MAX_TIMESTEPS))]
     pub timesteps: Option<usize>,
     /// No progress bar.
     #[arg(long, short)]
@@ -74,18 +76,25 @@ pub struct Args {
     pub device: Device,
 }
 
+/// Most images per run or per batch (the training recipe's limit for `batch` and `samples`).
+pub const MAX_IMAGES: u64 = 4096;
+/// Most timesteps T (the training recipe's limit for `timesteps`).
+pub const MAX_TIMESTEPS: u64 = 100_000;
+
+/// A clap parser for a size from 1 to `max`.
+pub fn sizes(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=max)
+}
+
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.count == 0 {
-        bail!("-n must be at least 1");
-    }
     let onnx = args.checkpoint.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
     if !onnx && args.device != Device::Cpu {
-        bail!(
+        bail!(UsageError(format!(
             "--device {} runs ONNX models through onnxruntime; export the model first \
              (`mdc export onnx MODEL.toml --weights {} -o model.onnx`) and sample model.onnx",
             args.device,
             args.checkpoint.display()
-        );
+        )));
     }
     let sampler = match args.sampler {
         SamplerArg::Ddpm => Sampler::Ddpm,
@@ -126,10 +135,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 /// The interpreter path: weights plus the model file they belong to.
 fn sample_checkpoint(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4<f32>> {
     let Some(model_path) = &args.model else {
-        bail!(
+        bail!(UsageError(format!(
             "--model MODEL.toml is required to sample {} (it holds weights, not the architecture)",
             args.checkpoint.display()
-        );
+        )));
     };
     let model = crate::model::load(model_path)?;
     let (params, meta) = Params::load_for_inference(&args.checkpoint, &model.graph, !args.no_ema)?;
@@ -144,14 +153,14 @@ fn sample_checkpoint(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4
     };
     let timesteps = match (args.timesteps, meta.get("timesteps")) {
         (Some(t), _) => t,
-        (None, Some(t)) => t.parse().with_context(|| {
-            format!("{}: timesteps {t:?} in metadata is not a number", args.checkpoint.display())
-        })?,
+        (None, Some(t)) => {
+            let path = args.checkpoint.display();
+            let t: usize =
+                t.parse().with_context(|| format!("{path}: timesteps {t:?} in metadata is not a number"))?;
+            metadata_timesteps(t, &path.to_string())?
+        }
         (None, None) => 1000,
     };
-    if timesteps == 0 {
-        bail!("--timesteps must be at least 1");
-    }
     let schedule = NoiseSchedule::new(schedule_kind, timesteps);
     let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
     println!(
@@ -179,10 +188,10 @@ fn sample_onnx(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4<f32>>
     let name = args.schedule.as_deref().unwrap_or(&info.schedule.name);
     let kind = ScheduleKind::parse(name)
         .with_context(|| format!("schedule: expected linear or cosine, found {name:?}"))?;
-    let timesteps = args.timesteps.unwrap_or(info.schedule.timesteps);
-    if timesteps == 0 {
-        bail!("--timesteps must be at least 1");
-    }
+    let timesteps = match args.timesteps {
+        Some(t) => t,
+        None => metadata_timesteps(info.schedule.timesteps, &path.to_string())?,
+    };
     if (kind.name(), timesteps) != (info.schedule.name.as_str(), info.schedule.timesteps) {
         eprintln!(
             "warning: sampling with the {kind} schedule, T={timesteps}, but {path} was trained with {} T={}",
@@ -196,4 +205,15 @@ fn sample_onnx(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4<f32>>
         args.count, args.device, info.weights, opts.sampler, args.seed
     );
     sample_with_progress(&mut den, &schedule, info.image(), opts, !args.quiet)
+}
+
+/// Timesteps T recorded in a file's metadata, checked like `--timesteps` but blamed on the file.
+fn metadata_timesteps(t: usize, path: &str) -> anyhow::Result<usize> {
+    if !(1..=MAX_TIMESTEPS).contains(&(t as u64)) {
+        bail!(
+            "{path}: timesteps {t} in metadata is not from 1 to {MAX_TIMESTEPS}; the file may be damaged \
+             (pass --timesteps T to sample with another schedule length)"
+        );
+    }
+    Ok(t)
 }

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
+use super::UsageError;
 use crate::check::table::group_digits;
 use crate::data::{DataSource, Dataset};
 use crate::train::{
-    checkpoint_path, train, train_key_line, Checkpoint, Diverged, Origin, Recipe, TrainConfig, TrainJob,
+    checkpoint_path, stop_after_problem, train, train_key_line, Checkpoint, Diverged, Origin, Recipe,
+    TrainConfig, TrainJob,
 };
 
 #[derive(Debug, clap::Args)]
@@ -109,13 +111,13 @@ impl Args {
         );
         for kv in &self.set {
             let Some((k, v)) = kv.split_once('=') else {
-                bail!("--set expects KEY=VALUE, found {kv:?}");
+                bail!(UsageError(format!("--set expects KEY=VALUE, found {kv:?}")));
             };
             let (k, v) = (k.trim(), v.trim());
             let table: toml::Table = format!("v = {v}")
                 .parse()
                 .or_else(|_| format!("v = {}", toml::Value::String(v.into())).parse())
-                .with_context(|| format!("--set {kv}: {v:?} is not a TOML value"))?;
+                .map_err(|e| UsageError(format!("--set {kv}: {v:?} is not a TOML value ({e})")))?;
             out.push((k.to_string(), table["v"].clone()));
         }
         Ok(out)
@@ -130,29 +132,29 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
     let (recipe, resume) = if args.resume {
         if !ckpt_path.exists() {
-            bail!(
+            bail!(UsageError(format!(
                 "--resume: {} does not exist; start the run without --resume (or point --out at the run's folder)",
                 ckpt_path.display()
-            );
+            )));
         }
         let ck = Checkpoint::load(&ckpt_path, &model.graph, &model.hash, &model_name)?;
         let mut recipe = Recipe::new(ck.config.clone(), Origin::Checkpoint);
         apply_overrides(&mut recipe, args)?;
         let changed = ck.config.recipe_differences(&recipe.config);
         if !changed.is_empty() {
-            bail!(
+            bail!(UsageError(format!(
                 "--resume keeps the run's recipe, but these settings differ from the checkpoint's:\n  {}\n  drop them, or start a new run in another --out",
                 changed.join("\n  ")
-            );
+            )));
         }
         if recipe.config.steps <= ck.step {
-            bail!(
+            bail!(UsageError(format!(
                 "the run in {} already completed {} of {} steps; pass --steps N (more than {}) to train longer",
                 out_dir.display(),
                 ck.step,
                 recipe.config.steps,
                 ck.step
-            );
+            )));
         }
         if recipe.config.steps != ck.config.steps {
             eprintln!(
@@ -163,11 +165,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (recipe, Some(ck))
     } else {
         if ckpt_path.exists() && !args.overwrite {
-            bail!(
+            bail!(UsageError(format!(
                 "{} already holds a run ({}); continue it with --resume, replace it with --overwrite, or choose another --out",
                 out_dir.display(),
                 ckpt_path.display()
-            );
+            )));
         }
         let mut recipe = Recipe::new(TrainConfig::default(), Origin::Default);
         if let Some(table) = &model.train {
@@ -191,6 +193,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     recipe.validate().map_err(|e| anyhow::anyhow!("training settings: {e}"))?;
     let cfg = recipe.config.clone();
+    let start = resume.as_ref().map_or(0, |ck| ck.step);
+    if let Some(stop) = args.stop_after.filter(|&s| s <= start) {
+        bail!(UsageError(stop_after_problem(stop, start)));
+    }
 
     let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
     let dataset = Dataset::load(&DataSource::parse(&cfg.data), (h, w))?;
@@ -230,7 +236,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let trained = outcome.last_step + 1 - outcome.first_step;
+    let trained = (outcome.last_step + 1).saturating_sub(outcome.first_step);
     println!(
         "trained steps {}..{} ({trained} steps) in {} ({:.1} images/s); final loss {}",
         outcome.first_step,
@@ -269,7 +275,7 @@ fn apply_overrides(recipe: &mut Recipe, args: &Args) -> anyhow::Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {
-        bail!("command line:\n  {}", problems.join("\n  "))
+        bail!(UsageError(format!("command line:\n  {}", problems.join("\n  "))))
     }
 }
 

@@ -2,10 +2,12 @@
 //! (from a checkpoint) and onnxruntime (from an exported model) both implement [`Denoiser`].
 
 mod interp_denoiser;
+mod progress;
 mod sampler;
 mod schedule;
 
 pub use interp_denoiser::InterpDenoiser;
+pub use progress::{sample_images, sample_with_progress};
 pub use sampler::{sample, SampleOptions, Sampler};
 pub use schedule::{NoiseSchedule, ScheduleKind};
 

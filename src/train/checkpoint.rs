@@ -102,10 +102,12 @@ impl Checkpoint {
         let data_epoch = number("data_epoch")?;
         let data_position = number("data_position")? as usize;
         let rng_text = field("rng")?;
-        let rng: Vec<u64> = rng_text.split(',').filter_map(|s| u64::from_str_radix(s, 16).ok()).collect();
-        let rng: [u64; 4] = rng
-            .try_into()
-            .map_err(|_| corrupt(format!("metadata `rng` = {rng_text:?} is not four hex numbers")))?;
+        let rng: [u64; 4] = rng_text
+            .split(',')
+            .map(|s| u64::from_str_radix(s, 16).ok())
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|words| words.try_into().ok())
+            .ok_or_else(|| corrupt(format!("metadata `rng` = {rng_text:?} is not four hex numbers")))?;
         let found = field("model_hash")?.clone();
         if found != model_hash {
             return Err(CheckpointError::OtherModel {
@@ -117,6 +119,7 @@ impl Checkpoint {
         }
         let config: TrainConfig = serde_json::from_str(field("config")?)
             .map_err(|e| corrupt(format!("metadata `config` is not a valid training recipe ({e})")))?;
+        config.check_ranges().map_err(|e| corrupt(format!("metadata `config`: {e}")))?;
         let digest = field(CHECKPOINT_DIGEST)?.clone();
         let mut parts = Vec::with_capacity(4);
         for prefix in PARTS {

@@ -161,8 +161,8 @@ impl Recipe {
             return Err(unknown_key(key));
         };
         match name {
-            "steps" => c.steps = positive_int(key, value)?,
-            "batch" => c.batch = positive_int(key, value)? as usize,
+            "steps" => c.steps = ranged_int(key, value)?,
+            "batch" => c.batch = ranged_int(key, value)? as usize,
             "lr" => c.lr = positive_float(key, value)?,
             "warmup" => c.warmup = Some(int(key, value)?),
             "weight_decay" => c.weight_decay = non_negative_float(key, value)?,
@@ -175,11 +175,11 @@ impl Recipe {
                 c.schedule = ScheduleKind::parse(&s)
                     .ok_or_else(|| format!("`{key}`: expected \"linear\" or \"cosine\", found \"{s}\""))?
             }
-            "timesteps" => c.timesteps = positive_int(key, value)? as usize,
+            "timesteps" => c.timesteps = ranged_int(key, value)? as usize,
             "seed" => c.seed = int(key, value)?,
             "data" => c.data = string(key, value)?,
-            "checkpoint_every" => c.checkpoint_every = positive_int(key, value)?,
-            "samples" => c.samples = int(key, value)? as usize,
+            "checkpoint_every" => c.checkpoint_every = ranged_int(key, value)?,
+            "samples" => c.samples = ranged_int(key, value)? as usize,
             "sample_steps" => c.sample_steps = int(key, value)? as usize,
             "sample_eta" => {
                 let eta = non_negative_float(key, value)?;
@@ -197,6 +197,7 @@ impl Recipe {
     /// Checks values that only make sense together.
     pub fn validate(&self) -> Result<(), String> {
         let c = &self.config;
+        c.check_ranges()?;
         if c.warmup_steps() > c.steps {
             return Err(format!(
                 "`warmup` ({}) is longer than the run (`steps` = {})",
@@ -255,6 +256,25 @@ impl Recipe {
 }
 
 impl TrainConfig {
+    /// Checks every integer setting against [`INT_RANGES`] (values outside them would exhaust
+    /// memory or divide by zero), for recipes from any source, checkpoint metadata included.
+    pub fn check_ranges(&self) -> Result<(), String> {
+        let values = [
+            ("steps", self.steps),
+            ("batch", self.batch as u64),
+            ("timesteps", self.timesteps as u64),
+            ("samples", self.samples as u64),
+            ("checkpoint_every", self.checkpoint_every),
+        ];
+        for (key, value) in values {
+            let &(_, lo, hi) = INT_RANGES.iter().find(|(k, _, _)| *k == key).expect("key has a range");
+            if !(lo..=hi).contains(&value) {
+                return Err(format!("`{key}`: expected {}, found {value}", expected_range(lo, hi)));
+            }
+        }
+        Ok(())
+    }
+
     pub fn warmup_steps(&self) -> u64 {
         self.warmup.unwrap_or(self.steps / 20)
     }
@@ -316,10 +336,32 @@ fn int(key: &str, v: &toml::Value) -> Result<u64, String> {
     }
 }
 
-fn positive_int(key: &str, v: &toml::Value) -> Result<u64, String> {
+/// Inclusive ranges of the integer settings that size allocations or divide: larger values would
+/// exhaust memory long before they were useful.
+const INT_RANGES: &[(&str, u64, u64)] = &[
+    ("steps", 1, u64::MAX),
+    ("batch", 1, 4096),
+    ("timesteps", 1, 100_000),
+    ("samples", 0, 4096),
+    ("checkpoint_every", 1, u64::MAX),
+];
+
+fn expected_range(lo: u64, hi: u64) -> String {
+    match (lo, hi) {
+        (1, u64::MAX) => "a positive integer".into(),
+        (lo, u64::MAX) => format!("an integer of at least {lo}"),
+        (lo, hi) => format!("an integer from {lo} to {hi}"),
+    }
+}
+
+/// An integer setting within its [`INT_RANGES`] entry.
+fn ranged_int(key: &str, v: &toml::Value) -> Result<u64, String> {
+    let &(_, lo, hi) = INT_RANGES.iter().find(|(k, _, _)| *k == key).expect("key has a range");
+    let expected = expected_range(lo, hi);
     match v.as_integer() {
-        Some(i) if i > 0 => Ok(i as u64),
-        _ => Err(format!("`{key}`: expected a positive integer, found {}", type_name(v))),
+        Some(i) if i >= 0 && (lo..=hi).contains(&(i as u64)) => Ok(i as u64),
+        Some(i) => Err(format!("`{key}`: expected {expected}, found {i}")),
+        None => Err(format!("`{key}`: expected {expected}, found {}", type_name(v))),
     }
 }
 
@@ -396,6 +438,45 @@ mod tests {
         assert_eq!(train_key_line(src, "steps"), Some(7));
         assert_eq!(train_key_line(src, "lr"), Some(6));
         assert_eq!(train_key_line(src, "batch"), None);
+    }
+
+    #[test]
+    fn sizes_beyond_their_range_are_refused_from_every_source() {
+        let mut r = Recipe::new(TrainConfig::default(), Origin::Default);
+        let t: toml::Table =
+            "batch = 100000000000000000\ntimesteps = 0\nsamples = 4097\ncheckpoint_every = 0\nsteps = -1"
+                .parse()
+                .unwrap();
+        let all: Vec<String> =
+            r.apply_table(&t, Origin::CommandLine).unwrap_err().into_iter().map(|p| p.1).collect();
+        let all = all.join("\n");
+        assert!(
+            all.contains("`batch`: expected an integer from 1 to 4096, found 100000000000000000"),
+            "{all}"
+        );
+        assert!(all.contains("`timesteps`: expected an integer from 1 to 100000, found 0"), "{all}");
+        assert!(all.contains("`samples`: expected an integer from 0 to 4096, found 4097"), "{all}");
+        assert!(all.contains("`checkpoint_every`: expected a positive integer, found 0"), "{all}");
+        assert!(all.contains("`steps`: expected a positive integer, found -1"), "{all}");
+        assert_eq!(r.config, TrainConfig::default());
+
+        // A recipe read back from a checkpoint is checked by the same ranges.
+        for (key, edit) in [
+            (
+                "checkpoint_every",
+                &(|c: &mut TrainConfig| c.checkpoint_every = 0) as &dyn Fn(&mut TrainConfig),
+            ),
+            ("timesteps", &|c: &mut TrainConfig| c.timesteps = 0),
+            ("batch", &|c: &mut TrainConfig| c.batch = 5000),
+        ] {
+            let mut c = TrainConfig::default();
+            edit(&mut c);
+            let e = c.check_ranges().unwrap_err();
+            assert!(e.starts_with(&format!("`{key}`: expected")), "{e}");
+            let e = Recipe::new(c, Origin::Checkpoint).validate().unwrap_err();
+            assert!(e.starts_with(&format!("`{key}`: expected")), "{e}");
+        }
+        assert_eq!(TrainConfig::default().check_ranges(), Ok(()));
     }
 
     #[test]

@@ -26,14 +26,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::Array4;
 
 use crate::data::Dataset;
-use crate::diffusion::{sample, Denoiser, InterpDenoiser, NoiseSchedule, SampleOptions, Sampler};
+use crate::diffusion::{sample_images, NoiseSchedule, SampleOptions, Sampler};
 use crate::graph::Graph;
 use crate::image_io::{write_grid, GridLayout};
 use crate::interp::Executor;
-use crate::params::Params;
 
 pub const PLOT_FILE: &str = "loss.svg";
 pub const SAMPLES_FILE: &str = "samples.png";
@@ -85,7 +83,14 @@ pub struct Diverged {
 
 /// Runs (or continues) training; writes the checkpoint, log, plot and sample grid to `out_dir`.
 pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
-    let cfg = &job.config;
+    let mut cfg = job.config.clone();
+    if cfg.warmup.is_none() {
+        // The default (5% of the steps the run started with) is saved resolved, so resuming
+        // with more --steps keeps the warmup the run started with.
+        let started_with = job.resume.as_ref().map_or(&job.config, |ck| &ck.config);
+        cfg.warmup = Some(started_with.warmup_steps());
+    }
+    let cfg = &cfg;
     std::fs::create_dir_all(&job.out_dir)
         .with_context(|| format!("cannot create output folder {}", job.out_dir.display()))?;
     let ckpt_path = job.out_dir.join(CHECKPOINT_FILE);
@@ -97,8 +102,12 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         Some(ck) => TrainState::from_checkpoint(ck, cfg, job.dataset.len()),
     };
     let start = state.step;
+    if let Some(stop) = job.stop_after {
+        anyhow::ensure!(stop > start, "{}", stop_after_problem(stop, start));
+    }
     let mut last_saved: Option<u64> = (start > 0).then_some(start);
-    let mut log = LossLog::open(&log_path, Some(start))?;
+    // A fresh run (--overwrite) starts a new log without reading the old one.
+    let mut log = LossLog::open(&log_path, (start > 0).then_some(start))?;
     let mut exec = Executor::new(job.graph.clone());
     let mut grads = state.params.zeros_like();
     let end = job.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
@@ -204,44 +213,13 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     })
 }
 
-/// Samples images with the interpreter, showing a progress bar when asked.
-pub fn sample_images(
-    graph: &Graph,
-    params: Params,
-    schedule: &NoiseSchedule,
-    image: [usize; 3],
-    opts: &SampleOptions,
-    progress: bool,
-) -> anyhow::Result<Array4<f32>> {
-    let mut den = InterpDenoiser { executor: Executor::new(graph.clone()), params };
-    sample_with_progress(&mut den, schedule, image, opts, progress)
-}
-
-/// Samples images with any denoiser (the interpreter, onnxruntime), showing a progress bar when
-/// asked and stderr is a terminal.
-pub fn sample_with_progress(
-    den: &mut dyn Denoiser,
-    schedule: &NoiseSchedule,
-    image: [usize; 3],
-    opts: &SampleOptions,
-    progress: bool,
-) -> anyhow::Result<Array4<f32>> {
-    let bar =
-        if progress && std::io::stderr().is_terminal() { ProgressBar::new(1) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>8} [{bar:30}] {pos}/{len} denoising steps | {elapsed} < {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix("sample");
-    let images = sample(den, schedule, image, opts, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
-    Ok(images)
+/// Why `--stop-after stop` cannot stop a run that has completed `start` steps (`stop <= start`).
+pub fn stop_after_problem(stop: u64, start: u64) -> String {
+    if start == 0 {
+        format!("--stop-after {stop}: expected a step of at least 1 (the step after which to stop)")
+    } else {
+        format!("--stop-after {stop}: the run is already at step {start}; give a later step")
+    }
 }
 
 /// The output folder's checkpoint path.
