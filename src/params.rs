@@ -203,21 +203,33 @@ impl Params {
             let params = Self::from_safetensors(&bytes, graph, "", &origin)?;
             return Ok((params, metadata));
         }
-        // A training checkpoint: check its tensors against the digest it records.
+        let [model, ema, _, _] = Self::checkpoint_parts(&bytes, &metadata, graph, &origin)?;
+        Ok((if prefer_ema { ema } else { model }, metadata))
+    }
+
+    /// The four parts of a training checkpoint ([`CHECKPOINT_PARTS`]: weights, EMA, Adam moments)
+    /// from its bytes, each checked against `graph`, and all of them against the digest the
+    /// checkpoint records ([`CHECKPOINT_DIGEST`]), so damaged bytes are an error, not silent garbage.
+    pub fn checkpoint_parts(
+        bytes: &[u8],
+        metadata: &std::collections::HashMap<String, String>,
+        graph: &Graph,
+        origin: &str,
+    ) -> Result<[Params; 4], WeightsError> {
+        let corrupt = |reason: String| WeightsError::Corrupt { path: origin.to_string(), reason };
         let digest = metadata
             .get(CHECKPOINT_DIGEST)
             .ok_or_else(|| corrupt(format!("checkpoint metadata `{CHECKPOINT_DIGEST}` is missing")))?;
         let mut parts = Vec::with_capacity(CHECKPOINT_PARTS.len());
         for prefix in CHECKPOINT_PARTS {
-            parts.push(Self::from_safetensors(&bytes, graph, prefix, &origin)?);
+            parts.push(Self::from_safetensors(bytes, graph, prefix, origin)?);
         }
         if tensors_digest([&parts[0], &parts[1], &parts[2], &parts[3]]) != *digest {
             return Err(corrupt(format!(
                 "the tensor data does not match its recorded SHA-256 (`{CHECKPOINT_DIGEST}`): damaged bytes"
             )));
         }
-        let params = parts.swap_remove(if prefer_ema { 1 } else { 0 });
-        Ok((params, metadata))
+        Ok(parts.try_into().unwrap_or_else(|_| unreachable!("one Params per checkpoint part")))
     }
 
     /// Name -> tensor, for lookups by name.

@@ -120,17 +120,7 @@ impl Checkpoint {
         let config: TrainConfig = serde_json::from_str(field("config")?)
             .map_err(|e| corrupt(format!("metadata `config` is not a valid training recipe ({e})")))?;
         config.check_ranges().map_err(|e| corrupt(format!("metadata `config`: {e}")))?;
-        let digest = field(CHECKPOINT_DIGEST)?.clone();
-        let mut parts = Vec::with_capacity(4);
-        for prefix in PARTS {
-            parts.push(Params::from_safetensors(&bytes, graph, prefix, &origin)?);
-        }
-        if tensors_digest([&parts[0], &parts[1], &parts[2], &parts[3]]) != digest {
-            return Err(corrupt(
-                "the tensor data does not match its recorded SHA-256 (damaged bytes)".into(),
-            ));
-        }
-        let [weights, ema, adam_m, adam_v]: [Params; 4] = parts.try_into().expect("four parts");
+        let [weights, ema, adam_m, adam_v] = Params::checkpoint_parts(&bytes, &meta, graph, &origin)?;
         Ok(Checkpoint {
             step,
             model: weights,
