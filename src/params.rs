@@ -160,7 +160,7 @@ impl Params {
         let mut extra: Vec<String> = st
             .names()
             .into_iter()
-            .filter(|n| n.starts_with(prefix) && !known.contains(n.as_ref() as &str))
+            .filter(|n| n.starts_with(prefix) && !known.contains(*n))
             .map(|s| s.to_string())
             .collect();
         extra.sort();

@@ -35,7 +35,8 @@ pub fn time_mlp(
 }
 
 /// A convolution node named `name` (its params `name.weight`, `name.bias`), input channels taken
-/// from `x`.
+/// from `x`. (The arguments are the conv's own fields; a struct would only rename them.)
+#[allow(clippy::too_many_arguments)]
 pub fn conv(
     b: &mut GraphBuilder,
     name: &str,
