@@ -21,6 +21,11 @@ fn mdc(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `mdc export onnx MODEL --weights WEIGHTS -o OUT`.
+fn export_with_weights(model: &str, weights: &Path, out: &Path) -> std::process::Output {
+    mdc(&["export", "onnx", model, "--weights", weights.to_str().unwrap(), "-o", out.to_str().unwrap()])
+}
+
 fn read(path: &Path) -> ModelProto {
     ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap()
 }
@@ -110,15 +115,7 @@ fn export_takes_trained_weights_and_refuses_ones_that_do_not_fit() {
 
     // Fitting weights are exported bit for bit.
     let out = dir.path().join("grey.onnx");
-    let o = mdc(&[
-        "export",
-        "onnx",
-        "models/unet.toml",
-        "--weights",
-        weights.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = export_with_weights("models/unet.toml", &weights, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m = read(&out);
     let init =
@@ -129,15 +126,7 @@ fn export_takes_trained_weights_and_refuses_ones_that_do_not_fit() {
 
     // The 1-channel weights do not fit the RGB model: a clear message, exit 1, no file.
     let bad_out = dir.path().join("rgb.onnx");
-    let o = mdc(&[
-        "export",
-        "onnx",
-        "models/unet-rgb32.toml",
-        "--weights",
-        weights.to_str().unwrap(),
-        "-o",
-        bad_out.to_str().unwrap(),
-    ]);
+    let o = export_with_weights("models/unet-rgb32.toml", &weights, &bad_out);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("does not fit this model") && err.contains("init.weight"), "{err}");
@@ -229,15 +218,7 @@ fn export_warns_about_a_non_ascii_model_hash() {
     let weights = dir.path().join("w.safetensors");
     std::fs::write(&weights, params.to_safetensors(Some(meta))).unwrap();
     let out = dir.path().join("m.onnx");
-    let o = mdc(&[
-        "export",
-        "onnx",
-        "models/unet.toml",
-        "--weights",
-        weights.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = export_with_weights("models/unet.toml", &weights, &out);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("model hash a{},", "é".repeat(11))), "{stderr}");
@@ -263,17 +244,7 @@ fn export_refuses_a_damaged_checkpoint() {
     let path = dir.path().join("checkpoint.safetensors");
     ck.save(&path).unwrap();
     let out = dir.path().join("m.onnx");
-    let export = || {
-        mdc(&[
-            "export",
-            "onnx",
-            "models/unet.toml",
-            "--weights",
-            path.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ])
-    };
+    let export = || export_with_weights("models/unet.toml", &path, &out);
     let o = export();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
