@@ -1,6 +1,6 @@
 //! Times conv forward and backward on the U-Net's heaviest layer shapes (one image per worker,
 //! fastest of many runs, which is robust to other load on the machine).
-//! Usage: RAYON_NUM_THREADS=1 cargo run --release --example conv_backward
+//! Usage: RAYON_NUM_THREADS=1 cargo bench --bench conv_backward
 
 use std::time::Instant;
 

@@ -1,7 +1,7 @@
 //! GEMM candidates on the conv shapes of the RGB 32x32 mini U-Net (per image, one thread, as
 //! the interpreter runs them): the `gemm` crate (through mdc's wrapper) vs ndarray's
 //! matrixmultiply. Prints GFLOP/s, best of several repetitions (the machine is shared).
-//! Usage: cargo run --release --example gemm_shapes
+//! Usage: cargo bench --bench gemm_shapes
 
 use std::time::Instant;
 
