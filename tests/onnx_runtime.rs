@@ -102,12 +102,89 @@ fn edited_metadata_out_of_range_is_refused() {
         ),
         ("schedule", "quadratic", "metadata `schedule` = \"quadratic\" is not a noise schedule"),
     ] {
+        // Edited consistently (the digest recomputed), as a crafted file would be: the range
+        // checks, not the digest, must catch it.
         let mut edited = model.clone();
+        edited.metadata_props.retain(|p| p.key() != mdc::onnx::digest::KEY);
         let prop = edited.metadata_props.iter_mut().find(|p| p.key() == key).unwrap();
         prop.value = Some(value.to_string());
+        mdc::onnx::digest::seal(&mut edited);
         let path = dir.path().join("edited.onnx");
         std::fs::write(&path, mdc::onnx::encode(&edited)).unwrap();
         let err = OrtDenoiser::open(&path, Device::Cpu).err().unwrap().to_string();
         assert!(err.contains("edited.onnx") && err.contains(expected), "{key}: {err}");
     }
+}
+
+/// A careless copy that changes a few bytes of an export (the experiment: 3 random bytes
+/// of the file) must never run silently with damaged weights: the file is refused, or, when the
+/// change does not alter the decoded model at all, it computes exactly what the original does.
+#[test]
+fn a_damaged_export_is_refused_or_unchanged() {
+    if !onnxruntime_available("a_damaged_export_is_refused_or_unchanged") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = small_model(dir.path());
+    let original = std::fs::read(&path).unwrap();
+    let x = random_images(2, 3, 16, 16, 1);
+    let t = Array1::from(vec![3.0f32, 700.0]);
+    let reference = OrtDenoiser::open(&path, Device::Cpu).unwrap().forward(x.view(), t.view()).unwrap();
+    let mut rng = mdc::rng::Rng::new(7);
+    let (mut refused, mut same) = (0, 0);
+    for _ in 0..12 {
+        let mut bytes = original.clone();
+        for _ in 0..3 {
+            let at = rng.below(bytes.len());
+            bytes[at] ^= 1 + rng.below(255) as u8;
+        }
+        let damaged = dir.path().join("damaged.onnx");
+        std::fs::write(&damaged, &bytes).unwrap();
+        match OrtDenoiser::open(&damaged, Device::Cpu) {
+            Err(e) => {
+                let msg = format!("{e:#}");
+                assert!(msg.contains("damaged.onnx"), "the error names the file: {msg}");
+                refused += 1;
+            }
+            Ok(mut m) => {
+                assert_eq!(m.forward(x.view(), t.view()).unwrap(), reference, "a damaged model ran silently");
+                same += 1;
+            }
+        }
+    }
+    assert!(refused >= 10, "refused {refused}, unchanged {same}");
+}
+
+/// Weights changed on purpose by another tool: refused by default with a message that names the
+/// file and the flag; accepted with `allow_modified`, and reported as changed.
+#[test]
+fn a_deliberately_changed_export_needs_allow_modified() {
+    if !onnxruntime_available("a_deliberately_changed_export_needs_allow_modified") {
+        return;
+    }
+    let (_, g) = test_models().pop().unwrap();
+    let mut model = mdc::onnx::export(&g, &random_params(&g, 2), &info_for(&g)).unwrap();
+    let weight = &mut model.graph.as_mut().unwrap().initializer[0];
+    weight.raw_data.as_mut().unwrap()[0] ^= 0x40;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("converted.onnx");
+    std::fs::write(&path, mdc::onnx::encode(&model)).unwrap();
+
+    let err = format!("{:#}", OrtDenoiser::open(&path, Device::Cpu).err().unwrap());
+    assert!(
+        err.contains("converted.onnx") && err.contains("digest") && err.contains("--allow-modified"),
+        "{err}"
+    );
+
+    let config = mdc::runtime::SessionConfig { allow_modified: true, ..Default::default() };
+    let m = OrtDenoiser::open_with(&path, &config).unwrap();
+    assert!(matches!(m.integrity(), mdc::onnx::digest::Integrity::Changed { .. }));
+    assert!(m.integrity_note().unwrap().contains("converted.onnx"));
+
+    // A fresh export verifies.
+    let fresh = small_model(dir.path());
+    assert_eq!(
+        OrtDenoiser::open(&fresh, Device::Cpu).unwrap().integrity(),
+        &mdc::onnx::digest::Integrity::Intact
+    );
 }

@@ -34,6 +34,9 @@ pub struct Args {
     /// ONNX models: where onnxruntime runs them.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
+    /// ONNX models: run one whose graph no longer matches the digest recorded at export.
+    #[arg(long)]
+    pub allow_modified: bool,
     /// ONNX models: DDIM steps of the sampling measurement (0 skips it).
     #[arg(long, default_value_t = 50)]
     pub sample_steps: usize,
@@ -66,7 +69,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// onnxruntime forward medians at batch 1 and --batch, then a DDIM sampling run.
 fn run_onnx(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut m = OrtDenoiser::open(&args.model, args.device)?;
+    let config =
+        SessionConfig { device: args.device, allow_modified: args.allow_modified, ..Default::default() };
+    let mut m = OrtDenoiser::open_with(&args.model, &config)?;
+    if let Some(note) = m.integrity_note() {
+        eprintln!("{note}");
+    }
     let info = m.info().clone();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(

@@ -74,6 +74,10 @@ pub struct Args {
     /// the CPU.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
+    /// Run an ONNX model whose graph no longer matches the digest mdc recorded at export (a file
+    /// changed on purpose by another tool, e.g. an fp16 conversion).
+    #[arg(long)]
+    pub allow_modified: bool,
 }
 
 /// Most images per run or per batch (the training recipe's limit for `batch` and `samples`).
@@ -183,7 +187,12 @@ fn sample_onnx(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4<f32>>
     if args.no_ema {
         eprintln!("note: --no-ema has no effect on an ONNX model (its weights were chosen at export)");
     }
-    let mut den = OrtDenoiser::open(&args.checkpoint, args.device)?;
+    let config =
+        SessionConfig { device: args.device, allow_modified: args.allow_modified, ..Default::default() };
+    let mut den = OrtDenoiser::open_with(&args.checkpoint, &config)?;
+    if let Some(note) = den.integrity_note() {
+        eprintln!("{note}");
+    }
     let info = den.info().clone();
     let name = args.schedule.as_deref().unwrap_or(&info.schedule.name);
     let kind = ScheduleKind::parse(name)

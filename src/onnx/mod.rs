@@ -6,6 +6,7 @@
 //! names. IR version 10 and opset 17, which onnxruntime 1.18 and newer (1.31 included) run.
 
 mod builder;
+pub mod digest;
 mod lower;
 pub mod metadata;
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -94,7 +95,7 @@ pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelP
         output: vec![value_info(OUTPUT_Y, y_dims)],
         ..Default::default()
     };
-    Ok(ModelProto {
+    let mut model = ModelProto {
         ir_version: Some(IR_VERSION),
         opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) }],
         producer_name: Some("mdc".into()),
@@ -111,7 +112,9 @@ pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelP
             .map(|(k, v)| StringStringEntryProto { key: Some(k), value: Some(v) })
             .collect(),
         ..Default::default()
-    })
+    };
+    digest::seal(&mut model);
+    Ok(model)
 }
 
 /// The serialised model bytes.

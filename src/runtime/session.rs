@@ -11,6 +11,7 @@ use ort::value::TensorRef;
 
 use super::discover;
 use crate::diffusion::Denoiser;
+use crate::onnx::digest::{self, Integrity};
 use crate::onnx::{ModelInfo, INPUT_T, INPUT_X, OUTPUT_Y};
 
 /// Where onnxruntime runs the model.
@@ -37,6 +38,9 @@ pub struct SessionConfig {
     pub device: Device,
     /// Threads inside each op; None = one per available CPU.
     pub threads: Option<usize>,
+    /// Run a model whose graph no longer matches the digest recorded at export (a file changed
+    /// on purpose by another tool, e.g. an fp16 conversion). Off: such a file is refused.
+    pub allow_modified: bool,
 }
 
 /// An mdc-exported ONNX model in an onnxruntime session, with the metadata it carries.
@@ -45,18 +49,22 @@ pub struct OrtDenoiser {
     info: ModelInfo,
     path: PathBuf,
     device: Device,
+    integrity: Integrity,
 }
 
 impl OrtDenoiser {
     /// Opens `path` on `device` with default settings.
     pub fn open(path: &Path, device: Device) -> anyhow::Result<OrtDenoiser> {
-        Self::open_with(path, &SessionConfig { device, threads: None })
+        Self::open_with(path, &SessionConfig { device, ..SessionConfig::default() })
     }
 
     pub fn open_with(path: &Path, config: &SessionConfig) -> anyhow::Result<OrtDenoiser> {
         if !path.is_file() {
             anyhow::bail!("cannot open the ONNX model {}: no such file", path.display());
         }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read the ONNX model {}", path.display()))?;
+        let integrity = verify_integrity(&bytes, path, config.allow_modified)?;
         let env = discover::environment()?;
         let threads = config
             .threads
@@ -69,7 +77,8 @@ impl OrtDenoiser {
             let cuda = ort::ep::CUDA::default().build().error_on_failure();
             builder = builder.with_execution_providers([cuda]).map_err(|e| cuda_error(&e.to_string()))?;
         }
-        let session = builder.commit_from_file(path).map_err(|e| match config.device {
+        // The bytes just verified are the bytes run.
+        let session = builder.commit_from_memory(&bytes).map_err(|e| match config.device {
             // The provider registered but could not start (no driver or device, a library
             // missing at first use): still a CUDA problem, never a reason to run on the CPU.
             Device::Cuda => cuda_error(&e.to_string()),
@@ -77,7 +86,7 @@ impl OrtDenoiser {
         })?;
         let info = read_info(&session, path)?;
         check_signature(&session, path)?;
-        Ok(OrtDenoiser { session, info, path: path.to_path_buf(), device: config.device })
+        Ok(OrtDenoiser { session, info, path: path.to_path_buf(), device: config.device, integrity })
     }
 
     /// The metadata the exporter wrote: image size, noise schedule, provenance.
@@ -87,6 +96,26 @@ impl OrtDenoiser {
 
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Whether the graph matched the digest recorded at export.
+    pub fn integrity(&self) -> &Integrity {
+        &self.integrity
+    }
+
+    /// A one-line note for the user when the model could not be verified, or ran changed.
+    pub fn integrity_note(&self) -> Option<String> {
+        let file = self.path.display();
+        match &self.integrity {
+            Integrity::Intact => None,
+            Integrity::Unrecorded => Some(format!(
+                "note: {file} records no graph digest (exported by mdc {} before digests were stored): its weights cannot be verified",
+                self.info.mdc_version
+            )),
+            Integrity::Changed { .. } => {
+                Some(format!("note: {file} differs from what mdc exported; running it as --allow-modified asks"))
+            }
+        }
     }
 
     /// Predicted noise for `x` [N, C, H, W] at timesteps `t` [N].
@@ -128,6 +157,26 @@ impl Denoiser for OrtDenoiser {
     fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32]) -> anyhow::Result<Array4<f32>> {
         self.forward(x.view(), ArrayView1::from(t))
     }
+}
+
+/// Compares the graph with the digest its metadata records; a changed graph is an error unless
+/// `allow_modified`.
+fn verify_integrity(bytes: &[u8], path: &Path, allow_modified: bool) -> anyhow::Result<Integrity> {
+    let integrity = digest::check(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not an ONNX model (cannot decode it: {e})", path.display()))?;
+    if let Integrity::Changed { recorded, computed } = &integrity {
+        if !allow_modified {
+            anyhow::bail!(
+                "{}: the model's graph, weights or metadata do not match the digest recorded at export \
+                 (recorded sha256 {}..., computed {}...): the file was damaged or changed after `mdc export onnx`.\n  \
+                 export it again; if another tool changed it on purpose (e.g. an fp16 conversion), pass --allow-modified",
+                path.display(),
+                &recorded[..recorded.len().min(16)],
+                &computed[..16]
+            );
+        }
+    }
+    Ok(integrity)
 }
 
 fn read_info(session: &Session, path: &Path) -> anyhow::Result<ModelInfo> {
