@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::graph::{Graph, NodeId, Op, Shape};
+use crate::ops::{
+    attention::Attention, conv2d::Conv2d, group_norm::GroupNorm, linear::Linear,
+    timestep_embedding::TimestepEmbedding, upsample_nearest::UpsampleNearest,
+};
 
 use super::kernels::{activation, attention, conv, elementwise, embedding, linear, norm, upsample};
 use super::real::Real;
@@ -51,10 +55,7 @@ pub struct Engine<T: Real> {
 
 /// Whether `op`'s backward reads its inputs' forward values.
 fn backward_reads_inputs(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Conv2d { .. } | Op::Linear { .. } | Op::GroupNorm { .. } | Op::Silu | Op::Attention { .. }
-    )
+    matches!(op, Op::Conv2d(_) | Op::Linear(_) | Op::GroupNorm(_) | Op::Silu(_) | Op::Attention(_))
 }
 
 impl<T: Real> Engine<T> {
@@ -72,8 +73,8 @@ impl<T: Real> Engine<T> {
         let (mut fused_silu, mut fused_from) = (vec![None; n], vec![None; n]);
         let consumers = graph.consumers();
         for (id, node) in graph.nodes.iter().enumerate() {
-            if let (Op::GroupNorm { .. }, [s]) = (&node.op, consumers[id].as_slice()) {
-                if graph.nodes[*s].op == Op::Silu && id != graph.output {
+            if let (Op::GroupNorm(_), [s]) = (&node.op, consumers[id].as_slice()) {
+                if matches!(graph.nodes[*s].op, Op::Silu(_)) && id != graph.output {
                     fused_silu[id] = Some(*s);
                     fused_from[*s] = Some(id);
                 }
@@ -146,8 +147,8 @@ impl<T: Real> Engine<T> {
         if let (Some(p), Some(start)) = (&mut self.profile, start) {
             let node = &self.graph.nodes[id];
             let kind = match node.op {
-                Op::Conv2d { kernel: 1, .. } => "conv2d 1x1",
-                Op::Conv2d { stride: 2, .. } => "conv2d strided",
+                Op::Conv2d(Conv2d { kernel: 1, .. }) => "conv2d 1x1",
+                Op::Conv2d(Conv2d { stride: 2, .. }) => "conv2d strided",
                 _ => node.op.kind(),
             };
             let e = p.entry(kind).or_default();
@@ -223,17 +224,17 @@ impl<T: Real> Engine<T> {
         let inp = |k: usize| Self::input(vals, node.inputs[k]);
         let in_shape = |k: usize| &self.graph.nodes[node.inputs[k]].shape;
         match node.op {
-            Op::Input { .. } => y.copy_from_slice(x),
-            Op::Timestep => y.copy_from_slice(t),
-            Op::TimestepEmbedding { dim } => embedding::forward(dim, inp(0), &mut y),
-            Op::Linear { in_features, out_features } => {
+            Op::Input(_) => y.copy_from_slice(x),
+            Op::Timestep(_) => y.copy_from_slice(t),
+            Op::TimestepEmbedding(TimestepEmbedding { dim }) => embedding::forward(dim, inp(0), &mut y),
+            Op::Linear(Linear { in_features, out_features }) => {
                 linear::forward(n, in_features, out_features, inp(0), params[ps], params[ps + 1], &mut y)
             }
-            Op::Conv2d { .. } => {
+            Op::Conv2d(_) => {
                 let geom = conv_geom(&node.op, in_shape(0), &node.shape);
                 conv::forward(&mut self.workers, &geom, n, inp(0), params[ps], params[ps + 1], &mut y);
             }
-            Op::GroupNorm { groups, channels, eps } => {
+            Op::GroupNorm(GroupNorm { groups, channels, eps }) => {
                 let geom = norm::GroupNormGeom {
                     channels,
                     hw: node.shape.numel() / channels,
@@ -250,22 +251,22 @@ impl<T: Real> Engine<T> {
                     self.pool.give(stats);
                 }
             }
-            Op::Silu => activation::silu_forward(inp(0), &mut y),
-            Op::Add => elementwise::add(inp(0), inp(1), &mut y),
-            Op::AddChannelBias => {
+            Op::Silu(_) => activation::silu_forward(inp(0), &mut y),
+            Op::Add(_) => elementwise::add(inp(0), inp(1), &mut y),
+            Op::AddChannelBias(_) => {
                 let c = node.shape.channels().unwrap_or(1);
                 elementwise::add_channel_bias(node.shape.numel() / c, inp(0), inp(1), &mut y)
             }
-            Op::Concat => {
+            Op::Concat(_) => {
                 let ins: Vec<&[T]> = (0..node.inputs.len()).map(inp).collect();
                 let sizes: Vec<usize> = (0..node.inputs.len()).map(|k| in_shape(k).numel()).collect();
                 elementwise::concat(&ins, &sizes, &mut y);
             }
-            Op::UpsampleNearest { scale } => {
+            Op::UpsampleNearest(UpsampleNearest { scale }) => {
                 let (c, h, w) = in_shape(0).as_image().expect("checked image");
                 upsample::forward(n * c, h, w, scale, inp(0), &mut y);
             }
-            Op::Attention { channels, heads } => {
+            Op::Attention(Attention { channels, heads }) => {
                 let geom =
                     attention::AttentionGeom { channels, heads, positions: node.shape.numel() / channels };
                 attention::forward(&mut self.workers, &geom, n, inp(0), &mut y);
@@ -354,8 +355,8 @@ impl<T: Real> Engine<T> {
         let in_len = |k: usize| n * in_shapes[k].numel();
         let ps = self.param_start[id];
         match op {
-            Op::Input { .. } | Op::Timestep | Op::TimestepEmbedding { .. } => self.pool.give(g),
-            Op::Linear { in_features, out_features } => {
+            Op::Input(_) | Op::Timestep(_) | Op::TimestepEmbedding(_) => self.pool.give(g),
+            Op::Linear(Linear { in_features, out_features }) => {
                 let mut dx = want[0].then(|| self.pool.take(in_len(0)));
                 let (dw, db) = two_mut(grads, ps);
                 let x = Self::input(&self.values, inputs[0]);
@@ -365,7 +366,7 @@ impl<T: Real> Engine<T> {
                     self.accumulate(inputs[0], dx);
                 }
             }
-            Op::Conv2d { .. } => {
+            Op::Conv2d(_) => {
                 let geom = conv_geom(&op, &in_shapes[0], &out_shape);
                 let mut dx = want[0].then(|| self.pool.take(in_len(0)));
                 let (dw, db) = two_mut(grads, ps);
@@ -376,29 +377,29 @@ impl<T: Real> Engine<T> {
                     self.accumulate(inputs[0], dx);
                 }
             }
-            Op::GroupNorm { .. } => self.backward_group_norm(id, params, g, grads, false),
-            Op::Silu if self.fused_from[id].is_some() => {
+            Op::GroupNorm(_) => self.backward_group_norm(id, params, g, grads, false),
+            Op::Silu(_) if self.fused_from[id].is_some() => {
                 let norm_id = self.fused_from[id].expect("checked");
                 self.backward_group_norm(norm_id, params, g, grads, true);
             }
-            Op::Silu => {
+            Op::Silu(_) => {
                 activation::silu_backward_in_place(Self::input(&self.values, inputs[0]), &mut g);
                 self.accumulate(inputs[0], g);
             }
-            Op::Add => {
+            Op::Add(_) => {
                 let mut copy = self.pool.take(g.len());
                 copy.copy_from_slice(&g);
                 self.accumulate(inputs[0], copy);
                 self.accumulate(inputs[1], g);
             }
-            Op::AddChannelBias => {
+            Op::AddChannelBias(_) => {
                 let c = out_shape.channels().unwrap_or(1);
                 let mut db = self.pool.take(n * c);
                 elementwise::add_channel_bias_backward(out_shape.numel() / c, &g, &mut db);
                 self.accumulate(inputs[1], db);
                 self.accumulate(inputs[0], g);
             }
-            Op::Concat => {
+            Op::Concat(_) => {
                 let total = out_shape.numel();
                 let mut offset = 0;
                 for (k, &v) in inputs.iter().enumerate() {
@@ -412,14 +413,14 @@ impl<T: Real> Engine<T> {
                 }
                 self.pool.give(g);
             }
-            Op::UpsampleNearest { scale } => {
+            Op::UpsampleNearest(UpsampleNearest { scale }) => {
                 let (c, h, w) = in_shapes[0].as_image().expect("checked image");
                 let mut dx = self.pool.take(in_len(0));
                 upsample::backward(n * c, h, w, scale, &g, &mut dx);
                 self.pool.give(g);
                 self.accumulate(inputs[0], dx);
             }
-            Op::Attention { channels, heads } => {
+            Op::Attention(Attention { channels, heads }) => {
                 let geom =
                     attention::AttentionGeom { channels, heads, positions: out_shape.numel() / channels };
                 let mut dx = self.pool.take(in_len(0));
@@ -444,7 +445,9 @@ impl<T: Real> Engine<T> {
     ) {
         let n = self.batch;
         let node = &self.graph.nodes[id];
-        let Op::GroupNorm { groups, channels, eps } = node.op else { unreachable!("a group norm node") };
+        let Op::GroupNorm(GroupNorm { groups, channels, eps }) = node.op else {
+            unreachable!("a group norm node")
+        };
         let geom =
             norm::GroupNormGeom { channels, hw: node.shape.numel() / channels, groups, eps: eps as f64 };
         let input = node.inputs[0];
@@ -479,7 +482,7 @@ fn two_mut<'a, T>(grads: &'a mut [&mut [T]], ps: usize) -> (&'a mut [T], &'a mut
 }
 
 fn conv_geom(op: &Op, input: &Shape, output: &Shape) -> conv::ConvGeom {
-    let Op::Conv2d { in_channels, out_channels, kernel, stride, padding } = *op else {
+    let Op::Conv2d(Conv2d { in_channels, out_channels, kernel, stride, padding }) = *op else {
         unreachable!("conv_geom on a non-conv op")
     };
     let (_, h, w) = input.as_image().expect("checked image");

@@ -13,6 +13,10 @@ use ndarray::ArrayD;
 
 use super::builder::{attribute, tensor_f32, Attr, GraphBuilder};
 use crate::graph::{Node, Op};
+use crate::ops::{
+    attention::Attention, conv2d::Conv2d, group_norm::GroupNorm, linear::Linear,
+    timestep_embedding::TimestepEmbedding, upsample_nearest::UpsampleNearest,
+};
 
 /// Lowers nodes one by one into a [`GraphBuilder`].
 pub struct Lowerer<'p> {
@@ -52,8 +56,8 @@ impl<'p> Lowerer<'p> {
         let name = node.name.as_str();
         let step = |s: &str| format!("{name}/{s}");
         match node.op {
-            Op::Input { .. } | Op::Timestep => unreachable!("graph inputs are not lowered"),
-            Op::TimestepEmbedding { dim } => {
+            Op::Input(_) | Op::Timestep(_) => unreachable!("graph inputs are not lowered"),
+            Op::TimestepEmbedding(TimestepEmbedding { dim }) => {
                 // Arguments in f64: t * freq reaches ~1000 rad, where f32 rounding would already
                 // move sin/cos by ~1e-4.
                 let half = dim / 2;
@@ -71,7 +75,7 @@ impl<'p> Lowerer<'p> {
                 self.b.node("Concat", &cat, &[&sin, &cos], &[&cat], vec![attribute("axis", Attr::Int(1))]);
                 self.b.node("Cast", name, &[&cat], &[out], vec![attribute("to", Attr::Int(1))]);
             }
-            Op::Linear { in_features, out_features } => {
+            Op::Linear(Linear { in_features, out_features }) => {
                 let w = self.weight(node, "weight", &[out_features, in_features]);
                 let bias = self.weight(node, "bias", &[out_features]);
                 self.b.node(
@@ -82,7 +86,7 @@ impl<'p> Lowerer<'p> {
                     vec![attribute("transB", Attr::Int(1))],
                 );
             }
-            Op::Conv2d { in_channels, out_channels, kernel, stride, padding } => {
+            Op::Conv2d(Conv2d { in_channels, out_channels, kernel, stride, padding }) => {
                 let w = self.weight(node, "weight", &[out_channels, in_channels, kernel, kernel]);
                 let bias = self.weight(node, "bias", &[out_channels]);
                 let (k, s, p) = (kernel as i64, stride as i64, padding as i64);
@@ -98,7 +102,7 @@ impl<'p> Lowerer<'p> {
                     ],
                 );
             }
-            Op::GroupNorm { groups, channels, eps } => {
+            Op::GroupNorm(GroupNorm { groups, channels, eps }) => {
                 let eps_attr = || vec![attribute("epsilon", Attr::Float(eps))];
                 if groups == channels {
                     // One channel per group is exactly instance norm, affine included.
@@ -121,21 +125,21 @@ impl<'p> Lowerer<'p> {
                 self.b.node("Mul", &scaled, &[&back, &w], &[&scaled], vec![]);
                 self.b.node("Add", name, &[&scaled, &bias], &[out], vec![]);
             }
-            Op::Silu => {
+            Op::Silu(_) => {
                 let sig = step("sigmoid");
                 self.b.node("Sigmoid", &sig, &[ins[0]], &[&sig], vec![]);
                 self.b.node("Mul", name, &[ins[0], &sig], &[out], vec![]);
             }
-            Op::Add => self.b.node("Add", name, &[ins[0], ins[1]], &[out], vec![]),
-            Op::AddChannelBias => {
+            Op::Add(_) => self.b.node("Add", name, &[ins[0], ins[1]], &[out], vec![]),
+            Op::AddChannelBias(_) => {
                 // [N, C] -> [N, C, 1, 1], broadcast over H, W.
                 let axes = self.b.const_i64(&[2, 3]);
                 let u = step("unsqueeze");
                 self.b.node("Unsqueeze", &u, &[ins[1], &axes], &[&u], vec![]);
                 self.b.node("Add", name, &[ins[0], &u], &[out], vec![]);
             }
-            Op::Concat => self.b.node("Concat", name, ins, &[out], vec![attribute("axis", Attr::Int(1))]),
-            Op::UpsampleNearest { scale } => {
+            Op::Concat(_) => self.b.node("Concat", name, ins, &[out], vec![attribute("axis", Attr::Int(1))]),
+            Op::UpsampleNearest(UpsampleNearest { scale }) => {
                 // asymmetric + floor: output pixel i reads input floor(i / scale), an exact repeat.
                 let s = scale as f32;
                 let scales = self.b.const_f32(&format!("scales{scale}"), &[4], &[1.0, 1.0, s, s]);
@@ -151,7 +155,9 @@ impl<'p> Lowerer<'p> {
                     ],
                 );
             }
-            Op::Attention { channels, heads } => self.attention(node, ins[0], out, channels, heads),
+            Op::Attention(Attention { channels, heads }) => {
+                self.attention(node, ins[0], out, channels, heads)
+            }
         }
     }
 

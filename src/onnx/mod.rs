@@ -62,7 +62,7 @@ pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelP
     let live = live_nodes(graph);
     let mut lowerer = lower::Lowerer::new(params.by_name().into_iter().collect());
     for (id, node) in graph.nodes.iter().enumerate() {
-        if !live.contains(&id) || matches!(node.op, Op::Input { .. } | Op::Timestep) {
+        if !live.contains(&id) || matches!(node.op, Op::Input(_) | Op::Timestep(_)) {
             continue;
         }
         let ins: Vec<&str> = node.inputs.iter().map(|&i| value_names[i].as_str()).collect();
