@@ -1,7 +1,11 @@
 //! Elementwise sum of two inputs of the same shape.
 
 use super::{arity, ParamSpec, PrimitiveOp, ShapeError};
-use crate::graph::Shape;
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::elementwise;
+use crate::interp::Real;
+use crate::onnx::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Add;
@@ -26,6 +30,26 @@ impl PrimitiveOp for Add {
 
     fn flops(&self, _: &[&Shape], output: &Shape) -> u128 {
         output.numel() as u128
+    }
+
+    fn backward_keeps_inputs(&self) -> bool {
+        false
+    }
+
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        elementwise::add(cx.inputs[0], cx.inputs[1], cx.out);
+    }
+
+    /// Both inputs receive dy.
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+        let mut copy = cx.pool.take(dy.len());
+        copy.copy_from_slice(&dy);
+        cx.input_grads.push((0, copy));
+        cx.input_grads.push((1, dy));
+    }
+
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        cx.b.node("Add", &node.name, &[ins[0], ins[1]], &[out], vec![]);
     }
 }
 

@@ -1,7 +1,12 @@
 //! Concatenation along channels of two or more [Ci, H, W] inputs with equal H, W.
 
 use super::{image, ParamSpec, PrimitiveOp, ShapeError};
-use crate::graph::Shape;
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::elementwise;
+use crate::interp::Real;
+use crate::onnx::builder::{attribute, Attr};
+use crate::onnx::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Concat;
@@ -33,6 +38,35 @@ impl PrimitiveOp for Concat {
 
     fn flops(&self, _: &[&Shape], _: &Shape) -> u128 {
         0
+    }
+
+    fn backward_keeps_inputs(&self) -> bool {
+        false
+    }
+
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        let sizes: Vec<usize> = cx.input_shapes.iter().map(|s| s.numel()).collect();
+        elementwise::concat(cx.inputs, &sizes, cx.out);
+    }
+
+    /// Each input receives its own channels of dy.
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+        let total = cx.shape.numel();
+        let mut offset = 0;
+        for (k, s) in cx.input_shapes.iter().enumerate() {
+            let len = s.numel();
+            if cx.wants[k] {
+                let mut dx = cx.pool.take(cx.batch * len);
+                elementwise::concat_backward(total, offset, len, &dy, &mut dx);
+                cx.input_grads.push((k, dx));
+            }
+            offset += len;
+        }
+        cx.pool.give(dy);
+    }
+
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        cx.b.node("Concat", &node.name, ins, &[out], vec![attribute("axis", Attr::Int(1))]);
     }
 }
 

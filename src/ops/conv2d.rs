@@ -1,8 +1,14 @@
 //! 2-D convolution, square kernel, zero padding: [Cin, H, W] -> [Cout, H', W'] with
 //! H' = (H + 2 * padding - kernel) / stride + 1. Params: weight [Cout, Cin, k, k], bias [Cout].
 
+use super::exec::weight_and_bias;
 use super::{arity, image, Init, Param, ParamSpec, PrimitiveOp, ShapeError};
-use crate::graph::Shape;
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::conv;
+use crate::interp::Real;
+use crate::onnx::builder::{attribute, Attr};
+use crate::onnx::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conv2d {
@@ -11,6 +17,26 @@ pub struct Conv2d {
     pub kernel: usize,
     pub stride: usize,
     pub padding: usize,
+}
+
+impl Conv2d {
+    /// The kernels' view of this conv on an input of shape `input` giving `output`.
+    fn geom(&self, input: &Shape, output: &Shape) -> conv::ConvGeom {
+        let (_, h, w) = input.as_image().expect("checked image");
+        let (_, ho, wo) = output.as_image().expect("checked image");
+        let (cin, cout, k, stride, pad) =
+            (self.in_channels, self.out_channels, self.kernel, self.stride, self.padding);
+        conv::ConvGeom { cin, cout, k, stride, pad, h, w, ho, wo }
+    }
+
+    /// Profiles time pointwise and strided convs apart: their kernels differ.
+    pub fn profile_label(&self) -> &'static str {
+        match (self.kernel, self.stride) {
+            (1, _) => "conv2d 1x1",
+            (_, 2) => "conv2d strided",
+            (_, _) => "conv2d",
+        }
+    }
 }
 
 impl PrimitiveOp for Conv2d {
@@ -55,6 +81,43 @@ impl PrimitiveOp for Conv2d {
 
     fn flops(&self, _: &[&Shape], output: &Shape) -> u128 {
         2 * (self.in_channels * self.kernel * self.kernel) as u128 * output.numel() as u128
+    }
+
+    /// dW = dy * x (as im2col columns) needs x.
+    fn backward_keeps_inputs(&self) -> bool {
+        true
+    }
+
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        let geom = self.geom(cx.input_shapes[0], cx.shape);
+        conv::forward(cx.workers, &geom, cx.batch, cx.inputs[0], cx.params[0], cx.params[1], cx.out);
+    }
+
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+        let geom = self.geom(cx.input_shapes[0], cx.shape);
+        let mut dx = cx.wants[0].then(|| cx.pool.take(cx.batch * cx.input_shapes[0].numel()));
+        let (dw, db) = weight_and_bias(cx.param_grads);
+        let (x, w) = (cx.inputs[0], cx.params[0]);
+        conv::backward(cx.workers, &geom, cx.batch, x, w, &dy, dx.as_deref_mut(), dw, db);
+        cx.pool.give(dy);
+        cx.input_grads.extend(dx.map(|dx| (0, dx)));
+    }
+
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        let w = cx.weight(node, "weight", &[self.out_channels, self.in_channels, self.kernel, self.kernel]);
+        let bias = cx.weight(node, "bias", &[self.out_channels]);
+        let (k, s, p) = (self.kernel as i64, self.stride as i64, self.padding as i64);
+        cx.b.node(
+            "Conv",
+            &node.name,
+            &[ins[0], &w, &bias],
+            &[out],
+            vec![
+                attribute("kernel_shape", Attr::Ints(&[k, k])),
+                attribute("strides", Attr::Ints(&[s, s])),
+                attribute("pads", Attr::Ints(&[p, p, p, p])),
+            ],
+        );
     }
 }
 

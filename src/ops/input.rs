@@ -1,7 +1,10 @@
 //! The noisy image `x`: [C, H, W] per image. Exactly one per graph; it reads nothing.
 
 use super::{arity, ParamSpec, PrimitiveOp, ShapeError};
-use crate::graph::Shape;
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::Real;
+use crate::onnx::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Input {
@@ -27,6 +30,23 @@ impl PrimitiveOp for Input {
     fn flops(&self, _: &[&Shape], _: &Shape) -> u128 {
         0
     }
+
+    fn backward_keeps_inputs(&self) -> bool {
+        false
+    }
+
+    /// Copies the batch's images (the engine passes them as the only input).
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        cx.out.copy_from_slice(cx.inputs[0]);
+    }
+
+    /// Nothing upstream: the engine reads the image gradient off this node when asked.
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+        cx.pool.give(dy);
+    }
+
+    /// Nothing to emit: the exporter declares `x` as a graph input.
+    fn lower_onnx(&self, _: &mut Lowerer<'_>, _: &Node, _: &[&str], _: &str) {}
 }
 
 #[cfg(test)]

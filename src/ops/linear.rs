@@ -1,7 +1,13 @@
 //! y = x W^T + b: [in] -> [out]. Params: weight [out, in], bias [out].
 
+use super::exec::weight_and_bias;
 use super::{arity, vector, Init, ParamSpec, PrimitiveOp, ShapeError};
-use crate::graph::Shape;
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::linear;
+use crate::interp::Real;
+use crate::onnx::builder::{attribute, Attr};
+use crate::onnx::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Linear {
@@ -33,6 +39,32 @@ impl PrimitiveOp for Linear {
 
     fn flops(&self, _: &[&Shape], output: &Shape) -> u128 {
         2 * self.in_features as u128 * output.numel() as u128
+    }
+
+    /// dW = dy^T x needs x.
+    fn backward_keeps_inputs(&self) -> bool {
+        true
+    }
+
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        let (i, o) = (self.in_features, self.out_features);
+        linear::forward(cx.batch, i, o, cx.inputs[0], cx.params[0], cx.params[1], cx.out);
+    }
+
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+        let (i, o, n) = (self.in_features, self.out_features, cx.batch);
+        let mut dx = cx.wants[0].then(|| cx.pool.take(n * i));
+        let (dw, db) = weight_and_bias(cx.param_grads);
+        linear::backward(n, i, o, cx.inputs[0], cx.params[0], &dy, dx.as_deref_mut(), dw, db);
+        cx.pool.give(dy);
+        cx.input_grads.extend(dx.map(|dx| (0, dx)));
+    }
+
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        let w = cx.weight(node, "weight", &[self.out_features, self.in_features]);
+        let bias = cx.weight(node, "bias", &[self.out_features]);
+        let trans_b = vec![attribute("transB", Attr::Int(1))];
+        cx.b.node("Gemm", &node.name, &[ins[0], &w, &bias], &[out], trans_b);
     }
 }
 

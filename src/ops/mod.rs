@@ -9,6 +9,7 @@
 //! not compile.
 
 mod error;
+mod exec;
 
 pub mod add;
 pub mod add_channel_bias;
@@ -29,6 +30,7 @@ pub use attention::Attention;
 pub use concat::Concat;
 pub use conv2d::Conv2d;
 pub use error::{Param, Rank, ShapeError};
+pub use exec::{Backward, Forward};
 pub use group_norm::GroupNorm;
 pub use input::Input;
 pub use linear::Linear;
@@ -37,7 +39,9 @@ pub use timestep::Timestep;
 pub use timestep_embedding::TimestepEmbedding;
 pub use upsample_nearest::UpsampleNearest;
 
-use crate::graph::Shape;
+use crate::graph::{Node, Shape};
+use crate::interp::Real;
+use crate::onnx::lower::Lowerer;
 
 /// How a parameter tensor is initialised (PyTorch's defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,6 +85,23 @@ pub trait PrimitiveOp {
     /// passed [`Self::infer_shape`]. Wide so that the checker can refuse sizes whose count
     /// would not fit the tables' `u64` before anything overflows.
     fn flops(&self, inputs: &[&Shape], output: &Shape) -> u128;
+
+    /// Whether [`Self::backward`] reads the inputs' forward values: the engine then keeps them
+    /// alive until this node's backward has run, and frees them after their last forward
+    /// reader otherwise.
+    fn backward_keeps_inputs(&self) -> bool;
+
+    /// Computes the output for a batch (the interpreter's forward).
+    fn forward<T: Real>(&self, cx: Forward<'_, T>);
+
+    /// From `dy`, the gradient of the output, writes the parameters' gradients and hands the
+    /// inputs' gradients to the engine; `dy` goes back to the pool or becomes one of them.
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>);
+
+    /// Emits the ONNX nodes computing `node` from the values named `ins` into the value `out`.
+    /// The node carrying the result is named like `node` (`down1.conv`), helpers
+    /// `<node>/<step>`; shapes that depend on N, H or W are read at run time.
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str);
 }
 
 /// Requires exactly `n` inputs.
@@ -141,6 +162,22 @@ macro_rules! registry {
 
             pub fn flops(&self, inputs: &[&Shape], output: &Shape) -> u128 {
                 match self { $(Op::$variant(op) => op.flops(inputs, output),)* }
+            }
+
+            pub fn backward_keeps_inputs(&self) -> bool {
+                match self { $(Op::$variant(op) => op.backward_keeps_inputs(),)* }
+            }
+
+            pub fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+                match self { $(Op::$variant(op) => op.forward(cx),)* }
+            }
+
+            pub fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+                match self { $(Op::$variant(op) => op.backward(cx, dy),)* }
+            }
+
+            pub fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+                match self { $(Op::$variant(op) => op.lower_onnx(cx, node, ins, out),)* }
             }
         }
     };

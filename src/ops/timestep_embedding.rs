@@ -3,7 +3,12 @@
 //! out = [sin(t * freq_0..half), cos(t * freq_0..half)]  (the diffusers convention, shift 0).
 
 use super::{arity, Param, ParamSpec, PrimitiveOp, Rank, ShapeError};
-use crate::graph::Shape;
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::embedding;
+use crate::interp::Real;
+use crate::onnx::builder::{attribute, Attr};
+use crate::onnx::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimestepEmbedding {
@@ -36,6 +41,39 @@ impl PrimitiveOp for TimestepEmbedding {
 
     fn flops(&self, _: &[&Shape], _: &Shape) -> u128 {
         3 * self.dim as u128
+    }
+
+    fn backward_keeps_inputs(&self) -> bool {
+        false
+    }
+
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        embedding::forward(self.dim, cx.inputs[0], cx.out);
+    }
+
+    /// Its only input is the timestep, which takes no gradient.
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+        cx.pool.give(dy);
+    }
+
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        let name = node.name.as_str();
+        let step = |s: &str| format!("{name}/{s}");
+        // Arguments in f64: t * freq reaches ~1000 rad, where f32 rounding would already
+        // move sin/cos by ~1e-4.
+        let half = self.dim / 2;
+        let freqs: Vec<f64> = (0..half).map(|i| (-(10000f64.ln()) * i as f64 / half as f64).exp()).collect();
+        let freqs = cx.b.const_f64(&format!("timestep_freqs{half}"), &[1, half], &freqs);
+        let axes = cx.b.const_i64(&[1]);
+        let (t64, t2, arg, sin, cos, cat) =
+            (step("cast"), step("unsqueeze"), step("arg"), step("sin"), step("cos"), step("concat"));
+        cx.b.node("Cast", &t64, &[ins[0]], &[&t64], vec![attribute("to", Attr::Int(11))]);
+        cx.b.node("Unsqueeze", &t2, &[&t64, &axes], &[&t2], vec![]);
+        cx.b.node("Mul", &arg, &[&t2, &freqs], &[&arg], vec![]);
+        cx.b.node("Sin", &sin, &[&arg], &[&sin], vec![]);
+        cx.b.node("Cos", &cos, &[&arg], &[&cos], vec![]);
+        cx.b.node("Concat", &cat, &[&sin, &cos], &[&cat], vec![attribute("axis", Attr::Int(1))]);
+        cx.b.node("Cast", name, &[&cat], &[out], vec![attribute("to", Attr::Int(1))]);
     }
 }
 
