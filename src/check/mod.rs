@@ -503,14 +503,70 @@ impl<'f> Build<'f> {
         }
     }
 
-    /// Why spatial sizes may not line up: a conv that resizes, else odd sizes through downsampling.
-    fn size_help(&self) -> String {
-        match self.resizing_convs.first() {
-            Some(conv) => format!("{conv}; a stride-1 conv keeps the size when padding = (kernel - 1) / 2"),
-            None => "a downsample rounds an odd size up (7 -> 4) and the upsample doubles it (4 -> 8), \
-                     so the sizes no longer line up; check the input size and the number of downsamples"
-                .to_string(),
+    /// Why spatial sizes do not line up, the most concrete cause first: a stride-1 conv that
+    /// resizes; downsamples and upsamples that do not pair up; a skip taken from another level
+    /// (`pair`: the main input of a concat or add, then the other one); else odd sizes that a
+    /// downsample rounds up.
+    fn size_help(&self, at: Option<&BlockDecl>, pair: Option<[(&str, NodeId); 2]>) -> String {
+        if let Some(conv) = self.resizing_convs.first() {
+            return format!("{conv}; a stride-1 conv keeps the size when padding = (kernel - 1) / 2");
         }
+        let hw = |id: NodeId| match self.shape_of(id).as_image() {
+            Some((_, h, w)) => format!("{h}x{w}"),
+            None => self.shape_of(id).to_string(),
+        };
+        let sizes = pair
+            .map(|[(main, m), (other, o)]| format!("`{other}` is at {} and `{main}` at {}", hw(o), hw(m)));
+        let count = |kind: OpKind| {
+            self.file.blocks.iter().filter(|b| b.kind.as_ref().is_some_and(|k| k.value == kind)).count()
+        };
+        let (downs, ups) = (count(OpKind::Downsample), count(OpKind::Upsample));
+        if downs != ups {
+            let fix = if downs < ups {
+                "a downsample is missing on the way down (or an upsample is extra)"
+            } else {
+                "an upsample is missing on the way up (or a downsample is extra)"
+            };
+            let lead = sizes.map(|s| format!("{s}: ")).unwrap_or_default();
+            return format!(
+                "{lead}the model has {downs} downsample{} and {ups} upsample{}, so the decoder's levels do not \
+                 meet the encoder's; {fix}",
+                plural(downs),
+                plural(ups)
+            );
+        }
+        if let (Some(at), Some([(_, main), (_, other)]), Some(sizes)) = (at, pair, &sizes) {
+            if let Some(skip) = self.skip_at_size_of(at, main, other) {
+                return format!("{sizes}: did you mean the skip from `{skip}`, which is {}?", hw(main));
+            }
+        }
+        "a downsample rounds an odd size up (7 -> 4) and the upsample doubles it (4 -> 8), \
+         so the sizes no longer line up; check the input size and the number of downsamples"
+            .to_string()
+    }
+
+    /// A block computed before `at` whose output has `main`'s height and width, to replace the
+    /// input `other`: preferably of `other`'s kind (a resblock for a resblock's skip), then the
+    /// closest channel count, then the first in the file.
+    fn skip_at_size_of(&self, at: &BlockDecl, main: NodeId, other: NodeId) -> Option<&'f str> {
+        let (_, h, w) = self.shape_of(main).as_image()?;
+        let (oc, _, _) = self.shape_of(other).as_image()?;
+        let other_kind = (0..self.file.blocks.len())
+            .find(|&i| self.value[vertex_of_block(i).index()] == Some(other))
+            .and_then(|i| self.file.blocks[i].kind.as_ref().map(|k| k.value));
+        self.file
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.name != at.name)
+            .filter_map(|(i, b)| {
+                // blocks after `at` in the graph have no value yet
+                let id = self.value[vertex_of_block(i).index()]?;
+                let (c, bh, bw) = self.shape_of(id).as_image()?;
+                (id != main && id != other && (bh, bw) == (h, w)).then_some((b, c))
+            })
+            .min_by_key(|(b, c)| (b.kind.as_ref().map(|k| k.value) != other_kind, c.abs_diff(oc)))
+            .map(|(b, _)| b.name.as_str())
     }
 
     /// A primitive's shape rule that failed inside the block's expansion, reported at the
@@ -622,11 +678,17 @@ impl<'f> Build<'f> {
                     .map(|(r, &i)| format!("`{}` gives {}", r.value, self.shape_of(i)))
                     .collect();
                 let d = self.err(block, "in", message).expected(expected).found(described.join(", "));
-                if spatial {
-                    d.help(self.size_help())
-                } else {
-                    d
+                if !spatial {
+                    return d;
                 }
+                // The first input is the main path; the other one of the pair is the odd one out.
+                let pair = match &e.error {
+                    ShapeError::SpatialMismatch { inputs: (a, b), .. }
+                    | ShapeError::ShapeMismatch { inputs: (a, b), .. } => [*a, *b],
+                    _ => [0, 1],
+                }
+                .map(|k| (block.inputs[k].value.as_str(), ins[k]));
+                d.help(self.size_help(Some(block), Some(pair)))
             }
             ShapeError::Arity { .. } => self.err(block, "in", e.error.to_string()),
         };
@@ -691,15 +753,12 @@ impl<'f> Build<'f> {
         let mut help = String::from("the model predicts the noise added to `x`, so it must return x's shape");
         if let (Some((wc, wh, ww)), Some((gc, gh, gw))) = (want.as_image(), got.as_image()) {
             if wc != gc {
-                help.push_str(&format!(
-                    "; give `{}` {wc} output channels (e.g. `channels = \"input.channels\"`)",
-                    r.value
-                ));
+                help.push_str(&self.output_channels_help(&r.value, &want, wc));
             }
             if (wh, ww) != (gh, gw) {
                 self.spatial_mismatch = true;
                 help.push_str("; ");
-                help.push_str(&self.size_help());
+                help.push_str(&self.size_help(None, None));
             }
         }
         self.diags.push(
@@ -710,6 +769,30 @@ impl<'f> Build<'f> {
                 .found(format!("`{}` gives {got}", r.value))
                 .help(help),
         );
+    }
+
+    /// What to change when the output block `out` gives the wrong channel count: its own
+    /// `channels` when it has one; else another block that gives x's shape, or a conv to add.
+    fn output_channels_help(&self, out: &str, want: &Shape, channels: usize) -> String {
+        let block = self.file.blocks.iter().find(|b| b.name == out);
+        let kind = block.and_then(|b| b.kind.as_ref()).map(|k| k.value);
+        if kind.is_some_and(|k| k.fields().contains(&"channels")) {
+            return format!(
+                "; give `{out}` {channels} output channels (e.g. `channels = \"input.channels\"`)"
+            );
+        }
+        let keeps =
+            kind.map(|k| format!("; a `{}` keeps its input's channel count", k.name())).unwrap_or_default();
+        let fitting = self.file.blocks.iter().enumerate().find(|(i, b)| {
+            b.name != out
+                && self.value[vertex_of_block(*i).index()].is_some_and(|id| self.shape_of(id) == want)
+        });
+        match fitting {
+            Some((_, b)) => format!("{keeps}: did you mean `{}`, which gives {want}?", b.name),
+            None => format!(
+                "{keeps}: add a conv after `{out}` with `channels = \"input.channels\"` and make it the output"
+            ),
+        }
     }
 
     /// When sizes failed to line up, says whether the input size is the reason: each
@@ -837,6 +920,14 @@ impl<'a> BlockParams<'a> {
             | BlockOp::Concat
             | BlockOp::Add => BlockParams::default(),
         }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 
