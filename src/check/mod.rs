@@ -414,7 +414,7 @@ impl<'f> Build<'f> {
         match blocks::time_mlp(&mut self.builder, "time", t, time.dim.value, time.hidden.value) {
             Ok(id) => Some(id),
             Err(e) => {
-                let d = match e.error {
+                let d = match *e.error {
                     ShapeError::OutOfRange { param: Param::Dim, value, expected } => Diagnostic::error(
                         "the sinusoidal embedding needs an even dimension",
                         time.dim.span.clone(),
@@ -592,7 +592,7 @@ impl<'f> Build<'f> {
             Diagnostic::error(message, r.span.clone()).block(block.name.clone()).field(field)
         };
         let params = BlockParams::of(op);
-        let d = match &e.error {
+        let d = match &*e.error {
             ShapeError::WrongRank { input, expected, found } => match source(*input) {
                 Some((field, r)) => {
                     at(field, r, format!("`{}` does not produce {}", r.value, expected.noun()))
@@ -656,43 +656,45 @@ impl<'f> Build<'f> {
                 ))
                 .found(kernel.to_string())
                 .help("an empty output: use a smaller kernel or more padding"),
-            ShapeError::SpatialMismatch { .. } | ShapeError::ShapeMismatch { .. } => {
-                let spatial = match &e.error {
-                    ShapeError::ShapeMismatch { found: (a, b), .. } => a.0.get(1..) != b.0.get(1..),
-                    _ => true,
-                };
-                self.spatial_mismatch |= spatial;
-                let message = match op {
-                    BlockOp::Concat => "concat inputs differ in spatial size",
-                    _ => "add needs inputs of the same shape",
-                };
-                let expected = if matches!(op, BlockOp::Concat) {
-                    "inputs with equal height and width"
-                } else {
-                    "equal shapes"
-                };
-                let described: Vec<String> = block
-                    .inputs
-                    .iter()
-                    .zip(ins)
-                    .map(|(r, &i)| format!("`{}` gives {}", r.value, self.shape_of(i)))
-                    .collect();
-                let d = self.err(block, "in", message).expected(expected).found(described.join(", "));
-                if !spatial {
-                    return d;
+            ShapeError::SpatialMismatch { inputs: (a, b), .. } => match (source(*a), source(*b)) {
+                (Some((_, ra)), Some((_, rb))) => {
+                    let d = self.mismatch(block, ins, "concat inputs differ in spatial size");
+                    let pair = [(ra.value.as_str(), e.inputs[*a]), (rb.value.as_str(), e.inputs[*b])];
+                    self.spatial_mismatch = true;
+                    d.expected("inputs with equal height and width")
+                        .help(self.size_help(Some(block), Some(pair)))
                 }
-                // The first input is the main path; the other one of the pair is the odd one out.
-                let pair = match &e.error {
-                    ShapeError::SpatialMismatch { inputs: (a, b), .. }
-                    | ShapeError::ShapeMismatch { inputs: (a, b), .. } => [*a, *b],
-                    _ => [0, 1],
+                _ => self.inside(block, &e),
+            },
+            ShapeError::ShapeMismatch { inputs: (a, b), found: (sa, sb) } => match (source(*a), source(*b)) {
+                (Some((_, ra)), Some((_, rb))) => {
+                    let d = self
+                        .mismatch(block, ins, "add needs inputs of the same shape")
+                        .expected("equal shapes");
+                    if sa.0.get(1..) == sb.0.get(1..) {
+                        return d;
+                    }
+                    let pair = [(ra.value.as_str(), e.inputs[*a]), (rb.value.as_str(), e.inputs[*b])];
+                    self.spatial_mismatch = true;
+                    d.help(self.size_help(Some(block), Some(pair)))
                 }
-                .map(|k| (block.inputs[k].value.as_str(), ins[k]));
-                d.help(self.size_help(Some(block), Some(pair)))
-            }
+                _ => self.inside(block, &e),
+            },
             ShapeError::Arity { .. } => self.err(block, "in", e.error.to_string()),
         };
         d
+    }
+
+    /// Inputs that do not fit together, each named with its shape; the first input is the
+    /// main path, the other of the pair the odd one out.
+    fn mismatch(&self, block: &BlockDecl, ins: &[NodeId], message: &str) -> Diagnostic {
+        let described: Vec<String> = block
+            .inputs
+            .iter()
+            .zip(ins)
+            .map(|(r, &i)| format!("`{}` gives {}", r.value, self.shape_of(i)))
+            .collect();
+        self.err(block, "in", message).found(described.join(", "))
     }
 
     /// A rule that failed on a value made inside the block's own expansion (not one it reads).

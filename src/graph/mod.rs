@@ -97,7 +97,8 @@ pub struct NodeError {
     pub block: String,
     /// The node's inputs, so an error about input k can be traced to the value that fed it.
     pub inputs: Vec<NodeId>,
-    pub error: ShapeError,
+    /// Boxed: it carries shapes, and builders return this on every node's happy path too.
+    pub error: Box<ShapeError>,
 }
 
 /// Builds a [`Graph`] node by node, inferring each shape as it goes. Used by the model-file
@@ -130,7 +131,7 @@ impl GraphBuilder {
             node: name.clone(),
             block: block.clone(),
             inputs: inputs.to_vec(),
-            error,
+            error: Box::new(error),
         })?;
         let id = self.nodes.len();
         // The graph's two inputs are remembered; no other op needs a place here.

@@ -205,8 +205,12 @@ impl<T: Real> Engine<T> {
         out
     }
 
+    /// The value of `id`, alive by construction: [`Engine::new`] keeps each value until its last
+    /// forward reader and, for readers whose op keeps its inputs
+    /// ([`crate::ops::PrimitiveOp::backward_keeps_inputs`], which every op must state), until
+    /// their backward.
     fn input(values: &[Option<Vec<T>>], id: NodeId) -> &[T] {
-        values[id].as_deref().expect("interp: an input value was freed before its last reader (liveness bug)")
+        values[id].as_deref().expect("interp: a value is alive until its last reader")
     }
 
     fn eval_node(&mut self, id: NodeId, params: &[&[T]], x: &[T], t: &[T], train: bool) -> Vec<T> {

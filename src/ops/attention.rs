@@ -39,7 +39,7 @@ impl PrimitiveOp for Attention {
         if c != 3 * self.channels {
             return Err(ShapeError::ChannelMismatch { input: 0, expected: 3 * self.channels, found: c });
         }
-        if self.heads == 0 || self.channels % self.heads != 0 {
+        if self.heads == 0 || !self.channels.is_multiple_of(self.heads) {
             return Err(ShapeError::NotDivisible {
                 param: Param::Heads,
                 value: self.heads,

@@ -42,7 +42,7 @@ impl PrimitiveOp for GroupNorm {
         if c != self.channels {
             return Err(ShapeError::ChannelMismatch { input: 0, expected: self.channels, found: c });
         }
-        if self.groups == 0 || self.channels % self.groups != 0 {
+        if self.groups == 0 || !self.channels.is_multiple_of(self.groups) {
             return Err(ShapeError::NotDivisible {
                 param: Param::Groups,
                 value: self.groups,

@@ -29,7 +29,7 @@ impl PrimitiveOp for TimestepEmbedding {
         if !inputs[0].is_scalar() {
             return Err(ShapeError::WrongRank { input: 0, expected: Rank::Scalar, found: inputs[0].clone() });
         }
-        if self.dim < 2 || self.dim % 2 != 0 {
+        if self.dim < 2 || !self.dim.is_multiple_of(2) {
             return Err(ShapeError::OutOfRange {
                 param: Param::Dim,
                 value: self.dim,
