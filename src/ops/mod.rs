@@ -11,33 +11,8 @@
 mod error;
 mod exec;
 
-pub mod add;
-pub mod add_channel_bias;
-pub mod attention;
-pub mod concat;
-pub mod conv2d;
-pub mod group_norm;
-pub mod input;
-pub mod linear;
-pub mod silu;
-pub mod timestep;
-pub mod timestep_embedding;
-pub mod upsample_nearest;
-
-pub use add::Add;
-pub use add_channel_bias::AddChannelBias;
-pub use attention::Attention;
-pub use concat::Concat;
-pub use conv2d::Conv2d;
 pub use error::{Param, Rank, ShapeError};
 pub use exec::{Backward, Forward};
-pub use group_norm::GroupNorm;
-pub use input::Input;
-pub use linear::Linear;
-pub use silu::Silu;
-pub use timestep::Timestep;
-pub use timestep_embedding::TimestepEmbedding;
-pub use upsample_nearest::UpsampleNearest;
 
 use crate::graph::{Node, Shape};
 use crate::interp::Real;
@@ -131,18 +106,22 @@ pub(crate) fn vector(inputs: &[&Shape], k: usize) -> Result<usize, ShapeError> {
     })
 }
 
-/// The one list of primitive ops. Each line is `Variant(type)`; the macro generates the [`Op`]
-/// enum, `From` conversions and the exhaustive dispatch of every [`PrimitiveOp`] method.
+/// The one list of primitive ops. Each line is `module::Type`: the macro declares the module
+/// (`src/ops/module.rs`), re-exports its type, and generates the [`Op`] enum (variant `Type`),
+/// `From` conversions and the exhaustive dispatch of every [`PrimitiveOp`] method.
 macro_rules! registry {
-    ($($variant:ident($ty:ty)),* $(,)?) => {
+    ($($module:ident::$variant:ident),* $(,)?) => {
+        $(pub mod $module;
+        pub use $module::$variant;)*
+
         /// A primitive operation: one of the op modules' types.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Op {
-            $($variant($ty),)*
+            $($variant($variant),)*
         }
 
-        $(impl From<$ty> for Op {
-            fn from(op: $ty) -> Op {
+        $(impl From<$variant> for Op {
+            fn from(op: $variant) -> Op {
                 Op::$variant(op)
             }
         })*
@@ -184,18 +163,18 @@ macro_rules! registry {
 }
 
 registry! {
-    Input(input::Input),
-    Timestep(timestep::Timestep),
-    TimestepEmbedding(timestep_embedding::TimestepEmbedding),
-    Linear(linear::Linear),
-    Conv2d(conv2d::Conv2d),
-    GroupNorm(group_norm::GroupNorm),
-    Silu(silu::Silu),
-    Add(add::Add),
-    AddChannelBias(add_channel_bias::AddChannelBias),
-    Concat(concat::Concat),
-    UpsampleNearest(upsample_nearest::UpsampleNearest),
-    Attention(attention::Attention),
+    input::Input,
+    timestep::Timestep,
+    timestep_embedding::TimestepEmbedding,
+    linear::Linear,
+    conv2d::Conv2d,
+    group_norm::GroupNorm,
+    silu::Silu,
+    add::Add,
+    add_channel_bias::AddChannelBias,
+    concat::Concat,
+    upsample_nearest::UpsampleNearest,
+    attention::Attention,
 }
 
 impl Op {
