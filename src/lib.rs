@@ -18,6 +18,7 @@ pub mod image_io;
 pub mod interp;
 pub mod model;
 pub mod onnx;
+pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod rng;

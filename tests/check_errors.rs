@@ -262,3 +262,67 @@ fn a_conv_that_resizes_is_named_when_sizes_do_not_line_up() {
         d.help
     );
 }
+
+/// The one error of an edited unet.toml: at `line`, in `block`, with its help.
+fn only_error(r: &Report, line: usize, block: &str) -> String {
+    let located = r.located();
+    let errs: Vec<_> = located.iter().filter(|d| d.severity == Severity::Error).collect();
+    assert_eq!(errs.len(), 1, "{}", r.render());
+    assert_eq!((errs[0].line, errs[0].block), (line, Some(block)), "{}", r.render());
+    errs[0].help.expect("a help").to_string()
+}
+
+#[test]
+fn a_skip_from_the_wrong_level_names_the_block_at_the_right_size() {
+    let r = unet_edited("in = [\"up3\", \"enc2\"]", "in = [\"up3\", \"enc1\"]");
+    let help = only_error(&r, 35, "cat2");
+    assert_eq!(
+        help,
+        "`enc1` is at 28x28 and `up3` at 14x14: did you mean the skip from `enc2`, which is 14x14?"
+    );
+}
+
+#[test]
+fn a_deleted_downsample_is_named_as_unpaired_levels() {
+    // The user removes `down2` and feeds `enc2` straight into `enc3`.
+    let r = unet_edited(
+        "down2    = { op = \"downsample\", in = \"enc2\" }\nenc3     = { op = \"resblock\",   in = \"down2\",",
+        "enc3     = { op = \"resblock\",   in = \"enc2\",",
+    );
+    let help = only_error(&r, 34, "cat2");
+    assert!(
+        help.starts_with("`enc2` is at 14x14 and `up3` at 28x28: the model has 1 downsample and 2 upsamples"),
+        "{help}"
+    );
+    assert!(help.contains("a downsample is missing"), "{help}");
+    assert!(!help.contains("rounds an odd size"), "{help}");
+}
+
+#[test]
+fn an_output_block_without_channels_is_not_told_to_set_them() {
+    let r = unet_edited("output = \"out\"", "output = \"out_silu\"");
+    let help = only_error(&r, 8, "[model]");
+    assert!(
+        help.contains(
+            "a `silu` keeps its input's channel count: did you mean `out`, which gives [N, 1, 28, 28]?"
+        ),
+        "{help}"
+    );
+    assert!(!help.contains("channels = "), "{help}");
+    // With no block of x's shape, the fix is a conv.
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet.toml")).unwrap();
+    let src = src.replace("output = \"out\"", "output = \"out_silu\"");
+    let src = &src[..src.find("\nout      =").expect("the out block")];
+    let r = match model::from_bytes(Path::new("models/unet.toml"), src.as_bytes()) {
+        Err(ModelError::Invalid { report }) => *report,
+        other => panic!("expected errors, got {other:?}"),
+    };
+    let help = only_error(&r, 8, "[model]");
+    assert!(
+        help.ends_with(
+            "add a conv after `out_silu` with `channels = \"input.channels\"` and make it the output"
+        ),
+        "{help}"
+    );
+}

@@ -5,8 +5,9 @@ use mdc::graph::blocks::{self, mini_unet};
 mod common;
 
 use common::graph_of;
-use mdc::graph::{Graph, Op};
+use mdc::graph::Graph;
 use mdc::interp::{Engine, Executor};
+use mdc::ops::{Attention, Concat, Silu, TimestepEmbedding, UpsampleNearest};
 use mdc::params::Params;
 use mdc::rng::Rng;
 use ndarray::{Array1, Array4, Axis};
@@ -99,7 +100,7 @@ fn group_norm_matches_naive() {
 fn attention_matches_naive_with_documented_layout() {
     let (c, heads, h, w, batch) = (6, 3, 2, 3, 2);
     let g = graph_of(3 * c, h, w, |b, x, _| {
-        b.add("attn", "attn", Op::Attention { channels: c, heads }, &[x]).unwrap()
+        b.add("attn", "attn", Attention { channels: c, heads }, &[x]).unwrap()
     });
     let mut rng = Rng::new(3);
     let x = random(&mut rng, batch * 3 * c * h * w);
@@ -131,7 +132,7 @@ fn attention_matches_naive_with_documented_layout() {
 #[test]
 fn timestep_embedding_upsample_and_concat_match_their_definitions() {
     let dim = 6;
-    let g = graph_of(1, 1, 1, |b, _, t| b.add("e", "e", Op::TimestepEmbedding { dim }, &[t]).unwrap());
+    let g = graph_of(1, 1, 1, |b, _, t| b.add("e", "e", TimestepEmbedding { dim }, &[t]).unwrap());
     let t = [0.0, 7.0, 999.0];
     let got = run(&g, &[], &[0.0; 3], &t, 3);
     for (n, &tv) in t.iter().enumerate() {
@@ -142,10 +143,10 @@ fn timestep_embedding_upsample_and_concat_match_their_definitions() {
         }
     }
     let g = graph_of(2, 2, 3, |b, x, _| {
-        let u = b.add("u", "u", Op::UpsampleNearest { scale: 2 }, &[x]).unwrap();
-        let v = b.add("v", "v", Op::UpsampleNearest { scale: 2 }, &[x]).unwrap();
-        let s = b.add("s", "s", Op::Silu, &[v]).unwrap();
-        b.add("cat", "cat", Op::Concat, &[u, s]).unwrap()
+        let u = b.add("u", "u", UpsampleNearest { scale: 2 }, &[x]).unwrap();
+        let v = b.add("v", "v", UpsampleNearest { scale: 2 }, &[x]).unwrap();
+        let s = b.add("s", "s", Silu, &[v]).unwrap();
+        b.add("cat", "cat", Concat, &[u, s]).unwrap()
     });
     let mut rng = Rng::new(4);
     let x = random(&mut rng, 2 * 2 * 2 * 3);

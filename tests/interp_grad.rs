@@ -9,8 +9,9 @@ use mdc::graph::blocks::{self, mini_unet};
 mod common;
 
 use common::graph_of;
-use mdc::graph::{Graph, Op};
+use mdc::graph::Graph;
 use mdc::interp::{Engine, Executor};
+use mdc::ops::{Add, AddChannelBias, Attention, Concat, Linear, Silu, UpsampleNearest};
 use mdc::params::Params;
 use mdc::rng::Rng;
 use ndarray::{Array1, Array4};
@@ -131,13 +132,13 @@ fn group_norm_gradients_with_several_groups() {
 fn group_norm_silu_fused_and_unfused_gradients() {
     let fused = graph_of(6, 4, 3, |b, x, _| {
         let n = blocks::group_norm(b, "norm", "norm", x, 3).unwrap();
-        b.add("silu", "silu", Op::Silu, &[n]).unwrap()
+        b.add("silu", "silu", Silu, &[n]).unwrap()
     });
     check_graph(fused, 2, 20, 25);
     let unfused = graph_of(6, 4, 3, |b, x, _| {
         let n = blocks::group_norm(b, "norm", "norm", x, 3).unwrap();
-        let s = b.add("silu", "silu", Op::Silu, &[n]).unwrap();
-        b.add("add", "add", Op::Add, &[s, n]).unwrap()
+        let s = b.add("silu", "silu", Silu, &[n]).unwrap();
+        b.add("add", "add", Add, &[s, n]).unwrap()
     });
     check_graph(unfused, 2, 20, 26);
 }
@@ -146,7 +147,7 @@ fn group_norm_silu_fused_and_unfused_gradients() {
 fn attention_gradients_with_several_heads() {
     for (i, heads) in [1, 2, 4].into_iter().enumerate() {
         let g = graph_of(12, 3, 4, |b, x, _| {
-            b.add("attn", "attn", Op::Attention { channels: 4, heads }, &[x]).unwrap()
+            b.add("attn", "attn", Attention { channels: 4, heads }, &[x]).unwrap()
         });
         check_graph(g, 2, 30, 30 + i as u64);
     }
@@ -157,16 +158,16 @@ fn attention_gradients_with_several_heads() {
 
 #[test]
 fn silu_add_and_upsample_gradients() {
-    let g = graph_of(3, 4, 5, |b, x, _| b.add("silu", "silu", Op::Silu, &[x]).unwrap());
+    let g = graph_of(3, 4, 5, |b, x, _| b.add("silu", "silu", Silu, &[x]).unwrap());
     check_graph(g, 2, 30, 40);
     // add with x feeding both sides (through a conv), so gradients must accumulate
     let g = graph_of(3, 4, 5, |b, x, _| {
         let c = blocks::conv(b, "conv", "conv", x, 3, 3, 1, 1).unwrap();
-        b.add("add", "add", Op::Add, &[c, x]).unwrap()
+        b.add("add", "add", Add, &[c, x]).unwrap()
     });
     check_graph(g, 2, 12, 41);
     for (i, scale) in [2, 3].into_iter().enumerate() {
-        let g = graph_of(2, 3, 4, |b, x, _| b.add("up", "up", Op::UpsampleNearest { scale }, &[x]).unwrap());
+        let g = graph_of(2, 3, 4, |b, x, _| b.add("up", "up", UpsampleNearest { scale }, &[x]).unwrap());
         check_graph(g, 2, 20, 42 + i as u64);
     }
 }
@@ -176,7 +177,7 @@ fn concat_of_three_inputs_gradients() {
     let g = graph_of(2, 4, 3, |b, x, _| {
         let a = blocks::conv(b, "a", "a", x, 3, 3, 1, 1).unwrap();
         let c = blocks::conv(b, "c", "c", x, 1, 1, 1, 0).unwrap();
-        let cat = b.add("cat", "cat", Op::Concat, &[a, x, c]).unwrap();
+        let cat = b.add("cat", "cat", Concat, &[a, x, c]).unwrap();
         blocks::conv(b, "out", "out", cat, 2, 3, 1, 1).unwrap()
     });
     check_graph(g, 2, 12, 50);
@@ -187,8 +188,8 @@ fn timestep_embedding_linear_and_channel_bias_gradients() {
     // t -> embedding -> linear -> silu -> linear, broadcast-added to x's channels
     let g = graph_of(4, 3, 3, |b, x, t| {
         let temb = blocks::time_mlp(b, "time", t, 6, 5).unwrap();
-        let proj = b.add("proj", "proj", Op::Linear { in_features: 5, out_features: 4 }, &[temb]).unwrap();
-        b.add("bias", "bias", Op::AddChannelBias, &[x, proj]).unwrap()
+        let proj = b.add("proj", "proj", Linear { in_features: 5, out_features: 4 }, &[temb]).unwrap();
+        b.add("bias", "bias", AddChannelBias, &[x, proj]).unwrap()
     });
     check_graph(g, 3, 16, 60);
 }

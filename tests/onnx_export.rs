@@ -89,7 +89,7 @@ fn export_cli_writes_a_self_contained_model() {
         assert!(primitive.contains(base), "ONNX node {} does not name a model node", n.name());
     }
     for n in &model.graph.nodes {
-        if !matches!(n.op, mdc::graph::Op::Input { .. } | mdc::graph::Op::Timestep) {
+        if !matches!(n.op, mdc::graph::Op::Input(_) | mdc::graph::Op::Timestep(_)) {
             assert!(onnx_names.contains(n.name.as_str()), "model node {} has no ONNX node", n.name);
         }
     }

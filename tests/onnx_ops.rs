@@ -3,7 +3,12 @@
 
 mod onnx_common;
 
-use mdc::graph::{Graph, GraphBuilder, Op};
+use mdc::graph::{Graph, GraphBuilder};
+
+use mdc::ops::{
+    Add, AddChannelBias, Attention, Concat, Conv2d, GroupNorm, Input, Linear, Silu, Timestep,
+    TimestepEmbedding, UpsampleNearest,
+};
 use mdc::params::Params;
 use ndarray::{Array4, ArrayD};
 use onnx_common::*;
@@ -114,7 +119,7 @@ fn silu(v: f32) -> f32 {
 }
 
 fn input(b: &mut GraphBuilder, c: usize, h: usize, w: usize) -> usize {
-    b.add("x", "x", Op::Input { channels: c, height: h, width: w }, &[]).unwrap()
+    b.add("x", "x", Input { channels: c, height: h, width: w }, &[]).unwrap()
 }
 
 // ---- tests ----
@@ -129,7 +134,7 @@ fn conv2d_with_stride_and_padding() {
     {
         let mut b = GraphBuilder::new();
         let x = input(&mut b, 3, h, w);
-        let conv = Op::Conv2d { in_channels: 3, out_channels: 4, kernel: k, stride, padding: pad };
+        let conv = Conv2d { in_channels: 3, out_channels: 4, kernel: k, stride, padding: pad };
         let y = b.add("blk.conv", "blk", conv, &[x]).unwrap();
         let g = b.finish(y);
         let p = random_params(&g, 7);
@@ -148,7 +153,7 @@ fn group_norm_all_group_counts() {
     for groups in [1, 4, 8] {
         let mut b = GraphBuilder::new();
         let x = input(&mut b, 8, 5, 3);
-        let y = b.add("n", "n", Op::GroupNorm { groups, channels: 8, eps: 1e-5 }, &[x]).unwrap();
+        let y = b.add("n", "n", GroupNorm { groups, channels: 8, eps: 1e-5 }, &[x]).unwrap();
         let g = b.finish(y);
         let p = random_params(&g, 3);
         // Offset and scaled input so that the mean and variance matter.
@@ -165,9 +170,9 @@ fn silu_add_concat() {
     }
     let mut b = GraphBuilder::new();
     let x = input(&mut b, 2, 3, 4);
-    let s = b.add("s", "s", Op::Silu, &[x]).unwrap();
-    let a = b.add("a", "a", Op::Add, &[s, x]).unwrap();
-    let c = b.add("c", "c", Op::Concat, &[a, x, s]).unwrap();
+    let s = b.add("s", "s", Silu, &[x]).unwrap();
+    let a = b.add("a", "a", Add, &[s, x]).unwrap();
+    let c = b.add("c", "c", Concat, &[a, x, s]).unwrap();
     let g = b.finish(c);
     let p = Params::init(&g, 0);
     let xs = random_images(2, 2, 3, 4, 5).mapv(|v| 4.0 * v);
@@ -190,7 +195,7 @@ fn upsample_nearest_repeats() {
     for scale in [2, 3] {
         let mut b = GraphBuilder::new();
         let x = input(&mut b, 3, 4, 5);
-        let y = b.add("up", "up", Op::UpsampleNearest { scale }, &[x]).unwrap();
+        let y = b.add("up", "up", UpsampleNearest { scale }, &[x]).unwrap();
         let g = b.finish(y);
         let xs = random_images(2, 3, 4, 5, 9);
         let expected = Array4::from_shape_fn((2, 3, 4 * scale, 5 * scale), |(n, c, i, j)| {
@@ -209,7 +214,7 @@ fn attention_heads_and_layout() {
         let channels = 8;
         let mut b = GraphBuilder::new();
         let x = input(&mut b, 3 * channels, h, w);
-        let y = b.add("att.attn", "att", Op::Attention { channels, heads }, &[x]).unwrap();
+        let y = b.add("att.attn", "att", Attention { channels, heads }, &[x]).unwrap();
         let g = b.finish(y);
         let xs = random_images(3, 3 * channels, h, w, 11).mapv(|v| 1.5 * v);
         let expected = attention_ref(&xs, channels, heads);
@@ -226,10 +231,10 @@ fn timestep_embedding_linear_channel_bias() {
     let (dim, out) = (16, 6);
     let mut b = GraphBuilder::new();
     let x = input(&mut b, out, 2, 1);
-    let t = b.add("t", "t", Op::Timestep, &[]).unwrap();
-    let e = b.add("time.embed", "time", Op::TimestepEmbedding { dim }, &[t]).unwrap();
-    let l = b.add("time.linear", "time", Op::Linear { in_features: dim, out_features: out }, &[e]).unwrap();
-    let y = b.add("bias", "bias", Op::AddChannelBias, &[x, l]).unwrap();
+    let t = b.add("t", "t", Timestep, &[]).unwrap();
+    let e = b.add("time.embed", "time", TimestepEmbedding { dim }, &[t]).unwrap();
+    let l = b.add("time.linear", "time", Linear { in_features: dim, out_features: out }, &[e]).unwrap();
+    let y = b.add("bias", "bias", AddChannelBias, &[x, l]).unwrap();
     let g = b.finish(y);
     let p = random_params(&g, 4);
     let ts = timesteps(4, 8);
@@ -253,10 +258,10 @@ fn batch_and_image_size_are_dynamic() {
     let mut b = GraphBuilder::new();
     let x = input(&mut b, 2, 4, 4);
     let c = b
-        .add("c", "c", Op::Conv2d { in_channels: 2, out_channels: 6, kernel: 3, stride: 1, padding: 1 }, &[x])
+        .add("c", "c", Conv2d { in_channels: 2, out_channels: 6, kernel: 3, stride: 1, padding: 1 }, &[x])
         .unwrap();
-    let n = b.add("n", "n", Op::GroupNorm { groups: 2, channels: 6, eps: 1e-5 }, &[c]).unwrap();
-    let a = b.add("a", "a", Op::Attention { channels: 2, heads: 2 }, &[n]).unwrap();
+    let n = b.add("n", "n", GroupNorm { groups: 2, channels: 6, eps: 1e-5 }, &[c]).unwrap();
+    let a = b.add("a", "a", Attention { channels: 2, heads: 2 }, &[n]).unwrap();
     let g = b.finish(a);
     let p = random_params(&g, 1);
     let dir = tempfile::tempdir().unwrap();

@@ -21,7 +21,10 @@ use petgraph::Direction;
 
 use crate::dsl::diag::{suggestion, LineIndex};
 use crate::dsl::{self, BlockDecl, BlockOp, Diagnostic, ModelFile, OpKind, Span, Val};
-use crate::graph::{blocks, Graph, GraphBuilder, NodeId, Op, Shape, ShapeError};
+use crate::graph::{blocks, Graph, GraphBuilder, NodeError, NodeId, Shape};
+use crate::ops::{
+    add::Add, concat::Concat, input::Input, linear::Linear, silu::Silu, timestep::Timestep, Param, ShapeError,
+};
 
 pub use table::{BlockRow, Totals};
 
@@ -355,14 +358,14 @@ impl<'f> Build<'f> {
     fn expand_vertex(&mut self, v: NodeIndex) {
         let id = match self.g[v] {
             Vertex::X => self.file.input.as_ref().and_then(|input| {
-                let op = Op::Input {
+                let op = Input {
                     channels: input.channels.value,
                     height: input.height.value,
                     width: input.width.value,
                 };
                 self.builder.add("x", "x", op, &[]).ok()
             }),
-            Vertex::T => self.builder.add("t", "t", Op::Timestep, &[]).ok(),
+            Vertex::T => self.builder.add("t", "t", Timestep, &[]).ok(),
             Vertex::Time => self.expand_time(),
             Vertex::Block(i) => {
                 let block = &self.file.blocks[i];
@@ -408,24 +411,21 @@ impl<'f> Build<'f> {
     fn expand_time(&mut self) -> Option<NodeId> {
         let time = self.file.time.as_ref()?;
         let t = self.value[vertex_t().index()]?;
-        if time.dim.value % 2 != 0 {
-            self.diags.push(
-                Diagnostic::error("the sinusoidal embedding needs an even dimension", time.dim.span.clone())
-                    .block("[time]")
-                    .field("dim")
-                    .expected("an even number (half sines, half cosines)")
-                    .found(time.dim.value.to_string())
-                    .help(
-                        format!("use {} or {}", time.dim.value - 1, time.dim.value + 1)
-                            .replace("use 0 or", "use"),
-                    ),
-            );
-            return None;
-        }
         match blocks::time_mlp(&mut self.builder, "time", t, time.dim.value, time.hidden.value) {
             Ok(id) => Some(id),
             Err(e) => {
-                self.diags.push(Diagnostic::error(e.message, time.span.clone()).block("[time]"));
+                let d = match *e.error {
+                    ShapeError::OutOfRange { param: Param::Dim, value, expected } => Diagnostic::error(
+                        "the sinusoidal embedding needs an even dimension",
+                        time.dim.span.clone(),
+                    )
+                    .field("dim")
+                    .expected(expected)
+                    .found(value.to_string())
+                    .help(format!("use {} or {}", value - 1, value + 1).replace("use 0 or", "use")),
+                    other => Diagnostic::error(other.to_string(), time.span.clone()),
+                };
+                self.diags.push(d.block("[time]"));
                 None
             }
         }
@@ -448,50 +448,8 @@ impl<'f> Build<'f> {
         self.builder.shape(id)
     }
 
-    /// Requires input 0 to be an image; returns (C, H, W).
-    fn image_input(&self, block: &BlockDecl, ins: &[NodeId]) -> Result<(usize, usize, usize), Diagnostic> {
-        let s = self.shape_of(ins[0]);
-        s.as_image().ok_or_else(|| {
-            self.err(block, "in", format!("`{}` does not produce an image", block.inputs[0].value))
-                .expected("an image [N, C, H, W]")
-                .found(s.to_string())
-        })
-    }
-
-    fn check_groups(
-        &self,
-        block: &BlockDecl,
-        channels: usize,
-        channels_val: Option<&Val<usize>>,
-        groups: &Val<usize>,
-        channels_field: &str,
-    ) -> Result<(), Diagnostic> {
-        if channels.is_multiple_of(groups.value) {
-            return Ok(());
-        }
-        let written = block.field_spans.iter().any(|(f, _)| f == "groups");
-        let field = if written { "groups" } else { channels_field };
-        let mut d = self
-            .err(block, field, format!("{channels} channels are not divisible into {} groups", groups.value))
-            .expected(format!("a channel count divisible by {} (GroupNorm groups)", groups.value))
-            .found(format!("{channels} channels"))
-            .help(format!(
-                "use a multiple of {} channels ({}), or groups that divide {channels}: {}",
-                groups.value,
-                nearby_multiples(channels, groups.value),
-                divisors(channels)
-            ));
-        if let Some(n) = self.origin_note(groups) {
-            d = d.note(n);
-        }
-        if let Some(v) = channels_val {
-            if let Some(n) = self.origin_note(v) {
-                d = d.note(n);
-            }
-        }
-        Err(d)
-    }
-
+    /// Expands the block into primitive nodes. The primitives' own shape rules decide what is
+    /// valid; a rule's typed error is turned into a diagnostic by [`Self::shape_error`].
     fn expand_block(
         &mut self,
         block: &BlockDecl,
@@ -500,184 +458,255 @@ impl<'f> Build<'f> {
         temb: Option<NodeId>,
     ) -> Result<NodeId, Diagnostic> {
         let name = block.name.as_str();
+        let b = &mut self.builder;
         let result = match op {
             BlockOp::Conv { channels, kernel, stride, padding } => {
-                let (_, h, w) = self.image_input(block, ins)?;
-                let fits = |n: usize| n + 2 * padding.value >= kernel.value;
-                if !fits(h) || !fits(w) {
-                    return Err(self
-                        .err(
-                            block,
-                            "kernel",
-                            format!(
-                                "kernel {} does not fit a {h}x{w} input with padding {}",
-                                kernel.value, padding.value
-                            ),
-                        )
-                        .expected(format!(
-                            "a kernel of at most {} (the padded input size)",
-                            h.min(w) + 2 * padding.value
-                        ))
-                        .found(kernel.value.to_string())
-                        .help("an empty output: use a smaller kernel or more padding"));
+                let (k, s, p) = (kernel.value, stride.value, padding.value);
+                let id = blocks::conv(b, name, name, ins[0], channels.value, k, s, p);
+                if let Ok(id) = id {
+                    self.note_resizing_conv(name, ins[0], id, k, s, p);
                 }
-                let (k, p) = (kernel.value, padding.value);
-                if stride.value == 1 && 2 * p + 1 != k {
-                    let (oh, ow) = (h + 2 * p + 1 - k, w + 2 * p + 1 - k);
-                    self.resizing_convs
-                        .push(format!("`{name}` turns {h}x{w} into {oh}x{ow} (kernel {k}, padding {p})"));
-                }
-                let b = &mut self.builder;
-                blocks::conv(b, name, name, ins[0], channels.value, k, stride.value, p)
+                id
             }
-            BlockOp::GroupNorm { groups } => {
-                let (c, _, _) = self.image_input(block, ins)?;
-                self.check_groups(block, c, None, groups, "in")?;
-                blocks::group_norm(&mut self.builder, name, name, ins[0], groups.value)
-            }
-            BlockOp::Silu => self.builder.add(name, name, Op::Silu, &[ins[0]]),
+            BlockOp::GroupNorm { groups } => blocks::group_norm(b, name, name, ins[0], groups.value),
+            BlockOp::Silu => b.add(name, name, Silu, &[ins[0]]),
             BlockOp::Linear { features } => {
-                let s = self.shape_of(ins[0]);
-                let Some(d) = s.as_vector() else {
-                    return Err(self
-                        .err(block, "in", format!("`{}` does not produce a vector", block.inputs[0].value))
-                        .expected("a vector [N, D]")
-                        .found(s.to_string()));
-                };
-                let op = Op::Linear { in_features: d, out_features: features.value };
-                self.builder.add(name, name, op, &[ins[0]])
+                // An input that is not a vector is refused by the linear's own rule.
+                let in_features = b.shape(ins[0]).as_vector().unwrap_or(0);
+                b.add(name, name, Linear { in_features, out_features: features.value }, &[ins[0]])
             }
             BlockOp::Resblock { channels, groups } => {
-                self.image_input(block, ins)?;
-                self.check_groups(block, channels.value, Some(channels), groups, "channels")?;
                 let temb = temb.expect("resblocks always read a time embedding");
-                let ts = self.shape_of(temb);
-                if ts.as_vector().is_none() {
-                    let r = block.time.as_ref().expect("resblock has a time reference");
-                    return Err(Diagnostic::error(
-                        format!("`{}` is not a time embedding", r.value),
-                        r.span.clone(),
-                    )
-                    .block(name)
-                    .field("time")
-                    .expected("a vector [N, D] (the [time] MLP output)")
-                    .found(ts.to_string()));
-                }
-                blocks::resblock(&mut self.builder, name, ins[0], temb, channels.value, groups.value)
+                blocks::resblock(b, name, ins[0], temb, channels.value, groups.value)
             }
-            BlockOp::Downsample => {
-                self.image_input(block, ins)?;
-                blocks::downsample(&mut self.builder, name, ins[0])
-            }
-            BlockOp::Upsample => {
-                self.image_input(block, ins)?;
-                blocks::upsample(&mut self.builder, name, ins[0])
-            }
+            BlockOp::Downsample => blocks::downsample(b, name, ins[0]),
+            BlockOp::Upsample => blocks::upsample(b, name, ins[0]),
             BlockOp::Attention { heads, groups } => {
-                let (c, _, _) = self.image_input(block, ins)?;
-                if c % heads.value != 0 {
-                    let mut d = self
-                        .err(block, "heads", format!("{} heads do not divide {c} channels", heads.value))
-                        .expected(format!("a number of heads dividing {c}"))
-                        .found(heads.value.to_string())
-                        .help(format!("heads that divide {c}: {}", divisors(c)));
-                    if let Some(n) = self.origin_note(heads) {
+                blocks::attention(b, name, ins[0], heads.value, groups.value)
+            }
+            BlockOp::Concat => b.add(name, name, Concat, ins),
+            BlockOp::Add => b.add(name, name, Add, ins),
+        };
+        result.map_err(|e| self.shape_error(block, op, ins, temb, e))
+    }
+
+    /// Remembers a stride-1 conv that changes the spatial size: the likely reason when sizes
+    /// do not line up later.
+    fn note_resizing_conv(&mut self, name: &str, x: NodeId, y: NodeId, k: usize, s: usize, p: usize) {
+        let (Some((_, h, w)), Some((_, oh, ow))) = (self.shape_of(x).as_image(), self.shape_of(y).as_image())
+        else {
+            return;
+        };
+        if s == 1 && (h, w) != (oh, ow) {
+            self.resizing_convs
+                .push(format!("`{name}` turns {h}x{w} into {oh}x{ow} (kernel {k}, padding {p})"));
+        }
+    }
+
+    /// Why spatial sizes do not line up, the most concrete cause first: a stride-1 conv that
+    /// resizes; downsamples and upsamples that do not pair up; a skip taken from another level
+    /// (`pair`: the main input of a concat or add, then the other one); else odd sizes that a
+    /// downsample rounds up.
+    fn size_help(&self, at: Option<&BlockDecl>, pair: Option<[(&str, NodeId); 2]>) -> String {
+        if let Some(conv) = self.resizing_convs.first() {
+            return format!("{conv}; a stride-1 conv keeps the size when padding = (kernel - 1) / 2");
+        }
+        let hw = |id: NodeId| match self.shape_of(id).as_image() {
+            Some((_, h, w)) => format!("{h}x{w}"),
+            None => self.shape_of(id).to_string(),
+        };
+        let sizes = pair
+            .map(|[(main, m), (other, o)]| format!("`{other}` is at {} and `{main}` at {}", hw(o), hw(m)));
+        let count = |kind: OpKind| {
+            self.file.blocks.iter().filter(|b| b.kind.as_ref().is_some_and(|k| k.value == kind)).count()
+        };
+        let (downs, ups) = (count(OpKind::Downsample), count(OpKind::Upsample));
+        if downs != ups {
+            let fix = if downs < ups {
+                "a downsample is missing on the way down (or an upsample is extra)"
+            } else {
+                "an upsample is missing on the way up (or a downsample is extra)"
+            };
+            let lead = sizes.map(|s| format!("{s}: ")).unwrap_or_default();
+            return format!(
+                "{lead}the model has {downs} downsample{} and {ups} upsample{}, so the decoder's levels do not \
+                 meet the encoder's; {fix}",
+                plural(downs),
+                plural(ups)
+            );
+        }
+        if let (Some(at), Some([(_, main), (_, other)]), Some(sizes)) = (at, pair, &sizes) {
+            if let Some(skip) = self.skip_at_size_of(at, main, other) {
+                return format!("{sizes}: did you mean the skip from `{skip}`, which is {}?", hw(main));
+            }
+        }
+        "a downsample rounds an odd size up (7 -> 4) and the upsample doubles it (4 -> 8), \
+         so the sizes no longer line up; check the input size and the number of downsamples"
+            .to_string()
+    }
+
+    /// A block computed before `at` whose output has `main`'s height and width, to replace the
+    /// input `other`: preferably of `other`'s kind (a resblock for a resblock's skip), then the
+    /// closest channel count, then the first in the file.
+    fn skip_at_size_of(&self, at: &BlockDecl, main: NodeId, other: NodeId) -> Option<&'f str> {
+        let (_, h, w) = self.shape_of(main).as_image()?;
+        let (oc, _, _) = self.shape_of(other).as_image()?;
+        let other_kind = (0..self.file.blocks.len())
+            .find(|&i| self.value[vertex_of_block(i).index()] == Some(other))
+            .and_then(|i| self.file.blocks[i].kind.as_ref().map(|k| k.value));
+        self.file
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.name != at.name)
+            .filter_map(|(i, b)| {
+                // blocks after `at` in the graph have no value yet
+                let id = self.value[vertex_of_block(i).index()]?;
+                let (c, bh, bw) = self.shape_of(id).as_image()?;
+                (id != main && id != other && (bh, bw) == (h, w)).then_some((b, c))
+            })
+            .min_by_key(|(b, c)| (b.kind.as_ref().map(|k| k.value) != other_kind, c.abs_diff(oc)))
+            .map(|(b, _)| b.name.as_str())
+    }
+
+    /// A primitive's shape rule that failed inside the block's expansion, reported at the
+    /// user's block and the field the typed error points to: the `in` (or `time`) reference
+    /// that fed the input at fault, or the parameter at fault.
+    fn shape_error(
+        &mut self,
+        block: &BlockDecl,
+        op: &BlockOp,
+        ins: &[NodeId],
+        temb: Option<NodeId>,
+        e: NodeError,
+    ) -> Diagnostic {
+        // The reference that gave the failing node its input k, when it is one of the block's.
+        let source = |k: usize| -> Option<(&'static str, &Val<String>)> {
+            let v = *e.inputs.get(k)?;
+            if let Some(j) = ins.iter().position(|&i| i == v) {
+                return Some(("in", &block.inputs[j]));
+            }
+            block.time.as_ref().filter(|_| temb == Some(v)).map(|r| ("time", r))
+        };
+        let at = |field: &str, r: &Val<String>, message: String| {
+            Diagnostic::error(message, r.span.clone()).block(block.name.clone()).field(field)
+        };
+        let params = BlockParams::of(op);
+        let d = match &*e.error {
+            ShapeError::WrongRank { input, expected, found } => match source(*input) {
+                Some((field, r)) => {
+                    at(field, r, format!("`{}` does not produce {}", r.value, expected.noun()))
+                        .expected(expected.described())
+                        .found(found.to_string())
+                }
+                None => self.inside(block, &e),
+            },
+            ShapeError::ChannelMismatch { input, expected, found } => match source(*input) {
+                Some((field, r)) => at(field, r, format!("`{}` gives {found} channels", r.value))
+                    .expected(format!("{expected} channels"))
+                    .found(found.to_string()),
+                None => self.inside(block, &e),
+            },
+            ShapeError::NotDivisible { param: Param::Groups, value, channels } => {
+                let written = block.field_spans.iter().any(|(f, _)| f == "groups");
+                // Unwritten groups come from [vars]: then point at what set the channel count.
+                let field = if written {
+                    "groups"
+                } else if params.channels.is_some() {
+                    "channels"
+                } else {
+                    "in"
+                };
+                let mut d = self
+                    .err(block, field, e.error.to_string())
+                    .expected(format!("a channel count divisible by {value} (GroupNorm groups)"))
+                    .found(format!("{channels} channels"))
+                    .help(format!(
+                        "use a multiple of {value} channels ({}), or groups that divide {channels}: {}",
+                        nearby_multiples(*channels, *value),
+                        divisors(*channels)
+                    ));
+                for v in [params.groups, params.channels].into_iter().flatten() {
+                    if let Some(n) = self.origin_note(v) {
                         d = d.note(n);
                     }
-                    return Err(d);
                 }
-                self.check_groups(block, c, None, groups, "in")?;
-                blocks::attention(&mut self.builder, name, ins[0], heads.value, groups.value)
+                d
             }
-            BlockOp::Concat | BlockOp::Add => {
-                self.check_same_size(block, op, ins)?;
-                let op = if matches!(op, BlockOp::Concat) { Op::Concat } else { Op::Add };
-                self.builder.add(name, name, op, ins)
-            }
-        };
-        result.map_err(|e| self.shape_error(block, e))
-    }
-
-    /// Concat needs equal H, W; add needs equal shapes. Names each input's producer and shape.
-    fn check_same_size(&mut self, block: &BlockDecl, op: &BlockOp, ins: &[NodeId]) -> Result<(), Diagnostic> {
-        let concat = matches!(op, BlockOp::Concat);
-        let shapes: Vec<&Shape> = ins.iter().map(|&i| self.builder.shape(i)).collect();
-        let described = || -> String {
-            let parts: Vec<String> =
-                block.inputs.iter().zip(&shapes).map(|(r, s)| format!("`{}` gives {s}", r.value)).collect();
-            parts.join(", ")
-        };
-        if concat {
-            for (r, s) in block.inputs.iter().zip(&shapes) {
-                if s.as_image().is_none() {
-                    return Err(Diagnostic::error(
-                        format!("`{}` does not produce an image", r.value),
-                        r.span.clone(),
-                    )
-                    .block(block.name.clone())
-                    .field("in")
-                    .expected("images [N, C, H, W] to concatenate on channels")
-                    .found(s.to_string()));
+            ShapeError::NotDivisible { param, value, channels } => {
+                let mut d = self
+                    .err(block, param.field(), e.error.to_string())
+                    .expected(format!("a number of {} dividing {channels}", param.field()))
+                    .found(value.to_string())
+                    .help(format!("{} that divide {channels}: {}", param.field(), divisors(*channels)));
+                if let Some(n) = params.heads.and_then(|v| self.origin_note(v)) {
+                    d = d.note(n);
                 }
+                d
             }
-            let hw = |s: &Shape| s.as_image().map(|(_, h, w)| (h, w));
-            if shapes.iter().all(|s| hw(s) == hw(shapes[0])) {
-                return Ok(());
-            }
-            self.spatial_mismatch = true;
-            Err(self
-                .err(block, "in", "concat inputs differ in spatial size")
-                .expected("inputs with equal height and width")
-                .found(described())
-                .help(self.size_help()))
-        } else {
-            if shapes[0] == shapes[1] {
-                return Ok(());
-            }
-            if shapes[0].0.get(1..) != shapes[1].0.get(1..) {
-                self.spatial_mismatch = true;
-            }
-            let d = self.err(block, "in", "add needs inputs of the same shape").expected("equal shapes");
-            let d = d.found(described());
-            Err(if self.spatial_mismatch { d.help(self.size_help()) } else { d })
-        }
+            ShapeError::OutOfRange { param, value, expected } => self
+                .err(block, param.field(), e.error.to_string())
+                .expected(*expected)
+                .found(value.to_string()),
+            ShapeError::EmptyOutput { kernel, padding, height, width } => self
+                .err(block, "kernel", e.error.to_string())
+                .expected(format!(
+                    "a kernel of at most {} (the padded input size)",
+                    height.min(width) + 2 * padding
+                ))
+                .found(kernel.to_string())
+                .help("an empty output: use a smaller kernel or more padding"),
+            ShapeError::SpatialMismatch { inputs: (a, b), .. } => match (source(*a), source(*b)) {
+                (Some((_, ra)), Some((_, rb))) => {
+                    let d = self.mismatch(block, ins, "concat inputs differ in spatial size");
+                    let pair = [(ra.value.as_str(), e.inputs[*a]), (rb.value.as_str(), e.inputs[*b])];
+                    self.spatial_mismatch = true;
+                    d.expected("inputs with equal height and width")
+                        .help(self.size_help(Some(block), Some(pair)))
+                }
+                _ => self.inside(block, &e),
+            },
+            ShapeError::ShapeMismatch { inputs: (a, b), found: (sa, sb) } => match (source(*a), source(*b)) {
+                (Some((_, ra)), Some((_, rb))) => {
+                    let d = self
+                        .mismatch(block, ins, "add needs inputs of the same shape")
+                        .expected("equal shapes");
+                    if sa.0.get(1..) == sb.0.get(1..) {
+                        return d;
+                    }
+                    let pair = [(ra.value.as_str(), e.inputs[*a]), (rb.value.as_str(), e.inputs[*b])];
+                    self.spatial_mismatch = true;
+                    d.help(self.size_help(Some(block), Some(pair)))
+                }
+                _ => self.inside(block, &e),
+            },
+            ShapeError::Arity { .. } => self.err(block, "in", e.error.to_string()),
+        };
+        d
     }
 
-    /// Why spatial sizes may not line up: a conv that resizes, else odd sizes through downsampling.
-    fn size_help(&self) -> String {
-        match self.resizing_convs.first() {
-            Some(conv) => format!("{conv}; a stride-1 conv keeps the size when padding = (kernel - 1) / 2"),
-            None => "a downsample rounds an odd size up (7 -> 4) and the upsample doubles it (4 -> 8), \
-                     so the sizes no longer line up; check the input size and the number of downsamples"
-                .to_string(),
-        }
+    /// Inputs that do not fit together, each named with its shape; the first input is the
+    /// main path, the other of the pair the odd one out.
+    fn mismatch(&self, block: &BlockDecl, ins: &[NodeId], message: &str) -> Diagnostic {
+        let described: Vec<String> = block
+            .inputs
+            .iter()
+            .zip(ins)
+            .map(|(r, &i)| format!("`{}` gives {}", r.value, self.shape_of(i)))
+            .collect();
+        self.err(block, "in", message).found(described.join(", "))
     }
 
-    /// A shape rule that failed inside an expansion, reported at the user's block and the field
-    /// most likely responsible.
-    fn shape_error(&self, block: &BlockDecl, e: ShapeError) -> Diagnostic {
-        let m = e.message.as_str();
-        let field = if m.contains("groups") {
-            "groups"
-        } else if m.contains("heads") {
-            "heads"
-        } else if m.contains("kernel") {
-            "kernel"
-        } else if m.contains("channels") || m.contains("input") {
-            "in"
-        } else {
-            ""
-        };
-        let d = if field.is_empty() {
-            Diagnostic::error(e.message.clone(), block.name_span.clone()).block(block.name.clone())
-        } else {
-            self.err(block, field, e.message.clone())
-        };
-        d.note(format!(
-            "while building `{}` as a `{}`",
-            block.name,
-            block.kind.as_ref().map_or("?", |k| k.value.name())
-        ))
+    /// A rule that failed on a value made inside the block's own expansion (not one it reads).
+    fn inside(&self, block: &BlockDecl, e: &NodeError) -> Diagnostic {
+        Diagnostic::error(e.error.to_string(), block.name_span.clone()).block(block.name.clone()).note(
+            format!(
+                "while building `{}` as a `{}` (its node `{}`)",
+                block.name,
+                block.kind.as_ref().map_or("?", |k| k.value.name()),
+                e.node
+            ),
+        )
     }
 
     /// Refuses sizes whose parameter, activation or FLOP counts would not fit the counters.
@@ -685,25 +714,17 @@ impl<'f> Build<'f> {
         for id in first_new..self.builder.len() {
             let node = self.builder.node(id);
             let numel = checked_numel(&node.shape).filter(|&n| n <= 1 << 31);
-            let in_numel: Option<u128> =
-                node.inputs.iter().map(|&i| checked_numel(self.builder.shape(i)).map(|n| n as u128)).sum();
             let params: Option<u128> = node
                 .op
                 .params()
                 .iter()
                 .map(|p| p.shape.iter().try_fold(1u128, |a, &d| a.checked_mul(d as u128)))
                 .sum();
-            let (Some(out), Some(inn), Some(params)) = (numel, in_numel, params) else {
+            let (Some(_), Some(params)) = (numel, params) else {
                 return Err(format!("the output {} is too large", node.shape));
             };
-            let positions = match node.op {
-                Op::Attention { .. } => {
-                    self.builder.shape(node.inputs[0]).0.iter().skip(1).map(|&d| d as u128).product()
-                }
-                _ => 0,
-            };
-            let bound = 9 * (params + 1) * (out as u128 + 1) + 9 * positions * positions * (inn + 1);
-            if params > 1 << 34 || bound > 1 << 50 {
+            let ins: Vec<&Shape> = node.inputs.iter().map(|&i| self.builder.shape(i)).collect();
+            if params > 1 << 34 || node.op.flops(&ins, &node.shape) > 1 << 50 {
                 return Err(format!("the block is too large to count (output {})", node.shape));
             }
         }
@@ -734,15 +755,12 @@ impl<'f> Build<'f> {
         let mut help = String::from("the model predicts the noise added to `x`, so it must return x's shape");
         if let (Some((wc, wh, ww)), Some((gc, gh, gw))) = (want.as_image(), got.as_image()) {
             if wc != gc {
-                help.push_str(&format!(
-                    "; give `{}` {wc} output channels (e.g. `channels = \"input.channels\"`)",
-                    r.value
-                ));
+                help.push_str(&self.output_channels_help(&r.value, &want, wc));
             }
             if (wh, ww) != (gh, gw) {
                 self.spatial_mismatch = true;
                 help.push_str("; ");
-                help.push_str(&self.size_help());
+                help.push_str(&self.size_help(None, None));
             }
         }
         self.diags.push(
@@ -753,6 +771,30 @@ impl<'f> Build<'f> {
                 .found(format!("`{}` gives {got}", r.value))
                 .help(help),
         );
+    }
+
+    /// What to change when the output block `out` gives the wrong channel count: its own
+    /// `channels` when it has one; else another block that gives x's shape, or a conv to add.
+    fn output_channels_help(&self, out: &str, want: &Shape, channels: usize) -> String {
+        let block = self.file.blocks.iter().find(|b| b.name == out);
+        let kind = block.and_then(|b| b.kind.as_ref()).map(|k| k.value);
+        if kind.is_some_and(|k| k.fields().contains(&"channels")) {
+            return format!(
+                "; give `{out}` {channels} output channels (e.g. `channels = \"input.channels\"`)"
+            );
+        }
+        let keeps =
+            kind.map(|k| format!("; a `{}` keeps its input's channel count", k.name())).unwrap_or_default();
+        let fitting = self.file.blocks.iter().enumerate().find(|(i, b)| {
+            b.name != out
+                && self.value[vertex_of_block(*i).index()].is_some_and(|id| self.shape_of(id) == want)
+        });
+        match fitting {
+            Some((_, b)) => format!("{keeps}: did you mean `{}`, which gives {want}?", b.name),
+            None => format!(
+                "{keeps}: add a conv after `{out}` with `channels = \"input.channels\"` and make it the output"
+            ),
+        }
     }
 
     /// When sizes failed to line up, says whether the input size is the reason: each
@@ -850,6 +892,44 @@ impl<'f> Build<'f> {
                 );
             }
         }
+    }
+}
+
+/// The numbers of a block that a shape error can be about, with where they were written.
+#[derive(Default)]
+struct BlockParams<'a> {
+    channels: Option<&'a Val<usize>>,
+    groups: Option<&'a Val<usize>>,
+    heads: Option<&'a Val<usize>>,
+}
+
+impl<'a> BlockParams<'a> {
+    fn of(op: &'a BlockOp) -> Self {
+        match op {
+            BlockOp::Resblock { channels, groups } => {
+                BlockParams { channels: Some(channels), groups: Some(groups), heads: None }
+            }
+            BlockOp::GroupNorm { groups } => BlockParams { groups: Some(groups), ..Default::default() },
+            BlockOp::Attention { heads, groups } => {
+                BlockParams { channels: None, groups: Some(groups), heads: Some(heads) }
+            }
+            // conv `channels` is the output count; no group or head rule reads it
+            BlockOp::Conv { .. }
+            | BlockOp::Silu
+            | BlockOp::Linear { .. }
+            | BlockOp::Downsample
+            | BlockOp::Upsample
+            | BlockOp::Concat
+            | BlockOp::Add => BlockParams::default(),
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 

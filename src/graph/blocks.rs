@@ -5,7 +5,12 @@
 //! the user's block name, and its parameters are named as the equivalent PyTorch module would
 //! name them (`down1.conv1.weight`, `down1.time_proj.bias`, ...).
 
-use super::{GraphBuilder, NodeId, Op, ShapeError};
+use super::{GraphBuilder, NodeError, NodeId};
+use crate::ops::{
+    add::Add, add_channel_bias::AddChannelBias, attention::Attention, concat::Concat, conv2d::Conv2d,
+    group_norm::GroupNorm, input::Input, linear::Linear, silu::Silu, timestep::Timestep,
+    timestep_embedding::TimestepEmbedding, upsample_nearest::UpsampleNearest,
+};
 
 /// PyTorch's GroupNorm default.
 pub const GROUP_NORM_EPS: f32 = 1e-5;
@@ -22,16 +27,12 @@ pub fn time_mlp(
     t: NodeId,
     dim: usize,
     hidden: usize,
-) -> Result<NodeId, ShapeError> {
-    let e = b.add(format!("{block}.embed"), block, Op::TimestepEmbedding { dim }, &[t])?;
-    let h = b.add(
-        format!("{block}.linear1"),
-        block,
-        Op::Linear { in_features: dim, out_features: hidden },
-        &[e],
-    )?;
-    let h = b.add(format!("{block}.silu"), block, Op::Silu, &[h])?;
-    b.add(format!("{block}.linear2"), block, Op::Linear { in_features: hidden, out_features: hidden }, &[h])
+) -> Result<NodeId, NodeError> {
+    let e = b.add(format!("{block}.embed"), block, TimestepEmbedding { dim }, &[t])?;
+    let h =
+        b.add(format!("{block}.linear1"), block, Linear { in_features: dim, out_features: hidden }, &[e])?;
+    let h = b.add(format!("{block}.silu"), block, Silu, &[h])?;
+    b.add(format!("{block}.linear2"), block, Linear { in_features: hidden, out_features: hidden }, &[h])
 }
 
 /// A convolution node named `name` (its params `name.weight`, `name.bias`), input channels taken
@@ -46,9 +47,9 @@ pub fn conv(
     kernel: usize,
     stride: usize,
     padding: usize,
-) -> Result<NodeId, ShapeError> {
+) -> Result<NodeId, NodeError> {
     let in_channels = channels_of(b, x);
-    b.add(name, block, Op::Conv2d { in_channels, out_channels, kernel, stride, padding }, &[x])
+    b.add(name, block, Conv2d { in_channels, out_channels, kernel, stride, padding }, &[x])
 }
 
 pub fn group_norm(
@@ -57,9 +58,9 @@ pub fn group_norm(
     block: &str,
     x: NodeId,
     groups: usize,
-) -> Result<NodeId, ShapeError> {
+) -> Result<NodeId, NodeError> {
     let channels = channels_of(b, x);
-    b.add(name, block, Op::GroupNorm { groups, channels, eps: GROUP_NORM_EPS }, &[x])
+    b.add(name, block, GroupNorm { groups, channels, eps: GROUP_NORM_EPS }, &[x])
 }
 
 /// The classic DDPM ResBlock:
@@ -72,35 +73,35 @@ pub fn resblock(
     temb: NodeId,
     out_channels: usize,
     groups: usize,
-) -> Result<NodeId, ShapeError> {
+) -> Result<NodeId, NodeError> {
     let n = |s: &str| format!("{name}.{s}");
     let in_channels = channels_of(b, x);
     let h = conv(b, &n("conv1"), name, x, out_channels, 3, 1, 1)?;
     let h = group_norm(b, &n("norm1"), name, h, groups)?;
-    let h = b.add(n("silu1"), name, Op::Silu, &[h])?;
+    let h = b.add(n("silu1"), name, Silu, &[h])?;
     let tdim = b.shape(temb).as_vector().unwrap_or(0);
     let tp =
-        b.add(n("time_proj"), name, Op::Linear { in_features: tdim, out_features: out_channels }, &[temb])?;
-    let tp = b.add(n("time_silu"), name, Op::Silu, &[tp])?;
-    let h = b.add(n("add_time"), name, Op::AddChannelBias, &[h, tp])?;
+        b.add(n("time_proj"), name, Linear { in_features: tdim, out_features: out_channels }, &[temb])?;
+    let tp = b.add(n("time_silu"), name, Silu, &[tp])?;
+    let h = b.add(n("add_time"), name, AddChannelBias, &[h, tp])?;
     let h = conv(b, &n("conv2"), name, h, out_channels, 3, 1, 1)?;
     let h = group_norm(b, &n("norm2"), name, h, groups)?;
-    let h = b.add(n("silu2"), name, Op::Silu, &[h])?;
+    let h = b.add(n("silu2"), name, Silu, &[h])?;
     let skip =
         if in_channels != out_channels { conv(b, &n("skip"), name, x, out_channels, 1, 1, 0)? } else { x };
-    b.add(n("add_skip"), name, Op::Add, &[h, skip])
+    b.add(n("add_skip"), name, Add, &[h, skip])
 }
 
 /// Stride-2 3x3 convolution keeping the channel count: `name.conv`.
-pub fn downsample(b: &mut GraphBuilder, name: &str, x: NodeId) -> Result<NodeId, ShapeError> {
+pub fn downsample(b: &mut GraphBuilder, name: &str, x: NodeId) -> Result<NodeId, NodeError> {
     let c = channels_of(b, x);
     conv(b, &format!("{name}.conv"), name, x, c, 3, 2, 1)
 }
 
 /// Nearest 2x upsampling then a 3x3 convolution keeping the channel count: `name.conv`.
-pub fn upsample(b: &mut GraphBuilder, name: &str, x: NodeId) -> Result<NodeId, ShapeError> {
+pub fn upsample(b: &mut GraphBuilder, name: &str, x: NodeId) -> Result<NodeId, NodeError> {
     let c = channels_of(b, x);
-    let u = b.add(format!("{name}.upsample"), name, Op::UpsampleNearest { scale: 2 }, &[x])?;
+    let u = b.add(format!("{name}.upsample"), name, UpsampleNearest { scale: 2 }, &[x])?;
     conv(b, &format!("{name}.conv"), name, u, c, 3, 1, 1)
 }
 
@@ -111,14 +112,14 @@ pub fn attention(
     x: NodeId,
     heads: usize,
     groups: usize,
-) -> Result<NodeId, ShapeError> {
+) -> Result<NodeId, NodeError> {
     let n = |s: &str| format!("{name}.{s}");
     let c = channels_of(b, x);
     let h = group_norm(b, &n("norm"), name, x, groups)?;
     let qkv = conv(b, &n("qkv"), name, h, 3 * c, 1, 1, 0)?;
-    let a = b.add(n("attn"), name, Op::Attention { channels: c, heads }, &[qkv])?;
+    let a = b.add(n("attn"), name, Attention { channels: c, heads }, &[qkv])?;
     let p = conv(b, &n("proj"), name, a, c, 1, 1, 0)?;
-    b.add(n("add"), name, Op::Add, &[x, p])
+    b.add(n("add"), name, Add, &[x, p])
 }
 
 /// The shipped mini U-Net, assembled directly (no model file): init conv, three encoder levels
@@ -132,11 +133,11 @@ pub fn mini_unet(
     groups: usize,
     time_dim: usize,
     time_hidden: usize,
-) -> Result<super::Graph, ShapeError> {
+) -> Result<super::Graph, NodeError> {
     let [c0, c1, c2, c3] = channels;
     let mut b = GraphBuilder::new();
-    let x = b.add("x", "x", Op::Input { channels: in_channels, height: size, width: size }, &[])?;
-    let t = b.add("t", "t", Op::Timestep, &[])?;
+    let x = b.add("x", "x", Input { channels: in_channels, height: size, width: size }, &[])?;
+    let t = b.add("t", "t", Timestep, &[])?;
     let temb = time_mlp(&mut b, "time", t, time_dim, time_hidden)?;
     let h0 = conv(&mut b, "init", "init", x, c0, 3, 1, 1)?;
     let e1 = resblock(&mut b, "enc1", h0, temb, c1, groups)?;
@@ -146,16 +147,16 @@ pub fn mini_unet(
     let e3 = resblock(&mut b, "enc3", d2, temb, c3, groups)?;
     let m = resblock(&mut b, "mid1", e3, temb, c3, groups)?;
     let m = resblock(&mut b, "mid2", m, temb, c3, groups)?;
-    let cat3 = b.add("cat3", "cat3", Op::Concat, &[m, e3])?;
+    let cat3 = b.add("cat3", "cat3", Concat, &[m, e3])?;
     let u3 = resblock(&mut b, "dec3", cat3, temb, c2, groups)?;
     let u3 = upsample(&mut b, "up3", u3)?;
-    let cat2 = b.add("cat2", "cat2", Op::Concat, &[u3, e2])?;
+    let cat2 = b.add("cat2", "cat2", Concat, &[u3, e2])?;
     let u2 = resblock(&mut b, "dec2", cat2, temb, c1, groups)?;
     let u2 = upsample(&mut b, "up2", u2)?;
-    let cat1 = b.add("cat1", "cat1", Op::Concat, &[u2, e1])?;
+    let cat1 = b.add("cat1", "cat1", Concat, &[u2, e1])?;
     let u1 = resblock(&mut b, "dec1", cat1, temb, c0, groups)?;
     let o = group_norm(&mut b, "out_norm", "out_norm", u1, groups)?;
-    let o = b.add("out_silu", "out_silu", Op::Silu, &[o])?;
+    let o = b.add("out_silu", "out_silu", Silu, &[o])?;
     let o = conv(&mut b, "out", "out", o, in_channels, 3, 1, 1)?;
     Ok(b.finish(o))
 }

@@ -3,11 +3,12 @@
 //! than the node's own), each producing one value, so consumers walk a plain slice.
 
 pub mod blocks;
-mod op;
 mod shape;
 
-pub use op::{Init, Op, ParamSpec};
+pub use crate::ops::{Init, Op, ParamSpec, ShapeError};
 pub use shape::Shape;
+
+use crate::ops::timestep::Timestep;
 
 /// Index of a node in [`Graph::nodes`]; also names the value the node produces.
 pub type NodeId = usize;
@@ -68,9 +69,11 @@ impl Graph {
         self.nodes.iter().map(|n| self.node_flops(n)).sum()
     }
 
+    /// Forward FLOPs of one image through `node` (the checker refuses nodes whose count
+    /// would not fit; a larger hand-built graph saturates).
     pub fn node_flops(&self, node: &Node) -> u64 {
         let ins: Vec<&Shape> = node.inputs.iter().map(|&i| &self.nodes[i].shape).collect();
-        node.op.flops(&ins, &node.shape)
+        u64::try_from(node.op.flops(&ins, &node.shape)).unwrap_or(u64::MAX)
     }
 
     /// For each node, the nodes that read its value (the reverse edges).
@@ -85,12 +88,17 @@ impl Graph {
     }
 }
 
-/// A shape rule that failed while adding a node.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShapeError {
+/// A shape rule that failed while adding a node: which node, from which block, reading which
+/// values, and the rule's typed error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{node} (block `{block}`): {error}")]
+pub struct NodeError {
     pub node: String,
     pub block: String,
-    pub message: String,
+    /// The node's inputs, so an error about input k can be traced to the value that fed it.
+    pub inputs: Vec<NodeId>,
+    /// Boxed: it carries shapes, and builders return this on every node's happy path too.
+    pub error: Box<ShapeError>,
 }
 
 /// Builds a [`Graph`] node by node, inferring each shape as it goes. Used by the model-file
@@ -112,22 +120,26 @@ impl GraphBuilder {
         &mut self,
         name: impl Into<String>,
         block: impl Into<String>,
-        op: Op,
+        op: impl Into<Op>,
         inputs: &[NodeId],
-    ) -> Result<NodeId, ShapeError> {
+    ) -> Result<NodeId, NodeError> {
         let name = name.into();
         let block = block.into();
+        let op = op.into();
         let shapes: Vec<&Shape> = inputs.iter().map(|&i| &self.nodes[i].shape).collect();
-        let shape = op.infer_shape(&shapes).map_err(|message| ShapeError {
+        let shape = op.infer_shape(&shapes).map_err(|error| NodeError {
             node: name.clone(),
             block: block.clone(),
-            message,
+            inputs: inputs.to_vec(),
+            error: Box::new(error),
         })?;
         let id = self.nodes.len();
-        match op {
-            Op::Input { .. } => self.input = Some(id),
-            Op::Timestep => self.timestep = Some(id),
-            _ => {}
+        // The graph's two inputs are remembered; no other op needs a place here.
+        if matches!(op, Op::Input(_)) {
+            self.input = Some(id);
+        }
+        if matches!(op, Op::Timestep(_)) {
+            self.timestep = Some(id);
         }
         self.nodes.push(Node { name, block, op, inputs: inputs.to_vec(), shape });
         Ok(id)
@@ -161,7 +173,7 @@ impl GraphBuilder {
                 self.nodes.push(Node {
                     name: "t".into(),
                     block: "t".into(),
-                    op: Op::Timestep,
+                    op: Op::Timestep(Timestep),
                     inputs: vec![],
                     shape: Shape::scalar(),
                 });

@@ -1,6 +1,7 @@
 //! The generic executor: runs the primitive graph forward over a batch, keeping only the values
 //! some backward needs, then walks the nodes in reverse accumulating gradients (reverse-mode
-//! autograd over the graph; each op's backward lives in its kernel module).
+//! autograd over the graph; each op's forward and backward live in its module under `crate::ops`,
+//! which call the kernels).
 //!
 //! Values are flat NCHW buffers from a [`Pool`]; a value is returned to the pool right after its
 //! last forward reader (inference, or training when no backward needs it) or right after the
@@ -10,8 +11,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::graph::{Graph, NodeId, Op, Shape};
+use crate::ops::{Backward, Forward};
 
-use super::kernels::{activation, attention, conv, elementwise, embedding, linear, norm, upsample};
+use super::kernels::elementwise;
 use super::real::Real;
 use super::workspace::{Pool, Workers};
 
@@ -25,7 +27,8 @@ enum Phase {
 
 pub struct Engine<T: Real> {
     graph: Graph,
-    /// Index in the parameter list of each node's first parameter.
+    /// Index in the parameter list of each node's first parameter (one more entry: the total),
+    /// so node `id`'s parameters are `param_start[id]..param_start[id + 1]`.
     param_start: Vec<usize>,
     /// Whether gradients flow into each value (false for x, t and what depends only on them).
     requires_grad: Vec<bool>,
@@ -41,6 +44,8 @@ pub struct Engine<T: Real> {
     /// Per-node statistics the backward needs (GroupNorm mean and 1/std).
     saved_stats: Vec<Option<Vec<T>>>,
     grads: Vec<Option<Vec<T>>>,
+    /// Input gradients one node's backward hands over (reused across nodes).
+    input_grads: Vec<(usize, Vec<T>)>,
     pool: Pool<T>,
     workers: Workers<T>,
     batch: usize,
@@ -49,31 +54,24 @@ pub struct Engine<T: Real> {
     profile: Option<BTreeMap<&'static str, (f64, f64)>>,
 }
 
-/// Whether `op`'s backward reads its inputs' forward values.
-fn backward_reads_inputs(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Conv2d { .. } | Op::Linear { .. } | Op::GroupNorm { .. } | Op::Silu | Op::Attention { .. }
-    )
-}
-
 impl<T: Real> Engine<T> {
     pub fn new(graph: Graph) -> Self {
         let n = graph.nodes.len();
-        let mut param_start = Vec::with_capacity(n);
+        let mut param_start = Vec::with_capacity(n + 1);
         let mut next = 0;
         for node in &graph.nodes {
             param_start.push(next);
             next += node.op.params().len();
         }
+        param_start.push(next);
         let requires_grad = requires_grad(&graph, false);
         let mut last_reader = vec![None; n];
         let mut last_backward_reader: Vec<Option<NodeId>> = vec![None; n];
         let (mut fused_silu, mut fused_from) = (vec![None; n], vec![None; n]);
         let consumers = graph.consumers();
         for (id, node) in graph.nodes.iter().enumerate() {
-            if let (Op::GroupNorm { .. }, [s]) = (&node.op, consumers[id].as_slice()) {
-                if graph.nodes[*s].op == Op::Silu && id != graph.output {
+            if let (Op::GroupNorm(_), [s]) = (&node.op, consumers[id].as_slice()) {
+                if matches!(graph.nodes[*s].op, Op::Silu(_)) && id != graph.output {
                     fused_silu[id] = Some(*s);
                     fused_from[*s] = Some(id);
                 }
@@ -82,7 +80,7 @@ impl<T: Real> Engine<T> {
         for (id, node) in graph.nodes.iter().enumerate() {
             for &i in &node.inputs {
                 last_reader[i] = Some(id);
-                if backward_reads_inputs(&node.op) && fused_from[id].is_none() {
+                if node.op.backward_keeps_inputs() && fused_from[id].is_none() {
                     // the backward visits nodes in reverse, so the smallest reader is the last
                     last_backward_reader[i] = Some(last_backward_reader[i].map_or(id, |r| r.min(id)));
                 }
@@ -98,6 +96,7 @@ impl<T: Real> Engine<T> {
             values: vec![None; n],
             saved_stats: vec![None; n],
             grads: vec![None; n],
+            input_grads: Vec::new(),
             pool: Pool::default(),
             workers: Workers::new(),
             batch: 0,
@@ -145,11 +144,7 @@ impl<T: Real> Engine<T> {
     fn record(&mut self, id: NodeId, start: Option<Instant>, forward: bool) {
         if let (Some(p), Some(start)) = (&mut self.profile, start) {
             let node = &self.graph.nodes[id];
-            let kind = match node.op {
-                Op::Conv2d { kernel: 1, .. } => "conv2d 1x1",
-                Op::Conv2d { stride: 2, .. } => "conv2d strided",
-                _ => node.op.kind(),
-            };
+            let kind = if let Op::Conv2d(conv) = &node.op { conv.profile_label() } else { node.op.kind() };
             let e = p.entry(kind).or_default();
             let secs = start.elapsed().as_secs_f64();
             if forward {
@@ -210,67 +205,39 @@ impl<T: Real> Engine<T> {
         out
     }
 
+    /// The value of `id`, alive by construction: [`Engine::new`] keeps each value until its last
+    /// forward reader and, for readers whose op keeps its inputs
+    /// ([`crate::ops::PrimitiveOp::backward_keeps_inputs`], which every op must state), until
+    /// their backward.
     fn input(values: &[Option<Vec<T>>], id: NodeId) -> &[T] {
-        values[id].as_deref().expect("interp: an input value was freed before its last reader (liveness bug)")
+        values[id].as_deref().expect("interp: a value is alive until its last reader")
     }
 
     fn eval_node(&mut self, id: NodeId, params: &[&[T]], x: &[T], t: &[T], train: bool) -> Vec<T> {
-        let node = &self.graph.nodes[id];
-        let n = self.batch;
-        let ps = self.param_start[id];
-        let mut y = self.pool.take(n * node.shape.numel());
-        let vals = &self.values;
-        let inp = |k: usize| Self::input(vals, node.inputs[k]);
-        let in_shape = |k: usize| &self.graph.nodes[node.inputs[k]].shape;
-        match node.op {
-            Op::Input { .. } => y.copy_from_slice(x),
-            Op::Timestep => y.copy_from_slice(t),
-            Op::TimestepEmbedding { dim } => embedding::forward(dim, inp(0), &mut y),
-            Op::Linear { in_features, out_features } => {
-                linear::forward(n, in_features, out_features, inp(0), params[ps], params[ps + 1], &mut y)
-            }
-            Op::Conv2d { .. } => {
-                let geom = conv_geom(&node.op, in_shape(0), &node.shape);
-                conv::forward(&mut self.workers, &geom, n, inp(0), params[ps], params[ps + 1], &mut y);
-            }
-            Op::GroupNorm { groups, channels, eps } => {
-                let geom = norm::GroupNormGeom {
-                    channels,
-                    hw: node.shape.numel() / channels,
-                    groups,
-                    eps: eps as f64,
-                };
-                let mut stats = self.pool.take(n * groups * 2);
-                let silu = self.fused_silu[id].is_some();
-                let (gamma, beta) = (params[ps], params[ps + 1]);
-                norm::forward(&mut self.workers, &geom, n, inp(0), gamma, beta, &mut y, &mut stats, silu);
-                if train {
-                    self.saved_stats[id] = Some(stats);
-                } else {
-                    self.pool.give(stats);
-                }
-            }
-            Op::Silu => activation::silu_forward(inp(0), &mut y),
-            Op::Add => elementwise::add(inp(0), inp(1), &mut y),
-            Op::AddChannelBias => {
-                let c = node.shape.channels().unwrap_or(1);
-                elementwise::add_channel_bias(node.shape.numel() / c, inp(0), inp(1), &mut y)
-            }
-            Op::Concat => {
-                let ins: Vec<&[T]> = (0..node.inputs.len()).map(inp).collect();
-                let sizes: Vec<usize> = (0..node.inputs.len()).map(|k| in_shape(k).numel()).collect();
-                elementwise::concat(&ins, &sizes, &mut y);
-            }
-            Op::UpsampleNearest { scale } => {
-                let (c, h, w) = in_shape(0).as_image().expect("checked image");
-                upsample::forward(n * c, h, w, scale, inp(0), &mut y);
-            }
-            Op::Attention { channels, heads } => {
-                let geom =
-                    attention::AttentionGeom { channels, heads, positions: node.shape.numel() / channels };
-                attention::forward(&mut self.workers, &geom, n, inp(0), &mut y);
-            }
-        }
+        let g = &self.graph;
+        let node = &g.nodes[id];
+        let mut y = self.pool.take(self.batch * node.shape.numel());
+        // The graph's inputs read the batch's images and timesteps.
+        let inputs: Vec<&[T]> = if id == g.input {
+            vec![x]
+        } else if id == g.timestep {
+            vec![t]
+        } else {
+            node.inputs.iter().map(|&i| Self::input(&self.values, i)).collect()
+        };
+        let input_shapes: Vec<&Shape> = node.inputs.iter().map(|&i| &g.nodes[i].shape).collect();
+        node.op.forward(Forward {
+            batch: self.batch,
+            inputs: &inputs,
+            input_shapes: &input_shapes,
+            shape: &node.shape,
+            params: &params[self.param_start[id]..self.param_start[id + 1]],
+            out: &mut y,
+            workers: &mut self.workers,
+            pool: &mut self.pool,
+            saved: if train { Some(&mut self.saved_stats[id]) } else { None },
+            fused_silu: self.fused_silu[id].is_some(),
+        });
         y
     }
 
@@ -343,120 +310,41 @@ impl<T: Real> Engine<T> {
         }
     }
 
-    fn backward_node(&mut self, id: NodeId, params: &[&[T]], mut g: Vec<T>, grads: &mut [&mut [T]]) {
-        let n = self.batch;
-        let node = &self.graph.nodes[id];
-        let op = node.op.clone();
-        let out_shape = node.shape.clone();
-        let inputs = node.inputs.clone();
-        let in_shapes: Vec<Shape> = inputs.iter().map(|&i| self.graph.nodes[i].shape.clone()).collect();
-        let want: Vec<bool> = inputs.iter().map(|&i| self.requires_grad[i]).collect();
-        let in_len = |k: usize| n * in_shapes[k].numel();
-        let ps = self.param_start[id];
-        match op {
-            Op::Input { .. } | Op::Timestep | Op::TimestepEmbedding { .. } => self.pool.give(g),
-            Op::Linear { in_features, out_features } => {
-                let mut dx = want[0].then(|| self.pool.take(in_len(0)));
-                let (dw, db) = two_mut(grads, ps);
-                let x = Self::input(&self.values, inputs[0]);
-                linear::backward(n, in_features, out_features, x, params[ps], &g, dx.as_deref_mut(), dw, db);
-                self.pool.give(g);
-                if let Some(dx) = dx {
-                    self.accumulate(inputs[0], dx);
-                }
-            }
-            Op::Conv2d { .. } => {
-                let geom = conv_geom(&op, &in_shapes[0], &out_shape);
-                let mut dx = want[0].then(|| self.pool.take(in_len(0)));
-                let (dw, db) = two_mut(grads, ps);
-                let x = Self::input(&self.values, inputs[0]);
-                conv::backward(&mut self.workers, &geom, n, x, params[ps], &g, dx.as_deref_mut(), dw, db);
-                self.pool.give(g);
-                if let Some(dx) = dx {
-                    self.accumulate(inputs[0], dx);
-                }
-            }
-            Op::GroupNorm { .. } => self.backward_group_norm(id, params, g, grads, false),
-            Op::Silu if self.fused_from[id].is_some() => {
-                let norm_id = self.fused_from[id].expect("checked");
-                self.backward_group_norm(norm_id, params, g, grads, true);
-            }
-            Op::Silu => {
-                activation::silu_backward_in_place(Self::input(&self.values, inputs[0]), &mut g);
-                self.accumulate(inputs[0], g);
-            }
-            Op::Add => {
-                let mut copy = self.pool.take(g.len());
-                copy.copy_from_slice(&g);
-                self.accumulate(inputs[0], copy);
-                self.accumulate(inputs[1], g);
-            }
-            Op::AddChannelBias => {
-                let c = out_shape.channels().unwrap_or(1);
-                let mut db = self.pool.take(n * c);
-                elementwise::add_channel_bias_backward(out_shape.numel() / c, &g, &mut db);
-                self.accumulate(inputs[1], db);
-                self.accumulate(inputs[0], g);
-            }
-            Op::Concat => {
-                let total = out_shape.numel();
-                let mut offset = 0;
-                for (k, &v) in inputs.iter().enumerate() {
-                    let len = in_shapes[k].numel();
-                    if want[k] {
-                        let mut dx = self.pool.take(n * len);
-                        elementwise::concat_backward(total, offset, len, &g, &mut dx);
-                        self.accumulate(v, dx);
-                    }
-                    offset += len;
-                }
-                self.pool.give(g);
-            }
-            Op::UpsampleNearest { scale } => {
-                let (c, h, w) = in_shapes[0].as_image().expect("checked image");
-                let mut dx = self.pool.take(in_len(0));
-                upsample::backward(n * c, h, w, scale, &g, &mut dx);
-                self.pool.give(g);
-                self.accumulate(inputs[0], dx);
-            }
-            Op::Attention { channels, heads } => {
-                let geom =
-                    attention::AttentionGeom { channels, heads, positions: out_shape.numel() / channels };
-                let mut dx = self.pool.take(in_len(0));
-                let x = Self::input(&self.values, inputs[0]);
-                attention::backward(&mut self.workers, &geom, n, x, &g, &mut dx);
-                self.pool.give(g);
-                self.accumulate(inputs[0], dx);
-            }
+    /// Runs node `id`'s backward on `dy`; a fused SiLU's gradient goes through its GroupNorm's.
+    fn backward_node(&mut self, id: NodeId, params: &[&[T]], dy: Vec<T>, grads: &mut [&mut [T]]) {
+        let target = self.fused_from[id].unwrap_or(id);
+        let g = &self.graph;
+        let node = &g.nodes[target];
+        let inputs: Vec<&[T]> = if node.op.backward_keeps_inputs() {
+            node.inputs.iter().map(|&i| Self::input(&self.values, i)).collect()
+        } else {
+            Vec::new()
+        };
+        let input_shapes: Vec<&Shape> = node.inputs.iter().map(|&i| &g.nodes[i].shape).collect();
+        let wants: Vec<bool> = node.inputs.iter().map(|&i| self.requires_grad[i]).collect();
+        let (p0, p1) = (self.param_start[target], self.param_start[target + 1]);
+        let mut input_grads = std::mem::take(&mut self.input_grads);
+        node.op.backward(
+            Backward {
+                batch: self.batch,
+                inputs: &inputs,
+                input_shapes: &input_shapes,
+                shape: &node.shape,
+                params: &params[p0..p1],
+                param_grads: &mut grads[p0..p1],
+                wants: &wants,
+                saved: self.saved_stats[target].as_deref(),
+                fused_silu: target != id,
+                workers: &mut self.workers,
+                pool: &mut self.pool,
+                input_grads: &mut input_grads,
+            },
+            dy,
+        );
+        for (k, buf) in input_grads.drain(..) {
+            self.accumulate(self.graph.nodes[target].inputs[k], buf);
         }
-    }
-}
-
-impl<T: Real> Engine<T> {
-    /// GroupNorm node `id`'s backward; with `silu`, `g` is the gradient of the SiLU fused after it.
-    fn backward_group_norm(
-        &mut self,
-        id: NodeId,
-        params: &[&[T]],
-        mut g: Vec<T>,
-        grads: &mut [&mut [T]],
-        silu: bool,
-    ) {
-        let n = self.batch;
-        let node = &self.graph.nodes[id];
-        let Op::GroupNorm { groups, channels, eps } = node.op else { unreachable!("a group norm node") };
-        let geom =
-            norm::GroupNormGeom { channels, hw: node.shape.numel() / channels, groups, eps: eps as f64 };
-        let input = node.inputs[0];
-        let ps = self.param_start[id];
-        let mut dx = self.pool.take(g.len());
-        let (dw, db) = two_mut(grads, ps);
-        let x = Self::input(&self.values, input);
-        let stats = self.saved_stats[id].as_deref().expect("group norm statistics saved");
-        let (gamma, beta) = (params[ps], params[ps + 1]);
-        norm::backward(&mut self.workers, &geom, n, x, gamma, beta, stats, &mut g, &mut dx, dw, db, silu);
-        self.pool.give(g);
-        self.accumulate(input, dx);
+        self.input_grads = input_grads;
     }
 }
 
@@ -470,19 +358,4 @@ fn requires_grad(graph: &Graph, input: bool) -> Vec<bool> {
             || node.inputs.iter().any(|&i| req[i]);
     }
     req
-}
-
-/// The gradients of a node's weight and bias (parameters `ps` and `ps + 1`).
-fn two_mut<'a, T>(grads: &'a mut [&mut [T]], ps: usize) -> (&'a mut [T], &'a mut [T]) {
-    let (a, b) = grads[ps..ps + 2].split_at_mut(1);
-    (&mut *a[0], &mut *b[0])
-}
-
-fn conv_geom(op: &Op, input: &Shape, output: &Shape) -> conv::ConvGeom {
-    let Op::Conv2d { in_channels, out_channels, kernel, stride, padding } = *op else {
-        unreachable!("conv_geom on a non-conv op")
-    };
-    let (_, h, w) = input.as_image().expect("checked image");
-    let (_, ho, wo) = output.as_image().expect("checked image");
-    conv::ConvGeom { cin: in_channels, cout: out_channels, k: kernel, stride, pad: padding, h, w, ho, wo }
 }

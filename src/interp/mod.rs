@@ -19,7 +19,7 @@ pub use engine::Engine;
 pub use gemm::{matmul, matmul_strided, Tr};
 pub use kernels::with_avx2;
 pub use real::Real;
-pub use workspace::Workers;
+pub use workspace::{Pool, Workers};
 
 use ndarray::{Array4, ArrayView1, ArrayView4};
 

@@ -5,9 +5,9 @@
 //! named like the parameters (`down1.conv.weight`); ONNX node names are the primitive node
 //! names. IR version 10 and opset 17, which onnxruntime 1.18 and newer (1.31 included) run.
 
-mod builder;
+pub(crate) mod builder;
 pub mod digest;
-mod lower;
+pub(crate) mod lower;
 pub mod metadata;
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 #[rustfmt::skip]
@@ -18,7 +18,7 @@ use std::path::Path;
 
 use prost::Message;
 
-use crate::graph::{Graph, NodeId, Op, Shape};
+use crate::graph::{Graph, NodeId, Shape};
 use crate::params::Params;
 pub use metadata::{ModelInfo, ScheduleInfo};
 use proto::{
@@ -63,7 +63,8 @@ pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelP
     let live = live_nodes(graph);
     let mut lowerer = lower::Lowerer::new(params.by_name().into_iter().collect());
     for (id, node) in graph.nodes.iter().enumerate() {
-        if !live.contains(&id) || matches!(node.op, Op::Input { .. } | Op::Timestep) {
+        // The graph's inputs lower to nothing: they are declared below.
+        if !live.contains(&id) {
             continue;
         }
         let ins: Vec<&str> = node.inputs.iter().map(|&i| value_names[i].as_str()).collect();

@@ -1,6 +1,8 @@
 //! Helpers shared by the interpreter tests.
 
-use mdc::graph::{Graph, GraphBuilder, NodeId, Op};
+use mdc::graph::{Graph, GraphBuilder, NodeId};
+
+use mdc::ops::{Input, Timestep};
 
 /// A graph `x [c, h, w]` -> body -> output; `body` gets the builder, x and t.
 pub fn graph_of(
@@ -10,8 +12,8 @@ pub fn graph_of(
     body: impl FnOnce(&mut GraphBuilder, NodeId, NodeId) -> NodeId,
 ) -> Graph {
     let mut b = GraphBuilder::new();
-    let x = b.add("x", "x", Op::Input { channels: c, height: h, width: w }, &[]).unwrap();
-    let t = b.add("t", "t", Op::Timestep, &[]).unwrap();
+    let x = b.add("x", "x", Input { channels: c, height: h, width: w }, &[]).unwrap();
+    let t = b.add("t", "t", Timestep, &[]).unwrap();
     let out = body(&mut b, x, t);
     b.finish(out)
 }

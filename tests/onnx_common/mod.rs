@@ -96,10 +96,11 @@ pub fn max_abs_diff(a: &Array4<f32>, b: &Array4<f32>) -> f32 {
 /// covers every op, including attention, in one realistic graph.
 pub fn attention_unet(in_channels: usize, size: usize) -> Graph {
     use mdc::graph::blocks::{attention, conv, downsample, group_norm, resblock, time_mlp, upsample};
-    use mdc::graph::{GraphBuilder, Op};
+    use mdc::graph::GraphBuilder;
+    use mdc::ops::{Concat, Input, Silu, Timestep};
     let mut b = GraphBuilder::new();
-    let x = b.add("x", "x", Op::Input { channels: in_channels, height: size, width: size }, &[]).unwrap();
-    let t = b.add("t", "t", Op::Timestep, &[]).unwrap();
+    let x = b.add("x", "x", Input { channels: in_channels, height: size, width: size }, &[]).unwrap();
+    let t = b.add("t", "t", Timestep, &[]).unwrap();
     let temb = time_mlp(&mut b, "time", t, 16, 32).unwrap();
     let h0 = conv(&mut b, "init", "init", x, 16, 3, 1, 1).unwrap();
     let e1 = resblock(&mut b, "enc1", h0, temb, 16, 4).unwrap();
@@ -108,10 +109,10 @@ pub fn attention_unet(in_channels: usize, size: usize) -> Graph {
     let a = attention(&mut b, "mid_attn", e2, 2, 4).unwrap();
     let m = resblock(&mut b, "mid", a, temb, 32, 4).unwrap();
     let u = upsample(&mut b, "up1", m).unwrap();
-    let cat = b.add("cat1", "cat1", Op::Concat, &[u, e1]).unwrap();
+    let cat = b.add("cat1", "cat1", Concat, &[u, e1]).unwrap();
     let dcd = resblock(&mut b, "dec1", cat, temb, 16, 4).unwrap();
     let o = group_norm(&mut b, "out_norm", "out_norm", dcd, 4).unwrap();
-    let o = b.add("out_silu", "out_silu", Op::Silu, &[o]).unwrap();
+    let o = b.add("out_silu", "out_silu", Silu, &[o]).unwrap();
     let o = conv(&mut b, "out", "out", o, in_channels, 3, 1, 1).unwrap();
     b.finish(o)
 }

@@ -1,0 +1,69 @@
+//! Elementwise sum of two inputs of the same shape.
+
+use super::{arity, ParamSpec, PrimitiveOp, ShapeError};
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::elementwise;
+use crate::interp::Real;
+use crate::onnx::lower::Lowerer;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Add;
+
+impl PrimitiveOp for Add {
+    fn kind(&self) -> &'static str {
+        "add"
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+
+    fn infer_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError> {
+        arity(inputs, 2)?;
+        if inputs[0] != inputs[1] {
+            let found = (inputs[0].clone(), inputs[1].clone());
+            return Err(ShapeError::ShapeMismatch { inputs: (0, 1), found });
+        }
+        Ok(inputs[0].clone())
+    }
+
+    fn flops(&self, _: &[&Shape], output: &Shape) -> u128 {
+        output.numel() as u128
+    }
+
+    fn backward_keeps_inputs(&self) -> bool {
+        false
+    }
+
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        elementwise::add(cx.inputs[0], cx.inputs[1], cx.out);
+    }
+
+    /// Both inputs receive dy.
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+        let mut copy = cx.pool.take(dy.len());
+        copy.copy_from_slice(&dy);
+        cx.input_grads.push((0, copy));
+        cx.input_grads.push((1, dy));
+    }
+
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        cx.b.node("Add", &node.name, &[ins[0], ins[1]], &[out], vec![]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_equal_shapes() {
+        let (a, b) = (Shape::image(4, 8, 8), Shape::image(4, 8, 7));
+        assert_eq!(Add.infer_shape(&[&a, &a]), Ok(a.clone()));
+        assert_eq!(
+            Add.infer_shape(&[&a, &b]),
+            Err(ShapeError::ShapeMismatch { inputs: (0, 1), found: (a.clone(), b.clone()) })
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! [C, H, W] + [C] broadcast over H, W (the projected time embedding added to a feature map).
+
+use super::{arity, image, vector, ParamSpec, PrimitiveOp, ShapeError};
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::elementwise;
+use crate::interp::Real;
+use crate::onnx::lower::Lowerer;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddChannelBias;
+
+impl PrimitiveOp for AddChannelBias {
+    fn kind(&self) -> &'static str {
+        "add_channel_bias"
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+
+    fn infer_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError> {
+        arity(inputs, 2)?;
+        let (c, _, _) = image(inputs, 0)?;
+        let d = vector(inputs, 1)?;
+        if d != c {
+            return Err(ShapeError::ChannelMismatch { input: 1, expected: c, found: d });
+        }
+        Ok(inputs[0].clone())
+    }
+
+    fn flops(&self, _: &[&Shape], output: &Shape) -> u128 {
+        output.numel() as u128
+    }
+
+    fn backward_keeps_inputs(&self) -> bool {
+        false
+    }
+
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        let c = cx.shape.channels().unwrap_or(1);
+        elementwise::add_channel_bias(cx.shape.numel() / c, cx.inputs[0], cx.inputs[1], cx.out);
+    }
+
+    /// The map receives dy; the bias its sum over H, W.
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+        let c = cx.shape.channels().unwrap_or(1);
+        let mut db = cx.pool.take(cx.batch * c);
+        elementwise::add_channel_bias_backward(cx.shape.numel() / c, &dy, &mut db);
+        cx.input_grads.push((1, db));
+        cx.input_grads.push((0, dy));
+    }
+
+    /// [N, C] -> [N, C, 1, 1], broadcast over H, W.
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        let axes = cx.b.const_i64(&[2, 3]);
+        let u = format!("{}/unsqueeze", node.name);
+        cx.b.node("Unsqueeze", &u, &[ins[1], &axes], &[&u], vec![]);
+        cx.b.node("Add", &node.name, &[ins[0], &u], &[out], vec![]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bias_has_one_value_per_channel() {
+        let x = Shape::image(4, 3, 3);
+        assert_eq!(AddChannelBias.infer_shape(&[&x, &Shape::vector(4)]), Ok(x.clone()));
+        assert_eq!(
+            AddChannelBias.infer_shape(&[&x, &Shape::vector(5)]),
+            Err(ShapeError::ChannelMismatch { input: 1, expected: 4, found: 5 })
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! 2-D convolution, square kernel, zero padding: [Cin, H, W] -> [Cout, H', W'] with
+//! H' = (H + 2 * padding - kernel) / stride + 1. Params: weight [Cout, Cin, k, k], bias [Cout].
+
+use super::exec::weight_and_bias;
+use super::{arity, image, Init, Param, ParamSpec, PrimitiveOp, ShapeError};
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::conv;
+use crate::interp::Real;
+use crate::onnx::builder::{attribute, Attr};
+use crate::onnx::lower::Lowerer;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv2d {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2d {
+    /// The kernels' view of this conv on an input of shape `input` giving `output`.
+    fn geom(&self, input: &Shape, output: &Shape) -> conv::ConvGeom {
+        let (_, h, w) = input.as_image().expect("checked image");
+        let (_, ho, wo) = output.as_image().expect("checked image");
+        let (cin, cout, k, stride, pad) =
+            (self.in_channels, self.out_channels, self.kernel, self.stride, self.padding);
+        conv::ConvGeom { cin, cout, k, stride, pad, h, w, ho, wo }
+    }
+
+    /// Profiles time pointwise and strided convs apart: their kernels differ.
+    pub fn profile_label(&self) -> &'static str {
+        match (self.kernel, self.stride) {
+            (1, _) => "conv2d 1x1",
+            (_, 2) => "conv2d strided",
+            (_, _) => "conv2d",
+        }
+    }
+}
+
+impl PrimitiveOp for Conv2d {
+    fn kind(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        let fan_in = self.in_channels * self.kernel * self.kernel;
+        vec![
+            ParamSpec {
+                name: "weight",
+                shape: vec![self.out_channels, self.in_channels, self.kernel, self.kernel],
+                init: Init::KaimingUniform { fan_in },
+            },
+            ParamSpec { name: "bias", shape: vec![self.out_channels], init: Init::BiasUniform { fan_in } },
+        ]
+    }
+
+    fn infer_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError> {
+        arity(inputs, 1)?;
+        let (c, h, w) = image(inputs, 0)?;
+        if c != self.in_channels {
+            return Err(ShapeError::ChannelMismatch { input: 0, expected: self.in_channels, found: c });
+        }
+        for (param, value) in [(Param::Kernel, self.kernel), (Param::Stride, self.stride)] {
+            if value == 0 {
+                return Err(ShapeError::OutOfRange { param, value, expected: "at least 1" });
+            }
+        }
+        let out = |n: usize| (n + 2 * self.padding).checked_sub(self.kernel).map(|v| v / self.stride + 1);
+        match (out(h), out(w)) {
+            (Some(oh), Some(ow)) => Ok(Shape::image(self.out_channels, oh, ow)),
+            _ => Err(ShapeError::EmptyOutput {
+                kernel: self.kernel,
+                padding: self.padding,
+                height: h,
+                width: w,
+            }),
+        }
+    }
+
+    fn flops(&self, _: &[&Shape], output: &Shape) -> u128 {
+        2 * (self.in_channels * self.kernel * self.kernel) as u128 * output.numel() as u128
+    }
+
+    /// dW = dy * x (as im2col columns) needs x.
+    fn backward_keeps_inputs(&self) -> bool {
+        true
+    }
+
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        let geom = self.geom(cx.input_shapes[0], cx.shape);
+        conv::forward(cx.workers, &geom, cx.batch, cx.inputs[0], cx.params[0], cx.params[1], cx.out);
+    }
+
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+        let geom = self.geom(cx.input_shapes[0], cx.shape);
+        let mut dx = cx.wants[0].then(|| cx.pool.take(cx.batch * cx.input_shapes[0].numel()));
+        let (dw, db) = weight_and_bias(cx.param_grads);
+        let (x, w) = (cx.inputs[0], cx.params[0]);
+        conv::backward(cx.workers, &geom, cx.batch, x, w, &dy, dx.as_deref_mut(), dw, db);
+        cx.pool.give(dy);
+        cx.input_grads.extend(dx.map(|dx| (0, dx)));
+    }
+
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        let w = cx.weight(node, "weight", &[self.out_channels, self.in_channels, self.kernel, self.kernel]);
+        let bias = cx.weight(node, "bias", &[self.out_channels]);
+        let (k, s, p) = (self.kernel as i64, self.stride as i64, self.padding as i64);
+        cx.b.node(
+            "Conv",
+            &node.name,
+            &[ins[0], &w, &bias],
+            &[out],
+            vec![
+                attribute("kernel_shape", Attr::Ints(&[k, k])),
+                attribute("strides", Attr::Ints(&[s, s])),
+                attribute("pads", Attr::Ints(&[p, p, p, p])),
+            ],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(kernel: usize, stride: usize, padding: usize) -> Conv2d {
+        Conv2d { in_channels: 3, out_channels: 8, kernel, stride, padding }
+    }
+
+    #[test]
+    fn output_size_follows_kernel_stride_and_padding() {
+        let x = Shape::image(3, 28, 28);
+        assert_eq!(conv(3, 1, 1).infer_shape(&[&x]), Ok(Shape::image(8, 28, 28)));
+        assert_eq!(conv(3, 2, 1).infer_shape(&[&x]), Ok(Shape::image(8, 14, 14)));
+        assert_eq!(conv(4, 1, 1).infer_shape(&[&x]), Ok(Shape::image(8, 27, 27)));
+        assert_eq!(conv(3, 1, 1).params().iter().map(ParamSpec::numel).sum::<usize>(), 8 * 3 * 9 + 8);
+    }
+
+    #[test]
+    fn errors_say_which_input_or_parameter() {
+        let x = Shape::image(3, 8, 8);
+        assert_eq!(
+            conv(9, 1, 0).infer_shape(&[&x]),
+            Err(ShapeError::EmptyOutput { kernel: 9, padding: 0, height: 8, width: 8 })
+        );
+        let y = Shape::image(4, 8, 8);
+        assert_eq!(
+            conv(3, 1, 1).infer_shape(&[&y]),
+            Err(ShapeError::ChannelMismatch { input: 0, expected: 3, found: 4 })
+        );
+        assert!(matches!(
+            conv(3, 0, 1).infer_shape(&[&x]),
+            Err(ShapeError::OutOfRange { param: Param::Stride, value: 0, .. })
+        ));
+    }
+}

@@ -1,0 +1,133 @@
+//! GroupNorm over (C/groups, H, W) per group, affine: [C, H, W] -> [C, H, W].
+//! Params: weight [C] (init 1), bias [C] (init 0).
+
+use super::exec::weight_and_bias;
+use super::{arity, image, Init, Param, ParamSpec, PrimitiveOp, ShapeError};
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::norm;
+use crate::interp::Real;
+use crate::onnx::builder::{attribute, Attr};
+use crate::onnx::lower::Lowerer;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupNorm {
+    pub groups: usize,
+    pub channels: usize,
+    pub eps: f32,
+}
+
+impl GroupNorm {
+    fn geom(&self, shape: &Shape) -> norm::GroupNormGeom {
+        let (channels, groups) = (self.channels, self.groups);
+        norm::GroupNormGeom { channels, hw: shape.numel() / channels, groups, eps: self.eps as f64 }
+    }
+}
+
+impl PrimitiveOp for GroupNorm {
+    fn kind(&self) -> &'static str {
+        "group_norm"
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec { name: "weight", shape: vec![self.channels], init: Init::Constant(1.0) },
+            ParamSpec { name: "bias", shape: vec![self.channels], init: Init::Constant(0.0) },
+        ]
+    }
+
+    fn infer_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError> {
+        arity(inputs, 1)?;
+        let (c, _, _) = image(inputs, 0)?;
+        if c != self.channels {
+            return Err(ShapeError::ChannelMismatch { input: 0, expected: self.channels, found: c });
+        }
+        if self.groups == 0 || !self.channels.is_multiple_of(self.groups) {
+            return Err(ShapeError::NotDivisible {
+                param: Param::Groups,
+                value: self.groups,
+                channels: self.channels,
+            });
+        }
+        Ok(inputs[0].clone())
+    }
+
+    fn flops(&self, _: &[&Shape], output: &Shape) -> u128 {
+        // mean, variance, normalise, affine
+        8 * output.numel() as u128
+    }
+
+    /// The input gradient needs x (with the saved mean and 1/std).
+    fn backward_keeps_inputs(&self) -> bool {
+        true
+    }
+
+    /// Also applies a fused SiLU; in training saves each group's mean and 1/std.
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        let geom = self.geom(cx.shape);
+        let mut stats = cx.pool.take(cx.batch * self.groups * 2);
+        let (x, gamma, beta) = (cx.inputs[0], cx.params[0], cx.params[1]);
+        norm::forward(cx.workers, &geom, cx.batch, x, gamma, beta, cx.out, &mut stats, cx.fused_silu);
+        match cx.saved {
+            Some(slot) => *slot = Some(stats),
+            None => cx.pool.give(stats),
+        }
+    }
+
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, mut dy: Vec<T>) {
+        let geom = self.geom(cx.shape);
+        let mut dx = cx.pool.take(dy.len());
+        let (dw, db) = weight_and_bias(cx.param_grads);
+        let stats = cx.saved.expect("the training forward saved the group statistics");
+        let (x, gamma, beta) = (cx.inputs[0], cx.params[0], cx.params[1]);
+        let n = cx.batch;
+        norm::backward(cx.workers, &geom, n, x, gamma, beta, stats, &mut dy, &mut dx, dw, db, cx.fused_silu);
+        cx.pool.give(dy);
+        cx.input_grads.push((0, dx));
+    }
+
+    /// As Reshape -> InstanceNormalization -> Reshape -> Mul -> Add: about 2x faster in
+    /// onnxruntime's CPU provider than GroupNormalization.
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        let (groups, channels) = (self.groups, self.channels);
+        let name = node.name.as_str();
+        let step = |s: &str| format!("{name}/{s}");
+        let eps_attr = || vec![attribute("epsilon", Attr::Float(self.eps))];
+        if groups == channels {
+            // One channel per group is exactly instance norm, affine included.
+            let w = cx.weight(node, "weight", &[channels]);
+            let bias = cx.weight(node, "bias", &[channels]);
+            cx.b.node("InstanceNormalization", name, &[ins[0], &w, &bias], &[out], eps_attr());
+            return;
+        }
+        // Normalise each group as one instance-norm "channel", then the per-channel affine.
+        let grouped = cx.b.const_i64(&[0, groups as i64, -1]);
+        let ones = cx.b.const_f32(&format!("ones{groups}"), &[groups], &vec![1.0; groups]);
+        let zeros = cx.b.const_f32(&format!("zeros{groups}"), &[groups], &vec![0.0; groups]);
+        let shape = cx.shape_of(ins[0]);
+        let w = cx.weight(node, "weight", &[channels, 1, 1]);
+        let bias = cx.weight(node, "bias", &[channels, 1, 1]);
+        let (r, n, back, scaled) = (step("group"), step("normalize"), step("ungroup"), step("scale"));
+        cx.b.node("Reshape", &r, &[ins[0], &grouped], &[&r], vec![]);
+        cx.b.node("InstanceNormalization", &n, &[&r, &ones, &zeros], &[&n], eps_attr());
+        cx.b.node("Reshape", &back, &[&n, &shape], &[&back], vec![]);
+        cx.b.node("Mul", &scaled, &[&back, &w], &[&scaled], vec![]);
+        cx.b.node("Add", name, &[&scaled, &bias], &[out], vec![]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_must_divide_the_channels() {
+        let x = Shape::image(18, 4, 4);
+        let ok = GroupNorm { groups: 6, channels: 18, eps: 1e-5 };
+        assert_eq!(ok.infer_shape(&[&x]), Ok(x.clone()));
+        let bad = GroupNorm { groups: 4, channels: 18, eps: 1e-5 };
+        let e = bad.infer_shape(&[&x]).unwrap_err();
+        assert_eq!(e, ShapeError::NotDivisible { param: Param::Groups, value: 4, channels: 18 });
+        assert_eq!(e.to_string(), "18 channels are not divisible into 4 groups");
+    }
+}

@@ -1,0 +1,89 @@
+//! y = x W^T + b: [in] -> [out]. Params: weight [out, in], bias [out].
+
+use super::exec::weight_and_bias;
+use super::{arity, vector, Init, ParamSpec, PrimitiveOp, ShapeError};
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::linear;
+use crate::interp::Real;
+use crate::onnx::builder::{attribute, Attr};
+use crate::onnx::lower::Lowerer;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+impl PrimitiveOp for Linear {
+    fn kind(&self) -> &'static str {
+        "linear"
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        let (fan_in, out) = (self.in_features, self.out_features);
+        vec![
+            ParamSpec { name: "weight", shape: vec![out, fan_in], init: Init::KaimingUniform { fan_in } },
+            ParamSpec { name: "bias", shape: vec![out], init: Init::BiasUniform { fan_in } },
+        ]
+    }
+
+    fn infer_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError> {
+        arity(inputs, 1)?;
+        let d = vector(inputs, 0)?;
+        if d != self.in_features {
+            return Err(ShapeError::ChannelMismatch { input: 0, expected: self.in_features, found: d });
+        }
+        Ok(Shape::vector(self.out_features))
+    }
+
+    fn flops(&self, _: &[&Shape], output: &Shape) -> u128 {
+        2 * self.in_features as u128 * output.numel() as u128
+    }
+
+    /// dW = dy^T x needs x.
+    fn backward_keeps_inputs(&self) -> bool {
+        true
+    }
+
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        let (i, o) = (self.in_features, self.out_features);
+        linear::forward(cx.batch, i, o, cx.inputs[0], cx.params[0], cx.params[1], cx.out);
+    }
+
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+        let (i, o, n) = (self.in_features, self.out_features, cx.batch);
+        let mut dx = cx.wants[0].then(|| cx.pool.take(n * i));
+        let (dw, db) = weight_and_bias(cx.param_grads);
+        linear::backward(n, i, o, cx.inputs[0], cx.params[0], &dy, dx.as_deref_mut(), dw, db);
+        cx.pool.give(dy);
+        cx.input_grads.extend(dx.map(|dx| (0, dx)));
+    }
+
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        let w = cx.weight(node, "weight", &[self.out_features, self.in_features]);
+        let bias = cx.weight(node, "bias", &[self.out_features]);
+        let trans_b = vec![attribute("transB", Attr::Int(1))];
+        cx.b.node("Gemm", &node.name, &[ins[0], &w, &bias], &[out], trans_b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Rank;
+
+    #[test]
+    fn maps_features_and_names_the_input_at_fault() {
+        let op = Linear { in_features: 4, out_features: 6 };
+        assert_eq!(op.infer_shape(&[&Shape::vector(4)]), Ok(Shape::vector(6)));
+        assert_eq!(
+            op.infer_shape(&[&Shape::vector(5)]),
+            Err(ShapeError::ChannelMismatch { input: 0, expected: 4, found: 5 })
+        );
+        let img = Shape::image(4, 2, 2);
+        assert!(matches!(op.infer_shape(&[&img]), Err(ShapeError::WrongRank { expected: Rank::Vector, .. })));
+        assert_eq!(op.params().iter().map(ParamSpec::numel).sum::<usize>(), 4 * 6 + 6);
+        assert_eq!(op.flops(&[&Shape::vector(4)], &Shape::vector(6)), 48);
+    }
+}

@@ -1,0 +1,184 @@
+//! The primitive ops every model is expanded into, one module per op.
+//!
+//! Each module holds everything about its op side by side: the parameters and their init, the
+//! shape rule (with a typed [`ShapeError`]), the FLOP count, the interpreter's forward and
+//! backward (calling the kernels in `interp::kernels`), what the backward keeps, the ONNX
+//! lowering and the op's unit tests. [`PrimitiveOp`] is that contract; the `registry!` list at
+//! the bottom of this file is the one place that names every op: it generates the [`Op`] enum and
+//! its dispatch, so every consumer match is exhaustive and a new op that misses a method does
+//! not compile.
+
+mod error;
+mod exec;
+
+pub use error::{Param, Rank, ShapeError};
+pub use exec::{Backward, Forward};
+
+use crate::graph::{Node, Shape};
+use crate::interp::Real;
+use crate::onnx::lower::Lowerer;
+
+/// How a parameter tensor is initialised (PyTorch's defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// kaiming_uniform(a = sqrt(5)): U(-b, b) with b = 1 / sqrt(fan_in) (= gain * sqrt(3 / fan_in)).
+    KaimingUniform { fan_in: usize },
+    /// Bias of conv/linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    BiasUniform { fan_in: usize },
+    /// Every element the same value (GroupNorm weight 1, bias 0).
+    Constant(f32),
+}
+
+/// One learnable tensor of a node. Its full name is `<node name>.<name>`, e.g. `down1.conv1.weight`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    /// PyTorch layout: conv weight [out, in, kh, kw], linear weight [out, in].
+    pub shape: Vec<usize>,
+    pub init: Init,
+}
+
+impl ParamSpec {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// What every primitive op provides. Shapes are per image (batch dimension N left out).
+/// No method has a default: a new op states each one.
+pub trait PrimitiveOp {
+    /// Short lowercase name, used in tables, DOT, profiles and messages.
+    fn kind(&self) -> &'static str;
+
+    /// The learnable tensors, in a fixed order (weight before bias).
+    fn params(&self) -> Vec<ParamSpec>;
+
+    /// The output shape from the input shapes, or what is wrong with them.
+    fn infer_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError>;
+
+    /// Forward floating-point operations per image (a multiply-add counts 2), for shapes that
+    /// passed [`Self::infer_shape`]. Wide so that the checker can refuse sizes whose count
+    /// would not fit the tables' `u64` before anything overflows.
+    fn flops(&self, inputs: &[&Shape], output: &Shape) -> u128;
+
+    /// Whether [`Self::backward`] reads the inputs' forward values: the engine then keeps them
+    /// alive until this node's backward has run, and frees them after their last forward
+    /// reader otherwise.
+    fn backward_keeps_inputs(&self) -> bool;
+
+    /// Computes the output for a batch (the interpreter's forward).
+    fn forward<T: Real>(&self, cx: Forward<'_, T>);
+
+    /// From `dy`, the gradient of the output, writes the parameters' gradients and hands the
+    /// inputs' gradients to the engine; `dy` goes back to the pool or becomes one of them.
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>);
+
+    /// Emits the ONNX nodes computing `node` from the values named `ins` into the value `out`.
+    /// The node carrying the result is named like `node` (`down1.conv`), helpers
+    /// `<node>/<step>`; shapes that depend on N, H or W are read at run time.
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str);
+}
+
+/// Requires exactly `n` inputs.
+pub(crate) fn arity(inputs: &[&Shape], n: usize) -> Result<(), ShapeError> {
+    if inputs.len() == n {
+        Ok(())
+    } else {
+        Err(ShapeError::Arity { expected: n, found: inputs.len() })
+    }
+}
+
+/// Input `k` as an image (C, H, W), or a rank error naming it.
+pub(crate) fn image(inputs: &[&Shape], k: usize) -> Result<(usize, usize, usize), ShapeError> {
+    inputs[k].as_image().ok_or_else(|| ShapeError::WrongRank {
+        input: k,
+        expected: Rank::Image,
+        found: inputs[k].clone(),
+    })
+}
+
+/// Input `k` as a vector's length, or a rank error naming it.
+pub(crate) fn vector(inputs: &[&Shape], k: usize) -> Result<usize, ShapeError> {
+    inputs[k].as_vector().ok_or_else(|| ShapeError::WrongRank {
+        input: k,
+        expected: Rank::Vector,
+        found: inputs[k].clone(),
+    })
+}
+
+/// The one list of primitive ops. Each line is `module::Type`: the macro declares the module
+/// (`src/ops/module.rs`), re-exports its type, and generates the [`Op`] enum (variant `Type`),
+/// `From` conversions and the exhaustive dispatch of every [`PrimitiveOp`] method.
+macro_rules! registry {
+    ($($module:ident::$variant:ident),* $(,)?) => {
+        $(pub mod $module;
+        pub use $module::$variant;)*
+
+        /// A primitive operation: one of the op modules' types.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Op {
+            $($variant($variant),)*
+        }
+
+        $(impl From<$variant> for Op {
+            fn from(op: $variant) -> Op {
+                Op::$variant(op)
+            }
+        })*
+
+        impl Op {
+            pub fn kind(&self) -> &'static str {
+                match self { $(Op::$variant(op) => op.kind(),)* }
+            }
+
+            pub fn params(&self) -> Vec<ParamSpec> {
+                match self { $(Op::$variant(op) => op.params(),)* }
+            }
+
+            pub fn infer_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError> {
+                match self { $(Op::$variant(op) => op.infer_shape(inputs),)* }
+            }
+
+            pub fn flops(&self, inputs: &[&Shape], output: &Shape) -> u128 {
+                match self { $(Op::$variant(op) => op.flops(inputs, output),)* }
+            }
+
+            pub fn backward_keeps_inputs(&self) -> bool {
+                match self { $(Op::$variant(op) => op.backward_keeps_inputs(),)* }
+            }
+
+            pub fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+                match self { $(Op::$variant(op) => op.forward(cx),)* }
+            }
+
+            pub fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
+                match self { $(Op::$variant(op) => op.backward(cx, dy),)* }
+            }
+
+            pub fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+                match self { $(Op::$variant(op) => op.lower_onnx(cx, node, ins, out),)* }
+            }
+        }
+    };
+}
+
+registry! {
+    input::Input,
+    timestep::Timestep,
+    timestep_embedding::TimestepEmbedding,
+    linear::Linear,
+    conv2d::Conv2d,
+    group_norm::GroupNorm,
+    silu::Silu,
+    add::Add,
+    add_channel_bias::AddChannelBias,
+    concat::Concat,
+    upsample_nearest::UpsampleNearest,
+    attention::Attention,
+}
+
+impl Op {
+    pub fn param_count(&self) -> usize {
+        self.params().iter().map(ParamSpec::numel).sum()
+    }
+}

@@ -1,0 +1,63 @@
+//! x * sigmoid(x), elementwise, any shape.
+
+use super::{arity, ParamSpec, PrimitiveOp, ShapeError};
+use super::{Backward, Forward};
+use crate::graph::{Node, Shape};
+use crate::interp::kernels::activation;
+use crate::interp::Real;
+use crate::onnx::lower::Lowerer;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Silu;
+
+impl PrimitiveOp for Silu {
+    fn kind(&self) -> &'static str {
+        "silu"
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+
+    fn infer_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError> {
+        arity(inputs, 1)?;
+        Ok(inputs[0].clone())
+    }
+
+    fn flops(&self, _: &[&Shape], output: &Shape) -> u128 {
+        4 * output.numel() as u128
+    }
+
+    /// d silu(x) / dx needs x.
+    fn backward_keeps_inputs(&self) -> bool {
+        true
+    }
+
+    fn forward<T: Real>(&self, cx: Forward<'_, T>) {
+        activation::silu_forward(cx.inputs[0], cx.out);
+    }
+
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, mut dy: Vec<T>) {
+        activation::silu_backward_in_place(cx.inputs[0], &mut dy);
+        cx.input_grads.push((0, dy));
+    }
+
+    /// As x * Sigmoid(x), which onnxruntime fuses.
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+        let sig = format!("{}/sigmoid", node.name);
+        cx.b.node("Sigmoid", &sig, &[ins[0]], &[&sig], vec![]);
+        cx.b.node("Mul", &node.name, &[ins[0], &sig], &[out], vec![]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_shape() {
+        let v = Shape::vector(7);
+        assert_eq!(Silu.infer_shape(&[&v]), Ok(v.clone()));
+        assert_eq!(Silu.infer_shape(&[&v, &v]), Err(ShapeError::Arity { expected: 1, found: 2 }));
+    }
+}
