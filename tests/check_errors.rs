@@ -136,7 +136,10 @@ fn channels_not_divisible_by_groups() {
         assert_error("group_divisible.toml", 19, Some("enc1"), "18 channels are not divisible into 4 groups");
     let d = &errors(&r)[0];
     assert!(d.help.as_deref().unwrap().contains("16 or 20"));
-    assert!(d.notes.iter().any(|n| n.contains("`channels[1]` = 18 is defined at line 5")), "{:?}", d.notes);
+    // Both values are labelled where [vars] defines them, which is what to edit.
+    let labels: Vec<_> = r.located().into_iter().flat_map(|d| d.labels).map(|l| (l.line, l.text)).collect();
+    assert!(labels.contains(&(5, "`channels[1]` = 18 is defined here")), "{labels:?}");
+    assert!(labels.contains(&(6, "`groups` = 4 is defined here")), "{labels:?}");
 }
 
 #[test]

@@ -112,7 +112,7 @@ fn a_model_error_displays_the_full_report() {
         "{text}"
     );
     assert!(text.contains("--> models/unet.toml:25:"), "{text}");
-    assert!(text.contains("= note: `groups` = 7 is defined at line 12"), "{text}");
+    assert!(text.contains("12 | groups = 7") && text.contains("`groups` = 7 is defined here"), "{text}");
     assert!(text.ends_with("models/unet.toml: 1 error, 0 warnings"), "{text}");
 }
 

@@ -19,8 +19,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
-use crate::dsl::diag::{suggestion, LineIndex};
-use crate::dsl::{self, BlockDecl, BlockOp, Diagnostic, ModelFile, OpKind, Span, Val};
+use crate::dsl::diag::suggestion;
+use crate::dsl::{self, BlockDecl, BlockOp, Diagnostic, ModelFile, OpKind, Val};
 use crate::graph::{blocks, Graph, GraphBuilder, NodeId, Op, Shape, ShapeError};
 
 pub use table::{BlockRow, Totals};
@@ -49,7 +49,7 @@ pub fn check(source: &str) -> Checked {
     let Some(file) = file else {
         return Checked { file: None, graph: None, table: Vec::new(), diagnostics };
     };
-    let mut b = Build::new(source, &file);
+    let mut b = Build::new(&file);
     b.run();
     diagnostics.extend(b.diags);
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
@@ -83,8 +83,6 @@ enum Vertex {
 
 struct Build<'f> {
     file: &'f ModelFile,
-    lines: LineIndex,
-    source: &'f str,
     g: DiGraph<Vertex, ()>,
     by_name: HashMap<&'f str, NodeIndex>,
     builder: GraphBuilder,
@@ -117,7 +115,7 @@ fn vertex_of_block(i: usize) -> NodeIndex {
 }
 
 impl<'f> Build<'f> {
-    fn new(source: &'f str, file: &'f ModelFile) -> Self {
+    fn new(file: &'f ModelFile) -> Self {
         let mut g = DiGraph::new();
         g.add_node(Vertex::X);
         g.add_node(Vertex::T);
@@ -143,8 +141,6 @@ impl<'f> Build<'f> {
         }
         Build {
             file,
-            lines: LineIndex::new(source),
-            source,
             g,
             by_name,
             builder: GraphBuilder::new(),
@@ -172,10 +168,6 @@ impl<'f> Build<'f> {
             Vertex::Time => "time",
             Vertex::Block(i) => &self.file.blocks[i].name,
         }
-    }
-
-    fn line_of(&self, span: &Span) -> usize {
-        self.lines.locate(self.source, span.start).0
     }
 
     fn run(&mut self) {
@@ -436,13 +428,6 @@ impl<'f> Build<'f> {
         Diagnostic::error(message, block.field_span(field)).block(block.name.clone()).field(field)
     }
 
-    /// Where a value came from, as a note: "`channels[1]` = 60 is defined in [vars] at line 5".
-    fn origin_note(&self, v: &Val<usize>) -> Option<String> {
-        v.origin
-            .as_ref()
-            .map(|(name, span)| format!("`{name}` = {} is defined at line {}", v.value, self.line_of(span)))
-    }
-
     /// The shape of a value already in the graph.
     fn shape_of(&self, id: NodeId) -> &Shape {
         self.builder.shape(id)
@@ -481,13 +466,9 @@ impl<'f> Build<'f> {
                 nearby_multiples(channels, groups.value),
                 divisors(channels)
             ));
-        if let Some(n) = self.origin_note(groups) {
-            d = d.note(n);
-        }
+        d = origin_label(d, groups);
         if let Some(v) = channels_val {
-            if let Some(n) = self.origin_note(v) {
-                d = d.note(n);
-            }
+            d = origin_label(d, v);
         }
         Err(d)
     }
@@ -581,9 +562,7 @@ impl<'f> Build<'f> {
                         .expected(format!("a number of heads dividing {c}"))
                         .found(heads.value.to_string())
                         .help(format!("heads that divide {c}: {}", divisors(c)));
-                    if let Some(n) = self.origin_note(heads) {
-                        d = d.note(n);
-                    }
+                    d = origin_label(d, heads);
                     return Err(d);
                 }
                 self.check_groups(block, c, None, groups, "in")?;
@@ -626,7 +605,7 @@ impl<'f> Build<'f> {
             }
             self.spatial_mismatch = true;
             Err(self
-                .err(block, "in", "concat inputs differ in spatial size")
+                .inputs_labelled(block, &shapes, "concat inputs differ in spatial size")
                 .expected("inputs with equal height and width")
                 .found(described())
                 .help(self.size_help()))
@@ -637,10 +616,18 @@ impl<'f> Build<'f> {
             if shapes[0].0.get(1..) != shapes[1].0.get(1..) {
                 self.spatial_mismatch = true;
             }
-            let d = self.err(block, "in", "add needs inputs of the same shape").expected("equal shapes");
+            let d = self
+                .inputs_labelled(block, &shapes, "add needs inputs of the same shape")
+                .expected("equal shapes");
             let d = d.found(described());
             Err(if self.spatial_mismatch { d.help(self.size_help()) } else { d })
         }
+    }
+
+    /// An error at a block's `in`, each input labelled with the shape it gives.
+    fn inputs_labelled(&self, block: &BlockDecl, shapes: &[&Shape], message: &str) -> Diagnostic {
+        let d = self.err(block, "in", message);
+        block.inputs.iter().zip(shapes).fold(d, |d, (r, s)| d.label(r.span.clone(), format!("{s}")))
     }
 
     /// Why spatial sizes may not line up: a conv that resizes, else odd sizes through downsampling.
@@ -787,7 +774,7 @@ impl<'f> Build<'f> {
                 d => format!("{d} times"),
             };
             let plural = if depth == 1 { "" } else { "s" };
-            let mut d = Diagnostic::error(
+            let d = Diagnostic::error(
                 format!("an input {what} cannot be halved {times} evenly ({})", path.join(" -> ")),
                 v.span.clone(),
             )
@@ -796,10 +783,7 @@ impl<'f> Build<'f> {
             .expected(format!("a multiple of {factor} for {depth} downsample{plural}"))
             .found(n.to_string())
             .help(format!("use {sizes} (or remove a downsample)"));
-            if let Some((name, span)) = &v.origin {
-                d = d.note(format!("`{name}` = {n} is defined at line {}", self.line_of(span)));
-            }
-            self.diags.push(d);
+            self.diags.push(origin_label(d, v));
         }
     }
 
@@ -850,6 +834,14 @@ impl<'f> Build<'f> {
                 );
             }
         }
+    }
+}
+
+/// Labels where a value from `[vars]` was defined: "`channels[1]` = 60 is defined here".
+fn origin_label(d: Diagnostic, v: &Val<usize>) -> Diagnostic {
+    match &v.origin {
+        Some((name, span)) => d.label(span.clone(), format!("`{name}` = {} is defined here", v.value)),
+        None => d,
     }
 }
 
