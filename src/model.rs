@@ -16,7 +16,7 @@ pub struct Model {
     /// sha256 (hex) of the file's bytes: identifies the architecture in checkpoints.
     pub hash: String,
     pub graph: Graph,
-    /// The raw `[train]` section, validated by the training code.
+    /// The `[train]` section (every setting already checked against `train::SETTINGS`).
     pub train: Option<toml::Table>,
     /// `[model] name`, when given.
     pub name: Option<String>,
@@ -84,7 +84,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model, ModelError> {
         source,
         hash,
         graph,
-        train: file.train,
+        train: file.train.map(|t| t.table()),
         name: file.name,
         table: checked.table,
         warnings: checked.diagnostics,

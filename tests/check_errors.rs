@@ -96,7 +96,8 @@ fn reference_to_a_missing_block() {
 #[test]
 fn duplicate_block_names() {
     let r = assert_error("duplicate_block.toml", 24, None, "`cat` is defined twice");
-    assert!(r.diagnostics[0].notes[0].contains("first defined at line 23"));
+    let labels = &r.located()[0].labels;
+    assert_eq!((labels[0].line, labels[0].text), (23, "`cat` is first defined here"));
 }
 
 #[test]
@@ -136,7 +137,10 @@ fn channels_not_divisible_by_groups() {
         assert_error("group_divisible.toml", 19, Some("enc1"), "18 channels are not divisible into 4 groups");
     let d = &errors(&r)[0];
     assert!(d.help.as_deref().unwrap().contains("16 or 20"));
-    assert!(d.notes.iter().any(|n| n.contains("`channels[1]` = 18 is defined at line 5")), "{:?}", d.notes);
+    // Both values are labelled where [vars] defines them, which is what to edit.
+    let labels: Vec<_> = r.located().into_iter().flat_map(|d| d.labels).map(|l| (l.line, l.text)).collect();
+    assert!(labels.contains(&(5, "`channels[1]` = 18 is defined here")), "{labels:?}");
+    assert!(labels.contains(&(6, "`groups` = 4 is defined here")), "{labels:?}");
 }
 
 #[test]
@@ -325,4 +329,52 @@ fn an_output_block_without_channels_is_not_told_to_set_them() {
         ),
         "{help}"
     );
+}
+
+#[test]
+fn a_time_reference_that_is_not_an_embedding_is_blamed_on_time_even_when_in_reads_it_too() {
+    let r = unet_edited(
+        "in = \"init\",           channels = \"channels[1]\" }",
+        "in = \"init\",           channels = \"channels[1]\", time = \"init\" }",
+    );
+    let located = r.located();
+    let errs: Vec<_> = located.iter().filter(|d| d.severity == Severity::Error).collect();
+    assert_eq!(errs.len(), 1, "{}", r.render());
+    assert_eq!(
+        (errs[0].line, errs[0].block, errs[0].field),
+        (25, Some("enc1"), Some("time")),
+        "{}",
+        r.render()
+    );
+    assert_eq!(errs[0].expected, Some("a vector [N, D]"));
+}
+
+/// The full text `mdc check` prints for a fixture: every diagnostic and the summary line.
+fn rendered_fixture(name: &str) -> String {
+    let shown = format!("tests/fixtures/{name}");
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(&shown)).unwrap();
+    let report = match model::from_bytes(Path::new(&shown), &bytes) {
+        Err(ModelError::Invalid { report }) => *report,
+        Err(e) => panic!("{name}: {e}"),
+        Ok(m) => m.warnings_report(),
+    };
+    format!("{}\n{}: {}", report.render(), report.path, report.summary())
+}
+
+/// Every fixture's whole rendered report is a reviewed snapshot (tests/snapshots/): a change in
+/// wording, a caret that moves or a new cascade shows up as a diff to accept or fix.
+#[test]
+fn every_fixture_renders_as_reviewed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() > 20, "{names:?}");
+    for name in names {
+        let text = rendered_fixture(&name);
+        insta::assert_snapshot!(name.trim_end_matches(".toml"), text);
+    }
 }

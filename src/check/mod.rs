@@ -19,8 +19,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
-use crate::dsl::diag::{suggestion, LineIndex};
-use crate::dsl::{self, BlockDecl, BlockOp, Diagnostic, ModelFile, OpKind, Span, Val};
+use crate::dsl::diag::suggestion;
+use crate::dsl::{self, BlockDecl, BlockOp, Diagnostic, ModelFile, OpKind, Val};
 use crate::graph::{blocks, Graph, GraphBuilder, NodeError, NodeId, Shape};
 use crate::ops::{
     add::Add, concat::Concat, input::Input, linear::Linear, silu::Silu, timestep::Timestep, Param, ShapeError,
@@ -52,7 +52,7 @@ pub fn check(source: &str) -> Checked {
     let Some(file) = file else {
         return Checked { file: None, graph: None, table: Vec::new(), diagnostics };
     };
-    let mut b = Build::new(source, &file);
+    let mut b = Build::new(&file);
     b.run();
     diagnostics.extend(b.diags);
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
@@ -86,8 +86,6 @@ enum Vertex {
 
 struct Build<'f> {
     file: &'f ModelFile,
-    lines: LineIndex,
-    source: &'f str,
     g: DiGraph<Vertex, ()>,
     by_name: HashMap<&'f str, NodeIndex>,
     builder: GraphBuilder,
@@ -120,7 +118,7 @@ fn vertex_of_block(i: usize) -> NodeIndex {
 }
 
 impl<'f> Build<'f> {
-    fn new(source: &'f str, file: &'f ModelFile) -> Self {
+    fn new(file: &'f ModelFile) -> Self {
         let mut g = DiGraph::new();
         g.add_node(Vertex::X);
         g.add_node(Vertex::T);
@@ -146,8 +144,6 @@ impl<'f> Build<'f> {
         }
         Build {
             file,
-            lines: LineIndex::new(source),
-            source,
             g,
             by_name,
             builder: GraphBuilder::new(),
@@ -175,10 +171,6 @@ impl<'f> Build<'f> {
             Vertex::Time => "time",
             Vertex::Block(i) => &self.file.blocks[i].name,
         }
-    }
-
-    fn line_of(&self, span: &Span) -> usize {
-        self.lines.locate(self.source, span.start).0
     }
 
     fn run(&mut self) {
@@ -436,13 +428,6 @@ impl<'f> Build<'f> {
         Diagnostic::error(message, block.field_span(field)).block(block.name.clone()).field(field)
     }
 
-    /// Where a value came from, as a note: "`channels[1]` = 60 is defined in [vars] at line 5".
-    fn origin_note(&self, v: &Val<usize>) -> Option<String> {
-        v.origin
-            .as_ref()
-            .map(|(name, span)| format!("`{name}` = {} is defined at line {}", v.value, self.line_of(span)))
-    }
-
     /// The shape of a value already in the graph.
     fn shape_of(&self, id: NodeId) -> &Shape {
         self.builder.shape(id)
@@ -627,9 +612,7 @@ impl<'f> Build<'f> {
                         divisors(*channels)
                     ));
                 for v in [params.groups, params.channels].into_iter().flatten() {
-                    if let Some(n) = self.origin_note(v) {
-                        d = d.note(n);
-                    }
+                    d = origin_label(d, v);
                 }
                 d
             }
@@ -639,8 +622,8 @@ impl<'f> Build<'f> {
                     .expected(format!("a number of {} dividing {channels}", param.field()))
                     .found(value.to_string())
                     .help(format!("{} that divide {channels}: {}", param.field(), divisors(*channels)));
-                if let Some(n) = params.heads.and_then(|v| self.origin_note(v)) {
-                    d = d.note(n);
+                if let Some(v) = params.heads {
+                    d = origin_label(d, v);
                 }
                 d
             }
@@ -694,7 +677,13 @@ impl<'f> Build<'f> {
             .zip(ins)
             .map(|(r, &i)| format!("`{}` gives {}", r.value, self.shape_of(i)))
             .collect();
-        self.err(block, "in", message).found(described.join(", "))
+        // Each input is also labelled in the source with the shape it gives.
+        let d = self.err(block, "in", message).found(described.join(", "));
+        block
+            .inputs
+            .iter()
+            .zip(ins)
+            .fold(d, |d, (r, &i)| d.label(r.span.clone(), self.shape_of(i).to_string()))
     }
 
     /// A rule that failed on a value made inside the block's own expansion (not one it reads).
@@ -778,7 +767,7 @@ impl<'f> Build<'f> {
     fn output_channels_help(&self, out: &str, want: &Shape, channels: usize) -> String {
         let block = self.file.blocks.iter().find(|b| b.name == out);
         let kind = block.and_then(|b| b.kind.as_ref()).map(|k| k.value);
-        if kind.is_some_and(|k| k.fields().contains(&"channels")) {
+        if kind.is_some_and(|k| k.fields().any(|f| f == "channels")) {
             return format!(
                 "; give `{out}` {channels} output channels (e.g. `channels = \"input.channels\"`)"
             );
@@ -829,7 +818,7 @@ impl<'f> Build<'f> {
                 d => format!("{d} times"),
             };
             let plural = if depth == 1 { "" } else { "s" };
-            let mut d = Diagnostic::error(
+            let d = Diagnostic::error(
                 format!("an input {what} cannot be halved {times} evenly ({})", path.join(" -> ")),
                 v.span.clone(),
             )
@@ -838,10 +827,7 @@ impl<'f> Build<'f> {
             .expected(format!("a multiple of {factor} for {depth} downsample{plural}"))
             .found(n.to_string())
             .help(format!("use {sizes} (or remove a downsample)"));
-            if let Some((name, span)) = &v.origin {
-                d = d.note(format!("`{name}` = {n} is defined at line {}", self.line_of(span)));
-            }
-            self.diags.push(d);
+            self.diags.push(origin_label(d, v));
         }
     }
 
@@ -930,6 +916,14 @@ fn plural(n: usize) -> &'static str {
         ""
     } else {
         "s"
+    }
+}
+
+/// Labels where a value from `[vars]` was defined: "`channels[1]` = 60 is defined here".
+fn origin_label(d: Diagnostic, v: &Val<usize>) -> Diagnostic {
+    match &v.origin {
+        Some((name, span)) => d.label(span.clone(), format!("`{name}` = {} is defined here", v.value)),
+        None => d,
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use super::sample::MAX_IMAGES;
 use crate::bench::{self, BenchOptions};
 use crate::model;
-use crate::runtime::{self, Device, OrtDenoiser};
+use crate::runtime::{self, Device, OrtDenoiser, SessionConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -2,6 +2,7 @@
 //! every error found. Exit 0 when every file is sound (warnings allowed), 1 when a model has
 //! errors, 2 when a file cannot be read.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -98,7 +99,8 @@ fn print_text(o: &Outcome) {
         Outcome::Checked { report, checked, millis } => (report, checked, millis),
     };
     if !report.diagnostics.is_empty() {
-        eprintln!("{}", report.render());
+        let text = if std::io::stderr().is_terminal() { report.render_styled() } else { report.render() };
+        eprintln!("{text}");
     }
     let graph = checked.as_ref().and_then(|c| c.graph.as_ref());
     match (report.has_errors(), graph, checked) {

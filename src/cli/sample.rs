@@ -15,7 +15,7 @@ use crate::diffusion::{
 };
 use crate::image_io::{image_png, write_grid, GridLayout};
 use crate::params::{Params, CHECKPOINT_FORMAT};
-use crate::runtime::{Device, OrtDenoiser};
+use crate::runtime::{Device, OrtDenoiser, SessionConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SamplerArg {
@@ -80,10 +80,8 @@ pub struct Args {
     pub allow_modified: bool,
 }
 
-/// Most images per run or per batch (the training recipe's limit for `batch` and `samples`).
-pub const MAX_IMAGES: u64 = 4096;
-/// Most timesteps T (the training recipe's limit for `timesteps`).
-pub const MAX_TIMESTEPS: u64 = 100_000;
+/// The training recipe's limits: most images per run or batch, most timesteps T.
+pub use crate::train::{MAX_IMAGES, MAX_TIMESTEPS};
 
 /// A clap parser for a size from 1 to `max`.
 pub fn sizes(max: u64) -> clap::builder::RangedU64ValueParser<usize> {

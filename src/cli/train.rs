@@ -9,59 +9,20 @@ use super::UsageError;
 use crate::check::table::group_digits;
 use crate::data::{DataSource, Dataset};
 use crate::train::{
-    checkpoint_path, stop_after_problem, train, train_key_line, Checkpoint, Diverged, Origin, Recipe,
-    TrainConfig, TrainJob,
+    checkpoint_path, stop_after_problem, train, Checkpoint, Diverged, Origin, Recipe, Setting, TrainConfig,
+    TrainJob, SETTINGS,
 };
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The model file (e.g. models/unet.toml); its `[train]` section may set any training setting.
     pub model: PathBuf,
-    /// Training images: `builtin` (1000 MNIST digits), an IDX file (.gz or raw) or a folder of PNG/JPEG.
-    #[arg(long)]
-    pub data: Option<String>,
     /// Output folder for the checkpoint, loss log, loss plot and samples [default: runs/<model name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Optimizer steps in the whole run.
-    #[arg(long)]
-    pub steps: Option<u64>,
-    /// Images per step.
-    #[arg(long)]
-    pub batch: Option<u64>,
-    /// Peak learning rate (AdamW), reached after warmup, then cosine-decayed.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Seed for the initial weights, the data order and the noise.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Warmup steps [default: 5% of steps].
-    #[arg(long)]
-    pub warmup: Option<u64>,
-    /// Noise schedule: linear or cosine.
-    #[arg(long)]
-    pub schedule: Option<String>,
-    /// Diffusion timesteps T.
-    #[arg(long)]
-    pub timesteps: Option<u64>,
-    /// Gradient-norm clipping threshold (0 turns clipping off).
-    #[arg(long)]
-    pub clip_grad: Option<f64>,
-    /// Maximum EMA decay of the sampling weights.
-    #[arg(long)]
-    pub ema_decay: Option<f64>,
-    /// Steps between checkpoints (one is always written at the end).
-    #[arg(long)]
-    pub checkpoint_every: Option<u64>,
-    /// Images in the final sample grid (0: no sampling).
-    #[arg(long)]
-    pub samples: Option<u64>,
-    /// DDIM steps for the final sample grid (0: DDPM over all timesteps).
-    #[arg(long)]
-    pub sample_steps: Option<u64>,
-    /// DDIM eta for the final sample grid (1: stochastic, 0: deterministic).
-    #[arg(long)]
-    pub sample_eta: Option<f64>,
+    /// A flag for each training setting that has one (`--steps`, `--lr`, ...; see SETTINGS).
+    #[command(flatten)]
+    pub settings: SettingFlags,
     /// Any training setting as KEY=VALUE in TOML syntax (e.g. --set weight_decay=0.01); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -79,46 +40,82 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// `--<setting>` flags, made from [`SETTINGS`] so a new setting gets its flag from its table entry.
+#[derive(Debug, Clone, Default)]
+pub struct SettingFlags {
+    /// (setting, value as written), in the table's order.
+    pub values: Vec<(&'static str, String)>,
+}
+
+fn flagged() -> impl Iterator<Item = &'static Setting> {
+    SETTINGS.iter().filter(|s| s.flag)
+}
+
+impl clap::FromArgMatches for SettingFlags {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let values =
+            flagged().filter_map(|s| m.get_one::<String>(s.name).map(|v| (s.name, v.clone()))).collect();
+        Ok(SettingFlags { values })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for SettingFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        flagged().fold(cmd, |cmd, s| {
+            let help = format!("{}{}", s.doc[..1].to_uppercase(), &s.doc[1..]);
+            cmd.arg(
+                clap::Arg::new(s.name)
+                    .long(s.name.replace('_', "-"))
+                    .value_name(value_name(s.type_name))
+                    .help(help),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// `INTEGER`, `NUMBER`, `STRING`, or the choices: `linear|cosine`.
+fn value_name(type_name: &str) -> String {
+    if type_name.starts_with('"') {
+        type_name.replace('"', "").replace(" or ", "|").replace(", ", "|")
+    } else {
+        type_name.to_uppercase()
+    }
+}
+
+/// A value from the command line as TOML: `5`, `1e-3`, `true`, else a string (`cosine`, a path).
+fn toml_value(text: &str) -> Option<toml::Value> {
+    let table: toml::Table = format!("v = {text}")
+        .parse()
+        .or_else(|_| format!("v = {}", toml::Value::String(text.into())).parse())
+        .ok()?;
+    table.get("v").cloned()
+}
+
 impl Args {
-    /// The command-line settings as (key, TOML value) pairs, in [`crate::train::KEYS`] terms.
+    /// The command-line settings as (key, TOML value) pairs, in [`SETTINGS`] terms.
     fn overrides(&self) -> anyhow::Result<Vec<(String, toml::Value)>> {
         let mut out: Vec<(String, toml::Value)> = Vec::new();
-        let mut int = |k: &str, v: Option<u64>| {
-            if let Some(v) = v {
-                out.push((k.into(), toml::Value::Integer(v.min(i64::MAX as u64) as i64)));
-            }
-        };
-        int("steps", self.steps);
-        int("batch", self.batch);
-        int("seed", self.seed);
-        int("warmup", self.warmup);
-        int("timesteps", self.timesteps);
-        int("checkpoint_every", self.checkpoint_every);
-        int("samples", self.samples);
-        int("sample_steps", self.sample_steps);
-        let floats = [
-            ("lr", self.lr),
-            ("clip_grad", self.clip_grad),
-            ("ema_decay", self.ema_decay),
-            ("sample_eta", self.sample_eta),
-        ];
-        out.extend(floats.into_iter().filter_map(|(k, v)| v.map(|v| (k.into(), toml::Value::Float(v)))));
-        let strings = [("schedule", &self.schedule), ("data", &self.data)];
-        out.extend(
-            strings
-                .into_iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| (k.into(), toml::Value::String(v.clone())))),
-        );
+        for (k, v) in &self.settings.values {
+            let value = toml_value(v).ok_or_else(|| UsageError(format!("--{k} {v:?} is not a value")))?;
+            out.push((k.to_string(), value));
+        }
         for kv in &self.set {
             let Some((k, v)) = kv.split_once('=') else {
                 bail!(UsageError(format!("--set expects KEY=VALUE, found {kv:?}")));
             };
             let (k, v) = (k.trim(), v.trim());
-            let table: toml::Table = format!("v = {v}")
-                .parse()
-                .or_else(|_| format!("v = {}", toml::Value::String(v.into())).parse())
-                .map_err(|e| UsageError(format!("--set {kv}: {v:?} is not a TOML value ({e})")))?;
-            out.push((k.to_string(), table["v"].clone()));
+            let value =
+                toml_value(v).ok_or_else(|| UsageError(format!("--set {kv}: {v:?} is not a TOML value")))?;
+            out.push((k.to_string(), value));
         }
         Ok(out)
     }
@@ -173,18 +170,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         let mut recipe = Recipe::new(TrainConfig::default(), Origin::Default);
         if let Some(table) = &model.train {
+            // `mdc check` (in model::load) has already refused any bad setting, at its line.
             recipe.apply_table(table, Origin::ModelFile).map_err(|problems| {
-                let mut located: Vec<(Option<usize>, &String)> =
-                    problems.iter().map(|(key, msg)| (train_key_line(&model.source, key), msg)).collect();
-                located.sort_by_key(|(line, _)| *line);
-                let lines: Vec<String> = located
-                    .into_iter()
-                    .map(|(line, msg)| match line {
-                        Some(line) => format!("{model_name}:{line}: [train] {msg}"),
-                        None => format!("{model_name}: [train] {msg}"),
-                    })
-                    .collect();
-                anyhow::anyhow!("invalid training settings in the model file:\n  {}", lines.join("\n  "))
+                let lines: Vec<&str> = problems.iter().map(|(_, msg)| msg.as_str()).collect();
+                anyhow::anyhow!("{model_name}: [train]: {}", lines.join("; "))
             })?;
             resolve_data_path(&mut recipe, &args.model);
         }

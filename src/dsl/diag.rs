@@ -1,11 +1,18 @@
 //! Diagnostics: what the checker tells a person, pointing at a line of their model file.
 //!
-//! Rendered like rustc/cargo: a headline, `--> file:line:col`, the source line with a caret
-//! under the offending text, then `= expected ..., found ...`, notes and a `= help:`.
+//! Rendered like rustc/cargo by `annotate-snippets`, the renderer rustc itself uses: a
+//! headline, `--> file:line:col`, the source with a caret under the offending text and labelled
+//! secondary spans (where a `[vars]` value was defined, the other input of a concat), then
+//! `= expected ..., found ...`, notes and a `= help:`. We chose it over codespan-reporting,
+//! ariadne and miette because its output is rustc's own (users of Rust tools read it without
+//! thinking), it is maintained by the rust-lang organisation, it renders plain text (what our
+//! snapshot tests and `--format json` need) as well as colour, and it pulls in no dependency
+//! we do not already have (anstyle, unicode-width).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::ops::Range;
 
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -29,6 +36,8 @@ pub struct Diagnostic {
     pub found: Option<String>,
     pub notes: Vec<String>,
     pub help: Option<String>,
+    /// Secondary spans with what they show ("`groups` is defined here").
+    pub labels: Vec<(Range<usize>, String)>,
 }
 
 impl Diagnostic {
@@ -51,6 +60,7 @@ impl Diagnostic {
             found: None,
             notes: Vec::new(),
             help: None,
+            labels: Vec::new(),
         }
     }
 
@@ -76,6 +86,11 @@ impl Diagnostic {
     }
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+    /// A labelled secondary span: another place in the file that explains this finding.
+    pub fn label(mut self, span: Range<usize>, text: impl Into<String>) -> Self {
+        self.labels.push((span, text.into()));
         self
     }
     /// Sets the help only when there is one.
@@ -169,8 +184,20 @@ pub struct LocatedDiagnostic<'a> {
     pub found: Option<&'a str>,
     pub notes: &'a [String],
     pub help: Option<&'a str>,
+    /// The secondary spans, located.
+    pub labels: Vec<LocatedLabel<'a>>,
     /// The whole rendered text, as `mdc check` prints it.
     pub rendered: String,
+}
+
+/// A secondary span of a diagnostic, located, for JSON output.
+#[derive(Debug, Serialize)]
+pub struct LocatedLabel<'a> {
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+    pub text: &'a str,
 }
 
 impl Report {
@@ -188,11 +215,20 @@ impl Report {
 
     pub fn located(&self) -> Vec<LocatedDiagnostic<'_>> {
         let index = LineIndex::new(&self.source);
+        let at = |offset: usize| index.locate(&self.source, offset);
         self.diagnostics
             .iter()
             .map(|d| {
-                let (line, column) = index.locate(&self.source, d.span.start);
-                let (end_line, end_column) = index.locate(&self.source, d.span.end);
+                let (line, column) = at(d.span.start);
+                let (end_line, end_column) = at(d.span.end);
+                let labels = d
+                    .labels
+                    .iter()
+                    .map(|(span, text)| {
+                        let ((line, column), (end_line, end_column)) = (at(span.start), at(span.end));
+                        LocatedLabel { line, column, end_line, end_column, text }
+                    })
+                    .collect();
                 LocatedDiagnostic {
                     severity: d.severity,
                     message: &d.message,
@@ -207,16 +243,25 @@ impl Report {
                     found: d.found.as_deref(),
                     notes: &d.notes,
                     help: d.help.as_deref(),
-                    rendered: self.render_one(&index, d),
+                    labels,
+                    rendered: self.render_one(d, &Renderer::plain()),
                 }
             })
             .collect()
     }
 
-    /// Every diagnostic, rendered, separated by blank lines.
+    /// Every diagnostic, rendered as plain text, separated by blank lines.
     pub fn render(&self) -> String {
-        let index = LineIndex::new(&self.source);
-        let parts: Vec<String> = self.diagnostics.iter().map(|d| self.render_one(&index, d)).collect();
+        self.render_with(&Renderer::plain())
+    }
+
+    /// Every diagnostic, in rustc's colours (for a terminal).
+    pub fn render_styled(&self) -> String {
+        self.render_with(&Renderer::styled())
+    }
+
+    fn render_with(&self, renderer: &Renderer) -> String {
+        let parts: Vec<String> = self.diagnostics.iter().map(|d| self.render_one(d, renderer)).collect();
         parts.join("\n")
     }
 
@@ -226,75 +271,42 @@ impl Report {
         format!("{}, {}", plural(self.errors(), "error"), plural(self.warnings(), "warning"))
     }
 
-    fn render_one(&self, index: &LineIndex, d: &Diagnostic) -> String {
-        let mut out = String::new();
-        let label = match d.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
+    fn render_one(&self, d: &Diagnostic, renderer: &Renderer) -> String {
+        let level = match d.severity {
+            Severity::Error => Level::ERROR,
+            Severity::Warning => Level::WARNING,
         };
-        let _ = writeln!(out, "{label}: {}", d.headline());
-        let (line, col) = index.locate(&self.source, d.span.start);
-        let gutter = line.to_string().len();
-        let pad = " ".repeat(gutter);
-        let _ = writeln!(out, "{pad}--> {}:{line}:{col}", self.path);
-        if !self.source.is_empty() {
-            let text = index.line_text(&self.source, line);
-            // The caret covers the span's part of its first line (at least one character).
-            let (end_line, end_col) = index.locate(&self.source, d.span.end);
-            let width = if end_line == line {
-                end_col.saturating_sub(col).max(1)
-            } else {
-                (text.chars().count() + 1).saturating_sub(col).max(1)
-            };
-            let (shown, caret_col, width) = window(text, col, width);
-            let _ = writeln!(out, "{pad} |");
-            let _ = writeln!(out, "{line} | {}", shown.replace('\t', " "));
-            let _ = writeln!(out, "{pad} | {}{}", " ".repeat(caret_col - 1), "^".repeat(width));
+        let headline = d.headline();
+        let clamp = |r: &Range<usize>| {
+            let end = r.end.min(self.source.len());
+            r.start.min(end)..end
+        };
+        let mut snippet = Snippet::source(self.source.as_str())
+            .path(self.path.as_str())
+            .annotation(AnnotationKind::Primary.span(clamp(&d.span)));
+        for (span, text) in &d.labels {
+            snippet = snippet.annotation(AnnotationKind::Context.span(clamp(span)).label(text.as_str()));
         }
-        match (&d.expected, &d.found) {
-            (Some(e), Some(f)) => {
-                let _ = writeln!(out, "{pad} = expected {e}, found {f}");
-            }
-            (Some(e), None) => {
-                let _ = writeln!(out, "{pad} = expected {e}");
-            }
-            (None, Some(f)) => {
-                let _ = writeln!(out, "{pad} = found {f}");
-            }
-            (None, None) => {}
+        let found_line = match (&d.expected, &d.found) {
+            (Some(e), Some(f)) => Some(format!("expected {e}, found {f}")),
+            (Some(e), None) => Some(format!("expected {e}")),
+            (None, Some(f)) => Some(format!("found {f}")),
+            (None, None) => None,
+        };
+        let mut group: Group<'_> = level.primary_title(headline).element(snippet);
+        if let Some(line) = &found_line {
+            group = group.element(Level::NOTE.no_name().message(line.as_str()));
         }
         for n in &d.notes {
-            let _ = writeln!(out, "{pad} = note: {n}");
+            group = group.element(Level::NOTE.message(n.as_str()));
         }
         if let Some(h) = &d.help {
-            let _ = writeln!(out, "{pad} = help: {h}");
+            group = group.element(Level::HELP.message(h.as_str()));
         }
+        let mut out = renderer.render(&[group]);
+        out.push('\n');
         out
     }
-}
-
-/// Longest source line shown whole; longer ones are cut around the caret.
-const MAX_SHOWN: usize = 120;
-
-/// The part of `text` to show, the caret's column in it and the caret's width.
-fn window(text: &str, col: usize, width: usize) -> (String, usize, usize) {
-    let chars: Vec<char> = text.chars().collect();
-    if chars.len() <= MAX_SHOWN {
-        return (text.to_string(), col, width);
-    }
-    let start = col.saturating_sub(MAX_SHOWN / 2).min(chars.len().saturating_sub(MAX_SHOWN));
-    let end = (start + MAX_SHOWN).min(chars.len());
-    let mut shown: String = chars[start..end].iter().collect();
-    let mut caret_col = col - start;
-    if start > 0 {
-        shown.insert_str(0, "...");
-        caret_col += 3;
-    }
-    if end < chars.len() {
-        shown.push_str("...");
-    }
-    let width = width.min(end + 1 - (col - 1).min(end)).max(1);
-    (shown, caret_col, width)
 }
 
 impl fmt::Display for Report {
@@ -304,12 +316,15 @@ impl fmt::Display for Report {
     }
 }
 
-/// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
+/// The closest candidate to `word`, if it is close enough to be a likely typo: at most a third
+/// of the word's length in edits (optimal string alignment, so a swapped pair is one edit), and
+/// never `word` itself.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1) + 1;
     candidates
         .into_iter()
-        .map(|c| (edit_distance(word, c), c))
+        .filter(|&c| c != word)
+        .map(|c| (strsim::osa_distance(word, c), c))
         .filter(|&(d, _)| d <= limit)
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
@@ -320,22 +335,6 @@ pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>)
     did_you_mean(word, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,17 +343,31 @@ mod tests {
     fn suggests_close_names_only() {
         assert_eq!(did_you_mean("kernal", ["kernel", "stride", "padding"]), Some("kernel"));
         assert_eq!(did_you_mean("resblok", ["resblock", "conv"]), Some("resblock"));
+        assert_eq!(did_you_mean("chanenls", ["channels", "groups"]), Some("channels"));
         assert_eq!(did_you_mean("zzzzzz", ["kernel", "stride"]), None);
+        assert_eq!(did_you_mean("init", ["init", "x"]), None, "never the word itself");
     }
 
     #[test]
-    fn long_lines_are_cut_around_the_caret() {
-        let text = "x".repeat(300);
-        let (shown, col, width) = window(&text, 200, 5);
-        assert!(shown.starts_with("...") && shown.ends_with("..."));
-        assert_eq!(shown.chars().count(), MAX_SHOWN + 6);
-        assert_eq!((col, width), (200 - (200 - MAX_SHOWN / 2) + 3, 5));
-        assert_eq!(window("short", 2, 3), ("short".to_string(), 2, 3));
+    fn renders_labels_and_footers_like_rustc() {
+        let source = "[vars]\ngroups = 6\n[blocks]\nb = { op = \"group_norm\", in = \"x\" }\n";
+        let d = Diagnostic::error("32 channels are not divisible into 6 groups", 36..48)
+            .block("b")
+            .field("groups")
+            .expected("a divisor of 32")
+            .found("6")
+            .label(16..17, "`groups` is defined here")
+            .note("a note")
+            .help("use 8");
+        let r = Report { path: "m.toml".into(), source: source.into(), diagnostics: vec![d] };
+        let text = r.render();
+        assert!(text.starts_with("error: block `b`, field `groups`: 32 channels"), "{text}");
+        assert!(text.contains("--> m.toml:4:"), "{text}");
+        assert!(text.contains("`groups` is defined here"), "{text}");
+        assert!(text.contains("= expected a divisor of 32, found 6"), "{text}");
+        assert!(text.contains("= note: a note") && text.contains("= help: use 8"), "{text}");
+        let located = r.located();
+        assert_eq!((located[0].labels[0].line, located[0].labels[0].column), (2, 10));
     }
 
     #[test]

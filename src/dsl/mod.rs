@@ -30,8 +30,9 @@
 
 pub mod diag;
 mod parse;
+pub mod schema;
 
-pub(crate) use parse::{MAX_CHANNELS, MAX_SIZE};
+pub use schema::{BlockOp, OpKind, MAX_CHANNELS, MAX_KERNEL, MAX_SIZE};
 
 use std::ops::Range;
 
@@ -69,8 +70,31 @@ pub struct ModelFile {
     pub time_declared: bool,
     /// Blocks in file order.
     pub blocks: Vec<BlockDecl>,
-    /// The raw `[train]` section; the training code validates it.
-    pub train: Option<toml::Table>,
+    /// The `[train]` section, each setting with its spans (checked against
+    /// [`crate::train::SETTINGS`] by the parser).
+    pub train: Option<TrainSection>,
+}
+
+/// The `[train]` section as written.
+#[derive(Debug, Clone)]
+pub struct TrainSection {
+    pub span: Span,
+    pub entries: Vec<TrainEntry>,
+}
+
+/// One `key = value` of `[train]`.
+#[derive(Debug, Clone)]
+pub struct TrainEntry {
+    pub key: Val<String>,
+    pub value: toml::Value,
+    pub value_span: Span,
+}
+
+impl TrainSection {
+    /// The section as a plain TOML table (what the training code applies).
+    pub fn table(&self) -> toml::Table {
+        self.entries.iter().map(|e| (e.key.value.clone(), e.value.clone())).collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,91 +140,6 @@ impl BlockDecl {
             .map(|(_, s)| s.clone())
             .unwrap_or_else(|| self.name_span.clone())
     }
-}
-
-/// The op kinds a block can have, as written in `op = "..."`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
-    Conv,
-    GroupNorm,
-    Silu,
-    Linear,
-    Resblock,
-    Downsample,
-    Upsample,
-    Concat,
-    Add,
-    Attention,
-}
-
-impl OpKind {
-    pub const ALL: [OpKind; 10] = [
-        OpKind::Conv,
-        OpKind::GroupNorm,
-        OpKind::Silu,
-        OpKind::Linear,
-        OpKind::Resblock,
-        OpKind::Downsample,
-        OpKind::Upsample,
-        OpKind::Concat,
-        OpKind::Add,
-        OpKind::Attention,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::Conv => "conv",
-            OpKind::GroupNorm => "group_norm",
-            OpKind::Silu => "silu",
-            OpKind::Linear => "linear",
-            OpKind::Resblock => "resblock",
-            OpKind::Downsample => "downsample",
-            OpKind::Upsample => "upsample",
-            OpKind::Concat => "concat",
-            OpKind::Add => "add",
-            OpKind::Attention => "attention",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<OpKind> {
-        OpKind::ALL.into_iter().find(|k| k.name() == s)
-    }
-
-    /// Fields the op takes besides `op` and `in`.
-    pub fn fields(self) -> &'static [&'static str] {
-        match self {
-            OpKind::Conv => &["channels", "kernel", "stride", "padding"],
-            OpKind::GroupNorm => &["groups"],
-            OpKind::Linear => &["features"],
-            OpKind::Resblock => &["channels", "groups", "time"],
-            OpKind::Attention => &["heads", "groups"],
-            OpKind::Silu | OpKind::Downsample | OpKind::Upsample | OpKind::Concat | OpKind::Add => &[],
-        }
-    }
-
-    /// How many inputs `in` must name: (min, max).
-    pub fn arity(self) -> (usize, usize) {
-        match self {
-            OpKind::Concat => (2, usize::MAX),
-            OpKind::Add => (2, 2),
-            _ => (1, 1),
-        }
-    }
-}
-
-/// A block's op with its parameters resolved to numbers.
-#[derive(Debug, Clone, PartialEq)]
-pub enum BlockOp {
-    Conv { channels: Val<usize>, kernel: Val<usize>, stride: Val<usize>, padding: Val<usize> },
-    GroupNorm { groups: Val<usize> },
-    Silu,
-    Linear { features: Val<usize> },
-    Resblock { channels: Val<usize>, groups: Val<usize> },
-    Downsample,
-    Upsample,
-    Concat,
-    Add,
-    Attention { heads: Val<usize>, groups: Val<usize> },
 }
 
 /// Names a block may not take: the graph's own inputs and the time embedding.

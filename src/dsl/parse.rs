@@ -6,14 +6,14 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diag::{self, suggestion, Diagnostic};
-use super::{BlockDecl, BlockOp, InputDecl, ModelFile, OpKind, Span, TimeDecl, Val, RESERVED};
+use super::schema::{FieldDefault, FieldKind, FieldReader, FieldSpec, OPS};
+use super::{
+    BlockDecl, BlockOp, InputDecl, ModelFile, OpKind, Span, TimeDecl, TrainEntry, TrainSection, Val,
+    MAX_CHANNELS, MAX_SIZE, RESERVED,
+};
+use crate::train::check_setting;
 
 const TOP_LEVEL: [&str; 6] = ["model", "vars", "input", "time", "blocks", "train"];
-
-/// Upper bounds that keep every size, parameter and FLOP count far from overflow.
-pub(crate) const MAX_CHANNELS: usize = 1 << 16;
-pub(crate) const MAX_SIZE: usize = 1 << 14;
-const MAX_KERNEL: usize = 63;
 
 /// Parses `source`. Returns the file (when the TOML itself parsed) and every problem found.
 pub fn parse(source: &str) -> (Option<ModelFile>, Vec<Diagnostic>) {
@@ -23,7 +23,7 @@ pub fn parse(source: &str) -> (Option<ModelFile>, Vec<Diagnostic>) {
         return (None, diags);
     }
     let mut p = Parser { diags: Vec::new(), vars: HashMap::new(), input: None, suggested: Vec::new() };
-    let file = p.file(source, root.get_ref());
+    let file = p.file(root.get_ref());
     (Some(file), p.diags)
 }
 
@@ -103,20 +103,12 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 }
 
-/// Default for an integer field: none (required), a number, or the named value in `[vars]`.
-#[derive(Clone, Copy)]
-enum IfMissing {
-    Required,
-    Value(usize),
-    Var(&'static str),
-}
-
 impl Parser {
     fn error(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
 
-    fn file(&mut self, source: &str, root: &DeTable<'_>) -> ModelFile {
+    fn file(&mut self, root: &DeTable<'_>) -> ModelFile {
         for (key, value) in root {
             let k = key.get_ref().as_ref();
             if !TOP_LEVEL.contains(&k) {
@@ -187,7 +179,7 @@ impl Parser {
                 Vec::new()
             }
         };
-        let train = if section("train").is_some() { raw_train(source) } else { None };
+        let train = section("train").map(|s| self.train_section(&s));
         let time_declared = has_section(root, "time");
         ModelFile { name, output, model_span, input: self.input.clone(), time, time_declared, blocks, train }
     }
@@ -257,16 +249,16 @@ impl Parser {
 
     fn input_section(&mut self, s: &Section<'_, '_>) -> Option<InputDecl> {
         self.unknown_fields(s, &["channels", "height", "width"], &[]);
-        let channels = self.int(s, "channels", IfMissing::Required, 1, MAX_CHANNELS);
-        let height = self.int(s, "height", IfMissing::Required, 1, MAX_SIZE);
-        let width = self.int(s, "width", IfMissing::Required, 1, MAX_SIZE);
+        let channels = self.int(s, "channels", FieldDefault::Required, 1, MAX_CHANNELS);
+        let height = self.int(s, "height", FieldDefault::Required, 1, MAX_SIZE);
+        let width = self.int(s, "width", FieldDefault::Required, 1, MAX_SIZE);
         Some(InputDecl { span: s.span.clone(), channels: channels?, height: height?, width: width? })
     }
 
     fn time_section(&mut self, s: &Section<'_, '_>) -> Option<TimeDecl> {
         self.unknown_fields(s, &["dim", "hidden"], &[]);
-        let dim = self.int(s, "dim", IfMissing::Required, 1, MAX_CHANNELS);
-        let hidden = self.int(s, "hidden", IfMissing::Required, 1, MAX_CHANNELS);
+        let dim = self.int(s, "dim", FieldDefault::Required, 1, MAX_CHANNELS);
+        let hidden = self.int(s, "hidden", FieldDefault::Required, 1, MAX_CHANNELS);
         Some(TimeDecl { span: s.span.clone(), dim: dim?, hidden: hidden? })
     }
 
@@ -331,7 +323,10 @@ impl Parser {
             .collect();
         let kind = self.op_kind(s, &name_span);
         match &kind {
-            Some(k) => self.unknown_fields(s, k.value.fields(), &["op", "in"]),
+            Some(k) => {
+                let fields: Vec<&str> = k.value.fields().collect();
+                self.unknown_fields(s, &fields, &["op", "in"])
+            }
             None => self.suggested.clear(),
         }
         let (inputs, inputs_span) = self.inputs(s, kind.as_ref().map(|k| k.value), &name_span);
@@ -351,49 +346,13 @@ impl Parser {
         };
         // A bad value leaves the block's output unknown (an unknown field alone does not).
         let n = self.diags.len();
-        let int = |p: &mut Parser, f: &str, d: IfMissing, lo: usize, hi: usize| p.int(s, f, d, lo, hi);
-        let op = match kind.value {
-            OpKind::Conv => {
-                let channels = int(self, "channels", IfMissing::Required, 1, MAX_CHANNELS);
-                let kernel = int(self, "kernel", IfMissing::Required, 1, MAX_KERNEL);
-                let stride = int(self, "stride", IfMissing::Value(1), 1, MAX_KERNEL);
-                let padding = int(self, "padding", IfMissing::Value(0), 0, MAX_KERNEL);
-                match (channels, kernel, stride, padding) {
-                    (Some(channels), Some(kernel), Some(stride), Some(padding)) => {
-                        Some(BlockOp::Conv { channels, kernel, stride, padding })
-                    }
-                    _ => None,
-                }
-            }
-            OpKind::GroupNorm => int(self, "groups", IfMissing::Var("groups"), 1, MAX_CHANNELS)
-                .map(|groups| BlockOp::GroupNorm { groups }),
-            OpKind::Silu => Some(BlockOp::Silu),
-            OpKind::Linear => int(self, "features", IfMissing::Required, 1, MAX_CHANNELS)
-                .map(|features| BlockOp::Linear { features }),
-            OpKind::Resblock => {
-                decl.time = self
-                    .string(s, "time", false)
-                    .or_else(|| Some(Val::plain("time".into(), decl.name_span.clone())));
-                let channels = int(self, "channels", IfMissing::Required, 1, MAX_CHANNELS);
-                let groups = int(self, "groups", IfMissing::Var("groups"), 1, MAX_CHANNELS);
-                match (channels, groups) {
-                    (Some(channels), Some(groups)) => Some(BlockOp::Resblock { channels, groups }),
-                    _ => None,
-                }
-            }
-            OpKind::Downsample => Some(BlockOp::Downsample),
-            OpKind::Upsample => Some(BlockOp::Upsample),
-            OpKind::Concat => Some(BlockOp::Concat),
-            OpKind::Add => Some(BlockOp::Add),
-            OpKind::Attention => {
-                let heads = int(self, "heads", IfMissing::Required, 1, MAX_CHANNELS);
-                let groups = int(self, "groups", IfMissing::Var("groups"), 1, MAX_CHANNELS);
-                match (heads, groups) {
-                    (Some(heads), Some(groups)) => Some(BlockOp::Attention { heads, groups }),
-                    _ => None,
-                }
-            }
-        };
+        if let Some(time) = kind.value.field("time") {
+            let FieldDefault::Block(default) = time.default else { unreachable!("`time` names a block") };
+            decl.time = self
+                .string(s, "time", false)
+                .or_else(|| Some(Val::plain(default.into(), decl.name_span.clone())));
+        }
+        let op = BlockOp::read(kind.value, &mut Fields { p: self, s });
         // Inputs that are missing or of the wrong count (reported, or hidden behind a
         // misspelt `in`) leave the block unbuildable too.
         let (lo, hi) = kind.value.arity();
@@ -404,7 +363,7 @@ impl Parser {
     }
 
     fn op_kind(&mut self, s: &Section<'_, '_>, name_span: &Span) -> Option<Val<OpKind>> {
-        let names = OpKind::ALL.map(OpKind::name);
+        let names: Vec<&str> = OPS.iter().map(|o| o.name).collect();
         let Some(v) = s.get("op") else {
             self.error(
                 Diagnostic::error("missing field `op`", name_span.clone())
@@ -433,7 +392,7 @@ impl Parser {
                         .field("op")
                         .expected(format!("one of {}", list(&names)))
                         .found(format!("`{text}`"))
-                        .maybe_help(suggestion(text, names)),
+                        .maybe_help(suggestion(text, names.iter().copied())),
                 );
                 None
             }
@@ -563,14 +522,15 @@ impl Parser {
         &mut self,
         s: &Section<'_, '_>,
         field: &str,
-        default: IfMissing,
+        default: FieldDefault,
         lo: usize,
         hi: usize,
     ) -> Option<Val<usize>> {
         let Some(v) = s.get(field) else {
             return match default {
-                IfMissing::Value(d) => Some(Val::plain(d, s.span.clone())),
-                IfMissing::Var(var) => match self.vars.get(var) {
+                FieldDefault::Int(d) => Some(Val::plain(d, s.span.clone())),
+                FieldDefault::Float(_) | FieldDefault::Block(_) => unreachable!("not an integer default"),
+                FieldDefault::Var(var) => match self.vars.get(var) {
                     Some((VarValue::Int(d), def)) => {
                         // Out of range: point at the definition in [vars], which is what to edit.
                         let v = Val { value: *d, span: def.clone(), origin: Some((var.into(), def.clone())) };
@@ -590,8 +550,8 @@ impl Parser {
                         None
                     }
                 },
-                IfMissing::Required if self.suggested.iter().any(|f| f == field) => None,
-                IfMissing::Required => {
+                FieldDefault::Required if self.suggested.iter().any(|f| f == field) => None,
+                FieldDefault::Required => {
                     self.error(
                         Diagnostic::error(format!("missing field `{field}`"), s.span.clone())
                             .block(s.label.clone())
@@ -631,6 +591,83 @@ impl Parser {
             }
         };
         self.check_range(&value, &s.label, field, lo, hi).then_some(value)
+    }
+
+    /// A number field in `lo..=hi` (an integer is taken as a number too).
+    fn float(&mut self, s: &Section<'_, '_>, spec: &FieldSpec, lo: f64, hi: f64) -> Option<Val<f64>> {
+        let field = spec.name;
+        let Some(v) = s.get(field) else {
+            return match spec.default {
+                FieldDefault::Float(d) => Some(Val::plain(d, s.span.clone())),
+                _ if self.suggested.iter().any(|f| f == field) => None,
+                _ => {
+                    self.error(
+                        Diagnostic::error(format!("missing field `{field}`"), s.span.clone())
+                            .block(s.label.clone())
+                            .field(field)
+                            .expected(format!("`{field} = <number>`")),
+                    );
+                    None
+                }
+            };
+        };
+        let value = match v.get_ref() {
+            DeValue::Float(_) | DeValue::Integer(_) => plain_value(v.get_ref()).and_then(|p| match p {
+                toml::Value::Float(f) => Some(f),
+                toml::Value::Integer(i) => Some(i as f64),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let Some(value) = value else {
+            self.error(
+                Diagnostic::error("wrong value type", v.span())
+                    .block(s.label.clone())
+                    .field(field)
+                    .expected("a number")
+                    .found(describe(v.get_ref())),
+            );
+            return None;
+        };
+        if !(lo..=hi).contains(&value) {
+            self.error(
+                Diagnostic::error("the value is out of range", v.span())
+                    .block(s.label.clone())
+                    .field(field)
+                    .expected(format!("a number from {lo} to {hi}"))
+                    .found(value.to_string()),
+            );
+            return None;
+        }
+        Some(Val::plain(value, v.span()))
+    }
+
+    /// `[train]`: every setting is checked against the training settings' table here, so
+    /// `mdc check` reports a misspelt or out-of-range setting at its line.
+    fn train_section(&mut self, s: &Section<'_, '_>) -> TrainSection {
+        let mut entries = Vec::new();
+        for (key, value) in s.table {
+            let name = key.get_ref().to_string();
+            let Some(plain) = plain_value(value.get_ref()) else { continue };
+            if let Err(problem) = check_setting(&name, &plain) {
+                let d = Diagnostic::error(
+                    problem.message,
+                    if problem.unknown { key.span() } else { value.span() },
+                )
+                .block("[train]")
+                .field(name.clone())
+                .maybe_help(problem.help);
+                self.error(d);
+                continue;
+            }
+            entries.push(TrainEntry {
+                key: Val::plain(name, key.span()),
+                value: plain,
+                value_span: value.span(),
+            });
+        }
+        entries.sort_by_key(|e| e.key.span.start);
+        TrainSection { span: s.span.clone(), entries }
     }
 
     fn literal(
@@ -772,6 +809,24 @@ impl Parser {
     }
 }
 
+/// Reads a block's fields for [`BlockOp::read`].
+struct Fields<'p, 'a, 'i> {
+    p: &'p mut Parser,
+    s: &'p Section<'a, 'i>,
+}
+
+impl FieldReader for Fields<'_, '_, '_> {
+    fn int(&mut self, spec: &FieldSpec) -> Option<Val<usize>> {
+        let FieldKind::Int { lo, hi } = spec.kind else { unreachable!("an integer field") };
+        self.p.int(self.s, spec.name, spec.default, lo, hi)
+    }
+
+    fn float(&mut self, spec: &FieldSpec) -> Option<Val<f64>> {
+        let FieldKind::Float { lo, hi } = spec.kind else { unreachable!("a number field") };
+        self.p.float(self.s, spec, lo, hi)
+    }
+}
+
 /// For a field written at the top level, the section it belongs in.
 fn home_section(field: &str) -> Option<String> {
     let section = match field {
@@ -784,13 +839,23 @@ fn home_section(field: &str) -> Option<String> {
     Some(format!("`{field}` belongs in [{section}]: move it below the `[{section}]` line"))
 }
 
-/// The `[train]` table as plain TOML (only called when the document parsed).
-fn raw_train(source: &str) -> Option<toml::Table> {
-    let mut root: toml::Table = toml::from_str(source).ok()?;
-    match root.remove("train") {
-        Some(toml::Value::Table(t)) => Some(t),
-        _ => None,
-    }
+/// A TOML value as the `toml` crate's plain [`toml::Value`] (for `[train]` settings).
+fn plain_value(v: &DeValue<'_>) -> Option<toml::Value> {
+    Some(match v {
+        DeValue::String(s) => toml::Value::String(s.to_string()),
+        DeValue::Integer(i) => toml::Value::Integer(i64::from_str_radix(i.as_str(), i.radix()).ok()?),
+        DeValue::Float(f) => toml::Value::Float(f.as_str().replace('_', "").parse().ok()?),
+        DeValue::Boolean(b) => toml::Value::Boolean(*b),
+        DeValue::Datetime(d) => toml::Value::Datetime(*d),
+        DeValue::Array(items) => {
+            toml::Value::Array(items.iter().map(|i| plain_value(i.get_ref())).collect::<Option<_>>()?)
+        }
+        DeValue::Table(t) => toml::Value::Table(
+            t.iter()
+                .map(|(k, v)| Some((k.get_ref().to_string(), plain_value(v.get_ref())?)))
+                .collect::<Option<_>>()?,
+        ),
+    })
 }
 
 fn describe(v: &DeValue<'_>) -> String {

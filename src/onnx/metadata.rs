@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use crate::diffusion::{NoiseSchedule, ScheduleKind};
 use crate::dsl::{MAX_CHANNELS, MAX_SIZE};
 
-/// The most timesteps a model's metadata may record (more is a damaged or foreign file).
-pub const MAX_TIMESTEPS: usize = 100_000;
+/// The most timesteps a model's metadata may record (more is a damaged or foreign file): the
+/// training recipe's limit.
+pub const MAX_TIMESTEPS: usize = crate::train::MAX_TIMESTEPS as usize;
 
 /// The DDPM noise schedule a model was trained with: what `mdc train` uses (the [train] keys
 /// `schedule` and `timesteps`, or what the checkpoint records).

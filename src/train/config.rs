@@ -35,99 +35,454 @@ impl Origin {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
-    /// Optimizer steps in the whole run.
-    pub steps: u64,
-    pub batch: usize,
-    /// Peak learning rate (after warmup).
-    pub lr: f64,
-    /// Linear warmup steps; `None` = 5% of `steps`.
-    pub warmup: Option<u64>,
-    pub weight_decay: f64,
-    pub adam_beta1: f64,
-    pub adam_beta2: f64,
-    /// Gradient-norm clipping threshold; 0 disables clipping.
-    pub clip_grad: f64,
-    /// Upper bound of the EMA decay; the effective decay warms up as (1 + step) / (10 + step).
-    pub ema_decay: f64,
-    pub schedule: ScheduleKind,
-    pub timesteps: usize,
-    pub seed: u64,
-    /// `builtin`, an IDX file or a folder of images.
-    pub data: String,
-    /// Write a checkpoint every this many steps (and always at the end).
-    pub checkpoint_every: u64,
-    /// Images in the sample grid written at the end; 0 skips sampling.
-    pub samples: usize,
-    /// DDIM steps for that grid (0 = DDPM over all timesteps).
-    pub sample_steps: usize,
-    /// DDIM eta for that grid: 1 adds fresh noise each step as DDPM does, which gives short-trained
-    /// models clean backgrounds; 0 is deterministic.
-    pub sample_eta: f64,
+/// Most images per step or per sample run (`batch`, `samples`, `mdc sample -n`): more would
+/// exhaust memory long before it was useful.
+pub const MAX_IMAGES: u64 = 4096;
+/// Most diffusion timesteps T (`timesteps`, `mdc sample --timesteps`, an exported model's metadata).
+pub const MAX_TIMESTEPS: u64 = 100_000;
+
+/// Whether a setting may change when a run is resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnResume {
+    /// It decides what the run computes: `--resume` refuses a different value.
+    Fixed,
+    /// Length, logging and sampling: free to change.
+    MayChange,
 }
 
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            steps: DEFAULT_STEPS,
-            batch: DEFAULT_BATCH,
-            lr: 1e-3,
-            warmup: None,
-            weight_decay: 0.0,
-            adam_beta1: 0.9,
-            adam_beta2: 0.999,
-            clip_grad: 1.0,
-            ema_decay: 0.999,
-            schedule: ScheduleKind::Linear,
-            timesteps: 1000,
-            seed: 0,
-            data: "builtin".into(),
-            checkpoint_every: 100,
-            samples: 36,
-            sample_steps: 100,
-            sample_eta: 1.0,
+/// One training setting, as declared in the table below.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub name: &'static str,
+    /// `integer`, `number`, `string` or the choices.
+    pub type_name: &'static str,
+    pub limits: Limits,
+    pub on_resume: OnResume,
+    /// Whether `mdc train` has a `--name` flag for it (every setting also takes `--set name=value`).
+    pub flag: bool,
+    pub doc: &'static str,
+}
+
+/// The allowed values of a setting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limits {
+    /// An integer in `lo..=hi`.
+    Int { lo: u64, hi: u64 },
+    /// A finite number between `lo` and `hi`, each end included or not.
+    Float { lo: f64, lo_open: bool, hi: f64, hi_open: bool },
+    /// Anything of the type (a string, one of a choice).
+    Any,
+}
+
+impl Limits {
+    pub const fn int(lo: u64, hi: u64) -> Limits {
+        Limits::Int { lo, hi }
+    }
+    /// `[lo, hi]`
+    pub const fn closed(lo: f64, hi: f64) -> Limits {
+        Limits::Float { lo, lo_open: false, hi, hi_open: false }
+    }
+    /// `[lo, hi)`
+    pub const fn half_open(lo: f64, hi: f64) -> Limits {
+        Limits::Float { lo, lo_open: false, hi, hi_open: true }
+    }
+    /// `> lo`
+    pub const fn above(lo: f64) -> Limits {
+        Limits::Float { lo, lo_open: true, hi: f64::INFINITY, hi_open: true }
+    }
+
+    /// What a value must be, for messages: "an integer from 1 to 4096", "a number in [0, 1)".
+    pub fn expected(&self) -> String {
+        match *self {
+            Limits::Int { lo: 0, hi: u64::MAX } => "a non-negative integer".into(),
+            Limits::Int { lo: 1, hi: u64::MAX } => "a positive integer".into(),
+            Limits::Int { lo, hi: u64::MAX } => format!("an integer of at least {lo}"),
+            Limits::Int { lo, hi } => format!("an integer from {lo} to {hi}"),
+            Limits::Float { lo, lo_open, hi, .. } if hi == f64::INFINITY => {
+                format!("a number {} {lo}", if lo_open { ">" } else { ">=" })
+            }
+            Limits::Float { lo, lo_open, hi, hi_open } => format!(
+                "a number in {}{lo}, {hi}{}",
+                if lo_open { "(" } else { "[" },
+                if hi_open { ")" } else { "]" }
+            ),
+            Limits::Any => "a value".into(),
+        }
+    }
+
+    fn admits_int(&self, v: u64) -> bool {
+        match *self {
+            Limits::Int { lo, hi } => (lo..=hi).contains(&v),
+            _ => true,
+        }
+    }
+
+    fn admits_float(&self, v: f64) -> bool {
+        match *self {
+            Limits::Float { lo, lo_open, hi, hi_open } => {
+                v.is_finite()
+                    && if lo_open { v > lo } else { v >= lo }
+                    && if hi_open { v < hi } else { v <= hi }
+            }
+            _ => v.is_finite(),
         }
     }
 }
 
-/// Every key `[train]` and `--set` accept, with a one-line meaning (printed in errors).
-pub const KEYS: &[(&str, &str)] = &[
-    ("steps", "optimizer steps in the run"),
-    ("batch", "images per step"),
-    ("lr", "peak learning rate"),
-    ("warmup", "linear warmup steps (default 5% of steps)"),
-    ("weight_decay", "AdamW decoupled weight decay"),
-    ("adam_beta1", "AdamW beta1"),
-    ("adam_beta2", "AdamW beta2"),
-    ("clip_grad", "gradient-norm clipping threshold, 0 = off"),
-    ("ema_decay", "maximum EMA decay (warms up from 0.1)"),
-    ("schedule", "noise schedule: \"linear\" or \"cosine\""),
-    ("timesteps", "diffusion steps T"),
-    ("seed", "seed for weights, data order and noise"),
-    ("data", "\"builtin\", an IDX file or a folder of PNG/JPEG"),
-    ("checkpoint_every", "steps between checkpoints"),
-    ("samples", "images in the final sample grid, 0 = none"),
-    ("sample_steps", "DDIM steps for the final grid, 0 = DDPM over all T"),
-    ("sample_eta", "DDIM eta for the final grid: 1 stochastic, 0 deterministic"),
-];
+/// A Rust type a setting can have: how it is read from TOML, checked and shown.
+pub trait SettingValue: Sized {
+    const TYPE: &'static str;
+    /// The value, or "expected ..., found ..." (without the key).
+    fn from_toml(v: &toml::Value, limits: &Limits) -> Result<Self, String>;
+    /// Whether a value from elsewhere (a checkpoint) is within the limits.
+    fn check(&self, _limits: &Limits) -> Result<(), String> {
+        Ok(())
+    }
+    fn show(&self) -> String;
+}
 
-/// Settings that decide what a resumed run computes; they must not change on `--resume`.
-pub const RECIPE_KEYS: &[&str] = &[
-    "batch",
-    "lr",
-    "warmup",
-    "weight_decay",
-    "adam_beta1",
-    "adam_beta2",
-    "clip_grad",
-    "ema_decay",
-    "schedule",
-    "timesteps",
-    "seed",
-    "data",
-];
+impl SettingValue for u64 {
+    const TYPE: &'static str = "integer";
+    fn from_toml(v: &toml::Value, limits: &Limits) -> Result<Self, String> {
+        let expected = limits.expected();
+        match v.as_integer() {
+            Some(i) if i >= 0 && limits.admits_int(i as u64) => Ok(i as u64),
+            Some(i) => Err(format!("expected {expected}, found {i}")),
+            None => Err(format!("expected {expected}, found {}", type_name(v))),
+        }
+    }
+    fn check(&self, limits: &Limits) -> Result<(), String> {
+        if limits.admits_int(*self) {
+            Ok(())
+        } else {
+            Err(format!("expected {}, found {self}", limits.expected()))
+        }
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl SettingValue for usize {
+    const TYPE: &'static str = "integer";
+    fn from_toml(v: &toml::Value, limits: &Limits) -> Result<Self, String> {
+        u64::from_toml(v, limits).map(|n| n as usize)
+    }
+    fn check(&self, limits: &Limits) -> Result<(), String> {
+        (*self as u64).check(limits)
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// An optional integer: absent means "computed from the others" (see the setting's docs).
+impl SettingValue for Option<u64> {
+    const TYPE: &'static str = "integer";
+    fn from_toml(v: &toml::Value, limits: &Limits) -> Result<Self, String> {
+        u64::from_toml(v, limits).map(Some)
+    }
+    fn check(&self, limits: &Limits) -> Result<(), String> {
+        self.map_or(Ok(()), |n| n.check(limits))
+    }
+    fn show(&self) -> String {
+        self.map_or("auto".into(), |n| n.to_string())
+    }
+}
+
+impl SettingValue for f64 {
+    const TYPE: &'static str = "number";
+    fn from_toml(v: &toml::Value, limits: &Limits) -> Result<Self, String> {
+        let f = v
+            .as_float()
+            .or_else(|| v.as_integer().map(|i| i as f64))
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| format!("expected a number, found {}", type_name(v)))?;
+        f.check(limits).map(|()| f)
+    }
+    fn check(&self, limits: &Limits) -> Result<(), String> {
+        if limits.admits_float(*self) {
+            Ok(())
+        } else {
+            Err(format!("expected {}, found {self}", limits.expected()))
+        }
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl SettingValue for String {
+    const TYPE: &'static str = "string";
+    fn from_toml(v: &toml::Value, _limits: &Limits) -> Result<Self, String> {
+        v.as_str().map(str::to_string).ok_or_else(|| format!("expected a string, found {}", type_name(v)))
+    }
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+/// A setting that is one of a few names (`schedule = "cosine"`).
+pub trait Choice: Sized + Copy + 'static {
+    const NAMES: &'static str;
+    fn all() -> &'static [Self];
+    fn name(self) -> &'static str;
+}
+
+impl<T: Choice> SettingValue for T {
+    const TYPE: &'static str = T::NAMES;
+    fn from_toml(v: &toml::Value, _limits: &Limits) -> Result<Self, String> {
+        let s = v.as_str().ok_or_else(|| format!("expected {}, found {}", T::NAMES, type_name(v)))?;
+        T::all()
+            .iter()
+            .copied()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("expected {}, found \"{s}\"", T::NAMES))
+    }
+    fn show(&self) -> String {
+        self.name().to_string()
+    }
+}
+
+impl Choice for ScheduleKind {
+    const NAMES: &'static str = "\"linear\" or \"cosine\"";
+    fn all() -> &'static [Self] {
+        &[ScheduleKind::Linear, ScheduleKind::Cosine]
+    }
+    fn name(self) -> &'static str {
+        ScheduleKind::name(self)
+    }
+}
+
+/// Declares every training setting once: the [`TrainConfig`] field, its default, its limits,
+/// whether a resumed run may change it, whether it has a command-line flag, one line of docs
+/// and (optionally) how `mdc train` shows its value. Parsing (`[train]`, `--set`, the flags),
+/// range checks, did-you-mean, the printed settings and the README table all read the result.
+macro_rules! settings {
+    ($(
+        $name:ident : $ty:ty {
+            default: $default:expr,
+            limits: $limits:expr,
+            on_resume: $resume:ident,
+            flag: $flag:expr,
+            doc: $doc:literal
+            $(, show: $show:expr)? $(,)?
+        }
+    )*) => {
+        /// The training recipe; see [`SETTINGS`] for each field's meaning and limits.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct TrainConfig {
+            $(#[doc = $doc] pub $name: $ty,)*
+        }
+
+        impl Default for TrainConfig {
+            fn default() -> Self {
+                TrainConfig { $($name: $default,)* }
+            }
+        }
+
+        /// Every setting `[train]`, `--set` and the flags accept, in the order `mdc train` prints them.
+        pub const SETTINGS: &[Setting] = &[$(
+            Setting {
+                name: stringify!($name),
+                type_name: <$ty as SettingValue>::TYPE,
+                limits: $limits,
+                on_resume: OnResume::$resume,
+                flag: $flag,
+                doc: $doc,
+            },
+        )*];
+
+        impl TrainConfig {
+            /// Sets the setting `name` (one of [`SETTINGS`]) from a TOML value; the error is
+            /// "expected ..., found ...".
+            fn set_value(&mut self, name: &str, v: &toml::Value) -> Result<(), String> {
+                match name {
+                    $(stringify!($name) => self.$name = <$ty as SettingValue>::from_toml(v, &$limits)?,)*
+                    _ => unreachable!("`{name}` is not a setting"),
+                }
+                Ok(())
+            }
+
+            /// Checks every setting against its limits, for recipes from any source, checkpoint
+            /// metadata included (values outside them would exhaust memory or divide by zero).
+            pub fn check_ranges(&self) -> Result<(), String> {
+                $(self.$name.check(&$limits).map_err(|e| format!("`{}`: {e}", stringify!($name)))?;)*
+                Ok(())
+            }
+
+            /// The value of setting `name` as written in a model file (`auto` for an unset option).
+            pub fn value_text(&self, name: &str) -> String {
+                match name {
+                    $(stringify!($name) => self.$name.show(),)*
+                    _ => String::new(),
+                }
+            }
+
+            /// The value of setting `name` as `mdc train` prints it.
+            pub fn show(&self, name: &str) -> String {
+                match name {
+                    $(stringify!($name) => settings!(@show self, $name $(, $show)?),)*
+                    _ => String::new(),
+                }
+            }
+        }
+    };
+    (@show $self:ident, $name:ident) => { $self.$name.show() };
+    (@show $self:ident, $name:ident, $show:expr) => { ($show)($self) };
+}
+
+settings! {
+    steps: u64 {
+        default: DEFAULT_STEPS,
+        limits: Limits::int(1, u64::MAX),
+        on_resume: MayChange,
+        flag: true,
+        doc: "optimizer steps in the whole run",
+    }
+    batch: usize {
+        default: DEFAULT_BATCH,
+        limits: Limits::int(1, MAX_IMAGES),
+        on_resume: Fixed,
+        flag: true,
+        doc: "images per step",
+    }
+    lr: f64 {
+        default: 1e-3,
+        limits: Limits::above(0.0),
+        on_resume: Fixed,
+        flag: true,
+        doc: "peak learning rate (AdamW), reached after warmup, then cosine-decayed",
+        show: |c: &TrainConfig| format!("{:e}", c.lr),
+    }
+    warmup: Option<u64> {
+        default: None,
+        limits: Limits::int(0, u64::MAX),
+        on_resume: Fixed,
+        flag: true,
+        doc: "linear warmup steps (default 5% of steps)",
+        show: |c: &TrainConfig| format!("{} steps", c.warmup_steps()),
+    }
+    weight_decay: f64 {
+        default: 0.0,
+        limits: Limits::above(0.0).or_equal(),
+        on_resume: Fixed,
+        flag: false,
+        doc: "AdamW decoupled weight decay",
+    }
+    adam_beta1: f64 {
+        default: 0.9,
+        limits: Limits::half_open(0.0, 1.0),
+        on_resume: Fixed,
+        flag: false,
+        doc: "AdamW beta1",
+    }
+    adam_beta2: f64 {
+        default: 0.999,
+        limits: Limits::half_open(0.0, 1.0),
+        on_resume: Fixed,
+        flag: false,
+        doc: "AdamW beta2",
+    }
+    clip_grad: f64 {
+        default: 1.0,
+        limits: Limits::above(0.0).or_equal(),
+        on_resume: Fixed,
+        flag: true,
+        doc: "gradient-norm clipping threshold (0 turns clipping off)",
+        show: |c: &TrainConfig| if c.clip_grad > 0.0 { c.clip_grad.to_string() } else { "off".into() },
+    }
+    ema_decay: f64 {
+        default: 0.999,
+        limits: Limits::half_open(0.0, 1.0),
+        on_resume: Fixed,
+        flag: true,
+        doc: "maximum EMA decay of the sampling weights (warms up as (1 + step) / (10 + step))",
+    }
+    schedule: ScheduleKind {
+        default: ScheduleKind::Linear,
+        limits: Limits::Any,
+        on_resume: Fixed,
+        flag: true,
+        doc: "noise schedule",
+    }
+    timesteps: usize {
+        default: 1000,
+        limits: Limits::int(1, MAX_TIMESTEPS),
+        on_resume: Fixed,
+        flag: true,
+        doc: "diffusion timesteps T",
+    }
+    seed: u64 {
+        default: 0,
+        limits: Limits::int(0, u64::MAX),
+        on_resume: Fixed,
+        flag: true,
+        doc: "seed for the initial weights, the data order and the noise",
+    }
+    data: String {
+        default: "builtin".into(),
+        limits: Limits::Any,
+        on_resume: Fixed,
+        flag: true,
+        doc: "training images: `builtin` (1000 MNIST digits), an IDX file (.gz or raw) or a folder of PNG/JPEG",
+    }
+    checkpoint_every: u64 {
+        default: 100,
+        limits: Limits::int(1, u64::MAX),
+        on_resume: MayChange,
+        flag: true,
+        doc: "steps between checkpoints (one is always written at the end)",
+    }
+    samples: usize {
+        default: 36,
+        limits: Limits::int(0, MAX_IMAGES),
+        on_resume: MayChange,
+        flag: true,
+        doc: "images in the final sample grid (0: no sampling)",
+    }
+    sample_steps: usize {
+        default: 100,
+        limits: Limits::int(0, u64::MAX),
+        on_resume: MayChange,
+        flag: true,
+        doc: "DDIM steps for the final sample grid (0: DDPM over all timesteps)",
+        show: |c: &TrainConfig| match c.sample_steps {
+            0 => "DDPM, all timesteps".to_string(),
+            n => format!("DDIM, {n}"),
+        },
+    }
+    sample_eta: f64 {
+        default: 1.0,
+        limits: Limits::closed(0.0, 1.0),
+        on_resume: MayChange,
+        flag: true,
+        doc: "DDIM eta for the final sample grid (1: fresh noise each step, as DDPM, which gives \
+              short-trained models clean backgrounds; 0: deterministic)",
+    }
+}
+
+impl Limits {
+    /// The same lower bound, now included (`>= lo`).
+    pub const fn or_equal(self) -> Limits {
+        match self {
+            Limits::Float { lo, hi, hi_open, .. } => Limits::Float { lo, lo_open: false, hi, hi_open },
+            other => other,
+        }
+    }
+}
+
+impl Setting {
+    pub fn find(name: &str) -> Option<&'static Setting> {
+        SETTINGS.iter().find(|s| s.name == name)
+    }
+}
+
+/// Names of the settings that decide what a resumed run computes.
+pub fn recipe_keys() -> impl Iterator<Item = &'static str> {
+    SETTINGS.iter().filter(|s| s.on_resume == OnResume::Fixed).map(|s| s.name)
+}
 
 /// A recipe plus where each value came from.
 #[derive(Debug, Clone)]
@@ -138,7 +493,7 @@ pub struct Recipe {
 
 impl Recipe {
     pub fn new(config: TrainConfig, origin: Origin) -> Recipe {
-        Recipe { config, origins: KEYS.iter().map(|(k, _)| (*k, origin)).collect() }
+        Recipe { config, origins: SETTINGS.iter().map(|s| (s.name, origin)).collect() }
     }
 
     /// Applies a model file's `[train]` table; every problem is reported as (key, message).
@@ -154,43 +509,11 @@ impl Recipe {
         }
     }
 
-    /// Sets one key from a TOML value, with a message naming the key and the expected type.
+    /// Sets one key from a TOML value, with a message naming the key and the expected value.
     pub fn set(&mut self, key: &str, value: &toml::Value, origin: Origin) -> Result<(), String> {
-        let c = &mut self.config;
-        let Some(&(name, _)) = KEYS.iter().find(|(k, _)| *k == key) else {
-            return Err(unknown_key(key));
-        };
-        match name {
-            "steps" => c.steps = ranged_int(key, value)?,
-            "batch" => c.batch = ranged_int(key, value)? as usize,
-            "lr" => c.lr = positive_float(key, value)?,
-            "warmup" => c.warmup = Some(int(key, value)?),
-            "weight_decay" => c.weight_decay = non_negative_float(key, value)?,
-            "adam_beta1" => c.adam_beta1 = unit_float(key, value)?,
-            "adam_beta2" => c.adam_beta2 = unit_float(key, value)?,
-            "clip_grad" => c.clip_grad = non_negative_float(key, value)?,
-            "ema_decay" => c.ema_decay = unit_float(key, value)?,
-            "schedule" => {
-                let s = string(key, value)?;
-                c.schedule = ScheduleKind::parse(&s)
-                    .ok_or_else(|| format!("`{key}`: expected \"linear\" or \"cosine\", found \"{s}\""))?
-            }
-            "timesteps" => c.timesteps = ranged_int(key, value)? as usize,
-            "seed" => c.seed = int(key, value)?,
-            "data" => c.data = string(key, value)?,
-            "checkpoint_every" => c.checkpoint_every = ranged_int(key, value)?,
-            "samples" => c.samples = ranged_int(key, value)? as usize,
-            "sample_steps" => c.sample_steps = int(key, value)? as usize,
-            "sample_eta" => {
-                let eta = non_negative_float(key, value)?;
-                if eta > 1.0 {
-                    return Err(format!("`{key}`: expected a number in [0, 1], found {eta}"));
-                }
-                c.sample_eta = eta
-            }
-            _ => unreachable!("every key in KEYS is handled"),
-        }
-        self.origins.insert(name, origin);
+        let setting = Setting::find(key).ok_or_else(|| unknown_key(key))?;
+        self.config.set_value(key, value).map_err(|e| format!("`{key}`: {e}"))?;
+        self.origins.insert(setting.name, origin);
         Ok(())
     }
 
@@ -216,39 +539,11 @@ impl Recipe {
 
     /// The settings as aligned `key = value   (origin)` lines.
     pub fn describe(&self) -> String {
-        let c = &self.config;
-        let values: BTreeMap<&str, String> = [
-            ("steps", c.steps.to_string()),
-            ("batch", c.batch.to_string()),
-            ("lr", format!("{:e}", c.lr)),
-            ("warmup", format!("{} steps", c.warmup_steps())),
-            ("weight_decay", c.weight_decay.to_string()),
-            ("adam_beta1", c.adam_beta1.to_string()),
-            ("adam_beta2", c.adam_beta2.to_string()),
-            ("clip_grad", if c.clip_grad > 0.0 { c.clip_grad.to_string() } else { "off".into() }),
-            ("ema_decay", c.ema_decay.to_string()),
-            ("schedule", c.schedule.to_string()),
-            ("timesteps", c.timesteps.to_string()),
-            ("seed", c.seed.to_string()),
-            ("data", c.data.clone()),
-            ("checkpoint_every", c.checkpoint_every.to_string()),
-            ("samples", c.samples.to_string()),
-            (
-                "sample_steps",
-                if c.sample_steps == 0 {
-                    "DDPM, all timesteps".into()
-                } else {
-                    format!("DDIM, {}", c.sample_steps)
-                },
-            ),
-            ("sample_eta", c.sample_eta.to_string()),
-        ]
-        .into_iter()
-        .collect();
-        KEYS.iter()
-            .map(|(k, _)| {
-                let origin = self.origins.get(k).copied().unwrap_or(Origin::Default);
-                format!("  {k:<17} {:<22} ({})", values[k], origin.label())
+        SETTINGS
+            .iter()
+            .map(|s| {
+                let origin = self.origins.get(s.name).copied().unwrap_or(Origin::Default);
+                format!("  {:<17} {:<22} ({})", s.name, self.config.show(s.name), origin.label())
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -256,25 +551,6 @@ impl Recipe {
 }
 
 impl TrainConfig {
-    /// Checks every integer setting against [`INT_RANGES`] (values outside them would exhaust
-    /// memory or divide by zero), for recipes from any source, checkpoint metadata included.
-    pub fn check_ranges(&self) -> Result<(), String> {
-        let values = [
-            ("steps", self.steps),
-            ("batch", self.batch as u64),
-            ("timesteps", self.timesteps as u64),
-            ("samples", self.samples as u64),
-            ("checkpoint_every", self.checkpoint_every),
-        ];
-        for (key, value) in values {
-            let &(_, lo, hi) = INT_RANGES.iter().find(|(k, _, _)| *k == key).expect("key has a range");
-            if !(lo..=hi).contains(&value) {
-                return Err(format!("`{key}`: expected {}, found {value}", expected_range(lo, hi)));
-            }
-        }
-        Ok(())
-    }
-
     pub fn warmup_steps(&self) -> u64 {
         self.warmup.unwrap_or(self.steps / 20)
     }
@@ -283,41 +559,67 @@ impl TrainConfig {
     pub fn recipe_differences(&self, other: &TrainConfig) -> Vec<String> {
         let a = serde_json::to_value(self).expect("config serialises");
         let b = serde_json::to_value(other).expect("config serialises");
-        RECIPE_KEYS
-            .iter()
-            .filter(|k| a[**k] != b[**k])
-            .map(|k| format!("{k}: {} -> {}", a[*k], b[*k]))
-            .collect()
+        recipe_keys().filter(|k| a[*k] != b[*k]).map(|k| format!("{k}: {} -> {}", a[k], b[k])).collect()
     }
 }
 
-/// The 1-based line of `key = ...` inside the `[train]` section of a model file's text, so
-/// messages can point at it (the parsed table has no positions).
-pub fn train_key_line(source: &str, key: &str) -> Option<usize> {
-    let mut in_train = false;
-    for (i, line) in source.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            in_train = t.trim_start_matches('[').trim_end_matches(']').trim() == "train";
-        } else if in_train {
-            let name = t.split('=').next().unwrap_or("").trim().trim_matches('"');
-            if t.contains('=') && name == key {
-                return Some(i + 1);
-            }
-        }
+/// The README's table of `[train]` settings, generated from [`SETTINGS`].
+pub fn settings_markdown() -> String {
+    let defaults = TrainConfig::default();
+    let mut out =
+        String::from("| setting | type | default | allowed | what it is |\n|---|---|---|---|---|\n");
+    for s in SETTINGS {
+        let allowed = match s.limits {
+            Limits::Any => "".to_string(),
+            l => l.expected(),
+        };
+        let flag = if s.flag { format!(" (`--{}`)", s.name.replace('_', "-")) } else { String::new() };
+        out.push_str(&format!(
+            "| `{}`{flag} | {} | {} | {allowed} | {} |\n",
+            s.name,
+            s.type_name,
+            defaults.value_text(s.name),
+            s.doc
+        ));
     }
-    None
+    out
 }
 
+/// Why a `[train]` entry is refused, for a diagnostic at its line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingProblem {
+    /// The key is not a setting (else its value is wrong).
+    pub unknown: bool,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// Checks one `key = value` of a model file's `[train]` against [`SETTINGS`].
+pub fn check_setting(key: &str, value: &toml::Value) -> Result<(), SettingProblem> {
+    let names = || SETTINGS.iter().map(|s| s.name);
+    let Some(setting) = Setting::find(key) else {
+        let help = match crate::dsl::diag::did_you_mean(key, names()) {
+            Some(k) => format!("did you mean `{k}`?"),
+            None => format!("the settings are {}", names().collect::<Vec<_>>().join(", ")),
+        };
+        return Err(SettingProblem {
+            unknown: true,
+            message: format!("unknown training setting `{key}`"),
+            help: Some(help),
+        });
+    };
+    TrainConfig::default().set_value(key, value).map_err(|message| SettingProblem {
+        unknown: false,
+        message,
+        help: Some(format!("`{key}`: {}", setting.doc)),
+    })
+}
+
+/// "unknown training setting `stpes`; did you mean `steps`? (known: ...)"
 fn unknown_key(key: &str) -> String {
-    let best = KEYS
-        .iter()
-        .map(|(k, _)| (strsim::levenshtein(key, k), *k))
-        .min()
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3));
-    let known = KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ");
-    match best {
-        Some((_, k)) => format!("unknown training setting `{key}`; did you mean `{k}`? (known: {known})"),
+    let known = SETTINGS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ");
+    match crate::dsl::diag::did_you_mean(key, SETTINGS.iter().map(|s| s.name)) {
+        Some(k) => format!("unknown training setting `{key}`; did you mean `{k}`? (known: {known})"),
         None => format!("unknown training setting `{key}` (known: {known})"),
     }
 }
@@ -327,82 +629,6 @@ fn type_name(v: &toml::Value) -> String {
         toml::Value::String(s) => format!("the string \"{s}\""),
         other => format!("{} {other}", other.type_str()),
     }
-}
-
-fn int(key: &str, v: &toml::Value) -> Result<u64, String> {
-    match v.as_integer() {
-        Some(i) if i >= 0 => Ok(i as u64),
-        _ => Err(format!("`{key}`: expected a non-negative integer, found {}", type_name(v))),
-    }
-}
-
-/// Inclusive ranges of the integer settings that size allocations or divide: larger values would
-/// exhaust memory long before they were useful.
-const INT_RANGES: &[(&str, u64, u64)] = &[
-    ("steps", 1, u64::MAX),
-    ("batch", 1, 4096),
-    ("timesteps", 1, 100_000),
-    ("samples", 0, 4096),
-    ("checkpoint_every", 1, u64::MAX),
-];
-
-fn expected_range(lo: u64, hi: u64) -> String {
-    match (lo, hi) {
-        (1, u64::MAX) => "a positive integer".into(),
-        (lo, u64::MAX) => format!("an integer of at least {lo}"),
-        (lo, hi) => format!("an integer from {lo} to {hi}"),
-    }
-}
-
-/// An integer setting within its [`INT_RANGES`] entry.
-fn ranged_int(key: &str, v: &toml::Value) -> Result<u64, String> {
-    let &(_, lo, hi) = INT_RANGES.iter().find(|(k, _, _)| *k == key).expect("key has a range");
-    let expected = expected_range(lo, hi);
-    match v.as_integer() {
-        Some(i) if i >= 0 && (lo..=hi).contains(&(i as u64)) => Ok(i as u64),
-        Some(i) => Err(format!("`{key}`: expected {expected}, found {i}")),
-        None => Err(format!("`{key}`: expected {expected}, found {}", type_name(v))),
-    }
-}
-
-fn float(key: &str, v: &toml::Value) -> Result<f64, String> {
-    v.as_float()
-        .or_else(|| v.as_integer().map(|i| i as f64))
-        .filter(|f| f.is_finite())
-        .ok_or_else(|| format!("`{key}`: expected a number, found {}", type_name(v)))
-}
-
-fn positive_float(key: &str, v: &toml::Value) -> Result<f64, String> {
-    let f = float(key, v)?;
-    if f > 0.0 {
-        Ok(f)
-    } else {
-        Err(format!("`{key}`: expected a number > 0, found {f}"))
-    }
-}
-
-fn non_negative_float(key: &str, v: &toml::Value) -> Result<f64, String> {
-    let f = float(key, v)?;
-    if f >= 0.0 {
-        Ok(f)
-    } else {
-        Err(format!("`{key}`: expected a number >= 0, found {f}"))
-    }
-}
-
-fn unit_float(key: &str, v: &toml::Value) -> Result<f64, String> {
-    let f = float(key, v)?;
-    if (0.0..1.0).contains(&f) {
-        Ok(f)
-    } else {
-        Err(format!("`{key}`: expected a number in [0, 1), found {f}"))
-    }
-}
-
-fn string(key: &str, v: &toml::Value) -> Result<String, String> {
-    v.as_str()
-        .map(str::to_string)
-        .ok_or_else(|| format!("`{key}`: expected a string, found {}", type_name(v)))
 }
 
 #[cfg(test)]
@@ -433,11 +659,34 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_line_of_a_key_in_the_train_section_only() {
-        let src = "[input]\nsteps = 1\n\n[train]\n# comment\nlr = 1e-3\n  steps=5\n[blocks]\nbatch = 2\n";
-        assert_eq!(train_key_line(src, "steps"), Some(7));
-        assert_eq!(train_key_line(src, "lr"), Some(6));
-        assert_eq!(train_key_line(src, "batch"), None);
+    fn a_train_entry_is_checked_against_the_table() {
+        let ok = check_setting("sample_eta", &toml::Value::Float(0.5));
+        assert_eq!(ok, Ok(()));
+        let e = check_setting("sample_eta", &toml::Value::Float(1.5)).unwrap_err();
+        assert_eq!((e.unknown, e.message.as_str()), (false, "expected a number in [0, 1], found 1.5"));
+        let e = check_setting("kernel", &toml::Value::Integer(3)).unwrap_err();
+        assert!(e.unknown && e.help.unwrap().starts_with("the settings are steps, batch"));
+        let e = check_setting("sampel_eta", &toml::Value::Integer(0)).unwrap_err();
+        assert_eq!(e.help.as_deref(), Some("did you mean `sample_eta`?"));
+    }
+
+    #[test]
+    fn every_setting_has_a_default_within_its_limits_and_docs() {
+        let c = TrainConfig::default();
+        assert_eq!(c.check_ranges(), Ok(()));
+        for s in SETTINGS {
+            assert!(!c.show(s.name).is_empty() && !s.doc.is_empty(), "{}", s.name);
+        }
+        let keys: Vec<&str> = recipe_keys().collect();
+        assert!(keys.contains(&"lr") && !keys.contains(&"steps") && !keys.contains(&"samples"));
+        let t = settings_markdown();
+        assert!(
+            t.contains(
+                "| `batch` (`--batch`) | integer | 64 | an integer from 1 to 4096 | images per step |"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("| `warmup` (`--warmup`) | integer | auto |"), "{t}");
     }
 
     #[test]

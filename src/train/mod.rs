@@ -12,7 +12,8 @@ mod state;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
 pub use config::{
-    train_key_line, Origin, Recipe, TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, KEYS, RECIPE_KEYS,
+    check_setting, recipe_keys, settings_markdown, Limits, OnResume, Origin, Recipe, Setting, SettingProblem,
+    TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, MAX_IMAGES, MAX_TIMESTEPS, SETTINGS,
 };
 pub use ema::{ema_decay, update_ema};
 pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};

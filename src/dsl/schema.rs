@@ -1,0 +1,297 @@
+//! The block ops of `[blocks]`, declared once: each op's name, number of inputs, one line of
+//! docs and its fields (type, allowed range, default, one line of docs). From this one table
+//! come [`OpKind`], the typed [`BlockOp`] the checker matches on, the parser of every block
+//! (range checks, defaults, unknown-field errors with did-you-mean) and the README's op table.
+//!
+//! Adding a field to an op is one line in the `blocks!` invocation below; adding an op is one
+//! entry there (plus its expansion in the checker, which the compiler asks for).
+
+use super::Val;
+
+/// Largest channel count (and feature count, heads, groups) a model may ask for.
+pub const MAX_CHANNELS: usize = 1 << 16;
+/// Largest height or width of the image input.
+pub const MAX_SIZE: usize = 1 << 14;
+/// Largest kernel size, stride or padding of a conv.
+pub const MAX_KERNEL: usize = 63;
+
+/// What a field holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldKind {
+    /// An integer in `lo..=hi`: a literal or a reference to `[vars]` / `input.*`.
+    Int { lo: usize, hi: usize },
+    /// A number in `lo..=hi`.
+    Float { lo: f64, hi: f64 },
+    /// The name of another block (a resblock's `time`).
+    Block,
+}
+
+/// What a field is when the block does not write it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldDefault {
+    Required,
+    Int(usize),
+    Float(f64),
+    /// The value of this name in `[vars]` (`groups`).
+    Var(&'static str),
+    /// This block (`time`).
+    Block(&'static str),
+}
+
+/// One field of a block op.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub kind: FieldKind,
+    pub default: FieldDefault,
+    pub doc: &'static str,
+}
+
+/// One block op.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpSpec {
+    pub kind: OpKind,
+    pub name: &'static str,
+    /// How many blocks `in` names: (min, max).
+    pub arity: (usize, usize),
+    pub doc: &'static str,
+    pub fields: &'static [FieldSpec],
+}
+
+/// The Rust type a field kind is parsed into.
+macro_rules! field_type {
+    (int) => {
+        usize
+    };
+    (float) => {
+        f64
+    };
+}
+
+/// The [`FieldKind`] of a field's declaration.
+macro_rules! field_kind {
+    (int, $lo:expr, $hi:expr) => {
+        FieldKind::Int { lo: $lo, hi: $hi }
+    };
+    (float, $lo:expr, $hi:expr) => {
+        FieldKind::Float { lo: $lo, hi: $hi }
+    };
+}
+
+/// Builds the `BlockOp` enum one variant at a time, so ops without parameters are unit variants
+/// (matched as `BlockOp::Silu`).
+macro_rules! block_op_enum {
+    (@acc [$($acc:tt)*]) => {
+        /// A block's op with its parameters resolved to numbers.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum BlockOp { $($acc)* }
+    };
+    (@acc [$($acc:tt)*] $variant:ident {} $($rest:tt)*) => {
+        block_op_enum!(@acc [$($acc)* $variant,] $($rest)*);
+    };
+    (@acc [$($acc:tt)*] $variant:ident { $($field:ident : $kind:ident),+ } $($rest:tt)*) => {
+        block_op_enum!(@acc [$($acc)* $variant { $($field: Val<field_type!($kind)>),+ },] $($rest)*);
+    };
+}
+
+macro_rules! blocks {
+    ($(
+        $variant:ident $name:literal, inputs ($lo:expr, $hi:expr), $doc:literal {
+            $( $field:ident : $kind:ident ($flo:expr, $fhi:expr) = $default:ident $(($arg:expr))?, $fdoc:literal; )*
+        } $( @time = $time:literal, $tdoc:literal; )?
+    )*) => {
+        /// The op kinds a block can have, as written in `op = "..."`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum OpKind { $($variant),* }
+
+        block_op_enum!(@acc [] $($variant { $($field: $kind),* })*);
+
+        /// Every block op, in the order the README lists them.
+        pub const OPS: &[OpSpec] = &[$(
+            OpSpec {
+                kind: OpKind::$variant,
+                name: $name,
+                arity: ($lo, $hi),
+                doc: $doc,
+                fields: &[
+                    $(FieldSpec {
+                        name: stringify!($field),
+                        kind: field_kind!($kind, $flo, $fhi),
+                        default: FieldDefault::$default $(($arg))?,
+                        doc: $fdoc,
+                    },)*
+                    $(FieldSpec { name: "time", kind: FieldKind::Block, default: FieldDefault::Block($time), doc: $tdoc },)?
+                ],
+            },
+        )*];
+
+        impl BlockOp {
+            /// Reads every field of a `kind` block through `read` (None when one was bad).
+            pub(crate) fn read(kind: OpKind, read: &mut dyn FieldReader) -> Option<BlockOp> {
+                match kind {
+                    $(OpKind::$variant => {
+                        let spec = kind.spec();
+                        let mut _fields = spec.fields.iter();
+                        // Read every field first, so each bad one is reported.
+                        $(let $field = <field_type!($kind) as FieldValue>::read(read, _fields.next().expect("declared"));)*
+                        Some(BlockOp::$variant { $($field: $field?),* })
+                    })*
+                }
+            }
+        }
+    };
+}
+
+/// Reads one field of the block being parsed (implemented by the parser).
+pub(crate) trait FieldReader {
+    fn int(&mut self, spec: &FieldSpec) -> Option<Val<usize>>;
+    fn float(&mut self, spec: &FieldSpec) -> Option<Val<f64>>;
+}
+
+/// A Rust type a block field can have.
+pub(crate) trait FieldValue: Sized {
+    fn read(r: &mut dyn FieldReader, spec: &FieldSpec) -> Option<Val<Self>>;
+}
+
+impl FieldValue for usize {
+    fn read(r: &mut dyn FieldReader, spec: &FieldSpec) -> Option<Val<Self>> {
+        r.int(spec)
+    }
+}
+
+impl FieldValue for f64 {
+    fn read(r: &mut dyn FieldReader, spec: &FieldSpec) -> Option<Val<Self>> {
+        r.float(spec)
+    }
+}
+
+blocks! {
+    Conv "conv", inputs (1, 1), "2-D convolution with bias" {
+        channels: int(1, MAX_CHANNELS) = Required, "output channels";
+        kernel: int(1, MAX_KERNEL) = Required, "kernel size (square)";
+        stride: int(1, MAX_KERNEL) = Int(1), "step between kernel positions";
+        padding: int(0, MAX_KERNEL) = Int(0), "zeros added on each side; `(kernel - 1) / 2` keeps the size";
+    }
+    GroupNorm "group_norm", inputs (1, 1), "GroupNorm, affine" {
+        groups: int(1, MAX_CHANNELS) = Var("groups"), "groups the channels are normalised in";
+    }
+    Silu "silu", inputs (1, 1), "x * sigmoid(x)" {}
+    Linear "linear", inputs (1, 1), "Linear with bias on a vector (e.g. on `time`)" {
+        features: int(1, MAX_CHANNELS) = Required, "output features";
+    }
+    Resblock "resblock", inputs (1, 1),
+        "conv-norm-SiLU, + SiLU(Linear(t)), conv-norm-SiLU, + skip (1x1 conv when channels change)" {
+        channels: int(1, MAX_CHANNELS) = Required, "output channels";
+        groups: int(1, MAX_CHANNELS) = Var("groups"), "GroupNorm groups";
+    } @time = "time", "the time-embedding block it reads";
+    Downsample "downsample", inputs (1, 1), "3x3 conv, stride 2, same channels" {}
+    Upsample "upsample", inputs (1, 1), "nearest 2x, then 3x3 conv, same channels" {}
+    Concat "concat", inputs (2, usize::MAX), "concatenation along channels" {}
+    Add "add", inputs (2, 2), "elementwise sum" {}
+    Attention "attention", inputs (1, 1),
+        "GroupNorm, 1x1 qkv, multi-head self-attention over H*W, 1x1 proj, + x" {
+        heads: int(1, MAX_CHANNELS) = Required, "attention heads (must divide the channels)";
+        groups: int(1, MAX_CHANNELS) = Var("groups"), "GroupNorm groups";
+    }
+}
+
+impl OpKind {
+    pub fn spec(self) -> &'static OpSpec {
+        OPS.iter().find(|s| s.kind == self).expect("every op kind is in OPS")
+    }
+
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    pub fn from_name(s: &str) -> Option<OpKind> {
+        OPS.iter().find(|o| o.name == s).map(|o| o.kind)
+    }
+
+    pub fn all() -> impl Iterator<Item = OpKind> {
+        OPS.iter().map(|o| o.kind)
+    }
+
+    /// Fields the op takes besides `op` and `in`.
+    pub fn fields(self) -> impl Iterator<Item = &'static str> {
+        self.spec().fields.iter().map(|f| f.name)
+    }
+
+    pub fn field(self, name: &str) -> Option<&'static FieldSpec> {
+        self.spec().fields.iter().find(|f| f.name == name)
+    }
+
+    /// How many inputs `in` must name: (min, max).
+    pub fn arity(self) -> (usize, usize) {
+        self.spec().arity
+    }
+}
+
+impl FieldSpec {
+    /// How the README writes the field: `` `stride` = 1 ``, `` `groups` (default `[vars] groups`) ``.
+    fn markdown(&self) -> String {
+        match self.default {
+            FieldDefault::Required => format!("`{}`", self.name),
+            FieldDefault::Int(v) => format!("`{}` = {v}", self.name),
+            FieldDefault::Float(v) => format!("`{}` = {v}", self.name),
+            FieldDefault::Var(var) => format!("`{}` (default `[vars] {var}`)", self.name),
+            FieldDefault::Block(b) => format!("`{}` = \"{b}\"", self.name),
+        }
+    }
+}
+
+/// The README's table of block ops, generated from [`OPS`].
+pub fn ops_markdown() -> String {
+    let mut out = String::from("| op | fields (besides `op`, `in`) | what it is |\n|---|---|---|\n");
+    for op in OPS {
+        let mut fields: Vec<String> = op.fields.iter().map(FieldSpec::markdown).collect();
+        match op.arity {
+            (1, 1) => {}
+            (2, 2) => fields.push("(`in`: two)".into()),
+            (lo, _) => fields.push(format!("(`in`: {} or more)", number_word(lo))),
+        }
+        let fields = if fields.is_empty() { String::new() } else { format!(" {}", fields.join(", ")) };
+        out.push_str(&format!("| `{}` |{fields} | {} |\n", op.name, op.doc));
+    }
+    out
+}
+
+fn number_word(n: usize) -> String {
+    match n {
+        2 => "two".into(),
+        3 => "three".into(),
+        n => n.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_op_is_declared_once_with_unique_names() {
+        let mut names: Vec<&str> = OPS.iter().map(|o| o.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), OPS.len());
+        for op in OPS {
+            assert_eq!(OpKind::from_name(op.name), Some(op.kind));
+            let mut fields: Vec<&str> = op.kind.fields().collect();
+            fields.sort_unstable();
+            fields.dedup();
+            assert_eq!(fields.len(), op.fields.len(), "{}: a field twice", op.name);
+            // The parser stores block references in `BlockDecl::time`, the only one there is.
+            for f in op.fields.iter().filter(|f| f.kind == FieldKind::Block) {
+                assert_eq!(f.name, "time");
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_table_lists_defaults_and_arity() {
+        let t = ops_markdown();
+        assert!(t.contains("| `conv` | `channels`, `kernel`, `stride` = 1, `padding` = 0 |"), "{t}");
+        assert!(t.contains("| `concat` | (`in`: two or more) |"), "{t}");
+        assert!(t.contains("`groups` (default `[vars] groups`)"), "{t}");
+    }
+}
