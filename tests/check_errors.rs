@@ -360,3 +360,10 @@ fn helps_say_what_a_field_takes() {
 fn a_dotted_block_name_is_explained_as_toml_tables() {
     one_error_at("dotted_block.toml", 32, &["TOML reads a dotted key as nested tables", "write `mid_attn`"]);
 }
+
+#[test]
+fn a_train_setting_is_checked_at_its_line() {
+    let r = one_error_at("train_setting_typo.toml", 47, &["unknown training setting `sampel_eta`"]);
+    assert_eq!(r.diagnostics[0].help.as_deref(), Some("did you mean `sample_eta`?"));
+    assert_eq!(r.diagnostics[0].block.as_deref(), Some("[train]"));
+}

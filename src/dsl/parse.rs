@@ -598,11 +598,12 @@ impl<'s> Parser<'s> {
     /// Reports fields of `s` that are neither in `fields` nor in `common`.
     fn unknown_fields(&mut self, s: &Section<'_, '_>, fields: &[&str], common: &[&str]) {
         self.suggested.clear();
-        for key in s.table.keys() {
+        for (key, value) in s.table {
             let k = key.get_ref().as_ref();
             if fields.contains(&k) || common.contains(&k) {
                 continue;
             }
+            let written = self.source.get(value.span()).unwrap_or("...");
             let all: Vec<&str> = common.iter().chain(fields).copied().collect();
             let near = other_spelling(k)
                 .filter(|f| fields.contains(f))
@@ -611,8 +612,13 @@ impl<'s> Parser<'s> {
                 self.suggested.push(near.to_string());
             }
             let help = match near {
+                Some(near) if s.get(near).is_some() => {
+                    format!(
+                        "`{near}` is mdc's name for it, and this block sets `{near}` already: remove `{k}`"
+                    )
+                }
                 Some(near) if other_spelling(k).is_some() => {
-                    format!("mdc calls it `{near}`: write `{near} = ...`")
+                    format!("mdc calls it `{near}`: write `{near} = {written}`")
                 }
                 Some(near) => format!("did you mean `{near}`?"),
                 None => match (k, s.kind) {
