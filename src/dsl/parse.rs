@@ -22,17 +22,7 @@ pub fn parse(source: &str) -> (Option<ModelFile>, Vec<Diagnostic>) {
     if !errors.is_empty() {
         return (None, syntax::syntax_errors(source, &errors));
     }
-    let mut p = Parser {
-        source,
-        diags: Vec::new(),
-        vars: HashMap::new(),
-        input: None,
-        suggested: Vec::new(),
-        var_keys: HashMap::new(),
-        used_vars: HashSet::new(),
-        var_misses: Vec::new(),
-        var_errors: HashMap::new(),
-    };
+    let mut p = Parser::new(source);
     let file = p.file(root.get_ref());
     (Some(file), p.diags)
 }
@@ -106,6 +96,20 @@ impl<'a, 'i> Section<'a, 'i> {
 }
 
 impl<'s> Parser<'s> {
+    fn new(source: &'s str) -> Self {
+        Parser {
+            source,
+            diags: Vec::new(),
+            vars: HashMap::new(),
+            input: None,
+            suggested: Vec::new(),
+            var_keys: HashMap::new(),
+            used_vars: HashSet::new(),
+            var_misses: Vec::new(),
+            var_errors: HashMap::new(),
+        }
+    }
+
     fn error(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
@@ -1137,4 +1141,43 @@ fn is_identifier(s: &str) -> bool {
 fn is_block_name(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads field `spec` of the block `b` written in `block` through the parser's block reader.
+    fn read_float(block: &str, spec: &FieldSpec) -> (Option<Val<f64>>, Vec<Diagnostic>) {
+        let source = format!("[blocks]\nb = {block}\n");
+        let (root, errors) = DeTable::parse_recoverable(&source);
+        assert!(errors.is_empty());
+        let mut p = Parser::new(&source);
+        let root = root.get_ref();
+        let DeValue::Table(blocks) = root.get("blocks").unwrap().get_ref() else { panic!() };
+        let DeValue::Table(b) = blocks.get("b").unwrap().get_ref() else { panic!() };
+        let s = Section { table: b, span: 0..0, kind: None, label: "b".into() };
+        let v = Fields { p: &mut p, s: &s }.float(spec);
+        (v, p.diags)
+    }
+
+    #[test]
+    fn float_fields_take_numbers_in_range_with_a_default() {
+        // A future `dropout = 0.1`: the block table would declare it as `dropout: float(0.0, 1.0)`.
+        let spec = FieldSpec {
+            name: "dropout",
+            kind: FieldKind::Float { lo: 0.0, hi: 1.0 },
+            default: FieldDefault::Float(0.0),
+            doc: "dropout probability",
+        };
+        assert_eq!(read_float("{ dropout = 0.1 }", &spec).0.unwrap().value, 0.1);
+        assert_eq!(read_float("{ dropout = 1 }", &spec).0.unwrap().value, 1.0);
+        assert_eq!(read_float("{ }", &spec).0.unwrap().value, 0.0);
+        let (v, diags) = read_float("{ dropout = 1.5 }", &spec);
+        assert!(v.is_none());
+        assert_eq!(diags[0].expected.as_deref(), Some("a number from 0 to 1"));
+        let (v, diags) = read_float("{ dropout = \"high\" }", &spec);
+        assert!(v.is_none());
+        assert_eq!(diags[0].found.as_deref(), Some("the string \"high\""));
+    }
 }
