@@ -321,6 +321,7 @@ fn a_toml_slip_is_one_error_at_the_unclosed_delimiter() {
         &["this `[` is never closed", "33:38", "closed by `}` here"],
     );
     one_error_at("syntax_unclosed_brace.toml", 25, &["this `{` (an inline table) is never closed", "25:12"]);
+    one_error_at("syntax_bare_word.toml", 26, &["`init` needs quotes", "26:38", "help: write \"init\""]);
 }
 
 #[test]
@@ -354,6 +355,7 @@ fn helps_say_what_a_field_takes() {
         35,
         &["unknown field `channels`", "`upsample` keeps the channels"],
     );
+    one_error_at("downsample_stride.toml", 27, &["unknown field `stride`", "`stride` is a field of `conv`"]);
 }
 
 #[test]

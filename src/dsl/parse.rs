@@ -632,6 +632,17 @@ impl<'s> Parser<'s> {
                         kind.name(),
                         kind.spec().doc
                     ),
+                    (_, Some(kind)) => match OPS.iter().find(|o| o.kind.field(k).is_some()) {
+                        // `stride` on a downsample: a field of another op.
+                        Some(owner) => format!(
+                            "`{k}` is a field of `{}`; a `{}` is {}, and its fields are {}",
+                            owner.name,
+                            kind.name(),
+                            kind.spec().doc,
+                            list(&all)
+                        ),
+                        None => format!("the fields here are {}", list(&all)),
+                    },
                     _ => format!("the fields here are {}", list(&all)),
                 },
             };

@@ -40,10 +40,30 @@ fn duplicate_key(source: &str, e: &toml::de::Error) -> Diagnostic {
 
 fn slip(source: &str, e: &toml::de::Error) -> Diagnostic {
     let span = e.span().unwrap_or(0..0);
-    if let Some(d) = dotted_key(source, &span) {
+    if let Some(d) = dotted_key(source, &span).or_else(|| bare_word(source, span.start)) {
         return d;
     }
     Diagnostic::error(format!("invalid TOML: {}", e.message().trim()), span)
+}
+
+/// A value written without quotes (`in = init`, `channels = channels[1]`): TOML reads a bare
+/// word as a malformed number or boolean; say that strings are quoted.
+fn bare_word(source: &str, at: usize) -> Option<Diagnostic> {
+    let rest = source.get(at..)?;
+    let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || "_-.[]".contains(c))).unwrap_or(rest.len());
+    let word = &rest[..len];
+    let before = source[..at].trim_end();
+    let is_value = before.ends_with('=') || before.ends_with('[') || before.ends_with(',');
+    let starts_like_a_name = word.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    if !is_value || !starts_like_a_name || ["true", "false", "inf", "nan"].contains(&word) {
+        return None;
+    }
+    Some(
+        Diagnostic::error(format!("`{word}` needs quotes: TOML strings are written in quotes"), at..at + len)
+            .expected("a number, or a name in quotes")
+            .found(format!("the bare word `{word}`"))
+            .help(format!("write \"{word}\"")),
+    )
 }
 
 /// A key with a dot on the error's line (`mid.attn = {...}`): TOML reads it as a table path.
