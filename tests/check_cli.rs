@@ -78,6 +78,14 @@ fn model_errors_exit_1_with_located_messages() {
     assert_eq!(d["block"], "mid");
     assert_eq!(d["field"], "op");
     assert_eq!(d["severity"], "error");
+
+    // Secondary spans come with their position and text.
+    let out = mdc(&["check", "--format", "json", "tests/fixtures/group_divisible.toml"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let labels = &v["diagnostics"][0]["labels"];
+    let groups = labels.as_array().unwrap().iter().find(|l| l["line"] == 6).expect("a label at line 6");
+    assert_eq!((groups["column"].as_u64(), groups["end_column"].as_u64()), (Some(10), Some(11)));
+    assert_eq!(groups["text"], "`groups` = 4 is defined here");
 }
 
 #[test]

@@ -378,3 +378,76 @@ fn every_fixture_renders_as_reviewed() {
         insta::assert_snapshot!(name.trim_end_matches(".toml"), text);
     }
 }
+
+/// A realistic edit of models/unet.toml (a fixture): exactly one error, at the edited line,
+/// whose text and help contain `fragments`; returns it.
+fn one_error_at(name: &str, line: usize, fragments: &[&str]) -> Report {
+    let r = report(name);
+    let located = r.located();
+    let errs: Vec<_> = located.iter().filter(|d| d.severity == Severity::Error).collect();
+    assert_eq!(errs.len(), 1, "{name}: expected one error, got:\n{}", r.render());
+    assert_eq!(errs[0].line, line, "{name}: the error is not at the edited line:\n{}", r.render());
+    for f in fragments {
+        assert!(errs[0].rendered.contains(f), "{name}: {f:?} not in:\n{}", errs[0].rendered);
+    }
+    assert_eq!(r.warnings(), 0, "{name}: a warning repeats the error:\n{}", r.render());
+    r
+}
+
+#[test]
+fn a_toml_slip_is_one_error_at_the_unclosed_delimiter() {
+    one_error_at("syntax_unclosed_string.toml", 8, &["unterminated string", "8:8"]);
+    one_error_at(
+        "syntax_unclosed_bracket.toml",
+        33,
+        &["this `[` is never closed", "33:38", "closed by `}` here"],
+    );
+    one_error_at("syntax_unclosed_brace.toml", 25, &["this `{` (an inline table) is never closed", "25:12"]);
+    one_error_at("syntax_bare_word.toml", 26, &["`init` needs quotes", "26:38", "help: write \"init\""]);
+}
+
+#[test]
+fn a_problem_in_vars_is_reported_once_at_its_definition() {
+    let r = one_error_at(
+        "vars_renamed.toml",
+        12,
+        &["`channels` is not defined: [vars] defines `chanels`", "rename `chanels` to `channels`"],
+    );
+    assert!(r.diagnostics[0].notes[0].contains("9 blocks"), "{:?}", r.diagnostics[0].notes);
+    let r = one_error_at("vars_groups_zero.toml", 13, &["`groups` = 0 is out of range", "positive integer"]);
+    assert!(r.diagnostics[0].notes[0].contains("`enc1`, `enc2`"), "{:?}", r.diagnostics[0].notes);
+}
+
+#[test]
+fn did_you_mean_knows_other_names_and_never_cascades() {
+    one_error_at("input_alias.toml", 25, &["no block named `input`", "the noisy image input is called `x`"]);
+    one_error_at("input_channel_typo.toml", 43, &["help: did you mean `input.channels`?"]);
+    one_error_at("pytorch_kernel_size.toml", 25, &["unknown field `kernel_size`", "mdc calls it `kernel`"]);
+    one_error_at("pytorch_pad.toml", 25, &["unknown field `pad`", "mdc calls it `padding`"]);
+    let r =
+        one_error_at("typo_with_unused_block.toml", 41, &["no block named `dex1`", "did you mean `dec1`?"]);
+    assert!(r.diagnostics[0].notes[0].contains("nothing reads yet: `dec1`"), "{:?}", r.diagnostics[0].notes);
+}
+
+#[test]
+fn helps_say_what_a_field_takes() {
+    one_error_at("padding_same.toml", 25, &["`padding` takes a number", "write `padding = 1` for kernel 3"]);
+    one_error_at(
+        "upsample_channels.toml",
+        35,
+        &["unknown field `channels`", "`upsample` keeps the channels"],
+    );
+    one_error_at("downsample_stride.toml", 27, &["unknown field `stride`", "`stride` is a field of `conv`"]);
+}
+
+#[test]
+fn a_dotted_block_name_is_explained_as_toml_tables() {
+    one_error_at("dotted_block.toml", 32, &["TOML reads a dotted key as nested tables", "write `mid_attn`"]);
+}
+
+#[test]
+fn a_train_setting_is_checked_at_its_line() {
+    let r = one_error_at("train_setting_typo.toml", 47, &["unknown training setting `sampel_eta`"]);
+    assert_eq!(r.diagnostics[0].help.as_deref(), Some("did you mean `sample_eta`?"));
+    assert_eq!(r.diagnostics[0].block.as_deref(), Some("[train]"));
+}

@@ -94,6 +94,8 @@ struct Build<'f> {
     /// Vertices that must not be expanded (bad reference, part of a cycle).
     broken: Vec<bool>,
     diags: Vec<Diagnostic>,
+    /// Whether a reference to a missing block was reported (its note lists the unread blocks).
+    unknown_reference_reported: bool,
     /// Whether some concat/add/output met mismatched spatial sizes.
     spatial_mismatch: bool,
     /// Stride-1 convs that change the spatial size, described ("`init` turns 28x28 into 27x27 ...").
@@ -150,6 +152,7 @@ impl<'f> Build<'f> {
             value: vec![None; n],
             broken: vec![false; n],
             diags: Vec::new(),
+            unknown_reference_reported: false,
             spatial_mismatch: false,
             resizing_convs: Vec::new(),
             output: None,
@@ -216,6 +219,7 @@ impl<'f> Build<'f> {
         }
         // After wiring, blocks nothing reads are known: a renamed block is often one of them.
         let unread = self.unread_blocks();
+        self.unknown_reference_reported = !unknown.is_empty();
         for (block, r, field) in unknown {
             let mut d = self.unknown_reference(block, r, field);
             if !unread.is_empty() {
@@ -261,11 +265,13 @@ impl<'f> Build<'f> {
 
     fn unknown_reference(&self, block: &BlockDecl, r: &Val<String>, field: &str) -> Diagnostic {
         let name = r.value.as_str();
-        let mut names: Vec<&str> = self.by_name.keys().copied().collect();
+        // A block cannot read itself, so its own name is never the answer.
+        let mut names: Vec<&str> = self.by_name.keys().copied().filter(|&n| n != block.name).collect();
         names.sort_unstable();
-        let help = suggestion(name, names.iter().copied()).unwrap_or_else(|| {
-            "inputs name a block of [blocks], `x` (the image) or `time` (the time embedding)".to_string()
-        });
+        let help =
+            well_known_input(name).or_else(|| suggestion(name, names.iter().copied())).unwrap_or_else(|| {
+                "inputs name a block of [blocks], `x` (the image) or `time` (the time embedding)".to_string()
+            });
         Diagnostic::error(format!("no block named `{name}`"), r.span.clone())
             .block(block.name.clone())
             .field(field)
@@ -856,6 +862,11 @@ impl<'f> Build<'f> {
         if output_known {
             for name in self.unread_blocks() {
                 let block = self.file.blocks.iter().find(|b| b.name == name).expect("a block of the file");
+                // A block with an error of its own, or one that a misspelt reference probably
+                // meant (the error's note names it), needs no second message.
+                if block.op.is_none() || self.unknown_reference_reported {
+                    continue;
+                }
                 self.diags.push(
                     Diagnostic::warning(
                         format!("the output of `{name}` is never used"),
@@ -916,6 +927,19 @@ fn plural(n: usize) -> &'static str {
         ""
     } else {
         "s"
+    }
+}
+
+/// What other frameworks call the model's inputs: `input` or `image` is `x`, `timestep` is `t`.
+fn well_known_input(name: &str) -> Option<String> {
+    match name.to_ascii_lowercase().as_str() {
+        "input" | "inputs" | "image" | "images" | "img" | "sample" | "noisy" | "x_t" | "xt" => {
+            Some(format!("the noisy image input is called `x`: write `\"x\"` for `\"{name}\"`"))
+        }
+        "timestep" | "timesteps" | "step" | "temb" | "t_emb" | "time_emb" | "time_embedding" | "emb" => {
+            Some("the timestep input is called `t`, and its embedding (what blocks read) `time`".into())
+        }
+        _ => None,
     }
 }
 

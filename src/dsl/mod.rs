@@ -31,6 +31,7 @@
 pub mod diag;
 mod parse;
 pub mod schema;
+mod syntax;
 
 pub use schema::{BlockOp, OpKind, MAX_CHANNELS, MAX_KERNEL, MAX_SIZE};
 

@@ -1,12 +1,13 @@
 //! The parser: TOML (with spans) to a [`ModelFile`], collecting every schema problem.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diag::{self, suggestion, Diagnostic};
 use super::schema::{FieldDefault, FieldKind, FieldReader, FieldSpec, OPS};
+use super::syntax;
 use super::{
     BlockDecl, BlockOp, InputDecl, ModelFile, OpKind, Span, TimeDecl, TrainEntry, TrainSection, Val,
     MAX_CHANNELS, MAX_SIZE, RESERVED,
@@ -19,28 +20,11 @@ const TOP_LEVEL: [&str; 6] = ["model", "vars", "input", "time", "blocks", "train
 pub fn parse(source: &str) -> (Option<ModelFile>, Vec<Diagnostic>) {
     let (root, errors) = DeTable::parse_recoverable(source);
     if !errors.is_empty() {
-        let diags = errors.iter().map(|e| syntax_error(source, e)).collect();
-        return (None, diags);
+        return (None, syntax::syntax_errors(source, &errors));
     }
-    let mut p = Parser { diags: Vec::new(), vars: HashMap::new(), input: None, suggested: Vec::new() };
+    let mut p = Parser::new(source);
     let file = p.file(root.get_ref());
     (Some(file), p.diags)
-}
-
-fn syntax_error(source: &str, e: &toml::de::Error) -> Diagnostic {
-    let span = e.span().unwrap_or(0..0);
-    let message = e.message().trim().to_string();
-    let text = source.get(span.clone()).unwrap_or("").trim();
-    if message.contains("duplicate key") {
-        let mut d = Diagnostic::error(format!("`{text}` is defined twice"), span.clone())
-            .help("every block, section and field name must be unique in its table: rename or remove one");
-        if let Some(first) = first_definition(source, text, span.start) {
-            d = d.note(format!("`{text}` is first defined at line {first}"));
-        }
-        d
-    } else {
-        Diagnostic::error(format!("invalid TOML: {message}"), span)
-    }
 }
 
 /// Whether the file has section `name`, or a misspelling of it (reported on its own).
@@ -58,41 +42,49 @@ fn misspelt_section(key: &str, value: &DeValue<'_>) -> Option<&'static str> {
     }
 }
 
-/// The line of the first `name = ...` or `[...name]` before `before`, for duplicate keys.
-fn first_definition(source: &str, name: &str, before: usize) -> Option<usize> {
-    if name.is_empty() {
-        return None;
-    }
-    let head = source.get(..before)?;
-    head.lines()
-        .position(|line| {
-            let l = line.trim_start();
-            let key = l.strip_prefix(name).is_some_and(|rest| rest.trim_start().starts_with('='));
-            let table = l.starts_with('[') && l.trim_end().trim_end_matches(']').ends_with(name);
-            key || table
-        })
-        .map(|i| i + 1)
-}
-
 #[derive(Debug, Clone)]
 enum VarValue {
     Int(usize),
-    List(Vec<usize>),
+    /// Each item with its span.
+    List(Vec<(usize, Span)>),
 }
 
-struct Parser {
+struct Parser<'s> {
+    source: &'s str,
     diags: Vec<Diagnostic>,
     vars: HashMap<String, (VarValue, Span)>,
     /// `[input]` values, for references like `"input.channels"`.
     input: Option<InputDecl>,
     /// Fields suggested for a misspelt field in the current table: not reported missing too.
     suggested: Vec<String>,
+    /// Where each `[vars]` name is written (its key), including ones whose value was refused.
+    var_keys: HashMap<String, Span>,
+    /// `[vars]` names some block read successfully.
+    used_vars: HashSet<String>,
+    /// Reads of `[vars]` names that failed, reported once per name after all blocks are read.
+    var_misses: Vec<VarMiss>,
+    /// Errors about a `[vars]` value (index into `diags`), with the blocks that read it.
+    var_errors: HashMap<String, (usize, Vec<String>)>,
+}
+
+/// A block's read of a `[vars]` name that is not defined (or was refused).
+struct VarMiss {
+    var: String,
+    block: String,
+    field: String,
+    /// The reference as written (`"chanels[1]"`), or None for a default (`groups`).
+    text: Option<String>,
+    span: Span,
+    /// What the field takes, for the help.
+    takes: String,
 }
 
 /// A table being read: its entries, where it is, and what to call it in messages.
 struct Section<'a, 'i> {
     table: &'a DeTable<'i>,
     span: Span,
+    /// The op of a block (once known), for messages that depend on it.
+    kind: Option<OpKind>,
     /// `enc1` for a block, `[input]` for a section.
     label: String,
 }
@@ -103,7 +95,21 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 }
 
-impl Parser {
+impl<'s> Parser<'s> {
+    fn new(source: &'s str) -> Self {
+        Parser {
+            source,
+            diags: Vec::new(),
+            vars: HashMap::new(),
+            input: None,
+            suggested: Vec::new(),
+            var_keys: HashMap::new(),
+            used_vars: HashSet::new(),
+            var_misses: Vec::new(),
+            var_errors: HashMap::new(),
+        }
+    }
+
     fn error(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
@@ -141,7 +147,7 @@ impl Parser {
             match v.get_ref() {
                 DeValue::Table(t) => {
                     let span = if v.span().is_empty() { k.span() } else { v.span() };
-                    Some(Section { table: t, span, label: format!("[{name}]") })
+                    Some(Section { table: t, span, kind: None, label: format!("[{name}]") })
                 }
                 _ => None,
             }
@@ -180,8 +186,98 @@ impl Parser {
             }
         };
         let train = section("train").map(|s| self.train_section(&s));
+        self.report_var_problems();
         let time_declared = has_section(root, "time");
         ModelFile { name, output, model_span, input: self.input.clone(), time, time_declared, blocks, train }
+    }
+
+    /// Notes a failed read of `[vars]` name `var` by the block `s` (reported once per name).
+    fn var_miss(
+        &mut self,
+        var: &str,
+        s: &Section<'_, '_>,
+        field: &str,
+        text: Option<String>,
+        span: Span,
+        takes: String,
+    ) {
+        if let Some((_, users)) = self.var_errors.get_mut(var) {
+            users.push(s.label.clone());
+            return;
+        }
+        let (var, block, field) = (var.to_string(), s.label.clone(), field.to_string());
+        self.var_misses.push(VarMiss { var, block, field, text, span, takes });
+    }
+
+    /// One error per `[vars]` name that blocks read but that is not defined, and the blocks
+    /// reading a refused value named in its error.
+    fn report_var_problems(&mut self) {
+        let misses = std::mem::take(&mut self.var_misses);
+        let mut names: Vec<&str> = Vec::new();
+        for m in &misses {
+            if !names.contains(&m.var.as_str()) {
+                names.push(&m.var);
+            }
+        }
+        let mut defined: Vec<&str> = self.var_keys.keys().map(String::as_str).collect();
+        defined.sort_unstable();
+        let mut found = Vec::new();
+        for var in names {
+            let group: Vec<&VarMiss> = misses.iter().filter(|m| m.var == var).collect();
+            let first = group[0];
+            let readers = block_list(group.iter().map(|m| m.block.as_str()));
+            let near = diag::did_you_mean(var, defined.iter().copied());
+            // A definition that nothing reads, close to the name blocks read: it is the typo.
+            let d = match near.filter(|n| !self.used_vars.contains(*n)) {
+                Some(def) => Diagnostic::error(
+                    format!("`{var}` is not defined: [vars] defines `{def}`, which nothing reads"),
+                    self.var_keys[def].clone(),
+                )
+                .block("[vars]")
+                .field(def)
+                .label(first.span.clone(), format!("`{var}` is read here"))
+                .note(format!("`{var}` is read by {readers}"))
+                .help(format!("rename `{def}` to `{var}` (or the references to `{def}`)")),
+                None => {
+                    let others = block_list(group.iter().skip(1).map(|m| m.block.as_str()));
+                    let help = near.map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| {
+                        if defined.is_empty() {
+                            format!("define it in a [vars] section: `{var} = 8`")
+                        } else {
+                            format!("the values defined in [vars] are {}", list(&defined))
+                        }
+                    });
+                    let d = match &first.text {
+                        Some(text) => Diagnostic::error(format!("`{var}` is not defined"), first.span.clone())
+                            .expected(format!("{}, or a name defined in [vars]", first.takes))
+                            .found(format!("\"{text}\""))
+                            .help(help),
+                        None => Diagnostic::error(format!("missing field `{}`", first.field), first.span.clone())
+                            .expected(first.takes.clone())
+                            .help(format!(
+                                "add `{0} = 8` to this block, or define `{var} = 8` in [vars] to set it for every block",
+                                first.field
+                            )),
+                    };
+                    let d = d.block(first.block.clone()).field(first.field.clone());
+                    if group.len() > 1 {
+                        d.note(format!("`{var}` is also read by {others}"))
+                    } else {
+                        d
+                    }
+                }
+            };
+            found.push(d);
+        }
+        for d in found {
+            self.error(d);
+        }
+        for (var, (index, users)) in &self.var_errors {
+            if !users.is_empty() {
+                let note = format!("`{var}` is read by {}", block_list(users.iter().map(String::as_str)));
+                self.diags[*index].notes.push(note);
+            }
+        }
     }
 
     /// Reports a missing required section (unless it is only misspelt, which is reported already).
@@ -203,6 +299,8 @@ impl Parser {
                 );
                 continue;
             }
+            self.var_keys.insert(name.clone(), key.span());
+            let errors_before = self.diags.len();
             let parsed = match value.get_ref() {
                 DeValue::Integer(_) => self.literal(value, &s.label, &name, 0, usize::MAX).map(VarValue::Int),
                 DeValue::Array(items) => {
@@ -211,7 +309,7 @@ impl Parser {
                     for item in items.iter() {
                         if matches!(item.get_ref(), DeValue::Integer(_)) {
                             match self.literal(item, &s.label, &name, 0, usize::MAX) {
-                                Some(v) => out.push(v),
+                                Some(v) => out.push((v, item.span())),
                                 None => ok = false,
                             }
                         } else {
@@ -241,8 +339,16 @@ impl Parser {
                     None
                 }
             };
-            if let Some(v) = parsed {
-                self.vars.insert(name, (v, value.span()));
+            match parsed {
+                Some(v) => {
+                    self.vars.insert(name, (v, value.span()));
+                }
+                // Refused (and reported): blocks reading it are named in that error, not
+                // reported again.
+                None if self.diags.len() > errors_before => {
+                    self.var_errors.insert(name, (errors_before, Vec::new()));
+                }
+                None => {}
             }
         }
     }
@@ -298,9 +404,12 @@ impl Parser {
                 continue;
             }
             match value.get_ref() {
+                DeValue::Table(t) if self.source[key.span().end..].trim_start().starts_with('.') => {
+                    self.dotted_blocks(&name, key.span(), t, &mut out);
+                }
                 DeValue::Table(t) => {
                     // Missing fields and defaults point at the block's name.
-                    let section = Section { table: t, span: key.span(), label: name.clone() };
+                    let section = Section { table: t, span: key.span(), kind: None, label: name.clone() };
                     let span = if value.span().is_empty() { key.span() } else { value.span() };
                     out.push(self.block(&section, name, key.span(), span));
                 }
@@ -315,6 +424,23 @@ impl Parser {
         out
     }
 
+    /// `mid.attn = {...}`: TOML makes it the table `mid` holding `attn`. Each such block is
+    /// reported once and kept, broken, under its dotted name, so blocks reading it do not
+    /// report it missing.
+    fn dotted_blocks(&mut self, head: &str, head_span: Span, t: &DeTable<'_>, out: &mut Vec<BlockDecl>) {
+        for (key, value) in t {
+            let name = format!("{head}.{}", key.get_ref());
+            let span = head_span.start..key.span().end;
+            self.error(syntax::dotted_key_error(&name, span.clone()));
+            if let DeValue::Table(fields) = value.get_ref() {
+                let section = Section { table: fields, span: span.clone(), kind: None, label: name.clone() };
+                let mut decl = self.block(&section, name, span.clone(), span.start..value.span().end);
+                decl.op = None;
+                out.push(decl);
+            }
+        }
+    }
+
     fn block(&mut self, s: &Section<'_, '_>, name: String, name_span: Span, span: Span) -> BlockDecl {
         let field_spans: Vec<(String, Span)> = s
             .table
@@ -322,6 +448,12 @@ impl Parser {
             .map(|(k, v)| (k.get_ref().to_string(), k.span().start..v.span().end.max(k.span().end)))
             .collect();
         let kind = self.op_kind(s, &name_span);
+        let s = &Section {
+            table: s.table,
+            span: s.span.clone(),
+            kind: kind.as_ref().map(|k| k.value),
+            label: s.label.clone(),
+        };
         match &kind {
             Some(k) => {
                 let fields: Vec<&str> = k.value.fields().collect();
@@ -356,7 +488,10 @@ impl Parser {
         // Inputs that are missing or of the wrong count (reported, or hidden behind a
         // misspelt `in`) leave the block unbuildable too.
         let (lo, hi) = kind.value.arity();
-        if self.diags.len() == n && (lo..=hi).contains(&decl.inputs.len()) {
+        // A misspelt field (`kernel_size`) stands for a value we do not have: the block's
+        // output is unknown, so nothing downstream reports a consequence of it.
+        let guessed = !self.suggested.is_empty();
+        if self.diags.len() == n && !guessed && (lo..=hi).contains(&decl.inputs.len()) {
             decl.op = op;
         }
         decl
@@ -467,17 +602,50 @@ impl Parser {
     /// Reports fields of `s` that are neither in `fields` nor in `common`.
     fn unknown_fields(&mut self, s: &Section<'_, '_>, fields: &[&str], common: &[&str]) {
         self.suggested.clear();
-        for key in s.table.keys() {
+        for (key, value) in s.table {
             let k = key.get_ref().as_ref();
             if fields.contains(&k) || common.contains(&k) {
                 continue;
             }
+            let written = self.source.get(value.span()).unwrap_or("...");
             let all: Vec<&str> = common.iter().chain(fields).copied().collect();
-            if let Some(near) = diag::did_you_mean(k, all.iter().copied()) {
+            let near = other_spelling(k)
+                .filter(|f| fields.contains(f))
+                .or_else(|| diag::did_you_mean(k, all.iter().copied()));
+            if let Some(near) = near {
                 self.suggested.push(near.to_string());
             }
-            let help = suggestion(k, all.iter().copied())
-                .unwrap_or_else(|| format!("the fields here are {}", list(&all)));
+            let help = match near {
+                Some(near) if s.get(near).is_some() => {
+                    format!(
+                        "`{near}` is mdc's name for it, and this block sets `{near}` already: remove `{k}`"
+                    )
+                }
+                Some(near) if other_spelling(k).is_some() => {
+                    format!("mdc calls it `{near}`: write `{near} = {written}`")
+                }
+                Some(near) => format!("did you mean `{near}`?"),
+                None => match (k, s.kind) {
+                    ("channels", Some(kind)) => format!(
+                        "`{}` keeps the channels of its input ({}); to change them, follow it with \
+                         a `conv` with `kernel = 1`",
+                        kind.name(),
+                        kind.spec().doc
+                    ),
+                    (_, Some(kind)) => match OPS.iter().find(|o| o.kind.field(k).is_some()) {
+                        // `stride` on a downsample: a field of another op.
+                        Some(owner) => format!(
+                            "`{k}` is a field of `{}`; a `{}` is {}, and its fields are {}",
+                            owner.name,
+                            kind.name(),
+                            kind.spec().doc,
+                            list(&all)
+                        ),
+                        None => format!("the fields here are {}", list(&all)),
+                    },
+                    _ => format!("the fields here are {}", list(&all)),
+                },
+            };
             self.error(
                 Diagnostic::error(format!("unknown field `{k}`"), key.span())
                     .block(s.label.clone())
@@ -532,21 +700,15 @@ impl Parser {
                 FieldDefault::Float(_) | FieldDefault::Block(_) => unreachable!("not an integer default"),
                 FieldDefault::Var(var) => match self.vars.get(var) {
                     Some((VarValue::Int(d), def)) => {
+                        self.used_vars.insert(var.to_string());
                         // Out of range: point at the definition in [vars], which is what to edit.
                         let v = Val { value: *d, span: def.clone(), origin: Some((var.into(), def.clone())) };
                         let label = s.label.clone();
                         self.check_range(&v, &label, field, lo, hi).then_some(v)
                     }
                     _ => {
-                        self.error(
-                            Diagnostic::error(format!("missing field `{field}`"), s.span.clone())
-                                .block(s.label.clone())
-                                .field(field)
-                                .expected("an integer")
-                                .help(format!(
-                                    "add `{field} = 8` to this block, or define `{var} = 8` in [vars] to set it for every block"
-                                )),
-                        );
+                        let takes = format!("`{field}` (defaults to `{var}` of [vars])");
+                        self.var_miss(var, s, field, None, s.span.clone(), takes);
                         None
                     }
                 },
@@ -576,7 +738,8 @@ impl Parser {
                 return None;
             }
             DeValue::String(text) => {
-                let (value, origin) = self.resolve(text, v.span(), &s.label, field)?;
+                let takes = takes_text(s, field, lo, hi);
+                let (value, origin) = self.resolve(text, v.span(), s, field, &takes)?;
                 Val { value, span: v.span(), origin: Some((text.to_string(), origin)) }
             }
             other => {
@@ -698,6 +861,31 @@ impl Parser {
         if (lo..=hi).contains(&v.value) {
             return true;
         }
+        // A [vars] value out of range is one error at its definition, naming the blocks.
+        if let Some((name, def)) = v.origin.as_ref().filter(|(n, _)| !n.starts_with("input.")) {
+            let var = var_base(name).to_string();
+            if let Some((_, users)) = self.var_errors.get_mut(&var) {
+                users.push(label.to_string());
+                return false;
+            }
+            let expected = if lo == 1 {
+                format!("a positive integer up to {hi}")
+            } else {
+                format!("an integer from {lo} to {hi}")
+            };
+            let message = match field == var {
+                true => format!("`{name}` = {} is out of range", v.value),
+                false => format!("`{name}` = {} is out of range for `{field}`", v.value),
+            };
+            let d = Diagnostic::error(message, def.clone())
+                .block("[vars]")
+                .field(var.clone())
+                .expected(expected)
+                .found(v.value.to_string());
+            self.var_errors.insert(var, (self.diags.len(), vec![label.to_string()]));
+            self.error(d);
+            return false;
+        }
         let mut d = Diagnostic::error("the value is out of range", v.span.clone())
             .block(label.to_string())
             .field(field.to_string())
@@ -715,7 +903,15 @@ impl Parser {
     }
 
     /// Resolves `"name"`, `"name[i]"` or `"input.<field>"` to a number and the span that defined it.
-    fn resolve(&mut self, text: &str, span: Span, label: &str, field: &str) -> Option<(usize, Span)> {
+    fn resolve(
+        &mut self,
+        text: &str,
+        span: Span,
+        s: &Section<'_, '_>,
+        field: &str,
+        takes: &str,
+    ) -> Option<(usize, Span)> {
+        let label = s.label.as_str();
         let err = |msg: String| {
             Diagnostic::error(msg, span.clone()).block(label.to_string()).field(field.to_string())
         };
@@ -744,8 +940,8 @@ impl Parser {
                         err(format!("[input] has no field `{f}`"))
                             .expected("`input.channels`, `input.height` or `input.width`")
                             .maybe_help(
-                                suggestion(f, ["channels", "height", "width"])
-                                    .map(|s| s.replace('`', "`input.")),
+                                diag::did_you_mean(f, ["channels", "height", "width"])
+                                    .map(|c| format!("did you mean `input.{c}`?")),
                             ),
                     );
                     return None;
@@ -755,27 +951,24 @@ impl Parser {
             return v.filter(|_| index.is_none()).map(|v| (v.value, v.span.clone()));
         }
         let Some((value, def)) = self.vars.get(name).cloned() else {
-            let mut names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
-            names.sort_unstable();
-            let help = suggestion(name, names.iter().copied()).unwrap_or_else(|| {
-                if names.is_empty() {
-                    "there is no [vars] section; define the value there, e.g. `[vars]` `groups = 8`".into()
-                } else {
-                    format!("the values defined in [vars] are {}", list(&names))
-                }
-            });
-            self.error(
-                err(format!("`{name}` is not defined"))
-                    .expected("an integer or a name defined in [vars]")
-                    .found(format!("\"{text}\""))
-                    .help(help),
-            );
+            if !is_identifier(name) || keyword_help(field, name, s).is_some() {
+                // `padding = "same"`: not meant as a name at all.
+                self.error(
+                    err(format!("`{field}` takes a number, not \"{text}\""))
+                        .expected(takes.to_string())
+                        .found(format!("the string \"{text}\""))
+                        .maybe_help(keyword_help(field, name, s)),
+                );
+                return None;
+            }
+            self.var_miss(name, s, field, Some(text.to_string()), span.clone(), takes.to_string());
             return None;
         };
+        self.used_vars.insert(name.to_string());
         match (value, index) {
             (VarValue::Int(v), None) => Some((v, def)),
             (VarValue::List(items), Some(i)) => match items.get(i) {
-                Some(&v) => Some((v, def)),
+                Some((v, item)) => Some((*v, item.clone())),
                 None => {
                     self.error(
                         err(format!("index {i} is out of range: `{name}` has {} values", items.len()))
@@ -810,12 +1003,12 @@ impl Parser {
 }
 
 /// Reads a block's fields for [`BlockOp::read`].
-struct Fields<'p, 'a, 'i> {
-    p: &'p mut Parser,
+struct Fields<'p, 's, 'a, 'i> {
+    p: &'p mut Parser<'s>,
     s: &'p Section<'a, 'i>,
 }
 
-impl FieldReader for Fields<'_, '_, '_> {
+impl FieldReader for Fields<'_, '_, '_, '_> {
     fn int(&mut self, spec: &FieldSpec) -> Option<Val<usize>> {
         let FieldKind::Int { lo, hi } = spec.kind else { unreachable!("an integer field") };
         self.p.int(self.s, spec.name, spec.default, lo, hi)
@@ -825,6 +1018,77 @@ impl FieldReader for Fields<'_, '_, '_> {
         let FieldKind::Float { lo, hi } = spec.kind else { unreachable!("a number field") };
         self.p.float(self.s, spec, lo, hi)
     }
+}
+
+/// `channels` of `channels[1]`.
+fn var_base(reference: &str) -> &str {
+    reference.split('[').next().unwrap_or(reference).trim()
+}
+
+/// `` `a`, `b` and 7 more `` (each block once, in order).
+fn block_list<'a>(blocks: impl Iterator<Item = &'a str>) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for b in blocks {
+        if !seen.contains(&b) {
+            seen.push(b);
+        }
+    }
+    let shown: Vec<String> = seen.iter().take(6).map(|b| format!("`{b}`")).collect();
+    match seen.len() {
+        n if n > 6 => format!("{} and {} more ({n} blocks)", shown.join(", "), n - 6),
+        _ => shown.join(", "),
+    }
+}
+
+/// What an integer field takes, for messages: "an integer from 0 to 63 (zeros added on each side)".
+fn takes_text(s: &Section<'_, '_>, field: &str, lo: usize, hi: usize) -> String {
+    let range = if lo == 1 {
+        format!("a positive integer up to {hi}")
+    } else {
+        format!("an integer from {lo} to {hi}")
+    };
+    match s.kind.and_then(|k| k.field(field)) {
+        Some(spec) => format!("{range} ({})", spec.doc),
+        None => range,
+    }
+}
+
+/// Help for a keyword another framework takes where mdc wants a number (`padding = "same"`).
+fn keyword_help(field: &str, word: &str, s: &Section<'_, '_>) -> Option<String> {
+    let kernel = s.get("kernel").and_then(|k| match k.get_ref() {
+        DeValue::Integer(i) => i.as_str().parse::<usize>().ok(),
+        _ => None,
+    });
+    match (field, word.to_ascii_lowercase().as_str()) {
+        ("padding", "same") => Some(match kernel {
+            Some(k) if k % 2 == 1 => format!(
+                "\"same\" padding for kernel k is (k - 1) / 2: write `padding = {}` for kernel {k}",
+                (k - 1) / 2
+            ),
+            _ => {
+                "\"same\" padding for an odd kernel k is (k - 1) / 2 (e.g. `padding = 1` for kernel 3)".into()
+            }
+        }),
+        ("padding", "valid") => Some("\"valid\" is no padding: write `padding = 0`, or leave it out".into()),
+        (_, "auto" | "none" | "default") => Some(format!("leave `{field}` out to get its default")),
+        _ => None,
+    }
+}
+
+/// The field mdc has for a name other frameworks use (PyTorch's `kernel_size`, `num_groups`).
+fn other_spelling(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "kernel_size" | "ksize" | "k" => "kernel",
+        "out_channels" | "out_ch" | "filters" | "dim_out" | "ch" | "channel" => "channels",
+        "num_groups" | "groups_norm" | "norm_groups" => "groups",
+        "num_heads" | "n_heads" | "nheads" | "head" => "heads",
+        "pad" | "pads" | "pad_size" => "padding",
+        "strides" | "step" => "stride",
+        "out_features" | "out_dim" | "units" | "dim" | "hidden" => "features",
+        "input" | "inputs" | "from" | "src" => "in",
+        "type" | "kind" | "layer" => "op",
+        _ => return None,
+    })
 }
 
 /// For a field written at the top level, the section it belongs in.
@@ -888,4 +1152,43 @@ fn is_identifier(s: &str) -> bool {
 fn is_block_name(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads field `spec` of the block `b` written in `block` through the parser's block reader.
+    fn read_float(block: &str, spec: &FieldSpec) -> (Option<Val<f64>>, Vec<Diagnostic>) {
+        let source = format!("[blocks]\nb = {block}\n");
+        let (root, errors) = DeTable::parse_recoverable(&source);
+        assert!(errors.is_empty());
+        let mut p = Parser::new(&source);
+        let root = root.get_ref();
+        let DeValue::Table(blocks) = root.get("blocks").unwrap().get_ref() else { panic!() };
+        let DeValue::Table(b) = blocks.get("b").unwrap().get_ref() else { panic!() };
+        let s = Section { table: b, span: 0..0, kind: None, label: "b".into() };
+        let v = Fields { p: &mut p, s: &s }.float(spec);
+        (v, p.diags)
+    }
+
+    #[test]
+    fn float_fields_take_numbers_in_range_with_a_default() {
+        // A future `dropout = 0.1`: the block table would declare it as `dropout: float(0.0, 1.0)`.
+        let spec = FieldSpec {
+            name: "dropout",
+            kind: FieldKind::Float { lo: 0.0, hi: 1.0 },
+            default: FieldDefault::Float(0.0),
+            doc: "dropout probability",
+        };
+        assert_eq!(read_float("{ dropout = 0.1 }", &spec).0.unwrap().value, 0.1);
+        assert_eq!(read_float("{ dropout = 1 }", &spec).0.unwrap().value, 1.0);
+        assert_eq!(read_float("{ }", &spec).0.unwrap().value, 0.0);
+        let (v, diags) = read_float("{ dropout = 1.5 }", &spec);
+        assert!(v.is_none());
+        assert_eq!(diags[0].expected.as_deref(), Some("a number from 0 to 1"));
+        let (v, diags) = read_float("{ dropout = \"high\" }", &spec);
+        assert!(v.is_none());
+        assert_eq!(diags[0].found.as_deref(), Some("the string \"high\""));
+    }
 }

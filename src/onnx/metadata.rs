@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use crate::diffusion::{NoiseSchedule, ScheduleKind};
 use crate::dsl::{MAX_CHANNELS, MAX_SIZE};
+use crate::train::{Origin, Recipe, TrainConfig};
 
 /// The most timesteps a model's metadata may record (more is a damaged or foreign file): the
 /// training recipe's limit.
@@ -23,7 +24,7 @@ pub struct ScheduleInfo {
 impl Default for ScheduleInfo {
     /// mdc's training default: the DDPM paper's linear schedule over 1000 steps.
     fn default() -> Self {
-        ScheduleInfo { name: "linear".into(), timesteps: 1000 }
+        ScheduleInfo::of(&TrainConfig::default())
     }
 }
 
@@ -31,23 +32,18 @@ impl ScheduleInfo {
     /// Reads `schedule` and `timesteps` from a model file's `[train]` table, each falling back
     /// to the default when absent. A wrong type or an unknown schedule is an error.
     pub fn from_train_table(train: Option<&toml::Table>) -> Result<ScheduleInfo, String> {
-        let mut s = ScheduleInfo::default();
-        let Some(t) = train else { return Ok(s) };
-        if let Some(v) = t.get("schedule") {
-            s.name = v
-                .as_str()
-                .ok_or_else(|| format!("[train] schedule: expected a string, found {v}"))?
-                .to_string();
+        let mut recipe = Recipe::new(TrainConfig::default(), Origin::ModelFile);
+        for key in ["schedule", "timesteps"] {
+            if let Some(v) = train.and_then(|t| t.get(key)) {
+                recipe.set(key, v, Origin::ModelFile).map_err(|e| format!("[train] {e}"))?;
+            }
         }
-        if let Some(v) = t.get("timesteps") {
-            s.timesteps = v
-                .as_integer()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("[train] timesteps: expected a positive integer, found {v}"))?
-                as usize;
-        }
-        s.betas()?;
-        Ok(s)
+        Ok(ScheduleInfo::of(&recipe.config))
+    }
+
+    /// The schedule a training recipe uses.
+    pub fn of(config: &TrainConfig) -> ScheduleInfo {
+        ScheduleInfo { name: config.schedule.name().to_string(), timesteps: config.timesteps }
     }
 
     /// The schedule as `mdc train` uses it (linear 1e-4..0.02 scaled by 1000/T, or cosine).
