@@ -326,3 +326,21 @@ fn an_output_block_without_channels_is_not_told_to_set_them() {
         "{help}"
     );
 }
+
+#[test]
+fn a_time_reference_that_is_not_an_embedding_is_blamed_on_time_even_when_in_reads_it_too() {
+    let r = unet_edited(
+        "in = \"init\",           channels = \"channels[1]\" }",
+        "in = \"init\",           channels = \"channels[1]\", time = \"init\" }",
+    );
+    let located = r.located();
+    let errs: Vec<_> = located.iter().filter(|d| d.severity == Severity::Error).collect();
+    assert_eq!(errs.len(), 1, "{}", r.render());
+    assert_eq!(
+        (errs[0].line, errs[0].block, errs[0].field),
+        (25, Some("enc1"), Some("time")),
+        "{}",
+        r.render()
+    );
+    assert_eq!(errs[0].expected, Some("a vector [N, D]"));
+}
