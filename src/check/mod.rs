@@ -22,9 +22,7 @@ use petgraph::Direction;
 use crate::dsl::diag::suggestion;
 use crate::dsl::{self, BlockDecl, BlockOp, Diagnostic, ModelFile, OpKind, Val};
 use crate::graph::{blocks, Graph, GraphBuilder, NodeError, NodeId, Shape};
-use crate::ops::{
-    add::Add, concat::Concat, input::Input, linear::Linear, silu::Silu, timestep::Timestep, Param, ShapeError,
-};
+use crate::ops::{Add, Concat, Input, Linear, Param, Rank, ShapeError, Silu, Timestep};
 
 pub use table::{BlockRow, Totals};
 
@@ -572,27 +570,34 @@ impl<'f> Build<'f> {
         e: NodeError,
     ) -> Diagnostic {
         // The reference that gave the failing node its input k, when it is one of the block's.
-        let source = |k: usize| -> Option<(&'static str, &Val<String>)> {
+        // A value named by both `in` and `time` is blamed on `time` when a vector (a time
+        // embedding) was expected, else on `in`.
+        let source = |k: usize, time_first: bool| -> Option<(&'static str, &Val<String>)> {
             let v = *e.inputs.get(k)?;
-            if let Some(j) = ins.iter().position(|&i| i == v) {
-                return Some(("in", &block.inputs[j]));
+            let time = block.time.as_ref().filter(|_| temb == Some(v)).map(|r| ("time", r));
+            let input = ins.iter().position(|&i| i == v).map(|j| ("in", &block.inputs[j]));
+            if time_first {
+                time.or(input)
+            } else {
+                input.or(time)
             }
-            block.time.as_ref().filter(|_| temb == Some(v)).map(|r| ("time", r))
         };
         let at = |field: &str, r: &Val<String>, message: String| {
             Diagnostic::error(message, r.span.clone()).block(block.name.clone()).field(field)
         };
         let params = BlockParams::of(op);
         let d = match &*e.error {
-            ShapeError::WrongRank { input, expected, found } => match source(*input) {
-                Some((field, r)) => {
-                    at(field, r, format!("`{}` does not produce {}", r.value, expected.noun()))
-                        .expected(expected.described())
-                        .found(found.to_string())
+            ShapeError::WrongRank { input, expected, found } => {
+                match source(*input, *expected == Rank::Vector) {
+                    Some((field, r)) => {
+                        at(field, r, format!("`{}` does not produce {}", r.value, expected.noun()))
+                            .expected(expected.described())
+                            .found(found.to_string())
+                    }
+                    None => self.inside(block, &e),
                 }
-                None => self.inside(block, &e),
-            },
-            ShapeError::ChannelMismatch { input, expected, found } => match source(*input) {
+            }
+            ShapeError::ChannelMismatch { input, expected, found } => match source(*input, false) {
                 Some((field, r)) => at(field, r, format!("`{}` gives {found} channels", r.value))
                     .expected(format!("{expected} channels"))
                     .found(found.to_string()),
@@ -645,30 +650,34 @@ impl<'f> Build<'f> {
                 ))
                 .found(kernel.to_string())
                 .help("an empty output: use a smaller kernel or more padding"),
-            ShapeError::SpatialMismatch { inputs: (a, b), .. } => match (source(*a), source(*b)) {
-                (Some((_, ra)), Some((_, rb))) => {
-                    let d = self.mismatch(block, ins, "concat inputs differ in spatial size");
-                    let pair = [(ra.value.as_str(), e.inputs[*a]), (rb.value.as_str(), e.inputs[*b])];
-                    self.spatial_mismatch = true;
-                    d.expected("inputs with equal height and width")
-                        .help(self.size_help(Some(block), Some(pair)))
-                }
-                _ => self.inside(block, &e),
-            },
-            ShapeError::ShapeMismatch { inputs: (a, b), found: (sa, sb) } => match (source(*a), source(*b)) {
-                (Some((_, ra)), Some((_, rb))) => {
-                    let d = self
-                        .mismatch(block, ins, "add needs inputs of the same shape")
-                        .expected("equal shapes");
-                    if sa.0.get(1..) == sb.0.get(1..) {
-                        return d;
+            ShapeError::SpatialMismatch { inputs: (a, b), .. } => {
+                match (source(*a, false), source(*b, false)) {
+                    (Some((_, ra)), Some((_, rb))) => {
+                        let d = self.mismatch(block, ins, "concat inputs differ in spatial size");
+                        let pair = [(ra.value.as_str(), e.inputs[*a]), (rb.value.as_str(), e.inputs[*b])];
+                        self.spatial_mismatch = true;
+                        d.expected("inputs with equal height and width")
+                            .help(self.size_help(Some(block), Some(pair)))
                     }
-                    let pair = [(ra.value.as_str(), e.inputs[*a]), (rb.value.as_str(), e.inputs[*b])];
-                    self.spatial_mismatch = true;
-                    d.help(self.size_help(Some(block), Some(pair)))
+                    _ => self.inside(block, &e),
                 }
-                _ => self.inside(block, &e),
-            },
+            }
+            ShapeError::ShapeMismatch { inputs: (a, b), found: (sa, sb) } => {
+                match (source(*a, false), source(*b, false)) {
+                    (Some((_, ra)), Some((_, rb))) => {
+                        let d = self
+                            .mismatch(block, ins, "add needs inputs of the same shape")
+                            .expected("equal shapes");
+                        if sa.0.get(1..) == sb.0.get(1..) {
+                            return d;
+                        }
+                        let pair = [(ra.value.as_str(), e.inputs[*a]), (rb.value.as_str(), e.inputs[*b])];
+                        self.spatial_mismatch = true;
+                        d.help(self.size_help(Some(block), Some(pair)))
+                    }
+                    _ => self.inside(block, &e),
+                }
+            }
             ShapeError::Arity { .. } => self.err(block, "in", e.error.to_string()),
         };
         d

@@ -7,9 +7,8 @@
 
 use super::{GraphBuilder, NodeError, NodeId};
 use crate::ops::{
-    add::Add, add_channel_bias::AddChannelBias, attention::Attention, concat::Concat, conv2d::Conv2d,
-    group_norm::GroupNorm, input::Input, linear::Linear, silu::Silu, timestep::Timestep,
-    timestep_embedding::TimestepEmbedding, upsample_nearest::UpsampleNearest,
+    Add, AddChannelBias, Attention, Concat, Conv2d, GroupNorm, Input, Linear, Silu, Timestep,
+    TimestepEmbedding, UpsampleNearest,
 };
 
 /// PyTorch's GroupNorm default.
