@@ -62,10 +62,11 @@ impl OrtDenoiser {
         if !path.is_file() {
             anyhow::bail!("cannot open the ONNX model {}: no such file", path.display());
         }
+        // Without onnxruntime nothing can run: say how to install it before judging the file.
+        let env = discover::environment()?;
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read the ONNX model {}", path.display()))?;
         let integrity = verify_integrity(&bytes, path, config.allow_modified)?;
-        let env = discover::environment()?;
         let threads = config
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
