@@ -77,3 +77,28 @@ fn training_images_are_near_copies_of_themselves() {
     // Real held-out digits fall below the threshold about as often as the percentile says.
     assert!(report.calibration.real.near_copy_fraction.unwrap() <= 0.05, "{report:#?}");
 }
+
+/// The shipped classifier reads the shipped held-out digits as their labels say.
+#[test]
+fn mnist_classifier_agrees_with_the_labels() {
+    if !onnx_common::onnxruntime_available("mnist_classifier_agrees_with_the_labels") {
+        return;
+    }
+    let labels = read_labels(include_bytes!("../assets/classifiers/mnist-heldout-labels-idx1-ubyte.gz"));
+    let r = reference(&builtin::MNIST);
+    assert_eq!(labels.len(), r.heldout.len());
+    let mut classifier = Classifier::from_bytes(builtin::MNIST.onnx, "mnist").unwrap();
+    let p = classifier.run(r.heldout.images.view()).unwrap().probabilities;
+    let top = |k: usize| p.row(k).iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    let right = (0..labels.len()).filter(|&k| top(k) == labels[k] as usize).count();
+    assert!(right as f64 >= 0.98 * labels.len() as f64, "{right} of {} right", labels.len());
+}
+
+/// Labels from a gzipped IDX label file (magic 00 00 08 01, count, bytes).
+fn read_labels(gz: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz).read_to_end(&mut raw).unwrap();
+    assert_eq!(raw[..4], [0, 0, 8, 1]);
+    raw[8..].to_vec()
+}
