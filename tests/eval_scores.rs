@@ -1,6 +1,6 @@
 //! `mdc eval`'s scores on images whose answer is known: real held-out digits score like the
 //! calibration says real digits score, noise scores like noise, training images are copies of
-//! themselves.
+//! themselves; and the Fashion-MNIST classifier the same way.
 
 mod onnx_common;
 
@@ -101,4 +101,24 @@ fn read_labels(gz: &[u8]) -> Vec<u8> {
     flate2::read::GzDecoder::new(gz).read_to_end(&mut raw).unwrap();
     assert_eq!(raw[..4], [0, 0, 8, 1]);
     raw[8..].to_vec()
+}
+
+#[test]
+fn fashion_classifier_tells_clothes_from_noise() {
+    if !onnx_common::onnxruntime_available("fashion_classifier_tells_clothes_from_noise") {
+        return;
+    }
+    let r = reference(&builtin::FASHION);
+    let report = score(&builtin::FASHION, unseen(&r, 500).view(), None);
+    let (s, real, noise) = (&report.scores, &report.calibration.real, &report.calibration.noise);
+    // Fashion-MNIST is harder (shirts, pullovers and coats look alike): fewer confident calls than
+    // digits, but unseen real images score like the calibration's real draws, and noise like noise.
+    assert!((s.confident_fraction - real.confident_fraction).abs() < 0.1, "{report:#?}");
+    assert!(s.confident_fraction > 0.6 && noise.confident_fraction < 0.1, "{report:#?}");
+    assert!(s.frechet_distance < 2.0 * real.frechet_distance, "{report:#?}");
+    assert!(noise.frechet_distance > 20.0 * s.frechet_distance, "{report:#?}");
+    assert_eq!(report.classes[9].class, "Ankle boot");
+    // The digit classifier sees clothes as far from digits.
+    let as_digits = score(&builtin::MNIST, unseen(&r, 500).view(), None);
+    assert!(as_digits.scores.frechet_distance > 10.0 * as_digits.calibration.real.frechet_distance);
 }

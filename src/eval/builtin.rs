@@ -29,7 +29,15 @@ pub const MNIST: BuiltinClassifier = BuiltinClassifier {
     heldout: include_bytes!("../../assets/classifiers/mnist-heldout-images-idx3-ubyte.gz"),
 };
 
-pub const ALL: [&BuiltinClassifier; 1] = [&MNIST];
+pub const FASHION: BuiltinClassifier = BuiltinClassifier {
+    name: "fashion",
+    what: "Fashion-MNIST test images",
+    onnx: include_bytes!("../../assets/classifiers/fashion.onnx"),
+    train_features: include_bytes!("../../assets/classifiers/fashion-train-features.safetensors"),
+    heldout: include_bytes!("../../assets/classifiers/fashion-heldout-images-idx3-ubyte.gz"),
+};
+
+pub const ALL: [&BuiltinClassifier; 2] = [&MNIST, &FASHION];
 
 pub fn find(name: &str) -> Option<&'static BuiltinClassifier> {
     ALL.into_iter().find(|b| b.name == name)
