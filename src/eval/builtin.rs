@@ -21,21 +21,29 @@ pub struct BuiltinClassifier {
     pub heldout: &'static [u8],
 }
 
-pub const MNIST: BuiltinClassifier = BuiltinClassifier {
-    name: "mnist",
-    what: "MNIST test digits",
-    onnx: include_bytes!("../../assets/classifiers/mnist.onnx"),
-    train_features: include_bytes!("../../assets/classifiers/mnist-train-features.safetensors"),
-    heldout: include_bytes!("../../assets/classifiers/mnist-heldout-images-idx3-ubyte.gz"),
-};
+/// A shipped classifier's files, found by name in assets/classifiers/.
+macro_rules! shipped {
+    ($name:literal, $what:literal) => {
+        BuiltinClassifier {
+            name: $name,
+            what: $what,
+            onnx: include_bytes!(concat!("../../assets/classifiers/", $name, ".onnx")),
+            train_features: include_bytes!(concat!(
+                "../../assets/classifiers/",
+                $name,
+                "-train-features.safetensors"
+            )),
+            heldout: include_bytes!(concat!(
+                "../../assets/classifiers/",
+                $name,
+                "-heldout-images-idx3-ubyte.gz"
+            )),
+        }
+    };
+}
 
-pub const FASHION: BuiltinClassifier = BuiltinClassifier {
-    name: "fashion",
-    what: "Fashion-MNIST test images",
-    onnx: include_bytes!("../../assets/classifiers/fashion.onnx"),
-    train_features: include_bytes!("../../assets/classifiers/fashion-train-features.safetensors"),
-    heldout: include_bytes!("../../assets/classifiers/fashion-heldout-images-idx3-ubyte.gz"),
-};
+pub const MNIST: BuiltinClassifier = shipped!("mnist", "MNIST test digits");
+pub const FASHION: BuiltinClassifier = shipped!("fashion", "Fashion-MNIST test images");
 
 pub const ALL: [&BuiltinClassifier; 2] = [&MNIST, &FASHION];
 
