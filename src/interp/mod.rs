@@ -9,6 +9,7 @@
 //!
 //! The work is done by [`Engine`], generic over the scalar so gradient checks can run in f64.
 
+pub mod bf16;
 mod engine;
 mod gemm;
 pub mod kernels;
