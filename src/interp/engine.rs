@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use crate::graph::{Graph, NodeId, Op, Shape};
 
+use super::bf16::Precision;
 use super::kernels::{activation, attention, conv, elementwise, embedding, linear, norm, upsample};
 use super::real::Real;
 use super::workspace::{Pool, Workers};
@@ -109,6 +110,13 @@ impl<T: Real> Engine<T> {
 
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// Runs the conv and linear products at `precision` (bf16 only takes effect for f32 on a CPU
+    /// with AVX512_BF16; callers check [`super::bf16::available`] to tell users).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.workers.precision = precision;
+        self
     }
 
     /// Caps the im2col columns built at once (elements; convs run in bands of output rows). The
@@ -227,7 +235,8 @@ impl<T: Real> Engine<T> {
             Op::Timestep => y.copy_from_slice(t),
             Op::TimestepEmbedding { dim } => embedding::forward(dim, inp(0), &mut y),
             Op::Linear { in_features, out_features } => {
-                linear::forward(n, in_features, out_features, inp(0), params[ps], params[ps + 1], &mut y)
+                let (w, b) = (params[ps], params[ps + 1]);
+                linear::forward(&mut self.workers, n, in_features, out_features, inp(0), w, b, &mut y)
             }
             Op::Conv2d { .. } => {
                 let geom = conv_geom(&node.op, in_shape(0), &node.shape);
@@ -359,7 +368,9 @@ impl<T: Real> Engine<T> {
                 let mut dx = want[0].then(|| self.pool.take(in_len(0)));
                 let (dw, db) = two_mut(grads, ps);
                 let x = Self::input(&self.values, inputs[0]);
-                linear::backward(n, in_features, out_features, x, params[ps], &g, dx.as_deref_mut(), dw, db);
+                let w = params[ps];
+                let dx_ = dx.as_deref_mut();
+                linear::backward(&mut self.workers, n, in_features, out_features, x, w, &g, dx_, dw, db);
                 self.pool.give(g);
                 if let Some(dx) = dx {
                     self.accumulate(inputs[0], dx);

@@ -36,6 +36,12 @@ impl Executor {
         Executor { engine: Engine::new(graph) }
     }
 
+    /// Runs the conv and linear products at `precision` (bf16 needs AVX512_BF16: callers check
+    /// [`bf16::available`] first, or the products stay fp32).
+    pub fn with_precision(self, precision: bf16::Precision) -> Executor {
+        Executor { engine: self.engine.with_precision(precision) }
+    }
+
     pub fn graph(&self) -> &Graph {
         self.engine.graph()
     }

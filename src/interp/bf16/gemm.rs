@@ -50,8 +50,16 @@ impl Src<'_> {
 #[derive(Debug, Clone, Copy)]
 pub struct PackedA<'a> {
     m: usize,
+    k: usize,
     kp: usize,
     data: &'a [u32],
+}
+
+impl PackedA<'_> {
+    /// Rows (m) and depth (k) of the packed operand.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.m, self.k)
+    }
 }
 
 /// B packed into panels of [`NR`] columns.
@@ -105,7 +113,7 @@ pub fn pack_a<'a>(m: usize, k: usize, a: Src, buf: &'a mut Vec<u32>) -> PackedA<
             }
         }
     }
-    PackedA { m, kp, data: out }
+    PackedA { m, k, kp, data: out }
 }
 
 /// Packs `op(b)` (`k` x `n`) into `buf`, spreading the panels over `threads` rayon tasks.

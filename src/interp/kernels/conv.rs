@@ -5,7 +5,8 @@
 //! same-size convs that do not widen the channels, dX[n] = conv(dY[n], flipped W).
 //! A 1x1 stride-1 unpadded conv reads X[n] as its own columns (no im2col).
 
-use crate::interp::gemm::{matmul, matmul_strided, Tr};
+use crate::interp::bf16::Precision;
+use crate::interp::gemm::{matmul_at, Lhs, Tr};
 use crate::interp::real::Real;
 use crate::interp::workspace::{sized, Workers};
 
@@ -234,6 +235,9 @@ pub fn forward<T: Real>(
 ) {
     let (kd, pos) = (g.kdim(), g.positions());
     let rows = g.band_rows(kd, workers.column_budget);
+    // the weights are converted (bf16) once for all images and bands
+    let mut packed = std::mem::take(&mut workers.shared_packed);
+    let w = Lhs::new(workers.precision, g.cout, kd, weight, kd, Tr::No, &mut packed);
     workers.par_images(batch, y, g.out_len(), |images, y, s| {
         for (i, n) in images.enumerate() {
             let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
@@ -242,7 +246,7 @@ pub fn forward<T: Real>(
                 row.fill(b);
             }
             if g.pointwise() {
-                matmul(yn, g.cout, pos, kd, weight, Tr::No, xn, Tr::No, true, s.gemm_threads);
+                w.times(yn, pos, pos, xn, pos, Tr::No, true, s.gemm_threads, &mut s.pb);
                 continue;
             }
             for oy0 in (0..g.ho).step_by(rows) {
@@ -251,24 +255,11 @@ pub fn forward<T: Real>(
                 let cols = sized(&mut s.a, kd * nb);
                 im2col(g, xn, oy0, oy1, cols);
                 let band = &mut yn[oy0 * g.wo..];
-                matmul_strided(
-                    band,
-                    pos,
-                    g.cout,
-                    nb,
-                    kd,
-                    weight,
-                    kd,
-                    Tr::No,
-                    cols,
-                    nb,
-                    Tr::No,
-                    true,
-                    s.gemm_threads,
-                );
+                w.times(band, pos, nb, cols, nb, Tr::No, true, s.gemm_threads, &mut s.pb);
             }
         }
     });
+    workers.shared_packed = packed;
 }
 
 /// Accumulates dweight and dbias; writes dx when asked (the image input needs none).
@@ -308,6 +299,14 @@ pub fn backward<T: Real>(
     };
     let gt = ConvGeom { cin: cout, cout: g.cin, pad: g.k - 1 - g.pad, ..*g };
     let rows = g.band_rows(kd, workers.column_budget);
+    let precision = workers.precision;
+    // the left operand of dx's product, converted (bf16) once for all images and bands
+    let mut packed = std::mem::take(&mut workers.shared_packed);
+    let wdx = if flipped {
+        Lhs::new(precision, g.cin, gt.kdim(), wflip, gt.kdim(), Tr::No, &mut packed)
+    } else {
+        Lhs::new(precision, kd, cout, weight, kd, Tr::Yes, &mut packed)
+    };
     let workers_used = workers.par_images(batch, dx, per_image, |images, dx, s| {
         super::with_avx2(|| {
             let partial = sized(&mut s.c, kd * cout + cout);
@@ -322,10 +321,11 @@ pub fn backward<T: Real>(
                 let dyt = sized(&mut s.b, pos * cout);
                 transpose(dyn_, cout, pos, dyt);
                 let mut dxn = want_dx.then(|| &mut dx[i * g.in_len()..(i + 1) * g.in_len()]);
+                let threads = s.gemm_threads;
                 if g.pointwise() {
-                    matmul(dwt, kd, cout, pos, xn, Tr::No, dyt, Tr::No, true, s.gemm_threads);
+                    add_weight_grad(precision, (&mut s.pa, &mut s.pb), dwt, cout, xn, dyt, threads);
                     if let Some(dxn) = dxn {
-                        matmul(dxn, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
+                        wdx.times(dxn, pos, pos, dyn_, pos, Tr::No, false, threads, &mut s.pb);
                     }
                     continue;
                 }
@@ -340,53 +340,25 @@ pub fn backward<T: Real>(
                     let cols = sized(&mut s.a, kd * nb);
                     im2col(g, xn, oy0, oy1, cols);
                     let dyt_band = &dyt[oy0 * g.wo * cout..oy1 * g.wo * cout];
-                    matmul(dwt, kd, cout, nb, cols, Tr::No, dyt_band, Tr::No, true, s.gemm_threads);
+                    add_weight_grad(precision, (&mut s.pa, &mut s.pb), dwt, cout, cols, dyt_band, threads);
                     let Some(dxn) = dxn.as_deref_mut() else { continue };
                     if flipped {
                         let cols = sized(&mut s.a, gt.kdim() * nb);
                         im2col(&gt, dyn_, oy0, oy1, cols);
                         let band = &mut dxn[oy0 * g.w..];
-                        let (m, kt) = (g.cin, gt.kdim());
-                        matmul_strided(
-                            band,
-                            pos,
-                            m,
-                            nb,
-                            kt,
-                            wflip,
-                            kt,
-                            Tr::No,
-                            cols,
-                            nb,
-                            Tr::No,
-                            false,
-                            s.gemm_threads,
-                        );
+                        wdx.times(band, pos, nb, cols, nb, Tr::No, false, threads, &mut s.pb);
                     } else {
                         // dcols [K, band] = W^T dY[:, band], then scattered back onto dx
                         let dcols = sized(&mut s.a, kd * nb);
                         let dy_band = &dyn_[oy0 * g.wo..];
-                        matmul_strided(
-                            dcols,
-                            nb,
-                            kd,
-                            nb,
-                            cout,
-                            weight,
-                            kd,
-                            Tr::Yes,
-                            dy_band,
-                            pos,
-                            Tr::No,
-                            false,
-                            s.gemm_threads,
-                        );
+                        wdx.times(dcols, nb, nb, dy_band, pos, Tr::No, false, threads, &mut s.pb);
                         col2im(g, dcols, oy0, oy1, dxn);
                     }
                 }
             }
         })
     });
+    workers.shared_packed = packed;
     workers.shared = shared;
     for s in &workers.scratch[..workers_used] {
         let (dwt, db) = s.c[..kd * cout + cout].split_at(kd * cout);
@@ -399,6 +371,21 @@ pub fn backward<T: Real>(
             *d += p;
         }
     }
+}
+
+/// dW^T [K, Cout] += cols [K, P] x dY^T [P, Cout] for one band of P positions.
+fn add_weight_grad<T: Real>(
+    precision: Precision,
+    bufs: (&mut Vec<u32>, &mut Vec<u32>),
+    dwt: &mut [T],
+    cout: usize,
+    cols: &[T],
+    dyt: &[T],
+    threads: usize,
+) {
+    let p = dyt.len() / cout;
+    let kd = cols.len() / p;
+    matmul_at(precision, bufs, dwt, cout, kd, cout, p, (cols, p, Tr::No), (dyt, cout, Tr::No), true, threads);
 }
 
 /// wflip[ci, (co*k + ky)*k + kx] = w[co, ci, k-1-ky, k-1-kx]: the kernel of the convolution
