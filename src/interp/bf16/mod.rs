@@ -28,14 +28,20 @@ impl Precision {
             _ => None,
         }
     }
+}
 
-    /// bf16 when this CPU runs it natively, else fp32 (the default of training and benchmarks).
-    pub fn fastest() -> Precision {
-        if available() {
-            Precision::Bf16
-        } else {
-            Precision::Fp32
-        }
+/// The precision to run at: `asked` when this CPU can, else fp32. bf16 asked for `explicitly`
+/// (model file, command line) on a CPU without AVX512_BF16 is an error; as a default (or from a
+/// checkpoint written elsewhere) it falls back to fp32 with a one-line note.
+pub fn resolve(asked: Precision, explicitly: bool) -> Result<(Precision, Option<String>), String> {
+    if asked == Precision::Fp32 || available() {
+        return Ok((asked, None));
+    }
+    let why = "this CPU has no AVX512_BF16 (bf16 products need AMD Zen 4 / Intel Cooper Lake or later)";
+    if explicitly {
+        Err(format!("precision \"bf16\": {why}; use \"fp32\""))
+    } else {
+        Ok((Precision::Fp32, Some(format!("note: running in fp32: {why}"))))
     }
 }
 
@@ -99,6 +105,19 @@ mod tests {
         assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
         assert_eq!(from_bf16(to_bf16(f32::MAX)), f32::INFINITY);
         assert_eq!(from_bf16(to_bf16(-1e-40)).to_bits(), (-0.0f32).to_bits());
+    }
+
+    #[test]
+    fn resolving_bf16_depends_on_the_cpu_and_on_who_asked() {
+        assert_eq!(resolve(Precision::Fp32, true), Ok((Precision::Fp32, None)));
+        if available() {
+            assert_eq!(resolve(Precision::Bf16, true), Ok((Precision::Bf16, None)));
+        } else {
+            assert!(resolve(Precision::Bf16, true).unwrap_err().contains("no AVX512_BF16"));
+            let (p, note) = resolve(Precision::Bf16, false).unwrap();
+            assert_eq!(p, Precision::Fp32);
+            assert!(note.unwrap().starts_with("note: running in fp32"));
+        }
     }
 
     #[test]
