@@ -162,6 +162,52 @@ impl<'a, T: Real> Lhs<'a, T> {
     }
 }
 
+impl<T: Real> Lhs<'_, T> {
+    /// [`Self::times`] with B (k x n, row-major) made row by row by `fill(row, out)`: in bf16,
+    /// two rows at a time, converted while in L1 (`rows` holds them); in fp32, all rows at
+    /// once into `rows`, then one product.
+    #[allow(clippy::too_many_arguments)]
+    pub fn times_rows(
+        &self,
+        dst: &mut [T],
+        ldd: usize,
+        n: usize,
+        mut fill: impl FnMut(usize, &mut [T]),
+        accumulate: bool,
+        threads: usize,
+        rows: &mut Vec<T>,
+        buf: &mut Vec<u32>,
+    ) {
+        match self {
+            Lhs::Plain { k, .. } => {
+                let b = super::workspace::sized(rows, k * n);
+                for (r, out) in b.chunks_exact_mut(n.max(1)).take(*k).enumerate() {
+                    fill(r, out);
+                }
+                self.times(dst, ldd, n, b, n, Tr::No, accumulate, threads, buf);
+            }
+            Lhs::Bf16(pa) => {
+                let k = pa.dims().1;
+                let pair = super::workspace::sized(rows, 2 * n);
+                let mut packer = bf16::PairPacker::new(k, n, buf);
+                for p in 0..k.div_ceil(2) {
+                    let (r0, r1) = pair.split_at_mut(n);
+                    fill(2 * p, r0);
+                    let padding = 2 * p + 1 == k;
+                    if !padding {
+                        fill(2 * p + 1, r1);
+                    }
+                    packer.pair(p, T::as_f32(pair).expect("packed for bf16 only when T is f32"), padding);
+                }
+                let (Some(dst), pb) = (T::as_f32_mut(dst), packer.finish()) else {
+                    unreachable!("packed for bf16 only when T is f32")
+                };
+                bf16::packed_matmul(dst, ldd, pa, &pb, accumulate, threads);
+            }
+        }
+    }
+}
+
 /// [`matmul_strided`] at `precision`, packing through the two buffers when it is bf16.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_at<T: Real>(

@@ -149,6 +149,57 @@ pub fn pack_b<'a>(k: usize, n: usize, b: Src, buf: &'a mut Vec<u32>, threads: us
     PackedB { n, kp, data: out }
 }
 
+/// Packs B one pair of rows at a time, for rows made on the fly (im2col columns): a pair is
+/// converted while it is still in L1 instead of being written out whole in fp32 first.
+pub struct PairPacker<'a> {
+    n: usize,
+    kp: usize,
+    data: &'a mut [u32],
+    #[cfg(target_arch = "x86_64")]
+    idx: avx512::Index,
+}
+
+impl<'a> PairPacker<'a> {
+    pub fn new(k: usize, n: usize, buf: &'a mut Vec<u32>) -> Self {
+        assert_available();
+        let kp = k.div_ceil(2);
+        let data = words(buf, n.div_ceil(NR) * kp * NR);
+        // SAFETY: the CPU has the features (asserted above).
+        #[cfg(target_arch = "x86_64")]
+        let idx = unsafe { avx512::pair_index() };
+        PairPacker {
+            n,
+            kp,
+            data,
+            #[cfg(target_arch = "x86_64")]
+            idx,
+        }
+    }
+
+    /// Rows 2p (`rows[..n]`) and 2p+1 (`rows[n..2n]`, or absent past the end of k) of B.
+    pub fn pair(&mut self, p: usize, rows: &[f32], last_is_padding: bool) {
+        let n = self.n;
+        assert!(p < self.kp && rows.len() >= if last_is_padding { n } else { 2 * n });
+        #[cfg(target_arch = "x86_64")]
+        for jp in 0..n.div_ceil(NR) {
+            let j0 = jp * NR;
+            let r0 = rows[j0..].as_ptr();
+            let r1 = (!last_is_padding).then(|| rows[n + j0..].as_ptr());
+            // SAFETY: features asserted in `new`; loads are masked to the row's n columns and
+            // the store is inside panel jp's word block for pair p.
+            unsafe {
+                let out = self.data.as_mut_ptr().add((jp * self.kp + p) * NR);
+                avx512::interleave_pair(r0, r1, NR.min(n - j0), out, self.idx)
+            }
+        }
+    }
+
+    /// The packed B (every pair must have been given).
+    pub fn finish(self) -> PackedB<'a> {
+        PackedB { n: self.n, kp: self.kp, data: self.data }
+    }
+}
+
 /// `dst[m, n] (+)= A x B` (row stride `ldd`), the panels of B split over `threads` rayon tasks.
 pub fn packed_matmul(
     dst: &mut [f32],
@@ -226,6 +277,8 @@ mod avx512 {
 
     use super::{PackedA, PackedB, KC, MC, MR, NR};
 
+    pub use std::arch::x86_64::__m512i as Index;
+
     fn mask(n: usize) -> u16 {
         if n >= 16 {
             u16::MAX
@@ -251,6 +304,35 @@ mod avx512 {
         }
     }
 
+    /// The permutation that interleaves two converted rows: bf16 element i of `cvtne2ps(r1, r0)`
+    /// goes to 2i (row 2p) or 2(i-16)+1 (row 2p+1).
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn pair_index() -> __m512i {
+        let idx: [u16; 32] =
+            std::array::from_fn(|i| if i % 2 == 0 { (i / 2) as u16 } else { (16 + i / 2) as u16 });
+        _mm512_loadu_si512(idx.as_ptr().cast())
+    }
+
+    /// Words (p, 0..NR) of a panel at `out` from `cols` (<= NR) columns of rows `r0` and `r1`
+    /// (`None`: a zero row past the end of k); columns past `cols` are zero.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn interleave_pair(
+        r0: *const f32,
+        r1: Option<*const f32>,
+        cols: usize,
+        out: *mut u32,
+        idx: __m512i,
+    ) {
+        for h in 0..2 {
+            let m = mask(cols.saturating_sub(16 * h));
+            let lo = _mm512_maskz_loadu_ps(m, r0.wrapping_add(16 * h));
+            let hi = r1.map_or(_mm512_setzero_ps(), |r1| _mm512_maskz_loadu_ps(m, r1.wrapping_add(16 * h)));
+            let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_storeu_si512(out.add(16 * h).cast(), _mm512_permutexvar_epi16(idx, v));
+        }
+    }
+
     /// One B panel: columns j0..j0+cols of the row-major k x ? matrix `b` (stride `ld`), word
     /// (p, j) = (b[2p, j], b[2p+1, j]); columns past `cols` are zero.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
@@ -262,23 +344,12 @@ mod avx512 {
         cols: usize,
         panel: &mut [u32],
     ) {
-        // bf16 element i of the converted pair of rows goes to 2i (row 2p) or 2(i-16)+1 (row 2p+1)
-        let idx: [u16; 32] =
-            std::array::from_fn(|i| if i % 2 == 0 { (i / 2) as u16 } else { (16 + i / 2) as u16 });
-        let idx = _mm512_loadu_si512(idx.as_ptr().cast());
-        let zero = _mm512_setzero_ps();
-        let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
+        let idx = pair_index();
         let base = b.as_ptr();
-        let out = panel.as_mut_ptr();
         for p in 0..k.div_ceil(2) {
             let r0 = base.wrapping_add(2 * p * ld + j0);
-            let has_r1 = 2 * p + 1 < k;
-            for (h, m) in [(0usize, m0), (1, m1)] {
-                let lo = _mm512_maskz_loadu_ps(m, r0.wrapping_add(16 * h));
-                let hi = if has_r1 { _mm512_maskz_loadu_ps(m, r0.wrapping_add(ld + 16 * h)) } else { zero };
-                let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-                _mm512_storeu_si512(out.add(p * NR + 16 * h).cast(), _mm512_permutexvar_epi16(idx, v));
-            }
+            let r1 = (2 * p + 1 < k).then(|| r0.wrapping_add(ld));
+            interleave_pair(r0, r1, cols, panel.as_mut_ptr().add(p * NR), idx);
         }
     }
 

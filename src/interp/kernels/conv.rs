@@ -64,38 +64,41 @@ impl ConvGeom {
 /// Columns of output rows `oy0..oy1`: cols[(ci*k + ky)*k + kx, (oy - oy0)*Wo + ox] =
 /// x[ci, oy*s + ky - p, ox*s + kx - p] (0 outside the image).
 pub fn im2col<T: Real>(g: &ConvGeom, x: &[T], oy0: usize, oy1: usize, cols: &mut [T]) {
-    if g.same_size() {
-        return im2col_same(g, x, oy0, oy1, cols);
+    let nb = (oy1 - oy0) * g.wo;
+    for (row, dst) in cols.chunks_exact_mut(nb).take(g.kdim()).enumerate() {
+        im2col_row(g, x, oy0, oy1, row, dst);
     }
-    let (k, s, p, hw, nb) = (g.k, g.stride, g.pad, g.h * g.w, (oy1 - oy0) * g.wo);
-    for ci in 0..g.cin {
-        let plane = &x[ci * hw..(ci + 1) * hw];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (ci * k + ky) * k + kx;
-                let dst = &mut cols[row * nb..(row + 1) * nb];
-                let (lo, hi) = g.valid_cols(kx);
-                for oy in oy0..oy1 {
-                    let d = &mut dst[(oy - oy0) * g.wo..(oy - oy0 + 1) * g.wo];
-                    let iy = (oy * s + ky).wrapping_sub(p);
-                    if iy >= g.h {
-                        d.fill(T::ZERO);
-                        continue;
-                    }
-                    let src = &plane[iy * g.w..(iy + 1) * g.w];
-                    d[..lo].fill(T::ZERO);
-                    d[hi..].fill(T::ZERO);
-                    if lo >= hi {
-                        continue;
-                    }
-                    if s == 1 {
-                        d[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
-                    } else {
-                        for (ox, v) in d[lo..hi].iter_mut().enumerate() {
-                            *v = src[(lo + ox) * s + kx - p];
-                        }
-                    }
-                }
+}
+
+/// Row `row` of [`im2col`]'s columns (`(oy1 - oy0) * Wo` elements).
+#[inline]
+pub fn im2col_row<T: Real>(g: &ConvGeom, x: &[T], oy0: usize, oy1: usize, row: usize, dst: &mut [T]) {
+    let (k, hw) = (g.k, g.h * g.w);
+    let (ci, ky, kx) = (row / (k * k), row / k % k, row % k);
+    let plane = &x[ci * hw..(ci + 1) * hw];
+    if g.same_size() {
+        return im2col_same_row(g, plane, oy0, oy1, ky, kx, dst);
+    }
+    let (s, p) = (g.stride, g.pad);
+    let (lo, hi) = g.valid_cols(kx);
+    for oy in oy0..oy1 {
+        let d = &mut dst[(oy - oy0) * g.wo..(oy - oy0 + 1) * g.wo];
+        let iy = (oy * s + ky).wrapping_sub(p);
+        if iy >= g.h {
+            d.fill(T::ZERO);
+            continue;
+        }
+        let src = &plane[iy * g.w..(iy + 1) * g.w];
+        d[..lo].fill(T::ZERO);
+        d[hi..].fill(T::ZERO);
+        if lo >= hi {
+            continue;
+        }
+        if s == 1 {
+            d[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
+        } else {
+            for (ox, v) in d[lo..hi].iter_mut().enumerate() {
+                *v = src[(lo + ox) * s + kx - p];
             }
         }
     }
@@ -134,30 +137,29 @@ fn zero_columns<T: Real>(rows: &mut [T], w: usize, (c0, c1): (usize, usize)) {
     }
 }
 
-/// [`im2col`] for stride 1 and an output the size of the input: each row of the band's columns
-/// is the image plane shifted by (ky - p, kx - p), so it is one long copy, then the columns that
-/// wrapped around a row edge are zeroed (row-by-row copies cost more in calls than in data).
-fn im2col_same<T: Real>(g: &ConvGeom, x: &[T], oy0: usize, oy1: usize, cols: &mut [T]) {
-    let (k, p, w, hw) = (g.k, g.pad as isize, g.w, g.h * g.w);
+/// [`im2col_row`] for stride 1 and an output the size of the input: the row is the image plane
+/// shifted by (ky - p, kx - p), so it is one long copy, then the columns that wrapped around a
+/// row edge are zeroed (row-by-row copies cost more in calls than in data).
+fn im2col_same_row<T: Real>(
+    g: &ConvGeom,
+    plane: &[T],
+    oy0: usize,
+    oy1: usize,
+    ky: usize,
+    kx: usize,
+    dst: &mut [T],
+) {
+    let (p, w, hw) = (g.pad as isize, g.w, g.h * g.w);
     let (base, nb) = (oy0 * w, (oy1 - oy0) * w);
-    for ci in 0..g.cin {
-        let plane = &x[ci * hw..(ci + 1) * hw];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (ci * k + ky) * k + kx;
-                let dst = &mut cols[row * nb..(row + 1) * nb];
-                let shift = (ky as isize - p) * w as isize + (kx as isize - p);
-                let (lo, hi) = inside(base, nb, shift, hw);
-                dst[..lo].fill(T::ZERO);
-                dst[hi..].fill(T::ZERO);
-                if lo < hi {
-                    let src = (base as isize + lo as isize + shift) as usize;
-                    dst[lo..hi].copy_from_slice(&plane[src..src + (hi - lo)]);
-                }
-                zero_columns(dst, w, wrapped(w, kx as isize - p));
-            }
-        }
+    let shift = (ky as isize - p) * w as isize + (kx as isize - p);
+    let (lo, hi) = inside(base, nb, shift, hw);
+    dst[..lo].fill(T::ZERO);
+    dst[hi..].fill(T::ZERO);
+    if lo < hi {
+        let src = (base as isize + lo as isize + shift) as usize;
+        dst[lo..hi].copy_from_slice(&plane[src..src + (hi - lo)]);
     }
+    zero_columns(dst, w, wrapped(w, kx as isize - p));
 }
 
 /// The adjoint of [`im2col`] for output rows `oy0..oy1`: adds every column entry back onto the
@@ -252,10 +254,9 @@ pub fn forward<T: Real>(
             for oy0 in (0..g.ho).step_by(rows) {
                 let oy1 = (oy0 + rows).min(g.ho);
                 let nb = (oy1 - oy0) * g.wo;
-                let cols = sized(&mut s.a, kd * nb);
-                im2col(g, xn, oy0, oy1, cols);
                 let band = &mut yn[oy0 * g.wo..];
-                w.times(band, pos, nb, cols, nb, Tr::No, true, s.gemm_threads, &mut s.pb);
+                let fill = |r, out: &mut [T]| im2col_row(g, xn, oy0, oy1, r, out);
+                w.times_rows(band, pos, nb, fill, true, s.gemm_threads, &mut s.a, &mut s.pb);
             }
         }
     });
@@ -343,10 +344,9 @@ pub fn backward<T: Real>(
                     add_weight_grad(precision, (&mut s.pa, &mut s.pb), dwt, cout, cols, dyt_band, threads);
                     let Some(dxn) = dxn.as_deref_mut() else { continue };
                     if flipped {
-                        let cols = sized(&mut s.a, gt.kdim() * nb);
-                        im2col(&gt, dyn_, oy0, oy1, cols);
                         let band = &mut dxn[oy0 * g.w..];
-                        wdx.times(band, pos, nb, cols, nb, Tr::No, false, threads, &mut s.pb);
+                        let fill = |r, out: &mut [T]| im2col_row(&gt, dyn_, oy0, oy1, r, out);
+                        wdx.times_rows(band, pos, nb, fill, false, threads, &mut s.a, &mut s.pb);
                     } else {
                         // dcols [K, band] = W^T dY[:, band], then scattered back onto dx
                         let dcols = sized(&mut s.a, kd * nb);
