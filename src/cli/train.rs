@@ -62,6 +62,10 @@ pub struct Args {
     /// DDIM eta for the final sample grid (1: stochastic, 0: deterministic).
     #[arg(long)]
     pub sample_eta: Option<f64>,
+    /// Arithmetic of the conv and linear products: bf16 (operands in bfloat16, fp32 accumulation;
+    /// needs AVX512_BF16) or fp32 [default: bf16 where the CPU has it, else fp32].
+    #[arg(long, value_parser = ["bf16", "fp32"])]
+    pub precision: Option<String>,
     /// Any training setting as KEY=VALUE in TOML syntax (e.g. --set weight_decay=0.01); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -103,7 +107,7 @@ impl Args {
             ("sample_eta", self.sample_eta),
         ];
         out.extend(floats.into_iter().filter_map(|(k, v)| v.map(|v| (k.into(), toml::Value::Float(v)))));
-        let strings = [("schedule", &self.schedule), ("data", &self.data)];
+        let strings = [("schedule", &self.schedule), ("data", &self.data), ("precision", &self.precision)];
         out.extend(
             strings
                 .into_iter()
@@ -130,7 +134,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let out_dir = args.out.clone().unwrap_or_else(|| default_out_dir(&args.model));
     let ckpt_path = checkpoint_path(&out_dir);
 
-    let (recipe, resume) = if args.resume {
+    let (mut recipe, resume) = if args.resume {
         if !ckpt_path.exists() {
             bail!(UsageError(format!(
                 "--resume: {} does not exist; start the run without --resume (or point --out at the run's folder)",
@@ -192,6 +196,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (recipe, None)
     };
     recipe.validate().map_err(|e| anyhow::anyhow!("training settings: {e}"))?;
+    let explicit = matches!(recipe.origins.get("precision"), Some(Origin::ModelFile | Origin::CommandLine));
+    let (precision, note) = crate::interp::bf16::resolve(recipe.config.precision, explicit)
+        .map_err(|e| anyhow::anyhow!("training settings: {e}"))?;
+    recipe.config.precision = precision;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
     let cfg = recipe.config.clone();
     let start = resume.as_ref().map_or(0, |ck| ck.step);
     if let Some(stop) = args.stop_after.filter(|&s| s <= start) {

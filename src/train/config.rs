@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::ScheduleKind;
+use crate::interp::bf16::Precision;
 
 /// Steps of the default recipe. Sized so `mdc train models/unet.toml` finishes in about 10-15
 /// minutes on a 2-core laptop CPU (measured: ~0.8-1.0 s per step of 64 images when the cores are
@@ -66,6 +67,8 @@ pub struct TrainConfig {
     /// DDIM eta for that grid: 1 adds fresh noise each step as DDPM does, which gives short-trained
     /// models clean backgrounds; 0 is deterministic.
     pub sample_eta: f64,
+    /// Arithmetic of the conv and linear products (bf16 falls back to fp32 where the CPU lacks it).
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -88,6 +91,7 @@ impl Default for TrainConfig {
             samples: 36,
             sample_steps: 100,
             sample_eta: 1.0,
+            precision: Precision::Bf16,
         }
     }
 }
@@ -111,6 +115,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("samples", "images in the final sample grid, 0 = none"),
     ("sample_steps", "DDIM steps for the final grid, 0 = DDPM over all T"),
     ("sample_eta", "DDIM eta for the final grid: 1 stochastic, 0 deterministic"),
+    ("precision", "conv/linear products: \"bf16\" (needs AVX512_BF16) or \"fp32\""),
 ];
 
 /// Settings that decide what a resumed run computes; they must not change on `--resume`.
@@ -188,6 +193,11 @@ impl Recipe {
                 }
                 c.sample_eta = eta
             }
+            "precision" => {
+                let s = string(key, value)?;
+                c.precision = Precision::parse(&s)
+                    .ok_or_else(|| format!("`{key}`: expected \"bf16\" or \"fp32\", found \"{s}\""))?
+            }
             _ => unreachable!("every key in KEYS is handled"),
         }
         self.origins.insert(name, origin);
@@ -242,6 +252,7 @@ impl Recipe {
                 },
             ),
             ("sample_eta", c.sample_eta.to_string()),
+            ("precision", c.precision.to_string()),
         ]
         .into_iter()
         .collect();
@@ -430,6 +441,15 @@ mod tests {
         assert!(all.contains("`ema_decay`: expected a number in [0, 1), found 1.5"), "{all}");
         assert!(all.contains("expected \"linear\" or \"cosine\", found \"cos\""), "{all}");
         assert!(all.contains("unknown training setting `zzz` (known:"), "{all}");
+    }
+
+    #[test]
+    fn precision_is_bf16_or_fp32() {
+        let mut r = Recipe::new(TrainConfig::default(), Origin::Default);
+        r.set("precision", &"fp32".into(), Origin::CommandLine).unwrap();
+        assert_eq!(r.config.precision, Precision::Fp32);
+        let e = r.set("precision", &"fp16".into(), Origin::CommandLine).unwrap_err();
+        assert_eq!(e, "`precision`: expected \"bf16\" or \"fp32\", found \"fp16\"");
     }
 
     #[test]
