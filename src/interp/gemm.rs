@@ -225,3 +225,36 @@ pub fn matmul_at<T: Real>(
 ) {
     Lhs::new(precision, m, k, a, lda, ta, bufs.0).times(dst, ldd, n, b, ldb, tb, accumulate, threads, bufs.1)
 }
+
+/// `dst[m, n] (+)= A x op(b)` at `precision`, with A (`m` x `k`, row-major) made row by row by
+/// `fill(row, out)`: in bf16 each row is converted while still in L1 (`rows` holds one); in
+/// fp32 all rows go into `rows`, then one product.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_rows_a<T: Real>(
+    precision: Precision,
+    bufs: (&mut Vec<u32>, &mut Vec<u32>),
+    dst: &mut [T],
+    ldd: usize,
+    (m, n, k): (usize, usize, usize),
+    mut fill: impl FnMut(usize, &mut [T]),
+    (b, ldb, tb): (&[T], usize, Tr),
+    accumulate: bool,
+    threads: usize,
+    rows: &mut Vec<T>,
+) {
+    if precision == Precision::Bf16 && bf16::available() && T::as_f32(b).is_some() {
+        let row = super::workspace::sized(rows, k);
+        let mut packer = bf16::RowPacker::new(m, k, bufs.0);
+        for i in 0..m {
+            fill(i, row);
+            packer.row(i, T::as_f32(row).expect("checked above"));
+        }
+        Lhs::Bf16(packer.finish()).times(dst, ldd, n, b, ldb, tb, accumulate, threads, bufs.1);
+    } else {
+        let a = super::workspace::sized(rows, m * k);
+        for (i, out) in a.chunks_exact_mut(k.max(1)).take(m).enumerate() {
+            fill(i, out);
+        }
+        matmul_strided(dst, ldd, m, n, k, a, k, Tr::No, b, ldb, tb, accumulate, threads);
+    }
+}

@@ -149,6 +149,35 @@ pub fn pack_b<'a>(k: usize, n: usize, b: Src, buf: &'a mut Vec<u32>, threads: us
     PackedB { n, kp, data: out }
 }
 
+/// Packs A one row at a time, for rows made on the fly (im2col columns as the left operand of a
+/// weight gradient): each row is converted while still in L1.
+pub struct RowPacker<'a> {
+    m: usize,
+    k: usize,
+    kp: usize,
+    data: &'a mut [u32],
+}
+
+impl<'a> RowPacker<'a> {
+    pub fn new(m: usize, k: usize, buf: &'a mut Vec<u32>) -> Self {
+        assert_available();
+        let kp = k.div_ceil(2);
+        RowPacker { m, k, kp, data: words(buf, m * kp) }
+    }
+
+    /// Row `i` of A (`k` values).
+    pub fn row(&mut self, i: usize, src: &[f32]) {
+        let (k, kp) = (self.k, self.kp);
+        // SAFETY: features asserted in `new`; the slices bound every access.
+        unsafe { avx512::convert_row(&src[..k], &mut self.data[i * kp..(i + 1) * kp]) }
+    }
+
+    /// The packed A (every row must have been given).
+    pub fn finish(self) -> PackedA<'a> {
+        PackedA { m: self.m, k: self.k, kp: self.kp, data: self.data }
+    }
+}
+
 /// Packs B one pair of rows at a time, for rows made on the fly (im2col columns): a pair is
 /// converted while it is still in L1 instead of being written out whole in fp32 first.
 pub struct PairPacker<'a> {

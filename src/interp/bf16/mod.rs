@@ -5,7 +5,7 @@
 
 mod gemm;
 
-pub use gemm::{matmul, pack_a, pack_b, packed_matmul, PackedA, PairPacker, Src};
+pub use gemm::{matmul, pack_a, pack_b, packed_matmul, PackedA, PairPacker, RowPacker, Src};
 
 use std::fmt;
 

@@ -6,7 +6,7 @@
 //! A 1x1 stride-1 unpadded conv reads X[n] as its own columns (no im2col).
 
 use crate::interp::bf16::Precision;
-use crate::interp::gemm::{matmul_at, Lhs, Tr};
+use crate::interp::gemm::{matmul_at, matmul_rows_a, Lhs, Tr};
 use crate::interp::real::Real;
 use crate::interp::workspace::{sized, Workers};
 
@@ -338,10 +338,22 @@ pub fn backward<T: Real>(
                 for oy0 in (0..g.ho).step_by(rows) {
                     let oy1 = (oy0 + rows).min(g.ho);
                     let nb = (oy1 - oy0) * g.wo;
-                    let cols = sized(&mut s.a, kd * nb);
-                    im2col(g, xn, oy0, oy1, cols);
-                    let dyt_band = &dyt[oy0 * g.wo * cout..oy1 * g.wo * cout];
-                    add_weight_grad(precision, (&mut s.pa, &mut s.pb), dwt, cout, cols, dyt_band, threads);
+                    // dW^T += cols x dY^T, the columns made (and in bf16 converted) row by row
+                    let dyt_band = (&dyt[oy0 * g.wo * cout..oy1 * g.wo * cout], cout, Tr::No);
+                    let fill = |r, out: &mut [T]| im2col_row(g, xn, oy0, oy1, r, out);
+                    let bufs = (&mut s.pa, &mut s.pb);
+                    matmul_rows_a(
+                        precision,
+                        bufs,
+                        dwt,
+                        cout,
+                        (kd, cout, nb),
+                        fill,
+                        dyt_band,
+                        true,
+                        threads,
+                        &mut s.a,
+                    );
                     let Some(dxn) = dxn.as_deref_mut() else { continue };
                     if flipped {
                         let band = &mut dxn[oy0 * g.w..];
