@@ -7,6 +7,7 @@ use std::time::Instant;
 use ndarray::{Array1, Array4};
 
 use crate::graph::Graph;
+use crate::interp::bf16::Precision;
 use crate::interp::Executor;
 use crate::optim::{AdamW, AdamWHyper};
 use crate::params::Params;
@@ -23,11 +24,13 @@ pub struct BenchOptions {
     /// Untimed repetitions first (fills buffer pools and caches).
     pub warmup: usize,
     pub seed: u64,
+    /// Arithmetic of the conv and linear products.
+    pub precision: Precision,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { batch: 8, train_batch: 32, iters: 10, warmup: 2, seed: 0 }
+        BenchOptions { batch: 8, train_batch: 32, iters: 10, warmup: 2, seed: 0, precision: Precision::Fp32 }
     }
 }
 
@@ -126,7 +129,7 @@ pub fn run(graph: &Graph, opts: &BenchOptions) -> BenchReport {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     let params_init = Params::init(graph, opts.seed);
     let mut rng = Rng::new(opts.seed ^ 0x5eed);
-    let mut exec = Executor::new(graph.clone());
+    let mut exec = Executor::new(graph.clone()).with_precision(opts.precision);
     let reps = opts.warmup + opts.iters.max(1);
 
     let (x, t) = random_batch(graph, opts.batch, &mut rng);
@@ -199,10 +202,11 @@ impl fmt::Display for BenchReport {
         let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
         writeln!(
             f,
-            "{} parameters, {:.1} MFLOP per image forward, {} threads; medians of {} runs after {} warm-up",
+            "{} parameters, {:.1} MFLOP per image forward, {} threads, {} products; medians of {} runs after {} warm-up",
             self.params,
             self.flops_per_image as f64 / 1e6,
             self.threads,
+            o.precision,
             o.iters.max(1),
             o.warmup
         )?;

@@ -6,8 +6,9 @@ mod common;
 
 use common::graph_of;
 use mdc::graph::Graph;
+use mdc::interp::bf16::{self, Precision};
 use mdc::interp::{Engine, Executor};
-use mdc::ops::{Attention, Concat, Silu, TimestepEmbedding, UpsampleNearest};
+use mdc::ops::{AddChannelBias, Attention, Concat, Linear, Silu, TimestepEmbedding, UpsampleNearest};
 use mdc::params::Params;
 use mdc::rng::Rng;
 use ndarray::{Array1, Array4, Axis};
@@ -240,4 +241,54 @@ fn checkpoint_from_another_channel_progression_is_rejected_by_name() {
     assert!(err.contains("different model file"), "{err}");
     // the same file loads into the model it came from
     assert!(Params::load(&path, &other).is_ok());
+}
+
+/// The engine's precision reaches the conv2d and linear ops' forward and backward: at bf16 the
+/// output and every gradient move off fp32's (the products ran in bf16), by no more than bf16's
+/// rounding.
+#[test]
+fn precision_reaches_the_conv_and_linear_ops() {
+    if !bf16::available() {
+        eprintln!("skipped: this CPU has no AVX512_BF16");
+        return;
+    }
+    let conv = graph_of(8, 6, 6, |b, x, _| blocks::conv(b, "conv", "conv", x, 16, 3, 1, 1).unwrap());
+    // no conv here: only the linears' products can round
+    let linear = graph_of(16, 2, 2, |b, x, t| {
+        let temb = blocks::time_mlp(b, "time", t, 32, 32).unwrap();
+        let proj = b.add("proj", "proj", Linear { in_features: 32, out_features: 16 }, &[temb]).unwrap();
+        b.add("bias", "bias", AddChannelBias, &[x, proj]).unwrap()
+    });
+    let batch = 4;
+    for (what, graph) in [("conv2d", conv), ("linear", linear)] {
+        let mut rng = Rng::new(11);
+        let params = Params::init(&graph, 11);
+        let views: Vec<&[f32]> = params.tensors.iter().map(|t| t.as_slice().unwrap()).collect();
+        let normal = |rng: &mut Rng, n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
+        let x = normal(&mut rng, batch * graph.input_shape().numel());
+        let t: Vec<f32> = (0..batch).map(|i| 10.0 + 37.0 * i as f32).collect();
+        let dy = normal(&mut rng, batch * graph.output_shape().numel());
+        let run = |precision: Precision| {
+            let mut e = Engine::<f32>::new(graph.clone()).with_precision(precision);
+            let y = e.forward(&views, &x, &t, batch, true);
+            let mut grads: Vec<Vec<f32>> = views.iter().map(|v| vec![0.0; v.len()]).collect();
+            let mut gv: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+            e.backward(&views, &dy, &mut gv);
+            (y, grads)
+        };
+        let (y32, g32) = run(Precision::Fp32);
+        let (y16, g16) = run(Precision::Bf16);
+        let compare = |name: &str, got: &[f32], want: &[f32]| {
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+            let gap = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(gap > 0.0, "{what} {name}: bf16 computed exactly what fp32 did: bf16 was not used");
+            assert!(gap <= 3e-2 * scale, "{what} {name}: bf16 strays {gap} from fp32 (scale {scale})");
+        };
+        compare("output", &y16, &y32);
+        for ((name, a), b) in params.names.iter().zip(&g16).zip(&g32) {
+            if name.ends_with(".weight") {
+                compare(&format!("d{name}"), a, b);
+            }
+        }
+    }
 }

@@ -1,11 +1,13 @@
 //! Training end to end on a tiny U-Net: the loss falls, an interrupted and resumed run
 //! reproduces the uninterrupted one bit for bit, and a NaN stops the run keeping the last good
-//! checkpoint.
+//! checkpoint. In bf16 the loss tracks the fp32 run's, and checkpoints resume in the other
+//! precision.
 
 use std::path::Path;
 
 use mdc::data::{DataOrder, Dataset};
 use mdc::graph::{blocks::mini_unet, Graph};
+use mdc::interp::bf16::{self, Precision};
 use mdc::train::{read_loss_log, train, Checkpoint, Diverged, TrainConfig, TrainJob};
 use ndarray::{s, Array4};
 
@@ -151,4 +153,91 @@ fn a_huge_learning_rate_is_caught() {
     assert!(d.step > 1 && d.step <= 200, "{d}");
     let ck = Checkpoint::load(&dir.path().join("checkpoint.safetensors"), &g, HASH, "tiny").unwrap();
     assert_eq!(ck.step, d.step - 1);
+}
+
+/// Trains the tiny model at `precision`; returns the loss of every step logged so far.
+fn run_at(out: &Path, steps: u64, precision: Precision, stop_after: Option<u64>, resume: bool) -> Vec<f64> {
+    let g = tiny();
+    let config = TrainConfig {
+        steps,
+        batch: 8,
+        lr: 2e-3,
+        checkpoint_every: 5,
+        samples: 0,
+        seed: 5,
+        timesteps: 100,
+        precision,
+        ..TrainConfig::default()
+    };
+    let resume =
+        resume.then(|| Checkpoint::load(&out.join("checkpoint.safetensors"), &g, HASH, "tiny").unwrap());
+    let job = TrainJob {
+        graph: &g,
+        model_name: "tiny".into(),
+        model_hash: HASH.into(),
+        config,
+        dataset: squares(),
+        out_dir: out.to_path_buf(),
+        resume,
+        stop_after,
+        progress: false,
+    };
+    train(job).unwrap();
+    read_loss_log(&out.join("loss.csv")).unwrap().iter().map(|r| r.loss).collect()
+}
+
+/// Mean over steps of |a - b| / b.
+fn mean_relative_gap(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() / y).sum::<f64>() / a.len() as f64
+}
+
+#[test]
+fn bf16_training_loss_tracks_fp32() {
+    if !bf16::available() {
+        eprintln!("skipped: this CPU has no AVX512_BF16");
+        return;
+    }
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let fp32 = run_at(a.path(), 60, Precision::Fp32, None, false);
+    let bf16 = run_at(b.path(), 60, Precision::Bf16, None, false);
+    // Both runs draw the same images, timesteps and noise, so each step's loss differs only
+    // through the weights; bf16 products must not change what is learned.
+    let gap = mean_relative_gap(&bf16, &fp32);
+    eprintln!("bf16 vs fp32: mean per-step loss gap {:.3}%", 100.0 * gap);
+    assert!(gap > 0.0, "the bf16 run computed exactly what fp32 did: bf16 was not used");
+    assert!(gap < 0.01, "bf16 loss strays from fp32's by {:.1}% per step on average", 100.0 * gap);
+    let tail = |l: &[f64]| l[50..].iter().sum::<f64>() / 10.0;
+    let first = fp32[..10].iter().sum::<f64>() / 10.0;
+    assert!(
+        tail(&bf16) < 0.7 * first,
+        "bf16 loss should fall: first 10 steps {first}, last 10 {}",
+        tail(&bf16)
+    );
+    assert!(
+        (tail(&bf16) - tail(&fp32)).abs() < 0.1 * tail(&fp32),
+        "last 10 steps: bf16 {} fp32 {}",
+        tail(&bf16),
+        tail(&fp32)
+    );
+}
+
+#[test]
+fn checkpoints_resume_in_the_other_precision() {
+    let whole = tempfile::tempdir().unwrap();
+    let reference = run_at(whole.path(), 10, Precision::Fp32, None, false);
+    for (first, second) in [(Precision::Bf16, Precision::Fp32), (Precision::Fp32, Precision::Bf16)] {
+        let dir = tempfile::tempdir().unwrap();
+        run_at(dir.path(), 10, first, Some(5), false);
+        let losses = run_at(dir.path(), 10, second, None, true);
+        assert_eq!(losses.len(), 10, "{first} then {second}: steps 1..=10 logged");
+        let ck = Checkpoint::load(&dir.path().join("checkpoint.safetensors"), &tiny(), HASH, "tiny").unwrap();
+        assert_eq!(ck.step, 10);
+        assert_eq!(
+            ck.config.precision, second,
+            "the checkpoint records the precision it was last trained in"
+        );
+        let gap = mean_relative_gap(&losses, &reference);
+        assert!(gap < 0.01, "{first} then {second}: loss strays from fp32's by {:.1}%", 100.0 * gap);
+    }
 }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::sample::MAX_IMAGES;
+use super::UsageError;
 use crate::bench::{self, BenchOptions};
+use crate::interp::bf16::{self, Precision};
 use crate::model;
 use crate::runtime::{self, Device, OrtDenoiser, SessionConfig};
 
@@ -31,6 +33,10 @@ pub struct Args {
     /// Seed of the random weights and inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Interpreter: arithmetic of the conv and linear products, bf16 (needs AVX512_BF16) or fp32
+    /// [default: bf16 where the CPU has it, else fp32].
+    #[arg(long, value_parser = ["bf16", "fp32"])]
+    pub precision: Option<String>,
     /// ONNX models: where onnxruntime runs them.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
@@ -50,7 +56,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--device {} times ONNX models; the interpreter runs on the CPU", args.device);
     }
     let model = model::load(&args.model)?;
+    let asked = args.precision.as_deref().and_then(Precision::parse);
+    let (precision, note) = bf16::resolve(asked.unwrap_or(Precision::Bf16), asked.is_some())
+        .map_err(|e| UsageError(format!("--precision: {e}")))?;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
     let opts = BenchOptions {
+        precision,
         batch: args.batch as usize,
         train_batch: args.train_batch.unwrap_or(args.batch) as usize,
         iters: args.iters as usize,

@@ -127,7 +127,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let out_dir = args.out.clone().unwrap_or_else(|| default_out_dir(&args.model));
     let ckpt_path = checkpoint_path(&out_dir);
 
-    let (recipe, resume) = if args.resume {
+    let (mut recipe, resume) = if args.resume {
         if !ckpt_path.exists() {
             bail!(UsageError(format!(
                 "--resume: {} does not exist; start the run without --resume (or point --out at the run's folder)",
@@ -181,6 +181,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (recipe, None)
     };
     recipe.validate().map_err(|e| anyhow::anyhow!("training settings: {e}"))?;
+    // bf16 where the CPU has AVX512_BF16; asked for explicitly on a CPU without, an error.
+    let explicit = matches!(recipe.origins.get("precision"), Some(Origin::ModelFile | Origin::CommandLine));
+    let (precision, note) = crate::interp::bf16::resolve(recipe.config.precision, explicit)
+        .map_err(|e| anyhow::anyhow!("training settings: {e}"))?;
+    recipe.config.precision = precision;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
     let cfg = recipe.config.clone();
     let start = resume.as_ref().map_or(0, |ck| ck.step);
     if let Some(stop) = args.stop_after.filter(|&s| s <= start) {

@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::graph::{Graph, NodeId, Op, Shape};
 use crate::ops::{Backward, Forward};
 
+use super::bf16::Precision;
 use super::kernels::elementwise;
 use super::real::Real;
 use super::workspace::{Pool, Workers};
@@ -108,6 +109,13 @@ impl<T: Real> Engine<T> {
 
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// Runs the conv and linear products at `precision` (bf16 only takes effect for f32 on a CPU
+    /// with AVX512_BF16; callers check [`super::bf16::available`] to tell users).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.workers.precision = precision;
+        self
     }
 
     /// Caps the im2col columns built at once (elements; convs run in bands of output rows). The

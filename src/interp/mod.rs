@@ -9,6 +9,7 @@
 //!
 //! The work is done by [`Engine`], generic over the scalar so gradient checks can run in f64.
 
+pub mod bf16;
 mod engine;
 mod gemm;
 pub mod kernels;
@@ -33,6 +34,12 @@ pub struct Executor {
 impl Executor {
     pub fn new(graph: Graph) -> Executor {
         Executor { engine: Engine::new(graph) }
+    }
+
+    /// Runs the conv and linear products at `precision` (bf16 needs AVX512_BF16: callers check
+    /// [`bf16::available`] first, or the products stay fp32).
+    pub fn with_precision(self, precision: bf16::Precision) -> Executor {
+        Executor { engine: self.engine.with_precision(precision) }
     }
 
     pub fn graph(&self) -> &Graph {

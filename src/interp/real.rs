@@ -36,10 +36,13 @@ pub trait Real:
     fn sin(self) -> Self;
     fn cos(self) -> Self;
     fn max(self, other: Self) -> Self;
+    /// The slice as f32 when `Self` is f32 (the bf16 kernels take f32 only), else None.
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 macro_rules! impl_real {
-    ($t:ty, $exp_fast:expr) => {
+    ($t:ty, $exp_fast:expr, $as_f32:expr, $as_f32_mut:expr) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -79,12 +82,18 @@ macro_rules! impl_real {
             fn max(self, other: Self) -> Self {
                 <$t>::max(self, other)
             }
+            fn as_f32(s: &[Self]) -> Option<&[f32]> {
+                $as_f32(s)
+            }
+            fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+                $as_f32_mut(s)
+            }
         }
     };
 }
 
-impl_real!(f32, exp_f32);
-impl_real!(f64, f64::exp);
+impl_real!(f32, exp_f32, Some, Some);
+impl_real!(f64, f64::exp, |_| None, |_| None);
 
 /// exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2], exp(r) by a
 /// degree-6 Taylor/minimax polynomial (Cephes expf coefficients); branch-free so loops vectorise.

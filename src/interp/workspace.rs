@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::bf16::Precision;
 use super::real::Real;
 
 /// Buffers returned by freed values, handed out again to values of the same length.
@@ -45,6 +46,9 @@ pub struct Scratch<T> {
     pub a: Vec<T>,
     pub b: Vec<T>,
     pub c: Vec<T>,
+    /// bf16 packings of the two operands of this worker's products.
+    pub pa: Vec<u32>,
+    pub pb: Vec<u32>,
     /// Threads the GEMMs of this worker may use (more than one only when the batch is smaller
     /// than the thread pool, e.g. sampling a single image).
     pub gemm_threads: usize,
@@ -64,6 +68,10 @@ pub struct Workers<T> {
     pub scratch: Vec<Scratch<T>>,
     /// Scratch every worker reads (e.g. a rearranged weight), filled before a parallel section.
     pub shared: Vec<T>,
+    /// A bf16 packing every worker reads (a conv's weights), made before a parallel section.
+    pub shared_packed: Vec<u32>,
+    /// Arithmetic of the conv and linear products.
+    pub precision: Precision,
     /// Most elements of im2col columns built at once: convs run in bands of output rows so a
     /// band's columns stay in the core's cache between im2col and the GEMM that reads them.
     pub column_budget: usize,
@@ -80,6 +88,8 @@ impl<T: Real> Workers<T> {
         Workers {
             scratch: (0..n).map(|_| Scratch::default()).collect(),
             shared: Vec::new(),
+            shared_packed: Vec::new(),
+            precision: Precision::Fp32,
             column_budget: DEFAULT_COLUMN_BUDGET,
         }
     }

@@ -1,5 +1,7 @@
 //! 2-D convolution, square kernel, zero padding: [Cin, H, W] -> [Cout, H', W'] with
 //! H' = (H + 2 * padding - kernel) / stride + 1. Params: weight [Cout, Cin, k, k], bias [Cout].
+//! The products run at the workers' precision (`Workers::precision`, set by
+//! `Executor::with_precision`).
 
 use super::exec::weight_and_bias;
 use super::{arity, image, Init, Param, ParamSpec, PrimitiveOp, ShapeError};

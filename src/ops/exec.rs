@@ -19,6 +19,8 @@ pub struct Forward<'a, T: Real> {
     pub params: &'a [&'a [T]],
     /// Where the output goes: `batch * shape.numel()` elements, contents unspecified.
     pub out: &'a mut [T],
+    /// The worker threads and their scratch; `workers.precision` is the arithmetic of the conv
+    /// and linear products (`Executor::with_precision`), which their kernels read from here.
     pub workers: &'a mut Workers<T>,
     pub pool: &'a mut Pool<T>,
     /// Training: a slot for what the backward needs besides the inputs (GroupNorm statistics).
@@ -46,6 +48,7 @@ pub struct Backward<'a, 'g, T: Real> {
     pub saved: Option<&'a [T]>,
     /// The gradient arriving is that of the SiLU fused after this node.
     pub fused_silu: bool,
+    /// As in [`Forward::workers`]: the backward's products run at `workers.precision` too.
     pub workers: &'a mut Workers<T>,
     pub pool: &'a mut Pool<T>,
     /// Gradients for the inputs, as (input index, buffer from `pool`); the engine adds them up.

@@ -1,4 +1,5 @@
-//! y = x W^T + b: [in] -> [out]. Params: weight [out, in], bias [out].
+//! y = x W^T + b: [in] -> [out]. Params: weight [out, in], bias [out]. The products run at the
+//! workers' precision (`Workers::precision`, set by `Executor::with_precision`).
 
 use super::exec::weight_and_bias;
 use super::{arity, vector, Init, ParamSpec, PrimitiveOp, ShapeError};
@@ -48,14 +49,16 @@ impl PrimitiveOp for Linear {
 
     fn forward<T: Real>(&self, cx: Forward<'_, T>) {
         let (i, o) = (self.in_features, self.out_features);
-        linear::forward(cx.batch, i, o, cx.inputs[0], cx.params[0], cx.params[1], cx.out);
+        let (x, w, b) = (cx.inputs[0], cx.params[0], cx.params[1]);
+        linear::forward(cx.workers, cx.batch, i, o, x, w, b, cx.out);
     }
 
     fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
         let (i, o, n) = (self.in_features, self.out_features, cx.batch);
         let mut dx = cx.wants[0].then(|| cx.pool.take(n * i));
         let (dw, db) = weight_and_bias(cx.param_grads);
-        linear::backward(n, i, o, cx.inputs[0], cx.params[0], &dy, dx.as_deref_mut(), dw, db);
+        let (x, w) = (cx.inputs[0], cx.params[0]);
+        linear::backward(cx.workers, n, i, o, x, w, &dy, dx.as_deref_mut(), dw, db);
         cx.pool.give(dy);
         cx.input_grads.extend(dx.map(|dx| (0, dx)));
     }

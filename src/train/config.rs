@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::ScheduleKind;
+use crate::interp::bf16::Precision;
 
 /// Steps of the default recipe. Sized so `mdc train models/unet.toml` finishes in about 10-15
 /// minutes on a 2-core laptop CPU (measured: ~0.8-1.0 s per step of 64 images when the cores are
@@ -244,6 +245,19 @@ impl<T: Choice> SettingValue for T {
     }
 }
 
+impl Choice for Precision {
+    const NAMES: &'static str = "\"bf16\" or \"fp32\"";
+    fn all() -> &'static [Self] {
+        &[Precision::Bf16, Precision::Fp32]
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Precision::Bf16 => "bf16",
+            Precision::Fp32 => "fp32",
+        }
+    }
+}
+
 impl Choice for ScheduleKind {
     const NAMES: &'static str = "\"linear\" or \"cosine\"";
     fn all() -> &'static [Self] {
@@ -460,6 +474,14 @@ settings! {
         flag: true,
         doc: "DDIM eta for the final sample grid (1: fresh noise each step, as DDPM, which gives \
               short-trained models clean backgrounds; 0: deterministic)",
+    }
+    precision: Precision {
+        default: Precision::Bf16,
+        limits: Limits::Any,
+        on_resume: MayChange,
+        flag: true,
+        doc: "arithmetic of the conv and linear products: bf16 operands with fp32 accumulation (needs AVX512_BF16; \
+              where the CPU lacks it the default falls back to fp32 with a note), or fp32",
     }
 }
 

@@ -109,7 +109,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     let mut last_saved: Option<u64> = (start > 0).then_some(start);
     // A fresh run (--overwrite) starts a new log without reading the old one.
     let mut log = LossLog::open(&log_path, (start > 0).then_some(start))?;
-    let mut exec = Executor::new(job.graph.clone());
+    let mut exec = Executor::new(job.graph.clone()).with_precision(job.config.precision);
     let mut grads = state.params.zeros_like();
     let end = job.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
 

@@ -5,7 +5,8 @@
 //! same-size convs that do not widen the channels, dX[n] = conv(dY[n], flipped W).
 //! A 1x1 stride-1 unpadded conv reads X[n] as its own columns (no im2col).
 
-use crate::interp::gemm::{matmul, matmul_strided, Tr};
+use crate::interp::bf16::Precision;
+use crate::interp::gemm::{matmul_at, matmul_rows_a, Lhs, Tr};
 use crate::interp::real::Real;
 use crate::interp::workspace::{sized, Workers};
 
@@ -63,38 +64,41 @@ impl ConvGeom {
 /// Columns of output rows `oy0..oy1`: cols[(ci*k + ky)*k + kx, (oy - oy0)*Wo + ox] =
 /// x[ci, oy*s + ky - p, ox*s + kx - p] (0 outside the image).
 pub fn im2col<T: Real>(g: &ConvGeom, x: &[T], oy0: usize, oy1: usize, cols: &mut [T]) {
-    if g.same_size() {
-        return im2col_same(g, x, oy0, oy1, cols);
+    let nb = (oy1 - oy0) * g.wo;
+    for (row, dst) in cols.chunks_exact_mut(nb).take(g.kdim()).enumerate() {
+        im2col_row(g, x, oy0, oy1, row, dst);
     }
-    let (k, s, p, hw, nb) = (g.k, g.stride, g.pad, g.h * g.w, (oy1 - oy0) * g.wo);
-    for ci in 0..g.cin {
-        let plane = &x[ci * hw..(ci + 1) * hw];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (ci * k + ky) * k + kx;
-                let dst = &mut cols[row * nb..(row + 1) * nb];
-                let (lo, hi) = g.valid_cols(kx);
-                for oy in oy0..oy1 {
-                    let d = &mut dst[(oy - oy0) * g.wo..(oy - oy0 + 1) * g.wo];
-                    let iy = (oy * s + ky).wrapping_sub(p);
-                    if iy >= g.h {
-                        d.fill(T::ZERO);
-                        continue;
-                    }
-                    let src = &plane[iy * g.w..(iy + 1) * g.w];
-                    d[..lo].fill(T::ZERO);
-                    d[hi..].fill(T::ZERO);
-                    if lo >= hi {
-                        continue;
-                    }
-                    if s == 1 {
-                        d[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
-                    } else {
-                        for (ox, v) in d[lo..hi].iter_mut().enumerate() {
-                            *v = src[(lo + ox) * s + kx - p];
-                        }
-                    }
-                }
+}
+
+/// Row `row` of [`im2col`]'s columns (`(oy1 - oy0) * Wo` elements).
+#[inline]
+pub fn im2col_row<T: Real>(g: &ConvGeom, x: &[T], oy0: usize, oy1: usize, row: usize, dst: &mut [T]) {
+    let (k, hw) = (g.k, g.h * g.w);
+    let (ci, ky, kx) = (row / (k * k), row / k % k, row % k);
+    let plane = &x[ci * hw..(ci + 1) * hw];
+    if g.same_size() {
+        return im2col_same_row(g, plane, oy0, oy1, ky, kx, dst);
+    }
+    let (s, p) = (g.stride, g.pad);
+    let (lo, hi) = g.valid_cols(kx);
+    for oy in oy0..oy1 {
+        let d = &mut dst[(oy - oy0) * g.wo..(oy - oy0 + 1) * g.wo];
+        let iy = (oy * s + ky).wrapping_sub(p);
+        if iy >= g.h {
+            d.fill(T::ZERO);
+            continue;
+        }
+        let src = &plane[iy * g.w..(iy + 1) * g.w];
+        d[..lo].fill(T::ZERO);
+        d[hi..].fill(T::ZERO);
+        if lo >= hi {
+            continue;
+        }
+        if s == 1 {
+            d[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
+        } else {
+            for (ox, v) in d[lo..hi].iter_mut().enumerate() {
+                *v = src[(lo + ox) * s + kx - p];
             }
         }
     }
@@ -133,30 +137,29 @@ fn zero_columns<T: Real>(rows: &mut [T], w: usize, (c0, c1): (usize, usize)) {
     }
 }
 
-/// [`im2col`] for stride 1 and an output the size of the input: each row of the band's columns
-/// is the image plane shifted by (ky - p, kx - p), so it is one long copy, then the columns that
-/// wrapped around a row edge are zeroed (row-by-row copies cost more in calls than in data).
-fn im2col_same<T: Real>(g: &ConvGeom, x: &[T], oy0: usize, oy1: usize, cols: &mut [T]) {
-    let (k, p, w, hw) = (g.k, g.pad as isize, g.w, g.h * g.w);
+/// [`im2col_row`] for stride 1 and an output the size of the input: the row is the image plane
+/// shifted by (ky - p, kx - p), so it is one long copy, then the columns that wrapped around a
+/// row edge are zeroed (row-by-row copies cost more in calls than in data).
+fn im2col_same_row<T: Real>(
+    g: &ConvGeom,
+    plane: &[T],
+    oy0: usize,
+    oy1: usize,
+    ky: usize,
+    kx: usize,
+    dst: &mut [T],
+) {
+    let (p, w, hw) = (g.pad as isize, g.w, g.h * g.w);
     let (base, nb) = (oy0 * w, (oy1 - oy0) * w);
-    for ci in 0..g.cin {
-        let plane = &x[ci * hw..(ci + 1) * hw];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (ci * k + ky) * k + kx;
-                let dst = &mut cols[row * nb..(row + 1) * nb];
-                let shift = (ky as isize - p) * w as isize + (kx as isize - p);
-                let (lo, hi) = inside(base, nb, shift, hw);
-                dst[..lo].fill(T::ZERO);
-                dst[hi..].fill(T::ZERO);
-                if lo < hi {
-                    let src = (base as isize + lo as isize + shift) as usize;
-                    dst[lo..hi].copy_from_slice(&plane[src..src + (hi - lo)]);
-                }
-                zero_columns(dst, w, wrapped(w, kx as isize - p));
-            }
-        }
+    let shift = (ky as isize - p) * w as isize + (kx as isize - p);
+    let (lo, hi) = inside(base, nb, shift, hw);
+    dst[..lo].fill(T::ZERO);
+    dst[hi..].fill(T::ZERO);
+    if lo < hi {
+        let src = (base as isize + lo as isize + shift) as usize;
+        dst[lo..hi].copy_from_slice(&plane[src..src + (hi - lo)]);
     }
+    zero_columns(dst, w, wrapped(w, kx as isize - p));
 }
 
 /// The adjoint of [`im2col`] for output rows `oy0..oy1`: adds every column entry back onto the
@@ -234,6 +237,9 @@ pub fn forward<T: Real>(
 ) {
     let (kd, pos) = (g.kdim(), g.positions());
     let rows = g.band_rows(kd, workers.column_budget);
+    // the weights are converted (bf16) once for all images and bands
+    let mut packed = std::mem::take(&mut workers.shared_packed);
+    let w = Lhs::new(workers.precision, g.cout, kd, weight, kd, Tr::No, &mut packed);
     workers.par_images(batch, y, g.out_len(), |images, y, s| {
         for (i, n) in images.enumerate() {
             let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
@@ -242,33 +248,19 @@ pub fn forward<T: Real>(
                 row.fill(b);
             }
             if g.pointwise() {
-                matmul(yn, g.cout, pos, kd, weight, Tr::No, xn, Tr::No, true, s.gemm_threads);
+                w.times(yn, pos, pos, xn, pos, Tr::No, true, s.gemm_threads, &mut s.pb);
                 continue;
             }
             for oy0 in (0..g.ho).step_by(rows) {
                 let oy1 = (oy0 + rows).min(g.ho);
                 let nb = (oy1 - oy0) * g.wo;
-                let cols = sized(&mut s.a, kd * nb);
-                im2col(g, xn, oy0, oy1, cols);
                 let band = &mut yn[oy0 * g.wo..];
-                matmul_strided(
-                    band,
-                    pos,
-                    g.cout,
-                    nb,
-                    kd,
-                    weight,
-                    kd,
-                    Tr::No,
-                    cols,
-                    nb,
-                    Tr::No,
-                    true,
-                    s.gemm_threads,
-                );
+                let fill = |r, out: &mut [T]| im2col_row(g, xn, oy0, oy1, r, out);
+                w.times_rows(band, pos, nb, fill, true, s.gemm_threads, &mut s.a, &mut s.pb);
             }
         }
     });
+    workers.shared_packed = packed;
 }
 
 /// Accumulates dweight and dbias; writes dx when asked (the image input needs none).
@@ -308,6 +300,14 @@ pub fn backward<T: Real>(
     };
     let gt = ConvGeom { cin: cout, cout: g.cin, pad: g.k - 1 - g.pad, ..*g };
     let rows = g.band_rows(kd, workers.column_budget);
+    let precision = workers.precision;
+    // the left operand of dx's product, converted (bf16) once for all images and bands
+    let mut packed = std::mem::take(&mut workers.shared_packed);
+    let wdx = if flipped {
+        Lhs::new(precision, g.cin, gt.kdim(), wflip, gt.kdim(), Tr::No, &mut packed)
+    } else {
+        Lhs::new(precision, kd, cout, weight, kd, Tr::Yes, &mut packed)
+    };
     let workers_used = workers.par_images(batch, dx, per_image, |images, dx, s| {
         super::with_avx2(|| {
             let partial = sized(&mut s.c, kd * cout + cout);
@@ -322,10 +322,11 @@ pub fn backward<T: Real>(
                 let dyt = sized(&mut s.b, pos * cout);
                 transpose(dyn_, cout, pos, dyt);
                 let mut dxn = want_dx.then(|| &mut dx[i * g.in_len()..(i + 1) * g.in_len()]);
+                let threads = s.gemm_threads;
                 if g.pointwise() {
-                    matmul(dwt, kd, cout, pos, xn, Tr::No, dyt, Tr::No, true, s.gemm_threads);
+                    add_weight_grad(precision, (&mut s.pa, &mut s.pb), dwt, cout, xn, dyt, threads);
                     if let Some(dxn) = dxn {
-                        matmul(dxn, kd, pos, cout, weight, Tr::Yes, dyn_, Tr::No, false, s.gemm_threads);
+                        wdx.times(dxn, pos, pos, dyn_, pos, Tr::No, false, threads, &mut s.pb);
                     }
                     continue;
                 }
@@ -337,56 +338,39 @@ pub fn backward<T: Real>(
                 for oy0 in (0..g.ho).step_by(rows) {
                     let oy1 = (oy0 + rows).min(g.ho);
                     let nb = (oy1 - oy0) * g.wo;
-                    let cols = sized(&mut s.a, kd * nb);
-                    im2col(g, xn, oy0, oy1, cols);
-                    let dyt_band = &dyt[oy0 * g.wo * cout..oy1 * g.wo * cout];
-                    matmul(dwt, kd, cout, nb, cols, Tr::No, dyt_band, Tr::No, true, s.gemm_threads);
+                    // dW^T += cols x dY^T, the columns made (and in bf16 converted) row by row
+                    let dyt_band = (&dyt[oy0 * g.wo * cout..oy1 * g.wo * cout], cout, Tr::No);
+                    let fill = |r, out: &mut [T]| im2col_row(g, xn, oy0, oy1, r, out);
+                    let bufs = (&mut s.pa, &mut s.pb);
+                    matmul_rows_a(
+                        precision,
+                        bufs,
+                        dwt,
+                        cout,
+                        (kd, cout, nb),
+                        fill,
+                        dyt_band,
+                        true,
+                        threads,
+                        &mut s.a,
+                    );
                     let Some(dxn) = dxn.as_deref_mut() else { continue };
                     if flipped {
-                        let cols = sized(&mut s.a, gt.kdim() * nb);
-                        im2col(&gt, dyn_, oy0, oy1, cols);
                         let band = &mut dxn[oy0 * g.w..];
-                        let (m, kt) = (g.cin, gt.kdim());
-                        matmul_strided(
-                            band,
-                            pos,
-                            m,
-                            nb,
-                            kt,
-                            wflip,
-                            kt,
-                            Tr::No,
-                            cols,
-                            nb,
-                            Tr::No,
-                            false,
-                            s.gemm_threads,
-                        );
+                        let fill = |r, out: &mut [T]| im2col_row(&gt, dyn_, oy0, oy1, r, out);
+                        wdx.times_rows(band, pos, nb, fill, false, threads, &mut s.a, &mut s.pb);
                     } else {
                         // dcols [K, band] = W^T dY[:, band], then scattered back onto dx
                         let dcols = sized(&mut s.a, kd * nb);
                         let dy_band = &dyn_[oy0 * g.wo..];
-                        matmul_strided(
-                            dcols,
-                            nb,
-                            kd,
-                            nb,
-                            cout,
-                            weight,
-                            kd,
-                            Tr::Yes,
-                            dy_band,
-                            pos,
-                            Tr::No,
-                            false,
-                            s.gemm_threads,
-                        );
+                        wdx.times(dcols, nb, nb, dy_band, pos, Tr::No, false, threads, &mut s.pb);
                         col2im(g, dcols, oy0, oy1, dxn);
                     }
                 }
             }
         })
     });
+    workers.shared_packed = packed;
     workers.shared = shared;
     for s in &workers.scratch[..workers_used] {
         let (dwt, db) = s.c[..kd * cout + cout].split_at(kd * cout);
@@ -399,6 +383,21 @@ pub fn backward<T: Real>(
             *d += p;
         }
     }
+}
+
+/// dW^T [K, Cout] += cols [K, P] x dY^T [P, Cout] for one band of P positions.
+fn add_weight_grad<T: Real>(
+    precision: Precision,
+    bufs: (&mut Vec<u32>, &mut Vec<u32>),
+    dwt: &mut [T],
+    cout: usize,
+    cols: &[T],
+    dyt: &[T],
+    threads: usize,
+) {
+    let p = dyt.len() / cout;
+    let kd = cols.len() / p;
+    matmul_at(precision, bufs, dwt, cout, kd, cout, p, (cols, p, Tr::No), (dyt, cout, Tr::No), true, threads);
 }
 
 /// wflip[ci, (co*k + ky)*k + kx] = w[co, ci, k-1-ky, k-1-kx]: the kernel of the convolution

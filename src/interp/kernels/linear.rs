@@ -1,18 +1,43 @@
-//! y [N, out] = x [N, in] W^T + b, one GEMM over the whole batch.
+//! y [N, out] = x [N, in] W^T + b, one GEMM over the whole batch (in the workers' precision).
 
-use crate::interp::gemm::{matmul, Tr};
+use crate::interp::gemm::{matmul_at, Tr};
 use crate::interp::real::Real;
+use crate::interp::workspace::Workers;
 
-pub fn forward<T: Real>(batch: usize, fin: usize, fout: usize, x: &[T], w: &[T], b: &[T], y: &mut [T]) {
+#[allow(clippy::too_many_arguments)]
+pub fn forward<T: Real>(
+    workers: &mut Workers<T>,
+    batch: usize,
+    fin: usize,
+    fout: usize,
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    y: &mut [T],
+) {
     for row in y.chunks_exact_mut(fout) {
         row.copy_from_slice(b);
     }
-    matmul(y, batch, fout, fin, x, Tr::No, w, Tr::Yes, true, 1);
+    let (p, s) = (workers.precision, &mut workers.scratch[0]);
+    matmul_at(
+        p,
+        (&mut s.pa, &mut s.pb),
+        y,
+        fout,
+        batch,
+        fout,
+        fin,
+        (x, fin, Tr::No),
+        (w, fin, Tr::Yes),
+        true,
+        1,
+    );
 }
 
 /// Accumulates dW += dY^T X and db += colsum(dY); writes dx = dY W when given.
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: Real>(
+    workers: &mut Workers<T>,
     batch: usize,
     fin: usize,
     fout: usize,
@@ -23,13 +48,16 @@ pub fn backward<T: Real>(
     dw: &mut [T],
     db: &mut [T],
 ) {
-    matmul(dw, fout, fin, batch, dy, Tr::Yes, x, Tr::No, true, 1);
+    let (p, s) = (workers.precision, &mut workers.scratch[0]);
+    let bufs = (&mut s.pa, &mut s.pb);
+    matmul_at(p, bufs, dw, fin, fout, fin, batch, (dy, fout, Tr::Yes), (x, fin, Tr::No), true, 1);
     for row in dy.chunks_exact(fout) {
         for (d, &g) in db.iter_mut().zip(row) {
             *d += g;
         }
     }
     if let Some(dx) = dx {
-        matmul(dx, batch, fin, fout, dy, Tr::No, w, Tr::No, false, 1);
+        let bufs = (&mut s.pa, &mut s.pb);
+        matmul_at(p, bufs, dx, fin, batch, fin, fout, (dy, fout, Tr::No), (w, fin, Tr::No), false, 1);
     }
 }

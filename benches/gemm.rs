@@ -1,0 +1,77 @@
+//! GFLOP/s of the fp32 (`gemm` crate) and bf16 (own AVX512_BF16 kernel) matrix products on a
+//! 2048^3 product and on the conv products of models/unet-rgb32.toml (per image, 32x32 input).
+//! `cargo bench --bench gemm`; medians of repeated runs, on all rayon threads for the big
+//! product and one thread for the per-image conv shapes (the interpreter runs one image per
+//! thread).
+
+use std::time::Instant;
+
+use mdc::interp::bf16::{self, Src};
+use mdc::interp::{matmul_strided, Tr};
+
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[reps / 2]
+}
+
+fn row(name: &str, m: usize, n: usize, k: usize, threads: usize, reps: usize) {
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
+    let mut c = vec![0f32; m * n];
+    let flops = 2.0 * (m * n * k) as f64;
+    let fp32 = median_secs(reps, || {
+        matmul_strided(&mut c, n, m, n, k, &a, k, Tr::No, &b, n, Tr::No, false, threads)
+    });
+    let mut line = format!("{name:<28} {m:>5} {n:>5} {k:>5} {:>9.1}", flops / fp32 / 1e9);
+    if bf16::available() {
+        let (mut pa, mut pb) = (Vec::new(), Vec::new());
+        let (sa, sb) = (Src { data: &a, ld: k, tr: Tr::No }, Src { data: &b, ld: n, tr: Tr::No });
+        let t = median_secs(reps, || {
+            bf16::matmul(&mut c, n, m, n, k, sa, sb, false, threads, (&mut pa, &mut pb))
+        });
+        // the same with A packed once (how the convs use their weights)
+        let packed = bf16::pack_a(m, k, sa, &mut pa);
+        let tb = median_secs(reps, || {
+            let pbk = bf16::pack_b(k, n, sb, &mut pb, threads);
+            bf16::packed_matmul(&mut c, n, &packed, &pbk, false, threads)
+        });
+        line += &format!(" {:>9.1} {:>11.1}", flops / t / 1e9, flops / tb / 1e9);
+    }
+    println!("{line}");
+}
+
+fn main() {
+    let threads = rayon::current_num_threads();
+    println!("threads {threads}, AVX512_BF16 {}", bf16::available());
+    println!(
+        "{:<28} {:>5} {:>5} {:>5} {:>9} {:>9} {:>11}",
+        "GFLOP/s", "m", "n", "k", "fp32", "bf16", "bf16 A-pre"
+    );
+    row("2048^3 (all threads)", 2048, 2048, 2048, threads, 5);
+    // forward: Cout x positions x Cin*9 (one image)
+    for (name, cout, pos, kd) in [
+        ("fwd 64<-32 @32x32", 64, 1024, 288),
+        ("fwd 64<-64 @32x32", 64, 1024, 576),
+        ("fwd 128<-128 @16x16", 128, 256, 1152),
+        ("fwd 128<-256 @8x8", 128, 64, 2304),
+        ("fwd 32<-128 @32x32", 32, 1024, 1152),
+    ] {
+        row(name, cout, pos, kd, 1, 21);
+    }
+    // weight gradient dW^T = cols x dY^T: Cin*9 x Cout x positions
+    for (name, kd, cout, pos) in [
+        ("dW 64<-64 @32x32", 576, 64, 1024),
+        ("dW 128<-128 @16x16", 1152, 128, 256),
+        ("dW 32<-128 @32x32", 1152, 32, 1024),
+    ] {
+        row(name, kd, cout, pos, 1, 21);
+    }
+}
