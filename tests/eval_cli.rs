@@ -1,7 +1,7 @@
 //! `mdc eval` from the command line: the three kinds of SAMPLES (a grid PNG as mdc writes it, a
 //! folder, an IDX file) read to the same images, JSON output, and clear errors for bad input.
 
-mod onnx_common;
+use crate::onnx_common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! calibration says real digits score, noise scores like noise, training images are copies of
 //! themselves; and the Fashion-MNIST classifier the same way.
 
-mod onnx_common;
+use crate::onnx_common;
 
 use mdc::data::{DataSource, Dataset};
 use mdc::eval::builtin::{self, BuiltinClassifier};

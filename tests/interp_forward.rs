@@ -1,8 +1,8 @@
 //! Forward semantics against naive reference loops written straight from the op docs, parameter
 //! counts, batch independence, and the clear error for a checkpoint of another model.
 
+use crate::common;
 use mdc::graph::blocks::{self, mini_unet};
-mod common;
 
 use common::graph_of;
 use mdc::graph::Graph;

@@ -5,8 +5,8 @@
 //! and rounding error ~1e-16 * |L| / h ~ 1e-10 for the losses here, so analytic and numeric
 //! derivatives must agree to 1e-6 relative; a wrong term in any backward is off by far more.
 
+use crate::common;
 use mdc::graph::blocks::{self, mini_unet};
-mod common;
 
 use common::graph_of;
 use mdc::graph::Graph;

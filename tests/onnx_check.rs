@@ -2,7 +2,7 @@
 //! through scripts/onnx_check.py. Needs python3 with the `onnx` package: without it the test
 //! fails when CI is set and is skipped with a notice otherwise.
 
-mod onnx_common;
+use crate::onnx_common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! What `mdc export onnx` writes (structure, names, metadata, dynamic dims) and what it refuses.
 //! These read the file with mdc's own ONNX types; they need no onnxruntime.
 
-mod onnx_common;
+use crate::onnx_common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Each primitive op's ONNX lowering, run in onnxruntime, against a naive reference loop written
 //! here from the op's documented semantics. These localise a lowering bug to one op.
 
-mod onnx_common;
+use crate::onnx_common;
 
 use mdc::graph::{Graph, GraphBuilder};
 

@@ -2,7 +2,7 @@
 //! with freshly initialised and with trained-like weights, at batch sizes 1, 3 and 8, gives the
 //! same predicted noise in onnxruntime as in mdc's interpreter (max abs difference <= 1e-4).
 
-mod onnx_common;
+use crate::onnx_common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! OrtDenoiser behaviour around the model: metadata, input checks, CUDA refusal.
 
-mod onnx_common;
+use crate::onnx_common;
 
 use mdc::runtime::{Device, OrtDenoiser};
 use ndarray::Array1;

@@ -2,7 +2,7 @@
 //! .onnx file alone (schedule and image size from its metadata) gives the same images as the
 //! interpreter with the same weights.
 
-mod onnx_common;
+use crate::onnx_common;
 
 use std::time::Instant;
 
