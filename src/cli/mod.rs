@@ -28,9 +28,10 @@ pub enum Command {
     Check(check::Args),
     /// Write a model's block graph as Graphviz DOT (and SVG when `dot` is installed).
     Graph(graph::Args),
+    // Boxed: its many settings make it much larger than the other commands' arguments.
     /// Train a model with DDPM on the built-in digits, an IDX file or a folder of images.
-    Train(train::Args),
-    /// Generate images from a trained checkpoint (DDPM or DDIM), as a PNG grid.
+    Train(Box<train::Args>),
+    /// Generate images from a trained checkpoint (DDPM, DDIM or DPM-Solver++), as a PNG grid.
     Sample(sample::Args),
     /// Export a model and its weights: `mdc export onnx MODEL.toml --weights CKPT -o model.onnx`.
     Export(export::Args),

@@ -62,6 +62,15 @@ pub struct Args {
     /// DDIM eta for the final sample grid (1: stochastic, 0: deterministic).
     #[arg(long)]
     pub sample_eta: Option<f64>,
+    /// Sampler for the final grid: ddpm, ddim or dpmpp2m.
+    #[arg(long)]
+    pub sampler: Option<String>,
+    /// Steps between preview grids from the EMA weights, in <out>/samples/ (0: none).
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    /// Min-SNR-gamma loss weighting (0: off, plain MSE).
+    #[arg(long)]
+    pub min_snr_gamma: Option<f64>,
     /// Any training setting as KEY=VALUE in TOML syntax (e.g. --set weight_decay=0.01); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -96,14 +105,16 @@ impl Args {
         int("checkpoint_every", self.checkpoint_every);
         int("samples", self.samples);
         int("sample_steps", self.sample_steps);
+        int("sample_every", self.sample_every);
         let floats = [
             ("lr", self.lr),
             ("clip_grad", self.clip_grad),
             ("ema_decay", self.ema_decay),
             ("sample_eta", self.sample_eta),
+            ("min_snr_gamma", self.min_snr_gamma),
         ];
         out.extend(floats.into_iter().filter_map(|(k, v)| v.map(|v| (k.into(), toml::Value::Float(v)))));
-        let strings = [("schedule", &self.schedule), ("data", &self.data)];
+        let strings = [("schedule", &self.schedule), ("data", &self.data), ("sampler", &self.sampler)];
         out.extend(
             strings
                 .into_iter()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::ScheduleKind;
+use crate::diffusion::{SamplerKind, ScheduleKind};
 
 /// Steps of the default recipe. Sized so `mdc train models/unet.toml` finishes in about 10-15
 /// minutes on a 2-core laptop CPU (measured: ~0.8-1.0 s per step of 64 images when the cores are
@@ -66,6 +66,16 @@ pub struct TrainConfig {
     /// DDIM eta for that grid: 1 adds fresh noise each step as DDPM does, which gives short-trained
     /// models clean backgrounds; 0 is deterministic.
     pub sample_eta: f64,
+    /// Sampler of the final grid (checkpoints from before this setting used DDIM).
+    #[serde(default = "SamplerKind::ddim")]
+    pub sampler: SamplerKind,
+    /// Steps between preview grids from the EMA weights (`samples/step-NNNNNN.png`); 0 = none.
+    #[serde(default)]
+    pub sample_every: u64,
+    /// Min-SNR-gamma loss weighting (Hang et al. 2023): each image's loss is scaled by
+    /// min(SNR_t, gamma) / SNR_t, so the many easy low-noise timesteps stop dominating; 0 = off.
+    #[serde(default)]
+    pub min_snr_gamma: f64,
 }
 
 impl Default for TrainConfig {
@@ -88,6 +98,9 @@ impl Default for TrainConfig {
             samples: 36,
             sample_steps: 100,
             sample_eta: 1.0,
+            sampler: SamplerKind::Ddim,
+            sample_every: 100,
+            min_snr_gamma: 0.0,
         }
     }
 }
@@ -111,6 +124,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("samples", "images in the final sample grid, 0 = none"),
     ("sample_steps", "DDIM steps for the final grid, 0 = DDPM over all T"),
     ("sample_eta", "DDIM eta for the final grid: 1 stochastic, 0 deterministic"),
+    ("sampler", "sampler for the grids: \"ddpm\", \"ddim\" or \"dpmpp2m\""),
+    ("sample_every", "steps between preview grids in samples/, 0 = none"),
+    ("min_snr_gamma", "min-SNR-gamma loss weighting, 0 = off"),
 ];
 
 /// Settings that decide what a resumed run computes; they must not change on `--resume`.
@@ -127,6 +143,7 @@ pub const RECIPE_KEYS: &[&str] = &[
     "timesteps",
     "seed",
     "data",
+    "min_snr_gamma",
 ];
 
 /// A recipe plus where each value came from.
@@ -188,6 +205,13 @@ impl Recipe {
                 }
                 c.sample_eta = eta
             }
+            "sampler" => {
+                let s = string(key, value)?;
+                c.sampler = SamplerKind::parse(&s)
+                    .ok_or_else(|| format!("`{key}`: expected {}, found \"{s}\"", SamplerKind::NAMES))?
+            }
+            "sample_every" => c.sample_every = int(key, value)?,
+            "min_snr_gamma" => c.min_snr_gamma = non_negative_float(key, value)?,
             _ => unreachable!("every key in KEYS is handled"),
         }
         self.origins.insert(name, origin);
@@ -233,15 +257,11 @@ impl Recipe {
             ("data", c.data.clone()),
             ("checkpoint_every", c.checkpoint_every.to_string()),
             ("samples", c.samples.to_string()),
-            (
-                "sample_steps",
-                if c.sample_steps == 0 {
-                    "DDPM, all timesteps".into()
-                } else {
-                    format!("DDIM, {}", c.sample_steps)
-                },
-            ),
+            ("sample_steps", c.sample_steps.to_string()),
             ("sample_eta", c.sample_eta.to_string()),
+            ("sampler", c.final_sampler().to_string()),
+            ("sample_every", if c.sample_every > 0 { c.sample_every.to_string() } else { "off".into() }),
+            ("min_snr_gamma", if c.min_snr_gamma > 0.0 { c.min_snr_gamma.to_string() } else { "off".into() }),
         ]
         .into_iter()
         .collect();
@@ -273,6 +293,12 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+
+    /// The final grid's sampler: `sample_steps` = 0 means DDPM over every timestep.
+    pub fn final_sampler(&self) -> crate::diffusion::Sampler {
+        let kind = if self.sample_steps == 0 { SamplerKind::Ddpm } else { self.sampler };
+        kind.with_steps(self.sample_steps, self.sample_eta as f32)
     }
 
     pub fn warmup_steps(&self) -> u64 {
