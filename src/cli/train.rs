@@ -17,7 +17,7 @@ use crate::train::{
 pub struct Args {
     /// The model file (e.g. models/unet.toml); its `[train]` section may set any training setting.
     pub model: PathBuf,
-    /// Training images: `builtin` (1000 MNIST digits), an IDX file (.gz or raw) or a folder of PNG/JPEG.
+    /// Training images: `builtin` (MNIST digits, see --builtin-digits), an IDX file (.gz or raw) or a folder of PNG/JPEG.
     #[arg(long)]
     pub data: Option<String>,
     /// Output folder for the checkpoint, loss log, loss plot and samples [default: runs/<model name>].
@@ -71,6 +71,9 @@ pub struct Args {
     /// Min-SNR-gamma loss weighting (0: off, plain MSE).
     #[arg(long)]
     pub min_snr_gamma: Option<f64>,
+    /// How many of the 5000 built-in digits `--data builtin` trains on.
+    #[arg(long)]
+    pub builtin_digits: Option<u64>,
     /// Any training setting as KEY=VALUE in TOML syntax (e.g. --set weight_decay=0.01); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -106,6 +109,7 @@ impl Args {
         int("samples", self.samples);
         int("sample_steps", self.sample_steps);
         int("sample_every", self.sample_every);
+        int("builtin_digits", self.builtin_digits);
         let floats = [
             ("lr", self.lr),
             ("clip_grad", self.clip_grad),
@@ -210,7 +214,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
 
     let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
-    let dataset = Dataset::load(&DataSource::parse(&cfg.data), (h, w))?;
+    let source = DataSource::parse(&cfg.data);
+    let mut dataset = Dataset::load(&source, (h, w))?;
+    if source == DataSource::Builtin {
+        dataset = dataset.first(cfg.builtin_digits);
+    }
     dataset.check_fits([c, h, w], &model_name)?;
 
     println!(

@@ -76,6 +76,14 @@ pub struct TrainConfig {
     /// min(SNR_t, gamma) / SNR_t, so the many easy low-noise timesteps stop dominating; 0 = off.
     #[serde(default)]
     pub min_snr_gamma: f64,
+    /// How many of the built-in digits `data = "builtin"` trains on (checkpoints from before
+    /// this setting used the first 1000).
+    #[serde(default = "old_builtin_digits")]
+    pub builtin_digits: usize,
+}
+
+fn old_builtin_digits() -> usize {
+    1000
 }
 
 impl Default for TrainConfig {
@@ -101,6 +109,7 @@ impl Default for TrainConfig {
             sampler: SamplerKind::Ddim,
             sample_every: 100,
             min_snr_gamma: 0.0,
+            builtin_digits: crate::data::BUILTIN_DIGITS,
         }
     }
 }
@@ -127,6 +136,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("sampler", "sampler for the grids: \"ddpm\", \"ddim\" or \"dpmpp2m\""),
     ("sample_every", "steps between preview grids in samples/, 0 = none"),
     ("min_snr_gamma", "min-SNR-gamma loss weighting, 0 = off"),
+    ("builtin_digits", "how many built-in MNIST digits data = \"builtin\" uses"),
 ];
 
 /// Settings that decide what a resumed run computes; they must not change on `--resume`.
@@ -144,6 +154,7 @@ pub const RECIPE_KEYS: &[&str] = &[
     "seed",
     "data",
     "min_snr_gamma",
+    "builtin_digits",
 ];
 
 /// A recipe plus where each value came from.
@@ -212,6 +223,7 @@ impl Recipe {
             }
             "sample_every" => c.sample_every = int(key, value)?,
             "min_snr_gamma" => c.min_snr_gamma = non_negative_float(key, value)?,
+            "builtin_digits" => c.builtin_digits = ranged_int(key, value)? as usize,
             _ => unreachable!("every key in KEYS is handled"),
         }
         self.origins.insert(name, origin);
@@ -262,6 +274,7 @@ impl Recipe {
             ("sampler", c.final_sampler().to_string()),
             ("sample_every", if c.sample_every > 0 { c.sample_every.to_string() } else { "off".into() }),
             ("min_snr_gamma", if c.min_snr_gamma > 0.0 { c.min_snr_gamma.to_string() } else { "off".into() }),
+            ("builtin_digits", c.builtin_digits.to_string()),
         ]
         .into_iter()
         .collect();
@@ -285,6 +298,7 @@ impl TrainConfig {
             ("timesteps", self.timesteps as u64),
             ("samples", self.samples as u64),
             ("checkpoint_every", self.checkpoint_every),
+            ("builtin_digits", self.builtin_digits as u64),
         ];
         for (key, value) in values {
             let &(_, lo, hi) = INT_RANGES.iter().find(|(k, _, _)| *k == key).expect("key has a range");
@@ -370,6 +384,7 @@ const INT_RANGES: &[(&str, u64, u64)] = &[
     ("timesteps", 1, 100_000),
     ("samples", 0, 4096),
     ("checkpoint_every", 1, u64::MAX),
+    ("builtin_digits", 1, crate::data::BUILTIN_DIGITS as u64),
 ];
 
 fn expected_range(lo: u64, hi: u64) -> String {
@@ -503,6 +518,19 @@ mod tests {
             assert!(e.starts_with(&format!("`{key}`: expected")), "{e}");
         }
         assert_eq!(TrainConfig::default().check_ranges(), Ok(()));
+    }
+
+    #[test]
+    fn recipes_from_older_checkpoints_keep_their_old_meaning() {
+        let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+        for key in ["sampler", "sample_every", "min_snr_gamma", "builtin_digits"] {
+            old.as_object_mut().unwrap().remove(key).expect("the key is serialised");
+        }
+        let c: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (c.sampler, c.sample_every, c.min_snr_gamma, c.builtin_digits),
+            (SamplerKind::Ddim, 0, 0.0, 1000)
+        );
     }
 
     #[test]
