@@ -7,7 +7,7 @@ use image::{ImageBuffer, ImageFormat, Luma, Rgb};
 use ndarray::{Array4, ArrayView3, Axis};
 
 /// Grey pixels between tiles of a grid.
-const BORDER: u8 = 64;
+pub const BORDER: u8 = 64;
 
 /// How to lay images out in a grid.
 #[derive(Debug, Clone, Copy)]

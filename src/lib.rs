@@ -12,6 +12,7 @@ pub mod cli;
 pub mod data;
 pub mod diffusion;
 pub mod dsl;
+pub mod eval;
 pub mod fsutil;
 pub mod graph;
 pub mod image_io;

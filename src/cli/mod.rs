@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod eval;
 pub mod export;
 pub mod graph;
 pub mod sample;
@@ -37,6 +38,8 @@ pub enum Command {
     Export(export::Args),
     /// Time the interpreter: forward and training-step medians, images/s, GFLOP/s, peak memory.
     Bench(bench::Args),
+    /// Score generated images: recognised by a classifier, class histogram, Fréchet distance, near-copies.
+    Eval(eval::Args),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -47,6 +50,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Sample(args) => sample::run(args),
         Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
 

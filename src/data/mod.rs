@@ -88,6 +88,11 @@ impl Dataset {
         }
     }
 
+    /// IDX image bytes, gzipped or raw, held in memory; `origin` names them in messages.
+    pub fn from_idx_bytes(bytes: &[u8], origin: &str) -> Result<Dataset, DataError> {
+        Ok(Dataset { images: idx::parse(bytes, origin)?, origin: origin.to_string() })
+    }
+
     /// An IDX image file, gzipped or raw (told apart by content, not by name).
     pub fn load_idx(path: &Path) -> Result<Dataset, DataError> {
         let origin = path.display().to_string();

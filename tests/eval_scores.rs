@@ -1,0 +1,79 @@
+//! `mdc eval`'s scores on images whose answer is known: real held-out digits score like the
+//! calibration says real digits score, noise scores like noise, training images are copies of
+//! themselves.
+
+mod onnx_common;
+
+use mdc::data::{DataSource, Dataset};
+use mdc::eval::builtin::{self, BuiltinClassifier};
+use mdc::eval::classifier::Classifier;
+use mdc::eval::{evaluate, Reference, Report};
+use ndarray::{s, Array4, ArrayView4};
+
+fn reference(b: &BuiltinClassifier) -> Reference {
+    let heldout = Dataset::from_idx_bytes(b.heldout, b.what).unwrap();
+    Reference { stats: b.reference_stats().unwrap(), origin: b.name.into(), heldout }
+}
+
+/// The second half of the shipped held-out images: never used for the near-copy threshold.
+fn unseen(r: &Reference, n: usize) -> Array4<f32> {
+    let half = r.heldout.len() / 2;
+    r.heldout.images.slice(s![half..half + n, .., .., ..]).to_owned()
+}
+
+fn score(b: &BuiltinClassifier, images: ArrayView4<f32>, training: Option<&Dataset>) -> Report {
+    let mut classifier = Classifier::from_bytes(b.onnx, b.name).unwrap();
+    evaluate(images, "test images", &mut classifier, &reference(b), training, 1).unwrap()
+}
+
+fn builtin_digits() -> Dataset {
+    Dataset::load(&DataSource::Builtin, (28, 28)).unwrap()
+}
+
+#[test]
+fn real_held_out_digits_score_as_real() {
+    if !onnx_common::onnxruntime_available("real_held_out_digits_score_as_real") {
+        return;
+    }
+    let r = reference(&builtin::MNIST);
+    let train = builtin_digits();
+    let report = score(&builtin::MNIST, unseen(&r, 500).view(), Some(&train));
+    let (s, real, noise) = (&report.scores, &report.calibration.real, &report.calibration.noise);
+    assert!(s.confident_fraction >= 0.9, "{report:#?}");
+    // Unseen real digits are one more draw of real digits: within the draws' spread of the
+    // calibration mean, and far from noise.
+    assert!(s.frechet_distance < 2.0 * real.frechet_distance, "{report:#?}");
+    assert!(noise.frechet_distance > 20.0 * s.frechet_distance, "{report:#?}");
+    assert!(s.near_copy_fraction.unwrap() <= 0.05, "{report:#?}");
+    // Every digit is present in about its share.
+    assert!(report.classes.iter().all(|c| (0.05..=0.16).contains(&c.fraction)), "{:#?}", report.classes);
+    assert_eq!(report.classes.iter().map(|c| c.count).sum::<usize>(), 500);
+}
+
+#[test]
+fn uniform_noise_scores_as_noise() {
+    if !onnx_common::onnxruntime_available("uniform_noise_scores_as_noise") {
+        return;
+    }
+    let mut rng = mdc::rng::Rng::new(7);
+    let noise = Array4::from_shape_fn([256, 1, 28, 28], |_| rng.uniform_range(-1.0, 1.0) as f32);
+    let report = score(&builtin::MNIST, noise.view(), None);
+    let (s, real) = (&report.scores, &report.calibration.real);
+    assert!(real.confident_fraction >= 0.9, "{report:#?}");
+    assert!(s.frechet_distance > 20.0 * real.frechet_distance, "{report:#?}");
+    assert!(s.near_copy_fraction.is_none() && report.near_copies.is_none());
+}
+
+#[test]
+fn training_images_are_near_copies_of_themselves() {
+    if !onnx_common::onnxruntime_available("training_images_are_near_copies_of_themselves") {
+        return;
+    }
+    let train = builtin_digits();
+    let report = score(&builtin::MNIST, train.images.slice(s![..300, .., .., ..]), Some(&train));
+    assert_eq!(report.scores.near_copy_fraction, Some(1.0), "{report:#?}");
+    let test = report.near_copies.as_ref().unwrap();
+    assert!(test.threshold_rms > 0.0 && test.training_count == 1000, "{test:#?}");
+    // Real held-out digits fall below the threshold about as often as the percentile says.
+    assert!(report.calibration.real.near_copy_fraction.unwrap() <= 0.05, "{report:#?}");
+}
