@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::diffusion::{SamplerKind, ScheduleKind};
 
-/// Steps of the default recipe. Sized so `mdc train models/unet.toml` finishes in about 10-15
-/// minutes on a 2-core laptop CPU (measured: ~0.8-1.0 s per step of 64 images when the cores are
-/// free); retune here when the interpreter gets faster. 600 steps already give digit-like
-/// strokes; more steps give cleaner digits.
-pub const DEFAULT_STEPS: u64 = 800;
+/// Steps of the default recipe: the wall time of the earlier 800 steps of the 32-64-128-128 U-Net
+/// (about 5.5 min on a free 2-core Zen 5), spent on models/unet.toml's 16-32-64-64 U-Net, whose
+/// steps take 0.32x as long (`mdc bench --train-batch 64`, back to back). docs/recipe.md has the
+/// measurements; retune here when the interpreter gets faster.
+pub const DEFAULT_STEPS: u64 = 2500;
 /// Images per step of the default recipe.
 pub const DEFAULT_BATCH: usize = 64;
 
@@ -91,7 +91,7 @@ impl Default for TrainConfig {
         TrainConfig {
             steps: DEFAULT_STEPS,
             batch: DEFAULT_BATCH,
-            lr: 1e-3,
+            lr: 2e-3,
             warmup: None,
             weight_decay: 0.0,
             adam_beta1: 0.9,
@@ -541,6 +541,6 @@ mod tests {
         b.samples = 4;
         assert!(a.recipe_differences(&b).is_empty());
         b.lr = 0.5;
-        assert_eq!(a.recipe_differences(&b), vec!["lr: 0.001 -> 0.5".to_string()]);
+        assert_eq!(a.recipe_differences(&b), vec!["lr: 0.002 -> 0.5".to_string()]);
     }
 }
