@@ -28,7 +28,7 @@ pub struct Args {
     /// held-out test images].
     #[arg(long, value_name = "IDX|DIR")]
     pub reference: Option<PathBuf>,
-    /// The images the model was trained on, for the near-copy test: `builtin` (mdc's 1000 built-in
+    /// The images the model was trained on, for the near-copy test: `builtin` (mdc's 5000 built-in
     /// digits), an IDX file or a folder [default: builtin with the mnist classifier, else none].
     #[arg(long, value_name = "builtin|IDX|DIR")]
     pub train_set: Option<String>,

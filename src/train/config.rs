@@ -108,7 +108,7 @@ impl Default for TrainConfig {
             sample_eta: 1.0,
             sampler: SamplerKind::Ddim,
             sample_every: 100,
-            min_snr_gamma: 0.0,
+            min_snr_gamma: 5.0,
             builtin_digits: crate::data::BUILTIN_DIGITS,
         }
     }
