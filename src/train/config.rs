@@ -501,7 +501,7 @@ settings! {
         show: |c: &TrainConfig| if c.sample_every > 0 { c.sample_every.to_string() } else { "off".into() },
     }
     min_snr_gamma: f64 {
-        default: 0.0,
+        default: 5.0,
         limits: Limits::above(0.0).or_equal(),
         on_resume: Fixed,
         flag: true,
