@@ -24,11 +24,11 @@ fn check_prints_the_table_and_exits_0() {
     assert!(
         stdout.lines().any(|l| l.starts_with("enc1")
             && l.contains("resblock")
-            && l.contains("[N, 64, 28, 28]")
-            && l.contains("66,048")),
+            && l.contains("[N, 32, 28, 28]")
+            && l.contains("18,688")),
         "{stdout}"
     );
-    assert!(stdout.lines().any(|l| l.starts_with("total") && l.contains("2,396,321")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("total") && l.contains("642,001")), "{stdout}");
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
 
@@ -37,7 +37,7 @@ fn check_takes_several_files() {
     let out = mdc(&["check", "models/unet.toml", "models/unet-rgb32.toml", "models/unet-attn.toml"]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
-    for total in ["2,396,321", "2,397,475", "2,595,233"] {
+    for total in ["642,001", "2,397,475", "2,595,233"] {
         assert!(
             stdout.lines().any(|l| l.starts_with("total") && l.contains(total)),
             "{total} missing:\n{stdout}"
@@ -131,8 +131,8 @@ fn graph_writes_dot_with_shapes_on_edges() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let dot = text(&out.stdout);
     assert!(dot.starts_with("digraph \"mini-unet\" {"), "{dot}");
-    assert!(dot.contains("\"enc1\" -> \"down1\" [label=\"[N, 64, 28, 28]\"];"), "{dot}");
-    assert!(dot.contains("\"enc3\" -> \"cat3\" [label=\"[N, 128, 7, 7]\"];"), "{dot}");
+    assert!(dot.contains("\"enc1\" -> \"down1\" [label=\"[N, 32, 28, 28]\"];"), "{dot}");
+    assert!(dot.contains("\"enc3\" -> \"cat3\" [label=\"[N, 64, 7, 7]\"];"), "{dot}");
     assert!(dot.contains("\"time\" -> \"enc1\" [label=\"[N, 128]\"];"), "{dot}");
     assert!(dot.trim_end().ends_with('}'));
 

@@ -225,7 +225,7 @@ fn three_downsamples_on_28x28_as_in_the_issue() {
     let located = r.located();
     let cat = located.iter().find(|d| d.block == Some("cat3")).expect("an error at cat3");
     assert_eq!(cat.line, 34);
-    assert_eq!(cat.found, Some("`up4` gives [N, 128, 8, 8], `enc3` gives [N, 128, 7, 7]"));
+    assert_eq!(cat.found, Some("`up4` gives [N, 64, 8, 8], `enc3` gives [N, 64, 7, 7]"));
     let input = located.iter().find(|d| d.block == Some("[input]")).expect("an error at [input]");
     assert_eq!(input.line, 16);
     assert!(input.message.contains("28x28 cannot be halved 3 times evenly (28 -> 14 -> 7 -> 4)"));

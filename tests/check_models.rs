@@ -13,9 +13,9 @@ fn path(rel: &str) -> PathBuf {
 #[test]
 fn unet_toml_is_the_mini_unet() {
     let m = model::load(&path("models/unet.toml")).unwrap();
-    let expected = mini_unet(1, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
+    let expected = mini_unet(1, 28, [16, 32, 64, 64], 8, 32, 128).unwrap();
     assert_eq!(m.graph, expected);
-    assert_eq!(m.graph.param_count(), 2_396_321);
+    assert_eq!(m.graph.param_count(), 642_001);
     assert!(m.warnings.is_empty());
     let blocks: Vec<&str> = m.table.iter().map(|r| r.block.as_str()).collect();
     assert_eq!(
@@ -39,7 +39,9 @@ fn unet_attn_adds_three_attention_blocks() {
     let m = model::load(&path("models/unet-attn.toml")).unwrap();
     // GroupNorm(128) + qkv 1x1 conv 128->384 + proj 1x1 conv 128->128, each with bias.
     let attention = 2 * 128 + (128 * 384 + 384) + (128 * 128 + 128);
-    assert_eq!(m.graph.param_count(), 2_396_321 + 3 * attention);
+    let wide = mini_unet(1, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
+    assert_eq!(wide.param_count(), 2_396_321);
+    assert_eq!(m.graph.param_count(), wide.param_count() + 3 * attention);
     assert_eq!(m.graph.output_shape(), m.graph.input_shape());
     let attn: Vec<_> =
         m.table.iter().filter(|r| r.op == "attention").map(|r| (r.block.as_str(), r.shape.clone())).collect();
@@ -56,7 +58,7 @@ fn table_totals_match_the_graph() {
     let act: u64 = m.graph.nodes.iter().map(|n| 4 * n.shape.numel() as u64).sum();
     assert_eq!(t.activation_bytes, act);
     let enc1 = m.table.iter().find(|r| r.block == "enc1").unwrap();
-    assert_eq!(enc1.shape, [64, 28, 28]);
+    assert_eq!(enc1.shape, [32, 28, 28]);
     assert_eq!(enc1.op, "resblock");
 }
 
@@ -89,7 +91,7 @@ fn block_order_in_the_file_does_not_matter() {
     let reversed: Vec<&str> = blocks.lines().rev().collect();
     let shuffled = format!("{head}{}\n", reversed.join("\n"));
     let m = model::from_bytes(Path::new("reversed.toml"), shuffled.as_bytes()).unwrap();
-    let base = mini_unet(1, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
+    let base = mini_unet(1, 28, [16, 32, 64, 64], 8, 32, 128).unwrap();
     assert_eq!(m.graph.param_count(), base.param_count());
     let mut a: Vec<_> = m.graph.nodes.iter().map(|n| (&n.name, &n.shape.0)).collect();
     let mut b: Vec<_> = base.nodes.iter().map(|n| (&n.name, &n.shape.0)).collect();
@@ -108,7 +110,7 @@ fn a_model_error_displays_the_full_report() {
     assert_eq!(e.exit_code(), 1);
     let text = format!("{:#}", anyhow::Error::from(e));
     assert!(
-        text.contains("error: block `enc1`, field `channels`: 64 channels are not divisible into 7 groups"),
+        text.contains("error: block `enc1`, field `channels`: 32 channels are not divisible into 7 groups"),
         "{text}"
     );
     assert!(text.contains("--> models/unet.toml:25:"), "{text}");

@@ -73,7 +73,7 @@ fn training_images_are_near_copies_of_themselves() {
     let report = score(&builtin::MNIST, train.images.slice(s![..300, .., .., ..]), Some(&train));
     assert_eq!(report.scores.near_copy_fraction, Some(1.0), "{report:#?}");
     let test = report.near_copies.as_ref().unwrap();
-    assert!(test.threshold_rms > 0.0 && test.training_count == 1000, "{test:#?}");
+    assert!(test.threshold_rms > 0.0 && test.training_count == mdc::data::BUILTIN_DIGITS, "{test:#?}");
     // Real held-out digits fall below the threshold about as often as the percentile says.
     assert!(report.calibration.real.near_copy_fraction.unwrap() <= 0.05, "{report:#?}");
 }

@@ -130,7 +130,7 @@ fn export_takes_trained_weights_and_refuses_ones_that_do_not_fit() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("does not fit this model") && err.contains("init.weight"), "{err}");
-    assert!(err.contains("expected shape [32, 3, 3, 3], found [32, 1, 3, 3]"), "{err}");
+    assert!(err.contains("expected shape [32, 3, 3, 3], found [16, 1, 3, 3]"), "{err}");
     assert!(!bad_out.exists());
 }
 

@@ -1,5 +1,5 @@
-//! An exported model drives mdc's real samplers through onnxruntime: deterministic DDIM from the
-//! .onnx file alone (schedule and image size from its metadata) gives the same images as the
+//! An exported model drives mdc's real samplers through onnxruntime: deterministic DDIM and
+//! DPM-Solver++ from the .onnx file alone (schedule and image size from its metadata) gives the same images as the
 //! interpreter with the same weights.
 
 use crate::onnx_common;
@@ -12,8 +12,8 @@ use mdc::runtime::{Device, OrtDenoiser};
 use onnx_common::*;
 
 #[test]
-fn ddim_through_onnxruntime_matches_the_interpreter() {
-    if !onnxruntime_available("ddim_through_onnxruntime_matches_the_interpreter") {
+fn samplers_through_onnxruntime_match_the_interpreter() {
+    if !onnxruntime_available("samplers_through_onnxruntime_match_the_interpreter") {
         return;
     }
     let (name, graph) = shipped_models().into_iter().find(|(n, _)| n == "unet.toml").unwrap();
@@ -24,26 +24,21 @@ fn ddim_through_onnxruntime_matches_the_interpreter() {
     let mut ort = OrtDenoiser::open(&path, Device::Cpu).unwrap();
     let schedule = ort.info().schedule.noise_schedule().unwrap();
     let image = ort.info().image();
-    let opts = SampleOptions {
-        count: 3,
-        batch: 2,
-        sampler: Sampler::Ddim { steps: 8, eta: 0.0 },
-        clip_x0: true,
-        seed: 5,
-    };
-    let start = Instant::now();
-    let from_ort = sample(&mut ort, &schedule, image, &opts, &mut |_, _| {}).unwrap();
-    let ort_s = start.elapsed().as_secs_f64();
-
     let mut interp = InterpDenoiser { executor: Executor::new(graph.clone()), params };
-    let from_interp = sample(&mut interp, &schedule, image, &opts, &mut |_, _| {}).unwrap();
-    let diff = max_abs_diff(&from_ort, &from_interp);
-    eprintln!(
-        "DDIM 8 steps, 3 images: max |ort - interp| = {diff:.2e}; onnxruntime {:.1} images/s",
-        3.0 / ort_s
-    );
-    assert!(diff <= 1e-3, "images differ by {diff}");
-    assert!(from_ort.iter().all(|v| v.is_finite()));
+    for sampler in [Sampler::Ddim { steps: 8, eta: 0.0 }, Sampler::DpmSolver2M { steps: 8 }] {
+        let opts = SampleOptions { count: 3, batch: 2, sampler, clip_x0: true, seed: 5 };
+        let start = Instant::now();
+        let from_ort = sample(&mut ort, &schedule, image, &opts, &mut |_, _| {}).unwrap();
+        let ort_s = start.elapsed().as_secs_f64();
+        let from_interp = sample(&mut interp, &schedule, image, &opts, &mut |_, _| {}).unwrap();
+        let diff = max_abs_diff(&from_ort, &from_interp);
+        eprintln!(
+            "{sampler}, 3 images: max |ort - interp| = {diff:.2e}; onnxruntime {:.1} images/s",
+            3.0 / ort_s
+        );
+        assert!(diff <= 1e-3, "{sampler}: images differ by {diff}");
+        assert!(from_ort.iter().all(|v| v.is_finite()));
+    }
 }
 
 /// `mdc sample model.onnx` needs nothing but the .onnx file.
@@ -66,6 +61,9 @@ fn sample_cli_runs_an_exported_model() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let o = mdc(&["--sampler", "dpmpp2m"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("dpm-solver++(2m) (4 steps)"));
 
     // CUDA is used or refused with a reason; it never quietly runs on the CPU.
     let o = mdc(&["--device", "cuda"]);

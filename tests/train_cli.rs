@@ -132,7 +132,7 @@ fn stop_and_resume_matches_an_uninterrupted_run() {
     // A recipe change on resume is refused, naming the setting.
     let r = mdc(&["train", TINY, "--out", s(&parts), "--resume", "--lr", "0.1", "--steps", "9"]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("lr: 0.001 -> 0.1"), "{}", r.stderr);
+    assert!(r.stderr.contains("lr: 0.002 -> 0.1"), "{}", r.stderr);
     let r = mdc(&["train", TINY, "--out", s(&parts), "--resume"]);
     assert!(r.stderr.contains("already completed 6 of 6 steps"), "{}", r.stderr);
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use mdc::data::{DataSource, Dataset};
 
-const MNIST_GZ: &str = "src/data/builtin/mnist-t10k-first1000-images-idx3-ubyte.gz";
+const MNIST_GZ: &str = "src/data/builtin/mnist-digits-5000-idx3-ubyte.gz";
 
 fn raw_mnist() -> Vec<u8> {
     let mut out = Vec::new();
@@ -24,9 +24,10 @@ fn err(path: &Path) -> String {
 }
 
 #[test]
-fn builtin_is_1000_mnist_digits_in_minus_one_to_one() {
+fn builtin_is_5000_mnist_digits_in_minus_one_to_one() {
     let d = Dataset::load(&DataSource::Builtin, (28, 28)).unwrap();
-    assert_eq!(d.images.shape(), &[1000, 1, 28, 28]);
+    assert_eq!(d.images.shape(), &[mdc::data::BUILTIN_DIGITS, 1, 28, 28]);
+    assert_eq!(d.clone().first(1000).images.shape(), &[1000, 1, 28, 28]);
     let (min, max) = d.images.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     assert_eq!((min, max), (-1.0, 1.0));
     // MNIST is mostly black background: the mean pixel is dark.
@@ -53,7 +54,7 @@ fn corrupt_idx_files_say_what_is_wrong() {
 
     let p = write(dir.path(), "truncated", &raw[..raw.len() - 100]);
     let e = err(&p);
-    assert!(e.contains("truncated") && e.contains("1000 images of 28x28") && e.contains("truncated"), "{e}");
+    assert!(e.contains("truncated") && e.contains("5000 images of 28x28") && e.contains("truncated"), "{e}");
     assert!(e.starts_with(&p.display().to_string()), "{e}");
 
     let mut bad = raw.clone();

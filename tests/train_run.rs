@@ -65,10 +65,29 @@ fn loss_falls_and_outputs_are_written() {
     let mut cfg = config(60);
     cfg.samples = 4;
     cfg.sample_steps = 10;
+    cfg.sample_every = 25;
     let out = train(job(&g, dir.path(), cfg, squares())).unwrap();
     assert_eq!((out.first_step, out.last_step), (1, 60));
     let l = losses(dir.path());
     assert_eq!(l.len(), 60);
+    // Preview grids mid-run (the last step has the final grid instead).
+    let previews: Vec<String> = std::fs::read_dir(dir.path().join("samples"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(previews, ["step-000025.png", "step-000050.png"]);
+    assert!(image::open(dir.path().join("samples/step-000025.png")).unwrap().width() >= 4 * 8);
+    // The loss per timestep quarter: every quarter is seen over 60 batches of 8, and the
+    // cleanest quarter's noise is the hardest to predict.
+    let rows = read_loss_log(&dir.path().join("loss.csv")).unwrap();
+    let mean_q = |q: usize| {
+        let v: Vec<f64> = rows[30..].iter().filter_map(|r| r.quarters[q]).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(rows.iter().all(|r| r.quarters.iter().any(Option::is_some)));
+    assert!(mean_q(0) > mean_q(3), "q1 {} q4 {}", mean_q(0), mean_q(3));
     let first: f64 = l[..10].iter().map(|p| p.1).sum::<f64>() / 10.0;
     let last: f64 = l[50..].iter().map(|p| p.1).sum::<f64>() / 10.0;
     assert!(last < 0.7 * first, "loss should fall: first 10 steps {first}, last 10 {last}");

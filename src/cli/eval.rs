@@ -28,8 +28,8 @@ pub struct Args {
     /// held-out test images].
     #[arg(long, value_name = "IDX|DIR")]
     pub reference: Option<PathBuf>,
-    /// The images the model was trained on, for the near-copy test: `builtin` (mdc's 1000 built-in
-    /// digits), an IDX file or a folder [default: builtin with the mnist classifier, else none].
+    /// The images the model was trained on, for the near-copy test: `builtin` (mdc's 5000 built-in
+    /// digits, a superset of what any `builtin_digits` trained on), an IDX file or a folder [default: builtin with the mnist classifier, else none].
     #[arg(long, value_name = "builtin|IDX|DIR")]
     pub train_set: Option<String>,
     /// Seed of the calibration draws and noise.

@@ -31,7 +31,7 @@ pub enum Command {
     Graph(graph::Args),
     /// Train a model with DDPM on the built-in digits, an IDX file or a folder of images.
     Train(train::Args),
-    /// Generate images from a trained checkpoint (DDPM or DDIM), as a PNG grid.
+    /// Generate images from a trained checkpoint (DDPM, DDIM or DPM-Solver++), as a PNG grid.
     Sample(sample::Args),
     /// Export a model and its weights: `mdc export onnx MODEL.toml --weights CKPT -o model.onnx`.
     Export(export::Args),

@@ -196,7 +196,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
 
     let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
-    let dataset = Dataset::load(&DataSource::parse(&cfg.data), (h, w))?;
+    let source = DataSource::parse(&cfg.data);
+    let mut dataset = Dataset::load(&source, (h, w))?;
+    if source == DataSource::Builtin {
+        dataset = dataset.first(cfg.builtin_digits);
+    }
     dataset.check_fits([c, h, w], &model_name)?;
 
     println!(

@@ -8,7 +8,7 @@ mod schedule;
 
 pub use interp_denoiser::InterpDenoiser;
 pub use progress::{sample_images, sample_with_progress};
-pub use sampler::{sample, SampleOptions, Sampler};
+pub use sampler::{sample, SampleOptions, Sampler, SamplerKind};
 pub use schedule::{NoiseSchedule, ScheduleKind};
 
 use ndarray::Array4;

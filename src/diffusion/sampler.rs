@@ -1,5 +1,6 @@
-//! Reverse-process samplers: DDPM ancestral sampling over every step, and DDIM over a subset of
-//! steps with a stochasticity knob `eta` (0: deterministic, 1: DDPM-like).
+//! Reverse-process samplers: DDPM ancestral sampling over every step, DDIM over a subset of
+//! steps with a stochasticity knob `eta` (0: deterministic, 1: DDPM-like), and DPM-Solver++(2M),
+//! a deterministic second-order multistep solver of the probability-flow ODE.
 
 use anyhow::{bail, Context};
 use ndarray::{s, Array4, Axis, Zip};
@@ -14,6 +15,11 @@ pub enum Sampler {
     Ddpm,
     /// Song et al.: `steps` evenly spaced steps ending at t = T-1; `eta` scales the noise.
     Ddim { steps: usize, eta: f32 },
+    /// Lu et al. 2022, DPM-Solver++(2M): the same timesteps as DDIM; each step extrapolates the
+    /// predicted clean image linearly in log-SNR from the last two predictions. The first step
+    /// (no history yet) and the last (to the clean image, where log-SNR is infinite) are first
+    /// order, i.e. DDIM steps with eta 0.
+    DpmSolver2M { steps: usize },
 }
 
 impl std::fmt::Display for Sampler {
@@ -21,6 +27,46 @@ impl std::fmt::Display for Sampler {
         match self {
             Sampler::Ddpm => write!(f, "ddpm (all steps)"),
             Sampler::Ddim { steps, eta } => write!(f, "ddim ({steps} steps, eta {eta})"),
+            Sampler::DpmSolver2M { steps } => write!(f, "dpm-solver++(2m) ({steps} steps)"),
+        }
+    }
+}
+
+/// A sampler by name, without its step count (what the training recipe stores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    Ddpm,
+    Ddim,
+    Dpmpp2m,
+}
+
+impl SamplerKind {
+    pub const NAMES: &'static str = "\"ddpm\", \"ddim\" or \"dpmpp2m\"";
+
+    /// What recipes from before the `sampler` setting used.
+    pub fn ddim() -> SamplerKind {
+        SamplerKind::Ddim
+    }
+
+    pub fn parse(s: &str) -> Option<SamplerKind> {
+        [SamplerKind::Ddpm, SamplerKind::Ddim, SamplerKind::Dpmpp2m].into_iter().find(|k| k.name() == s)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerKind::Ddpm => "ddpm",
+            SamplerKind::Ddim => "ddim",
+            SamplerKind::Dpmpp2m => "dpmpp2m",
+        }
+    }
+
+    /// The sampler with `steps` steps (DDPM always visits every timestep) and DDIM's `eta`.
+    pub fn with_steps(self, steps: usize, eta: f32) -> Sampler {
+        match self {
+            SamplerKind::Ddpm => Sampler::Ddpm,
+            SamplerKind::Ddim => Sampler::Ddim { steps, eta },
+            SamplerKind::Dpmpp2m => Sampler::DpmSolver2M { steps },
         }
     }
 }
@@ -39,20 +85,23 @@ pub struct SampleOptions {
 
 /// The timesteps a sampler visits, from noisiest to cleanest.
 fn timesteps(sampler: Sampler, t_count: usize) -> anyhow::Result<Vec<usize>> {
-    match sampler {
-        Sampler::Ddpm => Ok((0..t_count).rev().collect()),
+    let steps = match sampler {
+        Sampler::Ddpm => return Ok((0..t_count).rev().collect()),
         Sampler::Ddim { steps, eta } => {
-            if steps == 0 || steps > t_count {
-                bail!("DDIM needs between 1 and {t_count} steps (the schedule's T), found {steps}");
-            }
             if !(0.0..=1.0).contains(&eta) {
                 bail!("DDIM eta must be between 0 and 1, found {eta}");
             }
-            // Evenly spaced and ending at T-1 ("trailing" spacing), so the first step starts
-            // from the pure noise the sampler is given.
-            Ok((0..steps).rev().map(|i| ((i + 1) * t_count).div_ceil(steps) - 1).collect())
+            steps
         }
+        Sampler::DpmSolver2M { steps } => steps,
+    };
+    if steps == 0 || steps > t_count {
+        bail!("{sampler} needs between 1 and {t_count} steps (the schedule's T), found {steps}");
     }
+    // Evenly spaced and ending at T-1 ("trailing" spacing), so the first step starts from the
+    // pure noise the sampler is given; the last step goes from T/steps - 1 to alpha_bar = 1.
+    // ("Leading" spacing, 0, T/steps, ..., would start at T - T/steps from noise meant for T-1.)
+    Ok((0..steps).rev().map(|i| ((i + 1) * t_count).div_ceil(steps) - 1).collect())
 }
 
 /// Draws `opts.count` images of shape `image` = [C, H, W]. Image i's noise comes from its own
@@ -78,6 +127,7 @@ pub fn sample(
             .map(|i| Rng::new(opts.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
             .collect();
         let mut x = draw_noise(&mut rngs, [c, h, w]);
+        let mut history = None;
         for (k, &t) in ts.iter().enumerate() {
             let prev = ts.get(k + 1).copied();
             let tv = vec![t as f32; end - start];
@@ -92,7 +142,11 @@ pub fn sample(
             } else {
                 None
             };
-            x = step(opts.sampler, schedule, t, prev, &x, &eps, z.as_ref(), opts.clip_x0);
+            let (x0, eps) = predictions(schedule, t, &x, &eps, opts.clip_x0);
+            x = match opts.sampler {
+                Sampler::DpmSolver2M { .. } => dpm_solver_step(schedule, t, prev, &x, x0, &mut history),
+                _ => step(opts.sampler, schedule, t, prev, &x, &x0, &eps, z.as_ref()),
+            };
             calls += 1;
             progress(calls, total_calls);
         }
@@ -120,10 +174,37 @@ fn step_noise_scale(sampler: Sampler, s: &NoiseSchedule, t: usize, prev: Option<
         Sampler::Ddim { eta, .. } => {
             eta as f64 * ((1.0 - ab_prev) / (1.0 - ab)).sqrt() * (1.0 - ab / ab_prev).max(0.0).sqrt()
         }
+        Sampler::DpmSolver2M { .. } => 0.0,
     }
 }
 
-/// One reverse step from x_t to x_prev given the predicted noise `eps` and fresh noise `z`.
+/// The clean image x0_hat = (x_t - sqrt(1 - abar) eps_hat) / sqrt(abar) and the noise estimate,
+/// with x0_hat clamped to [-1, 1] when asked and the noise estimate made consistent with it.
+fn predictions(
+    s: &NoiseSchedule,
+    t: usize,
+    x: &Array4<f32>,
+    eps: &Array4<f32>,
+    clip_x0: bool,
+) -> (Array4<f32>, Array4<f32>) {
+    let ab = s.alpha_bar(Some(t));
+    let (sqrt_ab, sqrt_1m_ab) = (ab.sqrt(), (1.0 - ab).sqrt());
+    let mut x0 = Array4::zeros(x.raw_dim());
+    let mut e_out = eps.clone();
+    Zip::from(&mut x0).and(&mut e_out).and(x).for_each(|x0, e, &xv| {
+        let (xv, ev) = (xv as f64, *e as f64);
+        let mut v = (xv - sqrt_1m_ab * ev) / sqrt_ab;
+        if clip_x0 {
+            v = v.clamp(-1.0, 1.0);
+            *e = ((xv - sqrt_ab * v) / sqrt_1m_ab) as f32;
+        }
+        *x0 = v as f32;
+    });
+    (x0, e_out)
+}
+
+/// One DDPM or DDIM step from x_t to x_prev given the predicted clean image and noise and fresh
+/// noise `z`.
 #[allow(clippy::too_many_arguments)]
 fn step(
     sampler: Sampler,
@@ -131,37 +212,73 @@ fn step(
     t: usize,
     prev: Option<usize>,
     x: &Array4<f32>,
+    x0: &Array4<f32>,
     eps: &Array4<f32>,
     z: Option<&Array4<f32>>,
-    clip_x0: bool,
 ) -> Array4<f32> {
     let (ab, ab_prev) = (s.alpha_bar(Some(t)), s.alpha_bar(prev));
     let sigma = step_noise_scale(sampler, s, t, prev);
-    let (sqrt_ab, sqrt_1m_ab) = (ab.sqrt(), (1.0 - ab).sqrt());
     // Coefficients of x_prev = cx0 * x0_hat + c_other * (x_t or eps_hat) + sigma * z, in f64.
     let (cx0, cother) = match sampler {
         Sampler::Ddpm => {
             let alpha = 1.0 - s.betas[t];
             (s.betas[t] * ab_prev.sqrt() / (1.0 - ab), (1.0 - ab_prev) * alpha.sqrt() / (1.0 - ab))
         }
-        Sampler::Ddim { .. } => (ab_prev.sqrt(), (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt()),
+        _ => (ab_prev.sqrt(), (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt()),
     };
-    let ddpm = matches!(sampler, Sampler::Ddpm);
+    let other = if matches!(sampler, Sampler::Ddpm) { x } else { eps };
     let mut out = Array4::zeros(x.raw_dim());
-    Zip::from(&mut out).and(x).and(eps).for_each(|o, &xv, &ev| {
-        let (xv, ev) = (xv as f64, ev as f64);
-        let mut x0 = (xv - sqrt_1m_ab * ev) / sqrt_ab;
-        let mut e = ev;
-        if clip_x0 {
-            x0 = x0.clamp(-1.0, 1.0);
-            // Keep the noise estimate consistent with the clamped x0.
-            e = (xv - sqrt_ab * x0) / sqrt_1m_ab;
-        }
-        *o = (cx0 * x0 + cother * if ddpm { xv } else { e }) as f32;
+    Zip::from(&mut out).and(x0).and(other).for_each(|o, &x0, &ov| {
+        *o = (cx0 * x0 as f64 + cother * ov as f64) as f32;
     });
     if let Some(z) = z {
         Zip::from(&mut out).and(z).for_each(|o, &zv| *o += (sigma * zv as f64) as f32);
     }
+    out
+}
+
+/// Half the log signal-to-noise ratio, lambda = log(alpha / sigma), at alpha_bar `ab`.
+fn half_log_snr(ab: f64) -> f64 {
+    0.5 * (ab / (1.0 - ab)).ln()
+}
+
+/// One DPM-Solver++(2M) step from `t` to `prev` given the (clamped) predicted clean image `x0`.
+/// `history` holds the previous step's x0 and lambda and is updated. With h = lambda_prev -
+/// lambda_t, x_prev = (sigma_prev / sigma_t) x_t + alpha_prev (1 - e^-h) D, where D is x0 (first
+/// order) or x0 + (x0 - x0_old) / (2 r), r = h_old / h (the derivative in lambda, from the last
+/// two predictions).
+fn dpm_solver_step(
+    s: &NoiseSchedule,
+    t: usize,
+    prev: Option<usize>,
+    x: &Array4<f32>,
+    x0: Array4<f32>,
+    history: &mut Option<(Array4<f32>, f64)>,
+) -> Array4<f32> {
+    let ab = s.alpha_bar(Some(t));
+    let lambda = half_log_snr(ab);
+    let Some(prev) = prev else {
+        // The last step lands on alpha_bar = 1, sigma = 0: x_prev is the predicted clean image.
+        return x0;
+    };
+    let ab_prev = s.alpha_bar(Some(prev));
+    let h = half_log_snr(ab_prev) - lambda;
+    let c_x = ((1.0 - ab_prev) / (1.0 - ab)).sqrt();
+    let c_d = ab_prev.sqrt() * -(-h).exp_m1();
+    let mut out = Array4::zeros(x.raw_dim());
+    match history.as_ref() {
+        None => Zip::from(&mut out).and(x).and(&x0).for_each(|o, &xv, &d| {
+            *o = (c_x * xv as f64 + c_d * d as f64) as f32;
+        }),
+        Some((x0_old, lambda_old)) => {
+            let k = h / (2.0 * (lambda - lambda_old));
+            Zip::from(&mut out).and(x).and(&x0).and(x0_old).for_each(|o, &xv, &d, &d_old| {
+                let d = d as f64 + k * (d as f64 - d_old as f64);
+                *o = (c_x * xv as f64 + c_d * d) as f32;
+            });
+        }
+    }
+    *history = Some((x0, lambda));
     out
 }
 
@@ -179,6 +296,10 @@ mod tests {
         assert!(timesteps(Sampler::Ddim { steps: 0, eta: 0.0 }, 10).is_err());
         assert!(timesteps(Sampler::Ddim { steps: 11, eta: 0.0 }, 10).is_err());
         assert!(timesteps(Sampler::Ddim { steps: 5, eta: 1.5 }, 10).is_err());
+        let dpm = timesteps(Sampler::DpmSolver2M { steps: 4 }, 1000).unwrap();
+        assert_eq!(dpm, vec![999, 749, 499, 249]);
+        assert!(timesteps(Sampler::DpmSolver2M { steps: 0 }, 10).is_err());
+        assert!(timesteps(Sampler::DpmSolver2M { steps: 11 }, 10).is_err());
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub struct BuiltinClassifier {
     pub onnx: &'static [u8],
     /// safetensors: `mean` [D] and `cov` [D, D], f64, metadata `count`.
     pub train_features: &'static [u8],
-    /// Gzipped IDX: test images never trained on (not the first 1000, mdc's built-in training digits).
+    /// Gzipped IDX: test images never trained on (test images 1000-3999: not among mdc's built-in
+    /// training digits, which are test images 0-999 and training images 0-3999).
     pub heldout: &'static [u8],
 }
 

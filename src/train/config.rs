@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::ScheduleKind;
+use crate::diffusion::{SamplerKind, ScheduleKind};
 use crate::interp::bf16::Precision;
 
-/// Steps of the default recipe. Sized so `mdc train models/unet.toml` finishes in about 10-15
-/// minutes on a 2-core laptop CPU (measured: ~0.8-1.0 s per step of 64 images when the cores are
-/// free); retune here when the interpreter gets faster. 600 steps already give digit-like
-/// strokes; more steps give cleaner digits.
-pub const DEFAULT_STEPS: u64 = 800;
+/// Steps of the default recipe: the wall time of the earlier 800 steps of the 32-64-128-128 U-Net
+/// (about 5.5 min on a free 2-core Zen 5), spent on models/unet.toml's 16-32-64-64 U-Net, whose
+/// steps take 0.32x as long (`mdc bench --train-batch 64`, back to back). docs/recipe.md has the
+/// measurements; retune here when the interpreter gets faster.
+pub const DEFAULT_STEPS: u64 = 2500;
 /// Images per step of the default recipe.
 pub const DEFAULT_BATCH: usize = 64;
 
@@ -258,6 +258,16 @@ impl Choice for Precision {
     }
 }
 
+impl Choice for SamplerKind {
+    const NAMES: &'static str = SamplerKind::NAMES;
+    fn all() -> &'static [Self] {
+        &[SamplerKind::Ddpm, SamplerKind::Ddim, SamplerKind::Dpmpp2m]
+    }
+    fn name(self) -> &'static str {
+        SamplerKind::name(self)
+    }
+}
+
 impl Choice for ScheduleKind {
     const NAMES: &'static str = "\"linear\" or \"cosine\"";
     fn all() -> &'static [Self] {
@@ -269,8 +279,9 @@ impl Choice for ScheduleKind {
 }
 
 /// Declares every training setting once: the [`TrainConfig`] field, its default, its limits,
-/// whether a resumed run may change it, whether it has a command-line flag, one line of docs
-/// and (optionally) how `mdc train` shows its value. Parsing (`[train]`, `--set`, the flags),
+/// whether a resumed run may change it, whether it has a command-line flag, one line of docs,
+/// (optionally) the `legacy` value a checkpoint from before the setting existed meant, and
+/// (optionally) how `mdc train` shows its value. Parsing (`[train]`, `--set`, the flags),
 /// range checks, did-you-mean, the printed settings and the README table all read the result.
 macro_rules! settings {
     ($(
@@ -280,12 +291,15 @@ macro_rules! settings {
             on_resume: $resume:ident,
             flag: $flag:expr,
             doc: $doc:literal
+            $(, legacy: $legacy:expr)?
             $(, show: $show:expr)? $(,)?
         }
     )*) => {
         /// The training recipe; see [`SETTINGS`] for each field's meaning and limits.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields, default)]
+        // A checkpoint's recipe lacking a key was written before that setting existed: it gets
+        // the setting's `legacy` value (what such runs did), else its default.
+        #[serde(deny_unknown_fields, default = "TrainConfig::legacy")]
         pub struct TrainConfig {
             $(#[doc = $doc] pub $name: $ty,)*
         }
@@ -293,6 +307,17 @@ macro_rules! settings {
         impl Default for TrainConfig {
             fn default() -> Self {
                 TrainConfig { $($name: $default,)* }
+            }
+        }
+
+        impl TrainConfig {
+            /// The defaults, except that each setting with a `legacy` value has that: what a
+            /// checkpoint's recipe meant for the settings it lacks.
+            pub fn legacy() -> Self {
+                #[allow(unused_mut)]
+                let mut c = TrainConfig::default();
+                $($(c.$name = $legacy;)?)*
+                c
             }
         }
 
@@ -363,7 +388,7 @@ settings! {
         doc: "images per step",
     }
     lr: f64 {
-        default: 1e-3,
+        default: 2e-3,
         limits: Limits::above(0.0),
         on_resume: Fixed,
         flag: true,
@@ -440,7 +465,7 @@ settings! {
         limits: Limits::Any,
         on_resume: Fixed,
         flag: true,
-        doc: "training images: `builtin` (1000 MNIST digits), an IDX file (.gz or raw) or a folder of PNG/JPEG",
+        doc: "training images: `builtin` (MNIST digits, see `builtin_digits`), an IDX file (.gz or raw) or a folder of PNG/JPEG",
     }
     checkpoint_every: u64 {
         default: 100,
@@ -461,11 +486,7 @@ settings! {
         limits: Limits::int(0, u64::MAX),
         on_resume: MayChange,
         flag: true,
-        doc: "DDIM steps for the final sample grid (0: DDPM over all timesteps)",
-        show: |c: &TrainConfig| match c.sample_steps {
-            0 => "DDPM, all timesteps".to_string(),
-            n => format!("DDIM, {n}"),
-        },
+        doc: "steps of the final sample grid's sampler (0: DDPM over all timesteps, whatever `sampler` says)",
     }
     sample_eta: f64 {
         default: 1.0,
@@ -482,6 +503,44 @@ settings! {
         flag: true,
         doc: "arithmetic of the conv and linear products: bf16 operands with fp32 accumulation (needs AVX512_BF16; \
               where the CPU lacks it the default falls back to fp32 with a note), or fp32",
+        legacy: Precision::Fp32,
+    }
+    sampler: SamplerKind {
+        default: SamplerKind::Ddim,
+        limits: Limits::Any,
+        on_resume: MayChange,
+        flag: true,
+        doc: "sampler of the preview and final grids (`dpmpp2m`: DPM-Solver++(2M), deterministic, good in 10-25 steps)",
+        legacy: SamplerKind::Ddim,
+        show: |c: &TrainConfig| c.final_sampler().to_string(),
+    }
+    sample_every: u64 {
+        default: 100,
+        limits: Limits::int(0, u64::MAX),
+        on_resume: MayChange,
+        flag: true,
+        doc: "steps between preview grids from the EMA weights, in <out>/samples/ (0: none)",
+        legacy: 0,
+        show: |c: &TrainConfig| if c.sample_every > 0 { c.sample_every.to_string() } else { "off".into() },
+    }
+    min_snr_gamma: f64 {
+        default: 5.0,
+        limits: Limits::above(0.0).or_equal(),
+        on_resume: Fixed,
+        flag: true,
+        doc: "min-SNR-gamma loss weighting (Hang et al. 2023): each image's loss is scaled by \
+              min(SNR_t, gamma) / SNR_t, so the many easy low-noise timesteps stop dominating (0: off, plain MSE)",
+        legacy: 0.0,
+        show: |c: &TrainConfig| if c.min_snr_gamma > 0.0 { c.min_snr_gamma.to_string() } else { "off".into() },
+    }
+    builtin_digits: usize {
+        default: crate::data::BUILTIN_DIGITS,
+        limits: Limits::int(1, crate::data::BUILTIN_DIGITS as u64),
+        on_resume: Fixed,
+        flag: true,
+        doc: "how many of the built-in MNIST digits `data = \"builtin\"` trains on (the first 1000 are \
+              the built-in set of earlier versions)",
+        legacy: 1000,
     }
 }
 
@@ -573,6 +632,12 @@ impl Recipe {
 }
 
 impl TrainConfig {
+    /// The final grid's sampler: `sample_steps` = 0 means DDPM over every timestep.
+    pub fn final_sampler(&self) -> crate::diffusion::Sampler {
+        let kind = if self.sample_steps == 0 { SamplerKind::Ddpm } else { self.sampler };
+        kind.with_steps(self.sample_steps, self.sample_eta as f32)
+    }
+
     pub fn warmup_steps(&self) -> u64 {
         self.warmup.unwrap_or(self.steps / 20)
     }
@@ -751,6 +816,19 @@ mod tests {
     }
 
     #[test]
+    fn recipes_from_older_checkpoints_keep_their_old_meaning() {
+        let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+        for key in ["sampler", "sample_every", "min_snr_gamma", "builtin_digits"] {
+            old.as_object_mut().unwrap().remove(key).expect("the key is serialised");
+        }
+        let c: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (c.sampler, c.sample_every, c.min_snr_gamma, c.builtin_digits),
+            (SamplerKind::Ddim, 0, 0.0, 1000)
+        );
+    }
+
+    #[test]
     fn recipe_differences_name_the_changed_keys_only() {
         let a = TrainConfig::default();
         let mut b = a.clone();
@@ -758,6 +836,6 @@ mod tests {
         b.samples = 4;
         assert!(a.recipe_differences(&b).is_empty());
         b.lr = 0.5;
-        assert_eq!(a.recipe_differences(&b), vec!["lr: 0.001 -> 0.5".to_string()]);
+        assert_eq!(a.recipe_differences(&b), vec!["lr: 0.002 -> 0.5".to_string()]);
     }
 }

@@ -1,7 +1,7 @@
 //! Everything that changes while training runs - exactly what a checkpoint stores - and one
 //! training step on it.
 
-use ndarray::{Array1, Array4, Zip};
+use ndarray::{Array1, Array4, Axis, Zip};
 
 use super::{learning_rate, update_ema, Checkpoint, TrainConfig};
 use crate::data::{DataOrder, Dataset};
@@ -28,6 +28,9 @@ pub struct StepStats {
     pub loss: f64,
     pub lr: f64,
     pub grad_norm: f64,
+    /// Unweighted MSE of the images whose timestep fell in each quarter of [0, T), noisiest last
+    /// (None when the batch had none there): shows which noise levels the model has learned.
+    pub quarters: [Option<f64>; 4],
 }
 
 /// A step whose loss or gradient norm was not finite; the state was left as it was before it.
@@ -109,7 +112,9 @@ impl TrainState {
         let xt = schedule.add_noise(x0.view(), noise.view(), &t);
         let tf = Array1::from_iter(t.iter().map(|&v| v as f32));
         let pred = exec.forward_train(&self.params, xt.view(), tf.view());
-        let (loss, dy) = mse_and_grad(&pred, &noise);
+        let weights: Vec<f64> = t.iter().map(|&ti| loss_weight(schedule, ti, cfg.min_snr_gamma)).collect();
+        let (loss, per_image, dy) = mse_and_grad(&pred, &noise, &weights);
+        let quarters = quarter_means(&t, &per_image, cfg.timesteps);
         if !loss.is_finite() {
             return Err(NonFinite { what: "loss", value: loss, lr });
         }
@@ -122,22 +127,61 @@ impl TrainState {
         self.opt.step(&mut self.params, grads, lr as f32);
         update_ema(&mut self.ema, &self.params, cfg.ema_decay, step);
         self.step = step;
-        Ok(StepStats { loss, lr, grad_norm })
+        Ok(StepStats { loss, lr, grad_norm, quarters })
     }
 }
 
-/// Mean squared error between predicted and true noise, and its gradient w.r.t. the prediction.
-pub fn mse_and_grad(pred: &Array4<f32>, target: &Array4<f32>) -> (f64, Array4<f32>) {
-    let n = pred.len() as f64;
-    let mut sum = 0.0f64;
+/// The weight of an image's loss at timestep `t`: 1, or with min-SNR-gamma weighting (for
+/// noise prediction) min(SNR, gamma) / SNR, SNR = alpha_bar / (1 - alpha_bar).
+pub fn loss_weight(schedule: &NoiseSchedule, t: usize, min_snr_gamma: f64) -> f64 {
+    if min_snr_gamma <= 0.0 {
+        return 1.0;
+    }
+    let ab = schedule.alpha_bar(Some(t));
+    let snr = ab / (1.0 - ab);
+    snr.min(min_snr_gamma) / snr
+}
+
+/// The weighted mean over images of each image's mean squared error between prediction and
+/// target (image i weighted by `weights[i]`), each image's unweighted MSE, and the gradient of the
+/// weighted mean w.r.t. the prediction.
+pub fn mse_and_grad(
+    pred: &Array4<f32>,
+    target: &Array4<f32>,
+    weights: &[f64],
+) -> (f64, Vec<f64>, Array4<f32>) {
+    let images = pred.len_of(Axis(0));
+    assert_eq!(weights.len(), images, "one weight per image");
+    let per_image_len = (pred.len() / images.max(1)) as f64;
     let mut dy = Array4::zeros(pred.raw_dim());
-    let scale = (2.0 / n) as f32;
-    Zip::from(&mut dy).and(pred).and(target).for_each(|d, &p, &t| {
-        let e = p - t;
-        sum += (e as f64) * (e as f64);
-        *d = scale * e;
-    });
-    (sum / n, dy)
+    let mut per_image = Vec::with_capacity(images);
+    let mut loss = 0.0f64;
+    for (i, &w) in weights.iter().enumerate() {
+        let scale = (2.0 * w / pred.len() as f64) as f32;
+        let mut sum = 0.0f64;
+        Zip::from(dy.index_axis_mut(Axis(0), i))
+            .and(pred.index_axis(Axis(0), i))
+            .and(target.index_axis(Axis(0), i))
+            .for_each(|d, &p, &t| {
+                let e = p - t;
+                sum += (e as f64) * (e as f64);
+                *d = scale * e;
+            });
+        per_image.push(sum / per_image_len);
+        loss += w * sum;
+    }
+    (loss / pred.len() as f64, per_image, dy)
+}
+
+/// The mean of `values` per quarter of the timestep range [0, `t_count`).
+fn quarter_means(t: &[usize], values: &[f64], t_count: usize) -> [Option<f64>; 4] {
+    let mut sums = [(0.0, 0usize); 4];
+    for (&ti, &v) in t.iter().zip(values) {
+        let q = (ti * 4 / t_count).min(3);
+        sums[q].0 += v;
+        sums[q].1 += 1;
+    }
+    sums.map(|(sum, n)| (n > 0).then(|| sum / n as f64))
 }
 
 #[cfg(test)]
@@ -148,12 +192,32 @@ mod tests {
     fn mse_gradient_matches_finite_differences() {
         let pred = Array4::from_shape_fn([2, 1, 2, 2], |(n, _, y, x)| (n + 2 * y + x) as f32 * 0.3 - 0.5);
         let target = Array4::from_shape_fn([2, 1, 2, 2], |(n, _, y, x)| (n * x + y) as f32 * 0.2);
-        let (loss, dy) = mse_and_grad(&pred, &target);
-        let mut p2 = pred.clone();
+        let weights = [0.7, 2.5];
+        let (loss, per_image, dy) = mse_and_grad(&pred, &target, &weights);
+        let want = (0.7 * per_image[0] + 2.5 * per_image[1]) / 2.0;
+        assert!((loss - want).abs() < 1e-12, "{loss} vs {want}");
         let h = 1e-3f32;
-        p2[[1, 0, 1, 0]] += h;
-        let (l2, _) = mse_and_grad(&p2, &target);
-        let fd = (l2 - loss) / h as f64;
-        assert!((fd - dy[[1, 0, 1, 0]] as f64).abs() < 1e-3, "{fd} vs {}", dy[[1, 0, 1, 0]]);
+        for at in [[0, 0, 1, 1], [1, 0, 1, 0]] {
+            let mut p2 = pred.clone();
+            p2[at] += h;
+            let (l2, _, _) = mse_and_grad(&p2, &target, &weights);
+            let fd = (l2 - loss) / h as f64;
+            assert!((fd - dy[at] as f64).abs() < 2e-3, "{at:?}: {fd} vs {}", dy[at]);
+        }
+    }
+
+    #[test]
+    fn min_snr_weights_cap_the_easy_timesteps_only() {
+        let s = NoiseSchedule::new(crate::diffusion::ScheduleKind::Linear, 1000);
+        assert_eq!(loss_weight(&s, 10, 0.0), 1.0);
+        // SNR falls with t: near t = 0 it is huge and the weight is gamma / SNR; where the SNR is
+        // below gamma the weight is 1.
+        let snr = |t: usize| s.alphas_cumprod[t] / (1.0 - s.alphas_cumprod[t]);
+        assert!((loss_weight(&s, 10, 5.0) - 5.0 / snr(10)).abs() < 1e-12);
+        assert_eq!(loss_weight(&s, 900, 5.0), 1.0);
+        assert_eq!(
+            quarter_means(&[0, 999, 260, 250], &[1.0, 2.0, 3.0, 5.0], 1000),
+            [Some(1.0), Some(4.0), None, Some(2.0)]
+        );
     }
 }
