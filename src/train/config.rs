@@ -631,6 +631,7 @@ impl TrainConfig {
 /// The README's table of `[train]` settings, generated from [`SETTINGS`].
 pub fn settings_markdown() -> String {
     let defaults = TrainConfig::default();
+    let legacy = TrainConfig::legacy();
     let mut out =
         String::from("| setting | type | default | allowed | what it is |\n|---|---|---|---|---|\n");
     for s in SETTINGS {
@@ -639,8 +640,14 @@ pub fn settings_markdown() -> String {
             l => l.expected(),
         };
         let flag = if s.flag { format!(" (`--{}`)", s.name.replace('_', "-")) } else { String::new() };
+        let old = legacy.value_text(s.name);
+        let old = if old == defaults.value_text(s.name) {
+            String::new()
+        } else {
+            format!(" (checkpoints from before this setting: {old})")
+        };
         out.push_str(&format!(
-            "| `{}`{flag} | {} | {} | {allowed} | {} |\n",
+            "| `{}`{flag} | {} | {} | {allowed} | {}{old} |\n",
             s.name,
             s.type_name,
             defaults.value_text(s.name),
@@ -752,6 +759,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("| `warmup` (`--warmup`) | integer | auto |"), "{t}");
+        assert!(t.contains("(0: off, plain MSE) (checkpoints from before this setting: 0) |"), "{t}");
     }
 
     #[test]
