@@ -44,11 +44,6 @@ pub enum SamplerKind {
 impl SamplerKind {
     pub const NAMES: &'static str = "\"ddpm\", \"ddim\" or \"dpmpp2m\"";
 
-    /// What recipes from before the `sampler` setting used.
-    pub fn ddim() -> SamplerKind {
-        SamplerKind::Ddim
-    }
-
     pub fn parse(s: &str) -> Option<SamplerKind> {
         [SamplerKind::Ddpm, SamplerKind::Ddim, SamplerKind::Dpmpp2m].into_iter().find(|k| k.name() == s)
     }

@@ -510,7 +510,8 @@ settings! {
         limits: Limits::Any,
         on_resume: MayChange,
         flag: true,
-        doc: "sampler of the preview and final grids (`dpmpp2m`: DPM-Solver++(2M), deterministic, good in 10-25 steps)",
+        doc: "sampler of the final sample grid (`dpmpp2m`: DPM-Solver++(2M), deterministic, good in 10-25 steps; \
+              the preview grids always use it, 10 steps)",
         legacy: SamplerKind::Ddim,
         show: |c: &TrainConfig| c.final_sampler().to_string(),
     }
@@ -653,6 +654,7 @@ impl TrainConfig {
 /// The README's table of `[train]` settings, generated from [`SETTINGS`].
 pub fn settings_markdown() -> String {
     let defaults = TrainConfig::default();
+    let legacy = TrainConfig::legacy();
     let mut out =
         String::from("| setting | type | default | allowed | what it is |\n|---|---|---|---|---|\n");
     for s in SETTINGS {
@@ -661,8 +663,14 @@ pub fn settings_markdown() -> String {
             l => l.expected(),
         };
         let flag = if s.flag { format!(" (`--{}`)", s.name.replace('_', "-")) } else { String::new() };
+        let old = legacy.value_text(s.name);
+        let old = if old == defaults.value_text(s.name) {
+            String::new()
+        } else {
+            format!(" (checkpoints from before this setting: {old})")
+        };
         out.push_str(&format!(
-            "| `{}`{flag} | {} | {} | {allowed} | {} |\n",
+            "| `{}`{flag} | {} | {} | {allowed} | {}{old} |\n",
             s.name,
             s.type_name,
             defaults.value_text(s.name),
@@ -774,6 +782,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("| `warmup` (`--warmup`) | integer | auto |"), "{t}");
+        assert!(t.contains("(0: off, plain MSE) (checkpoints from before this setting: 0) |"), "{t}");
     }
 
     #[test]
@@ -826,6 +835,32 @@ mod tests {
             (c.sampler, c.sample_every, c.min_snr_gamma, c.builtin_digits),
             (SamplerKind::Ddim, 0, 0.0, 1000)
         );
+        // The other settings are read as written, and the legacy values differ from the defaults.
+        assert_eq!(
+            c,
+            TrainConfig {
+                min_snr_gamma: 0.0,
+                sample_every: 0,
+                builtin_digits: 1000,
+                ..TrainConfig::default()
+            }
+        );
+        assert_eq!(TrainConfig::legacy(), c);
+
+        // A recipe JSON from before these settings, as an older mdc wrote it.
+        let json = r#"{"steps":800,"batch":64,"lr":0.001,"warmup":null,"weight_decay":0.0,
+            "adam_beta1":0.9,"adam_beta2":0.999,"clip_grad":1.0,"ema_decay":0.999,"schedule":"linear",
+            "timesteps":1000,"seed":0,"data":"builtin","checkpoint_every":100,"samples":36,
+            "sample_steps":100,"sample_eta":1.0}"#;
+        let c: TrainConfig = serde_json::from_str(json).unwrap();
+        assert_eq!((c.steps, c.lr, c.min_snr_gamma, c.builtin_digits), (800, 1e-3, 0.0, 1000));
+        assert_eq!((c.sampler, c.sample_every), (SamplerKind::Ddim, 0));
+        assert_eq!(c.check_ranges(), Ok(()));
+
+        // A current recipe round-trips unchanged (a present key is never replaced by its legacy value).
+        let now = TrainConfig::default();
+        let back: TrainConfig = serde_json::from_value(serde_json::to_value(&now).unwrap()).unwrap();
+        assert_eq!(back, now);
     }
 
     #[test]
