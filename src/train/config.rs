@@ -827,7 +827,7 @@ mod tests {
     #[test]
     fn recipes_from_older_checkpoints_keep_their_old_meaning() {
         let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
-        for key in ["sampler", "sample_every", "min_snr_gamma", "builtin_digits"] {
+        for key in ["precision", "sampler", "sample_every", "min_snr_gamma", "builtin_digits"] {
             old.as_object_mut().unwrap().remove(key).expect("the key is serialised");
         }
         let c: TrainConfig = serde_json::from_value(old).unwrap();
@@ -839,6 +839,7 @@ mod tests {
         assert_eq!(
             c,
             TrainConfig {
+                precision: Precision::Fp32,
                 min_snr_gamma: 0.0,
                 sample_every: 0,
                 builtin_digits: 1000,
@@ -854,7 +855,7 @@ mod tests {
             "sample_steps":100,"sample_eta":1.0}"#;
         let c: TrainConfig = serde_json::from_str(json).unwrap();
         assert_eq!((c.steps, c.lr, c.min_snr_gamma, c.builtin_digits), (800, 1e-3, 0.0, 1000));
-        assert_eq!((c.sampler, c.sample_every), (SamplerKind::Ddim, 0));
+        assert_eq!((c.sampler, c.sample_every, c.precision), (SamplerKind::Ddim, 0, Precision::Fp32));
         assert_eq!(c.check_ranges(), Ok(()));
 
         // A current recipe round-trips unchanged (a present key is never replaced by its legacy value).
