@@ -11,7 +11,7 @@ use mdc::graph::blocks::{self, mini_unet};
 use common::graph_of;
 use mdc::graph::Graph;
 use mdc::interp::{Engine, Executor};
-use mdc::ops::{Add, AddChannelBias, Attention, Concat, Linear, Silu, UpsampleNearest};
+use mdc::ops::{Add, AddChannelBias, Attention, Concat, ConvTranspose2d, Linear, Silu, UpsampleNearest};
 use mdc::params::Params;
 use mdc::rng::Rng;
 use ndarray::{Array1, Array4};
@@ -116,6 +116,42 @@ fn conv_gradients_for_strides_paddings_and_kernels() {
         let n = check_graph(g, 2, 12, 10 + i as u64);
         assert!(n > 20, "case {i}: compared {n}");
     }
+}
+
+/// Transposed convs: (in, out, kernel, stride, padding, h, w). Strides 1 and 2, paddings 0 and 1
+/// (and one larger than the kernel, which crops), kernels 1 to 4, non-square inputs, a same-size
+/// case and channels that widen and narrow.
+#[test]
+fn conv_transpose_gradients_for_strides_paddings_and_kernels() {
+    let cases = [
+        (3, 4, 3, 1, 1, 5, 7),
+        (2, 3, 2, 2, 0, 4, 3),
+        (3, 2, 4, 2, 1, 3, 5),
+        (2, 3, 3, 2, 1, 4, 6),
+        (2, 2, 3, 1, 0, 3, 4),
+        (4, 2, 4, 1, 1, 4, 3),
+        (3, 2, 2, 1, 0, 2, 5),
+        (4, 3, 1, 1, 0, 3, 5),
+        (1, 2, 1, 2, 1, 4, 3),
+        (2, 3, 3, 2, 0, 3, 2),
+    ];
+    for (i, &(cin, cout, k, s, p, h, w)) in cases.iter().enumerate() {
+        let g = graph_of(cin, h, w, |b, x, _| {
+            let op =
+                ConvTranspose2d { in_channels: cin, out_channels: cout, kernel: k, stride: s, padding: p };
+            b.add("up", "up", op, &[x]).unwrap()
+        });
+        let n = check_graph(g, 2, 12, 100 + i as u64);
+        assert!(n >= 16, "case {i}: compared {n}");
+    }
+    // between two convs, so its input gradient flows on and its output is read by a conv
+    let g = graph_of(2, 3, 4, |b, x, _| {
+        let c = blocks::conv(b, "a", "a", x, 3, 3, 2, 1).unwrap();
+        let op = ConvTranspose2d { in_channels: 3, out_channels: 2, kernel: 4, stride: 2, padding: 1 };
+        let u = b.add("up", "up", op, &[c]).unwrap();
+        blocks::conv(b, "b", "b", u, 2, 3, 1, 1).unwrap()
+    });
+    check_graph(g, 2, 10, 120);
 }
 
 #[test]

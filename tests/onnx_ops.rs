@@ -5,9 +5,10 @@ use crate::onnx_common;
 
 use mdc::graph::{Graph, GraphBuilder};
 
+use mdc::interp::Executor;
 use mdc::ops::{
-    Add, AddChannelBias, Attention, Concat, Conv2d, GroupNorm, Input, Linear, Silu, Timestep,
-    TimestepEmbedding, UpsampleNearest,
+    Add, AddChannelBias, Attention, Concat, Conv2d, ConvTranspose2d, GroupNorm, Input, Linear, Silu,
+    Timestep, TimestepEmbedding, UpsampleNearest,
 };
 use mdc::params::Params;
 use ndarray::{Array4, ArrayD};
@@ -52,6 +53,37 @@ fn conv_ref(x: &Array4<f32>, w: &ArrayD<f32>, b: &ArrayD<f32>, stride: usize, pa
         }
         acc as f32
     })
+}
+
+/// PyTorch's ConvTranspose2d: every input pixel adds its weight patch [Cout, k, k] at
+/// (iy * stride - pad, ix * stride - pad); weight [Cin, Cout, k, k].
+fn conv_transpose_ref(
+    x: &Array4<f32>,
+    w: &ArrayD<f32>,
+    b: &ArrayD<f32>,
+    stride: usize,
+    pad: usize,
+) -> Array4<f32> {
+    let (n, _, h, wd) = x.dim();
+    let (co, k) = (w.shape()[1], w.shape()[2]);
+    let (oh, ow) = ((h - 1) * stride + k - 2 * pad, (wd - 1) * stride + k - 2 * pad);
+    let mut acc = Array4::from_shape_fn((n, co, oh, ow), |(_, o, _, _)| b[[o]] as f64);
+    for ((b_, c, i, j), &xv) in x.indexed_iter() {
+        for o in 0..co {
+            for ki in 0..k {
+                for kj in 0..k {
+                    let (y, xx) = (
+                        (i * stride + ki) as isize - pad as isize,
+                        (j * stride + kj) as isize - pad as isize,
+                    );
+                    if y >= 0 && xx >= 0 && (y as usize) < oh && (xx as usize) < ow {
+                        acc[[b_, o, y as usize, xx as usize]] += w[[c, o, ki, kj]] as f64 * xv as f64;
+                    }
+                }
+            }
+        }
+    }
+    acc.mapv(|v| v as f32)
 }
 
 fn group_norm_ref(x: &Array4<f32>, groups: usize, eps: f32, w: &ArrayD<f32>, b: &ArrayD<f32>) -> Array4<f32> {
@@ -141,6 +173,39 @@ fn conv2d_with_stride_and_padding() {
         let xs = random_images(2, 3, h, w, 1);
         let expected = conv_ref(&xs, param(&p, "blk.conv.weight"), param(&p, "blk.conv.bias"), stride, pad);
         check(&format!("conv_k{k}_s{stride}_p{pad}"), &g, &p, &xs, &[1.0, 2.0], &expected);
+    }
+}
+
+/// The interpreter's forward and onnxruntime's ConvTranspose against the reference loop:
+/// strides 1 and 2, paddings 0 and 1, kernels 2 to 4, non-square inputs.
+#[test]
+fn conv_transpose_with_stride_and_padding() {
+    let cases = [
+        (4, 2, 1, 3, 5),
+        (2, 2, 0, 4, 3),
+        (3, 2, 1, 4, 6),
+        (3, 1, 1, 5, 4),
+        (3, 1, 0, 2, 3),
+        (4, 1, 1, 3, 3),
+    ];
+    let ort = onnxruntime_available("conv_transpose_with_stride_and_padding");
+    for (k, stride, pad, h, w) in cases {
+        let mut b = GraphBuilder::new();
+        let x = input(&mut b, 3, h, w);
+        let op = ConvTranspose2d { in_channels: 3, out_channels: 4, kernel: k, stride, padding: pad };
+        let y = b.add("blk.up", "blk", op, &[x]).unwrap();
+        let g = b.finish(y);
+        let p = random_params(&g, 8);
+        let xs = random_images(2, 3, h, w, 2);
+        let expected =
+            conv_transpose_ref(&xs, param(&p, "blk.up.weight"), param(&p, "blk.up.bias"), stride, pad);
+        let t = [1.0, 2.0];
+        let interp = Executor::new(g.clone()).forward(&p, xs.view(), ndarray::ArrayView1::from(&t[..]));
+        let diff = max_abs_diff(&interp, &expected);
+        assert!(diff <= TOL, "k{k} s{stride} p{pad}: the interpreter differs from the reference by {diff}");
+        if ort {
+            check(&format!("conv_transpose_k{k}_s{stride}_p{pad}"), &g, &p, &xs, &t, &expected);
+        }
     }
 }
 

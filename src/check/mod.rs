@@ -22,7 +22,7 @@ use petgraph::Direction;
 use crate::dsl::diag::suggestion;
 use crate::dsl::{self, BlockDecl, BlockOp, Diagnostic, ModelFile, OpKind, Val};
 use crate::graph::{blocks, Graph, GraphBuilder, NodeError, NodeId, Shape};
-use crate::ops::{Add, Concat, Input, Linear, Param, Rank, ShapeError, Silu, Timestep};
+use crate::ops::{Add, Concat, ConvTranspose2d, Input, Linear, Param, Rank, ShapeError, Silu, Timestep};
 
 pub use table::{BlockRow, Totals};
 
@@ -456,6 +456,14 @@ impl<'f> Build<'f> {
                     self.note_resizing_conv(name, ins[0], id, k, s, p);
                 }
                 id
+            }
+            BlockOp::ConvTranspose { channels, kernel, stride, padding } => {
+                // An input that is not an image is refused by the op's own rule.
+                let in_channels = b.shape(ins[0]).channels().unwrap_or(0);
+                let (out_channels, kernel, stride, padding) =
+                    (channels.value, kernel.value, stride.value, padding.value);
+                let op = ConvTranspose2d { in_channels, out_channels, kernel, stride, padding };
+                b.add(name, name, op, &[ins[0]])
             }
             BlockOp::GroupNorm { groups } => blocks::group_norm(b, name, name, ins[0], groups.value),
             BlockOp::Silu => b.add(name, name, Silu, &[ins[0]]),
@@ -921,6 +929,7 @@ impl<'a> BlockParams<'a> {
             }
             // conv `channels` is the output count; no group or head rule reads it
             BlockOp::Conv { .. }
+            | BlockOp::ConvTranspose { .. }
             | BlockOp::Silu
             | BlockOp::Linear { .. }
             | BlockOp::Downsample

@@ -172,6 +172,13 @@ blocks! {
         stride: int(1, MAX_KERNEL) = Int(1), "step between kernel positions";
         padding: int(0, MAX_KERNEL) = Int(0), "zeros added on each side; `(kernel - 1) / 2` keeps the size";
     }
+    ConvTranspose "conv_transpose", inputs (1, 1),
+        "2-D transposed convolution with bias (PyTorch's ConvTranspose2d): size (H - 1) * stride - 2 * padding + kernel" {
+        channels: int(1, MAX_CHANNELS) = Required, "output channels";
+        kernel: int(1, MAX_KERNEL) = Required, "kernel size (square)";
+        stride: int(1, MAX_KERNEL) = Int(1), "upsampling factor; kernel 4, stride 2, padding 1 doubles the size";
+        padding: int(0, MAX_KERNEL) = Int(0), "rows and columns cropped from each side of the output";
+    }
     GroupNorm "group_norm", inputs (1, 1), "GroupNorm, affine" {
         groups: int(1, MAX_CHANNELS) = Var("groups"), "groups the channels are normalised in";
     }

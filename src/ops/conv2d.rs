@@ -47,28 +47,12 @@ impl PrimitiveOp for Conv2d {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        let fan_in = self.in_channels * self.kernel * self.kernel;
-        vec![
-            ParamSpec {
-                name: "weight",
-                shape: vec![self.out_channels, self.in_channels, self.kernel, self.kernel],
-                init: Init::KaimingUniform { fan_in },
-            },
-            ParamSpec { name: "bias", shape: vec![self.out_channels], init: Init::BiasUniform { fan_in } },
-        ]
+        let weight = [self.out_channels, self.in_channels, self.kernel, self.kernel];
+        conv_params(weight, self.out_channels, self.in_channels * self.kernel * self.kernel)
     }
 
     fn infer_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError> {
-        arity(inputs, 1)?;
-        let (c, h, w) = image(inputs, 0)?;
-        if c != self.in_channels {
-            return Err(ShapeError::ChannelMismatch { input: 0, expected: self.in_channels, found: c });
-        }
-        for (param, value) in [(Param::Kernel, self.kernel), (Param::Stride, self.stride)] {
-            if value == 0 {
-                return Err(ShapeError::OutOfRange { param, value, expected: "at least 1" });
-            }
-        }
+        let (h, w) = conv_input(inputs, self.in_channels, self.kernel, self.stride)?;
         let out = |n: usize| (n + 2 * self.padding).checked_sub(self.kernel).map(|v| v / self.stride + 1);
         match (out(h), out(w)) {
             (Some(oh), Some(ow)) => Ok(Shape::image(self.out_channels, oh, ow)),
@@ -106,21 +90,69 @@ impl PrimitiveOp for Conv2d {
     }
 
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        let w = cx.weight(node, "weight", &[self.out_channels, self.in_channels, self.kernel, self.kernel]);
-        let bias = cx.weight(node, "bias", &[self.out_channels]);
-        let (k, s, p) = (self.kernel as i64, self.stride as i64, self.padding as i64);
-        cx.b.node(
-            "Conv",
-            &node.name,
-            &[ins[0], &w, &bias],
-            &[out],
-            vec![
-                attribute("kernel_shape", Attr::Ints(&[k, k])),
-                attribute("strides", Attr::Ints(&[s, s])),
-                attribute("pads", Attr::Ints(&[p, p, p, p])),
-            ],
-        );
+        let weight = [self.out_channels, self.in_channels, self.kernel, self.kernel];
+        let (cout, s, p) = (self.out_channels, self.stride, self.padding);
+        lower_conv_node(cx, "Conv", node, ins, out, weight, cout, (s, p));
     }
+}
+
+/// A conv's (or transposed conv's) weight of shape `weight` and bias of `cout`, PyTorch's init
+/// for `fan_in`.
+pub(super) fn conv_params(weight: [usize; 4], cout: usize, fan_in: usize) -> Vec<ParamSpec> {
+    vec![
+        ParamSpec { name: "weight", shape: weight.to_vec(), init: Init::KaimingUniform { fan_in } },
+        ParamSpec { name: "bias", shape: vec![cout], init: Init::BiasUniform { fan_in } },
+    ]
+}
+
+/// The one input of a conv (or transposed conv) as an image of `in_channels`, with a kernel and
+/// a stride of at least 1: its height and width.
+pub(super) fn conv_input(
+    inputs: &[&Shape],
+    in_channels: usize,
+    kernel: usize,
+    stride: usize,
+) -> Result<(usize, usize), ShapeError> {
+    arity(inputs, 1)?;
+    let (c, h, w) = image(inputs, 0)?;
+    if c != in_channels {
+        return Err(ShapeError::ChannelMismatch { input: 0, expected: in_channels, found: c });
+    }
+    for (param, value) in [(Param::Kernel, kernel), (Param::Stride, stride)] {
+        if value == 0 {
+            return Err(ShapeError::OutOfRange { param, value, expected: "at least 1" });
+        }
+    }
+    Ok((h, w))
+}
+
+/// An ONNX `Conv` or `ConvTranspose` (their attributes are the same) of `ins[0]` with the node's
+/// weight (shape `weight`, square kernel `weight[2]`) and bias (`cout`), `(stride, padding)`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn lower_conv_node(
+    cx: &mut Lowerer<'_>,
+    op_type: &str,
+    node: &Node,
+    ins: &[&str],
+    out: &str,
+    weight: [usize; 4],
+    cout: usize,
+    (stride, padding): (usize, usize),
+) {
+    let w = cx.weight(node, "weight", &weight);
+    let bias = cx.weight(node, "bias", &[cout]);
+    let (k, s, p) = (weight[2] as i64, stride as i64, padding as i64);
+    cx.b.node(
+        op_type,
+        &node.name,
+        &[ins[0], &w, &bias],
+        &[out],
+        vec![
+            attribute("kernel_shape", Attr::Ints(&[k, k])),
+            attribute("strides", Attr::Ints(&[s, s])),
+            attribute("pads", Attr::Ints(&[p, p, p, p])),
+        ],
+    );
 }
 
 #[cfg(test)]

@@ -168,6 +168,7 @@ registry! {
     timestep_embedding::TimestepEmbedding,
     linear::Linear,
     conv2d::Conv2d,
+    conv_transpose2d::ConvTranspose2d,
     group_norm::GroupNorm,
     silu::Silu,
     add::Add,

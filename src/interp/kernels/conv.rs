@@ -298,7 +298,9 @@ pub fn backward<T: Real>(
     } else {
         &[]
     };
-    let gt = ConvGeom { cin: cout, cout: g.cin, pad: g.k - 1 - g.pad, ..*g };
+    // read only when `flipped` (same size: padding = (k - 1) / 2); a padding of k or more (which
+    // a transposed conv's adjoint may have) must not underflow here
+    let gt = ConvGeom { cin: cout, cout: g.cin, pad: (g.k - 1).saturating_sub(g.pad), ..*g };
     let rows = g.band_rows(kd, workers.column_budget);
     let precision = workers.precision;
     // the left operand of dx's product, converted (bf16) once for all images and bands
@@ -383,6 +385,45 @@ pub fn backward<T: Real>(
             *d += p;
         }
     }
+}
+
+/// dx [N, Cin, H, W] = the gradient of the conv's input from dy [N, Cout, Ho, Wo] alone
+/// (overwritten): per image and band of output rows, dcols = W^T dY, scattered back by
+/// [`col2im`]. This is also the forward of the transposed convolution whose input is `dy`.
+pub fn input_grad<T: Real>(
+    workers: &mut Workers<T>,
+    g: &ConvGeom,
+    batch: usize,
+    weight: &[T],
+    dy: &[T],
+    dx: &mut [T],
+) {
+    let (kd, pos, cout) = (g.kdim(), g.positions(), g.cout);
+    let rows = g.band_rows(kd, workers.column_budget);
+    let precision = workers.precision;
+    // W^T [K, Cout], converted (bf16) once for all images and bands
+    let mut packed = std::mem::take(&mut workers.shared_packed);
+    let wt = Lhs::new(precision, kd, cout, weight, kd, Tr::Yes, &mut packed);
+    workers.par_images(batch, dx, g.in_len(), |images, dx, s| {
+        for (i, n) in images.enumerate() {
+            let dyn_ = &dy[n * g.out_len()..(n + 1) * g.out_len()];
+            let dxn = &mut dx[i * g.in_len()..(i + 1) * g.in_len()];
+            let threads = s.gemm_threads;
+            if g.pointwise() {
+                wt.times(dxn, pos, pos, dyn_, pos, Tr::No, false, threads, &mut s.pb);
+                continue;
+            }
+            dxn.fill(T::ZERO);
+            for oy0 in (0..g.ho).step_by(rows) {
+                let oy1 = (oy0 + rows).min(g.ho);
+                let nb = (oy1 - oy0) * g.wo;
+                let dcols = sized(&mut s.a, kd * nb);
+                wt.times(dcols, nb, nb, &dyn_[oy0 * g.wo..], pos, Tr::No, false, threads, &mut s.pb);
+                col2im(g, dcols, oy0, oy1, dxn);
+            }
+        }
+    });
+    workers.shared_packed = packed;
 }
 
 /// dW^T [K, Cout] += cols [K, P] x dY^T [P, Cout] for one band of P positions.
