@@ -95,7 +95,8 @@ struct Build<'f> {
     /// Whether a reference to a missing block was reported (its note lists the unread blocks).
     unknown_reference_reported: bool,
     /// Whether some concat/add/output met mismatched spatial sizes.
-    spatial_mismatch: bool,
+    /// Blocks (or `[model]` for the output) whose inputs did not line up in height and width.
+    spatial_mismatches: Vec<String>,
     /// Stride-1 convs that change the spatial size, described ("`init` turns 28x28 into 27x27 ...").
     resizing_convs: Vec<String>,
     output: Option<NodeId>,
@@ -151,7 +152,7 @@ impl<'f> Build<'f> {
             broken: vec![false; n],
             diags: Vec::new(),
             unknown_reference_reported: false,
-            spatial_mismatch: false,
+            spatial_mismatches: Vec::new(),
             resizing_convs: Vec::new(),
             output: None,
             kinds,
@@ -663,7 +664,7 @@ impl<'f> Build<'f> {
                     (Some((_, ra)), Some((_, rb))) => {
                         let d = self.mismatch(block, ins, "concat inputs differ in spatial size");
                         let pair = [(ra.value.as_str(), e.inputs[*a]), (rb.value.as_str(), e.inputs[*b])];
-                        self.spatial_mismatch = true;
+                        self.spatial_mismatches.push(block.name.clone());
                         d.expected("inputs with equal height and width")
                             .help(self.size_help(Some(block), Some(pair)))
                     }
@@ -680,7 +681,7 @@ impl<'f> Build<'f> {
                             return d;
                         }
                         let pair = [(ra.value.as_str(), e.inputs[*a]), (rb.value.as_str(), e.inputs[*b])];
-                        self.spatial_mismatch = true;
+                        self.spatial_mismatches.push(block.name.clone());
                         d.help(self.size_help(Some(block), Some(pair)))
                     }
                     _ => self.inside(block, &e),
@@ -770,7 +771,7 @@ impl<'f> Build<'f> {
                 help.push_str(&self.output_channels_help(&r.value, &want, wc));
             }
             if (wh, ww) != (gh, gw) {
-                self.spatial_mismatch = true;
+                self.spatial_mismatches.push("[model]".into());
                 help.push_str("; ");
                 help.push_str(&self.size_help(None, None));
             }
@@ -811,14 +812,17 @@ impl<'f> Build<'f> {
 
     /// When sizes failed to line up, says whether the input size is the reason: each
     /// downsample rounds odd sizes up, so H and W must be multiples of 2^(downsamples on a path).
+    /// Then the input size is the one error, at the line to edit, and the mismatches it caused
+    /// downstream become a note on it instead of errors of their own.
     fn check_input_size(&mut self) {
-        if !self.spatial_mismatch {
+        if self.spatial_mismatches.is_empty() {
             return;
         }
         let Some(input) = &self.file.input else { return };
         let depth = self.downsample_depth();
         let factor = 1usize << depth.min(30);
         let square = input.height.value == input.width.value;
+        let mut consequences = false;
         for (field, v) in [("height", &input.height), ("width", &input.width)] {
             let n = v.value;
             if n.is_multiple_of(factor) || (square && field == "width") {
@@ -851,6 +855,34 @@ impl<'f> Build<'f> {
             .found(n.to_string())
             .help(format!("use {sizes} (or remove a downsample)"));
             self.diags.push(origin_label(d, v));
+            consequences = true;
+        }
+        if consequences {
+            self.fold_spatial_mismatches_into_input_error();
+        }
+    }
+
+    /// Drops the spatial-mismatch errors (each block reports at most one error, so the block
+    /// names them exactly) and says on the last input-size error what each of them found.
+    fn fold_spatial_mismatches_into_input_error(&mut self) {
+        let caused = std::mem::take(&mut self.spatial_mismatches);
+        let is_caused = |d: &Diagnostic| {
+            d.is_error()
+                && d.block.as_deref().is_some_and(|b| b != "[input]" && caused.iter().any(|c| c == b))
+        };
+        let notes: Vec<String> = self
+            .diags
+            .iter()
+            .filter(|d| is_caused(d))
+            .map(|d| {
+                let block = d.block.as_deref().unwrap_or_default();
+                let found = d.found.as_deref().unwrap_or_default();
+                format!("so the sizes at `{block}` no longer line up: {found}")
+            })
+            .collect();
+        self.diags.retain(|d| !is_caused(d));
+        if let Some(d) = self.diags.iter_mut().rev().find(|d| d.block.as_deref() == Some("[input]")) {
+            d.notes.extend(notes);
         }
     }
 
