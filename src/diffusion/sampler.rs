@@ -44,10 +44,6 @@ pub enum SamplerKind {
 impl SamplerKind {
     pub const NAMES: &'static str = "\"ddpm\", \"ddim\" or \"dpmpp2m\"";
 
-    pub fn parse(s: &str) -> Option<SamplerKind> {
-        [SamplerKind::Ddpm, SamplerKind::Ddim, SamplerKind::Dpmpp2m].into_iter().find(|k| k.name() == s)
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             SamplerKind::Ddpm => "ddpm",
