@@ -35,8 +35,8 @@ pub struct Args {
     pub seed: u64,
     /// Interpreter: arithmetic of the conv and linear products, bf16 (needs AVX512_BF16) or fp32
     /// [default: bf16 where the CPU has it, else fp32].
-    #[arg(long, value_parser = ["bf16", "fp32"])]
-    pub precision: Option<String>,
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// ONNX models: where onnxruntime runs them.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
@@ -56,9 +56,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--device {} times ONNX models; the interpreter runs on the CPU", args.device);
     }
     let model = model::load(&args.model)?;
-    let asked = args.precision.as_deref().and_then(Precision::parse);
-    let (precision, note) = bf16::resolve(asked.unwrap_or(Precision::Bf16), asked.is_some())
-        .map_err(|e| UsageError(format!("--precision: {e}")))?;
+    let (precision, note) =
+        bf16::resolve(args.precision.unwrap_or(Precision::Bf16), args.precision.is_some())
+            .map_err(|e| UsageError(format!("--precision: {e}")))?;
     if let Some(note) = note {
         eprintln!("{note}");
     }

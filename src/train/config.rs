@@ -251,10 +251,7 @@ impl Choice for Precision {
         &[Precision::Bf16, Precision::Fp32]
     }
     fn name(self) -> &'static str {
-        match self {
-            Precision::Bf16 => "bf16",
-            Precision::Fp32 => "fp32",
-        }
+        Precision::name(self)
     }
 }
 

@@ -10,7 +10,9 @@ pub use gemm::{matmul, pack_a, pack_b, packed_matmul, PackedA, PairPacker, RowPa
 use std::fmt;
 
 /// The arithmetic of the conv and linear products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// fp32 operands and accumulation.
@@ -21,11 +23,11 @@ pub enum Precision {
 }
 
 impl Precision {
-    pub fn parse(s: &str) -> Option<Precision> {
-        match s {
-            "fp32" => Some(Precision::Fp32),
-            "bf16" => Some(Precision::Bf16),
-            _ => None,
+    /// The name in model files, flags, checkpoints and messages (serde and clap spell it the same).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
         }
     }
 }
@@ -47,10 +49,7 @@ pub fn resolve(asked: Precision, explicitly: bool) -> Result<(Precision, Option<
 
 impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -121,10 +120,11 @@ mod tests {
     }
 
     #[test]
-    fn precision_names_round_trip() {
+    fn precision_names_agree_with_serde_and_clap() {
+        use clap::ValueEnum;
         for p in [Precision::Fp32, Precision::Bf16] {
-            assert_eq!(Precision::parse(&p.to_string()), Some(p));
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.name()));
+            assert_eq!(Precision::from_str(p.name(), false), Ok(p));
         }
-        assert_eq!(Precision::parse("fp16"), None);
     }
 }
