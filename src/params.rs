@@ -247,6 +247,7 @@ fn init_tensor(spec: &ParamSpec, rng: &mut Rng) -> ArrayD<f32> {
             (0..n).map(|_| rng.uniform_range(-bound, bound) as f32).collect()
         }
         Init::Constant(v) => vec![v; n],
+        Init::Normal { std } => (0..n).map(|_| (rng.normal() * std as f64) as f32).collect(),
     };
     ArrayD::from_shape_vec(IxDyn(&spec.shape), data).expect("numel matches shape")
 }

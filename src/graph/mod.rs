@@ -32,12 +32,15 @@ impl Node {
     }
 }
 
-/// A shape-checked primitive graph with one image input, one timestep input and one output.
+/// A shape-checked primitive graph with one image input, one timestep input, for a
+/// class-conditional model one label input, and one output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub input: NodeId,
     pub timestep: NodeId,
+    /// The class labels `y` of a conditional model.
+    pub label: Option<NodeId>,
     pub output: NodeId,
 }
 
@@ -53,6 +56,15 @@ impl Graph {
 
     pub fn output_shape(&self) -> &Shape {
         &self.nodes[self.output].shape
+    }
+
+    /// How many classes a conditional model knows (its null label is this number), or None for
+    /// an unconditional model.
+    pub fn classes(&self) -> Option<usize> {
+        match &self.nodes[self.label?].op {
+            Op::Label(l) => Some(l.classes),
+            _ => None,
+        }
     }
 
     /// Every parameter of the model in a fixed order (node order, then weight before bias).
@@ -108,6 +120,7 @@ pub struct GraphBuilder {
     nodes: Vec<Node>,
     input: Option<NodeId>,
     timestep: Option<NodeId>,
+    label: Option<NodeId>,
 }
 
 impl GraphBuilder {
@@ -134,12 +147,12 @@ impl GraphBuilder {
             error: Box::new(error),
         })?;
         let id = self.nodes.len();
-        // The graph's two inputs are remembered; no other op needs a place here.
-        if matches!(op, Op::Input(_)) {
-            self.input = Some(id);
-        }
-        if matches!(op, Op::Timestep(_)) {
-            self.timestep = Some(id);
+        // The graph's inputs are remembered; no other op needs a place here.
+        match op {
+            Op::Input(_) => self.input = Some(id),
+            Op::Timestep(_) => self.timestep = Some(id),
+            Op::Label(_) => self.label = Some(id),
+            _ => {}
         }
         self.nodes.push(Node { name, block, op, inputs: inputs.to_vec(), shape });
         Ok(id)
@@ -180,6 +193,6 @@ impl GraphBuilder {
                 id
             }
         };
-        Graph { nodes: self.nodes, input, timestep, output }
+        Graph { nodes: self.nodes, input, timestep, label: self.label, output }
     }
 }

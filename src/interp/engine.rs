@@ -172,19 +172,37 @@ impl<T: Real> Engine<T> {
         self.phase = Phase::Idle;
     }
 
-    /// Runs the graph on `batch` images `x` [N, C, H, W] at timesteps `t` [N]; `params` in graph
-    /// order. With `train`, keeps what [`Self::backward`] needs. Returns the output, flat NCHW.
-    pub fn forward(&mut self, params: &[&[T]], x: &[T], t: &[T], batch: usize, train: bool) -> Vec<T> {
+    /// Runs the graph on `batch` images `x` [N, C, H, W] at timesteps `t` [N] with, for a
+    /// conditional model, class labels `y` [N] (None: every image gets the null label); `params`
+    /// in graph order. With `train`, keeps what [`Self::backward`] needs. Returns the output, flat NCHW.
+    pub fn forward(
+        &mut self,
+        params: &[&[T]],
+        x: &[T],
+        t: &[T],
+        y: Option<&[T]>,
+        batch: usize,
+        train: bool,
+    ) -> Vec<T> {
         self.release_all();
         let g = &self.graph;
         assert_eq!(x.len(), batch * g.input_shape().numel(), "input x has the wrong number of elements");
         assert_eq!(t.len(), batch, "one timestep per image expected");
+        let labels: Vec<T> = match (g.classes(), y) {
+            (Some(_), Some(y)) => {
+                assert_eq!(y.len(), batch, "one label per image expected");
+                y.to_vec()
+            }
+            (Some(null), None) => vec![T::from_f64(null as f64); batch],
+            (None, Some(_)) => panic!("interp: labels given to a model without a [condition]"),
+            (None, None) => Vec::new(),
+        };
         self.batch = batch;
         for id in 0..self.graph.nodes.len() {
             // a fused SiLU's value was written by its GroupNorm
             if self.fused_from[id].is_none() {
                 let start = self.profile.as_ref().map(|_| Instant::now());
-                let out = self.eval_node(id, params, x, t, train);
+                let out = self.eval_node(id, params, [x, t, &labels], train);
                 self.record(id, start, true);
                 self.values[self.fused_silu[id].unwrap_or(id)] = Some(out);
             }
@@ -221,15 +239,18 @@ impl<T: Real> Engine<T> {
         values[id].as_deref().expect("interp: a value is alive until its last reader")
     }
 
-    fn eval_node(&mut self, id: NodeId, params: &[&[T]], x: &[T], t: &[T], train: bool) -> Vec<T> {
+    /// `data` = the batch's images, timesteps and labels (the graph's inputs read them).
+    fn eval_node(&mut self, id: NodeId, params: &[&[T]], data: [&[T]; 3], train: bool) -> Vec<T> {
         let g = &self.graph;
         let node = &g.nodes[id];
         let mut y = self.pool.take(self.batch * node.shape.numel());
-        // The graph's inputs read the batch's images and timesteps.
+        let [x, t, labels] = data;
         let inputs: Vec<&[T]> = if id == g.input {
             vec![x]
         } else if id == g.timestep {
             vec![t]
+        } else if Some(id) == g.label {
+            vec![labels]
         } else {
             node.inputs.iter().map(|&i| Self::input(&self.values, i)).collect()
         };

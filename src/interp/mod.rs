@@ -56,14 +56,15 @@ impl Executor {
         self.engine.profile_report()
     }
 
-    /// Predicted output for images `x` [N, C, H, W] at timesteps `t` [N].
+    /// Predicted output for images `x` [N, C, H, W] at timesteps `t` [N] (a conditional model
+    /// gets the null label: see [`Self::forward_labeled`]).
     pub fn forward(&mut self, params: &Params, x: ArrayView4<f32>, t: ArrayView1<f32>) -> Array4<f32> {
-        self.run(params, x, t, false)
+        self.forward_labeled(params, x, t, None, false)
     }
 
     /// Like [`Self::forward`], keeping the activations [`Self::backward`] needs.
     pub fn forward_train(&mut self, params: &Params, x: ArrayView4<f32>, t: ArrayView1<f32>) -> Array4<f32> {
-        self.run(params, x, t, true)
+        self.forward_labeled(params, x, t, None, true)
     }
 
     /// Gradients of `sum(dy * y)` for the last `forward_train`, written into `grads`.
@@ -77,7 +78,16 @@ impl Executor {
         self.engine.backward(&p, dy.as_slice().expect("standard layout"), &mut g);
     }
 
-    fn run(&mut self, params: &Params, x: ArrayView4<f32>, t: ArrayView1<f32>, train: bool) -> Array4<f32> {
+    /// [`Self::forward`] (or, with `train`, [`Self::forward_train`]) with class labels `y` [N]
+    /// for a conditional model: 0..classes-1, or `classes` for the null label. None: all null.
+    pub fn forward_labeled(
+        &mut self,
+        params: &Params,
+        x: ArrayView4<f32>,
+        t: ArrayView1<f32>,
+        y: Option<&[u32]>,
+        train: bool,
+    ) -> Array4<f32> {
         self.check_params(params, "params");
         let (n, c, h, w) = x.dim();
         let expected = self.graph().input_shape().clone();
@@ -90,7 +100,13 @@ impl Executor {
         let x = x.as_standard_layout();
         let t: Vec<f32> = t.to_vec();
         let p = param_slices(params);
-        let out = self.engine.forward(&p, x.as_slice().expect("standard layout"), &t, n, train);
+        if let Some(y) = y {
+            assert_eq!(y.len(), n, "interp: {n} images but {} labels", y.len());
+            let classes = self.graph().classes().expect("interp: labels given to a model without a [condition]");
+            assert!(y.iter().all(|&c| c as usize <= classes), "interp: a label above the null label {classes}");
+        }
+        let y: Option<Vec<f32>> = y.map(|y| y.iter().map(|&c| c as f32).collect());
+        let out = self.engine.forward(&p, x.as_slice().expect("standard layout"), &t, y.as_deref(), n, train);
         let (oc, oh, ow) = self.graph().output_shape().as_image().expect("the model outputs an image");
         Array4::from_shape_vec((n, oc, oh, ow), out).expect("output length matches its shape")
     }

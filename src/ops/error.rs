@@ -11,6 +11,8 @@ use crate::graph::Shape;
 pub enum Rank {
     /// [] per image (the timestep).
     Scalar,
+    /// [] per image, an integer class (the label `y` of a conditional model).
+    Label,
     /// [D] per image (an embedding).
     Vector,
     /// [C, H, W] per image (a feature map).
@@ -22,6 +24,7 @@ impl Rank {
     pub fn noun(self) -> &'static str {
         match self {
             Rank::Scalar => "a timestep",
+            Rank::Label => "a class label",
             Rank::Vector => "a vector",
             Rank::Image => "an image",
         }
@@ -31,6 +34,7 @@ impl Rank {
     pub fn described(self) -> &'static str {
         match self {
             Rank::Scalar => "a timestep [N]",
+            Rank::Label => "a class label [N]",
             Rank::Vector => "a vector [N, D]",
             Rank::Image => "an image [N, C, H, W]",
         }

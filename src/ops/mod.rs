@@ -27,6 +27,8 @@ pub enum Init {
     BiasUniform { fan_in: usize },
     /// Every element the same value (GroupNorm weight 1, bias 0).
     Constant(f32),
+    /// N(0, std^2): an embedding table (PyTorch's `nn.Embedding` draws N(0, 1)).
+    Normal { std: f32 },
 }
 
 /// One learnable tensor of a node. Its full name is `<node name>.<name>`, e.g. `down1.conv1.weight`.
@@ -77,6 +79,43 @@ pub trait PrimitiveOp {
     /// The node carrying the result is named like `node` (`down1.conv`), helpers
     /// `<node>/<step>`; shapes that depend on N, H or W are read at run time.
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str);
+}
+
+/// The [`PrimitiveOp`] methods the graph's inputs (`x`, `t`, `y`) share: no parameters, no
+/// arithmetic, nothing kept; the forward copies the batch's data, which the engine passes as the
+/// only input; nothing upstream takes a gradient (the engine reads the image gradient off `x`
+/// when asked); the exporter declares each as an ONNX graph input, so nothing is emitted.
+macro_rules! graph_input_methods {
+    () => {
+        fn params(&self) -> Vec<$crate::ops::ParamSpec> {
+            vec![]
+        }
+
+        fn flops(&self, _: &[&$crate::graph::Shape], _: &$crate::graph::Shape) -> u128 {
+            0
+        }
+
+        fn backward_keeps_inputs(&self) -> bool {
+            false
+        }
+
+        fn forward<T: $crate::interp::Real>(&self, cx: $crate::ops::Forward<'_, T>) {
+            cx.out.copy_from_slice(cx.inputs[0]);
+        }
+
+        fn backward<T: $crate::interp::Real>(&self, cx: $crate::ops::Backward<'_, '_, T>, dy: Vec<T>) {
+            cx.pool.give(dy);
+        }
+
+        fn lower_onnx(
+            &self,
+            _: &mut $crate::onnx::lower::Lowerer<'_>,
+            _: &$crate::graph::Node,
+            _: &[&str],
+            _: &str,
+        ) {
+        }
+    };
 }
 
 /// Requires exactly `n` inputs.
@@ -165,6 +204,7 @@ macro_rules! registry {
 registry! {
     input::Input,
     timestep::Timestep,
+    label::Label,
     timestep_embedding::TimestepEmbedding,
     linear::Linear,
     conv2d::Conv2d,
@@ -176,6 +216,7 @@ registry! {
     concat::Concat,
     upsample_nearest::UpsampleNearest,
     attention::Attention,
+    embedding::Embedding,
 }
 
 impl Op {

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod class_embedding;
 pub mod conv;
 pub mod elementwise;
 pub mod embedding;
