@@ -20,6 +20,8 @@ pub struct Model {
     pub train: Option<toml::Table>,
     /// `[model] name`, when given.
     pub name: Option<String>,
+    /// `[condition] drop` of a class-conditional model (its classes are `graph.classes()`).
+    pub label_drop: Option<f64>,
     /// The per-block table (shapes, params, FLOPs, activations).
     pub table: Vec<BlockRow>,
     /// Warnings (the model is sound, but, e.g., a block's output is never used).
@@ -86,6 +88,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model, ModelError> {
         graph,
         train: file.train.map(|t| t.table()),
         name: file.name,
+        label_drop: file.condition.map(|c| c.drop.value),
         table: checked.table,
         warnings: checked.diagnostics,
     })

@@ -456,3 +456,29 @@ fn a_train_setting_is_checked_at_its_line() {
     assert_eq!(r.diagnostics[0].help.as_deref(), Some("did you mean `sample_eta`?"));
     assert_eq!(r.diagnostics[0].block.as_deref(), Some("[train]"));
 }
+
+/// Edits of models/unet-cond.toml: each misuse of a class condition is one error at its line.
+#[test]
+fn a_misused_class_condition_is_one_error_where_it_happens() {
+    one_error_at(
+        "cond_embedding_width.toml",
+        31,
+        &["add needs inputs of the same shape", "[N, 64]", "set `features = 128` (`\"time.hidden\"`) in `label`"],
+    );
+    one_error_at(
+        "cond_never_read.toml",
+        25,
+        &["declares 10 classes, but no block reads the label `y`", "op = \"embedding\", in = \"y\""],
+    );
+    one_error_at(
+        "cond_not_reaching_output.toml",
+        25,
+        &["does not reach the output: it stops at `cond`, which nothing reads", "time = \"cond\""],
+    );
+    one_error_at(
+        "cond_label_in_unconditional.toml",
+        27,
+        &["`y` is the class label, and this model has no [condition]", "`[condition]` with `classes = 10`"],
+    );
+    one_error_at("cond_embedding_of_t.toml", 30, &["an embedding looks up the class label `y`, not `t`"]);
+}

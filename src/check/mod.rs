@@ -22,7 +22,9 @@ use petgraph::Direction;
 use crate::dsl::diag::suggestion;
 use crate::dsl::{self, BlockDecl, BlockOp, Diagnostic, ModelFile, OpKind, Val};
 use crate::graph::{blocks, Graph, GraphBuilder, NodeError, NodeId, Shape};
-use crate::ops::{Add, Concat, ConvTranspose2d, Input, Linear, Param, Rank, ShapeError, Silu, Timestep};
+use crate::ops::{
+    Add, Concat, ConvTranspose2d, Embedding, Input, Label, Linear, Param, Rank, ShapeError, Silu, Timestep,
+};
 
 pub use table::{BlockRow, Totals};
 
@@ -79,6 +81,8 @@ enum Vertex {
     X,
     T,
     Time,
+    /// The class labels of a conditional model.
+    Y,
     Block(usize),
 }
 
@@ -114,8 +118,11 @@ fn vertex_t() -> NodeIndex {
 fn vertex_time() -> NodeIndex {
     NodeIndex::new(2)
 }
+fn vertex_y() -> NodeIndex {
+    NodeIndex::new(3)
+}
 fn vertex_of_block(i: usize) -> NodeIndex {
-    NodeIndex::new(3 + i)
+    NodeIndex::new(4 + i)
 }
 
 impl<'f> Build<'f> {
@@ -124,9 +131,13 @@ impl<'f> Build<'f> {
         g.add_node(Vertex::X);
         g.add_node(Vertex::T);
         g.add_node(Vertex::Time);
+        g.add_node(Vertex::Y);
         let mut by_name = HashMap::from([("x", vertex_x()), ("t", vertex_t())]);
         if file.time_declared {
             by_name.insert("time", vertex_time());
+        }
+        if file.condition_declared {
+            by_name.insert("y", vertex_y());
         }
         for (i, block) in file.blocks.iter().enumerate() {
             let v = g.add_node(Vertex::Block(i));
@@ -137,6 +148,7 @@ impl<'f> Build<'f> {
             ("x".to_string(), "input"),
             ("t".to_string(), "timestep"),
             ("time".to_string(), "time_mlp"),
+            ("y".to_string(), "label"),
         ]);
         for block in &file.blocks {
             if let Some(k) = &block.kind {
@@ -171,6 +183,7 @@ impl<'f> Build<'f> {
             Vertex::X => "x",
             Vertex::T => "t",
             Vertex::Time => "time",
+            Vertex::Y => "y",
             Vertex::Block(i) => &self.file.blocks[i].name,
         }
     }
@@ -185,6 +198,7 @@ impl<'f> Build<'f> {
         self.check_output();
         self.check_input_size();
         self.check_unused();
+        self.check_condition_read();
     }
 
     /// Adds an edge for every reference; reports names that do not exist.
@@ -192,6 +206,7 @@ impl<'f> Build<'f> {
         self.g.add_edge(vertex_t(), vertex_time(), ());
         let mut missing_time: Vec<(&BlockDecl, &Val<String>)> = Vec::new();
         let mut unknown: Vec<(&BlockDecl, &Val<String>, &str)> = Vec::new();
+        let mut unconditional_labels: Vec<(&BlockDecl, &Val<String>, &str)> = Vec::new();
         for (i, block) in self.file.blocks.iter().enumerate() {
             let v = vertex_of_block(i);
             let refs = block.inputs.iter().map(|r| (r, "in")).chain(block.time.iter().map(|r| (r, "time")));
@@ -199,6 +214,10 @@ impl<'f> Build<'f> {
                 match self.by_name.get(r.value.as_str()) {
                     Some(&src) => {
                         self.g.add_edge(src, v, ());
+                    }
+                    None if r.value == "y" => {
+                        self.broken[v.index()] = true;
+                        unconditional_labels.push((block, r, field));
                     }
                     None if r.value == "time" => {
                         self.broken[v.index()] = true;
@@ -215,6 +234,16 @@ impl<'f> Build<'f> {
         }
         if let Some(d) = self.missing_time(&missing_time) {
             self.diags.push(d);
+        }
+        for (block, r, field) in unconditional_labels {
+            self.diags.push(
+                Diagnostic::error("`y` is the class label, and this model has no [condition]", r.span.clone())
+                    .block(block.name.clone())
+                    .field(field)
+                    .expected("a model with a [condition] section, or an input other than `y`")
+                    .found("an unconditional model (no [condition])")
+                    .help("declare the classes: `[condition]` with `classes = 10` (and `drop = 0.1`, how often training hides the label)"),
+            );
         }
         // After wiring, blocks nothing reads are known: a renamed block is often one of them.
         let unread = self.unread_blocks();
@@ -364,6 +393,10 @@ impl<'f> Build<'f> {
             }),
             Vertex::T => self.builder.add("t", "t", Timestep, &[]).ok(),
             Vertex::Time => self.expand_time(),
+            Vertex::Y => {
+                let classes = self.file.condition.as_ref().map(|c| c.classes.value);
+                classes.and_then(|classes| self.builder.add("y", "y", Label { classes }, &[]).ok())
+            }
             Vertex::Block(i) => {
                 let block = &self.file.blocks[i];
                 if self.broken[v.index()] {
@@ -484,6 +517,24 @@ impl<'f> Build<'f> {
             }
             BlockOp::Concat => b.add(name, name, Concat, ins),
             BlockOp::Add => b.add(name, name, Add, ins),
+            BlockOp::Embedding { features } => {
+                // Only labels index a table: a timestep or a feature value would be a float.
+                let label = self.value[vertex_y().index()];
+                if label != Some(ins[0]) {
+                    let r = &block.inputs[0];
+                    return Err(Diagnostic::error(
+                        format!("an embedding looks up the class label `y`, not `{}`", r.value),
+                        r.span.clone(),
+                    )
+                    .block(name.to_string())
+                    .field("in")
+                    .expected("`in = \"y\"` (the class label of a model with [condition])")
+                    .found(format!("`{}` of shape {}", r.value, self.shape_of(ins[0])))
+                    .help("to condition on the timestep, resblocks read `time`; labels need `[condition]` and `in = \"y\"`"));
+                }
+                let classes = self.file.condition.as_ref().map_or(0, |c| c.classes.value);
+                b.add(name, name, Embedding { rows: classes + 1, features: features.value }, &[ins[0]])
+            }
         };
         result.map_err(|e| self.shape_error(block, op, ins, temb, e))
     }
@@ -677,6 +728,9 @@ impl<'f> Build<'f> {
                         let d = self
                             .mismatch(block, ins, "add needs inputs of the same shape")
                             .expected("equal shapes");
+                        if let Some(help) = self.embedding_width_help(block, ins) {
+                            return d.help(help);
+                        }
                         if sa.0.get(1..) == sb.0.get(1..) {
                             return d;
                         }
@@ -690,6 +744,74 @@ impl<'f> Build<'f> {
             ShapeError::Arity { .. } => self.err(block, "in", e.error.to_string()),
         };
         d
+    }
+
+    /// When an `add` joins an embedding and a vector of another width (the time embedding, most
+    /// often): which width to give the embedding.
+    fn embedding_width_help(&self, block: &BlockDecl, ins: &[NodeId]) -> Option<String> {
+        let embedding = block.inputs.iter().zip(ins).find(|(_, &i)| {
+            matches!(self.builder.node(i).op, crate::graph::Op::Embedding(_))
+        })?;
+        let other = block.inputs.iter().zip(ins).find(|(r, _)| r.value != embedding.0.value)?;
+        let width = self.shape_of(*other.1).as_vector()?;
+        let via_time = if other.0.value == "time" { " (`\"time.hidden\"`)" } else { "" };
+        Some(format!(
+            "an embedding added to `{}` must be as wide: set `features = {width}`{via_time} in `{}`",
+            other.0.value, embedding.0.value
+        ))
+    }
+
+    /// A declared condition must reach the output, or training on labels teaches nothing.
+    fn check_condition_read(&mut self) {
+        let Some(cond) = &self.file.condition else { return };
+        // An embedding that failed has its own error: the label not reaching the output follows from it.
+        let failed_embedding = self.file.blocks.iter().enumerate().any(|(i, b)| {
+            matches!(b.kind.as_ref().map(|k| k.value), Some(OpKind::Embedding))
+                && self.value[vertex_of_block(i).index()].is_none()
+        });
+        if failed_embedding {
+            return;
+        }
+        let classes = cond.classes.value;
+        let readers = self.g.neighbors_directed(vertex_y(), Direction::Outgoing).count();
+        let problem = if readers == 0 {
+            format!("the model declares {classes} classes, but no block reads the label `y`")
+        } else {
+            // A reader with an error of its own has its message; without an output nothing reaches it.
+            let (Some(label), Some(output)) = (self.value[vertex_y().index()], self.output) else { return };
+            let mut reaches = vec![false; self.builder.len()];
+            reaches[label] = true;
+            for id in label + 1..self.builder.len() {
+                reaches[id] = self.builder.node(id).inputs.iter().any(|&i| reaches[i]);
+            }
+            if reaches[output] {
+                return;
+            }
+            // Where the label's path ends: those blocks' "never used" warnings are this error.
+            let ends: Vec<&str> = self
+                .unread_blocks()
+                .into_iter()
+                .filter(|b| (0..self.builder.len()).any(|id| reaches[id] && self.builder.node(id).block == *b))
+                .collect();
+            self.diags.retain(|d| {
+                !(d.severity == crate::dsl::Severity::Warning && ends.iter().any(|b| d.block.as_deref() == Some(*b)))
+            });
+            let ends: Vec<String> = ends.iter().map(|b| format!("`{b}`")).collect();
+            let end = match ends.as_slice() {
+                [] => String::new(),
+                _ => format!(": it stops at {}, which nothing reads", ends.join(", ")),
+            };
+            format!("the model declares {classes} classes, but the label `y` does not reach the output{end}")
+        };
+        self.diags.push(
+            Diagnostic::error(problem, cond.span.clone())
+                .block("[condition]")
+                .expected("a path from `y` to the output: `y` -> embedding -> added to `time` -> the resblocks' `time`")
+                .found("a condition the model ignores")
+                .help("add `label = { op = \"embedding\", in = \"y\", features = \"time.hidden\" }` and \
+                       `cond = { op = \"add\", in = [\"time\", \"label\"] }`, and set `time = \"cond\"` on the resblocks; \
+                       or remove [condition] for an unconditional model"),
+        );
     }
 
     /// Inputs that do not fit together, each named with its shape; the first input is the
@@ -967,7 +1089,8 @@ impl<'a> BlockParams<'a> {
             | BlockOp::Downsample
             | BlockOp::Upsample
             | BlockOp::Concat
-            | BlockOp::Add => BlockParams::default(),
+            | BlockOp::Add
+            | BlockOp::Embedding { .. } => BlockParams::default(),
         }
     }
 }
@@ -988,6 +1111,9 @@ fn well_known_input(name: &str) -> Option<String> {
         }
         "timestep" | "timesteps" | "step" | "temb" | "t_emb" | "time_emb" | "time_embedding" | "emb" => {
             Some("the timestep input is called `t`, and its embedding (what blocks read) `time`".into())
+        }
+        "label" | "labels" | "class" | "classes" | "class_labels" | "cond" | "condition" => {
+            Some("the class label input of a model with [condition] is called `y`".into())
         }
         _ => None,
     }

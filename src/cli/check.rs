@@ -106,7 +106,10 @@ fn print_text(o: &Outcome) {
     match (report.has_errors(), graph, checked) {
         (false, Some(g), Some(c)) => {
             let name = c.file.as_ref().and_then(|f| f.name.as_deref()).unwrap_or("model");
-            println!("{}: {name}, input {} -> output {}", report.path, g.input_shape(), g.output_shape());
+            let labels = g.classes().map_or(String::new(), |c| {
+                format!(", class labels y [N] (0-{}, {c} = no label)", c.saturating_sub(1))
+            });
+            println!("{}: {name}, input {}{labels} -> output {}", report.path, g.input_shape(), g.output_shape());
             println!();
             print!("{}", table::render(&c.table));
             println!();

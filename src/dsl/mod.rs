@@ -33,7 +33,7 @@ mod parse;
 pub mod schema;
 mod syntax;
 
-pub use schema::{BlockOp, OpKind, MAX_CHANNELS, MAX_KERNEL, MAX_SIZE};
+pub use schema::{BlockOp, OpKind, MAX_CHANNELS, MAX_CLASSES, MAX_KERNEL, MAX_SIZE};
 
 use std::ops::Range;
 
@@ -69,6 +69,10 @@ pub struct ModelFile {
     pub time: Option<TimeDecl>,
     /// Whether the file has a `[time]` section at all (it may have failed to parse).
     pub time_declared: bool,
+    /// `[condition]`: the model is class-conditional.
+    pub condition: Option<ConditionDecl>,
+    /// Whether the file has a `[condition]` section at all (it may have failed to parse).
+    pub condition_declared: bool,
     /// Blocks in file order.
     pub blocks: Vec<BlockDecl>,
     /// The `[train]` section, each setting with its spans (checked against
@@ -113,6 +117,16 @@ pub struct TimeDecl {
     pub hidden: Val<usize>,
 }
 
+/// `[condition]`: the classes a conditional model knows and how often training hides the label.
+#[derive(Debug, Clone)]
+pub struct ConditionDecl {
+    pub span: Span,
+    /// Real classes (labels 0..classes-1); the null label is `classes`.
+    pub classes: Val<usize>,
+    /// Probability of replacing a training label by the null label (classifier-free guidance).
+    pub drop: Val<f64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct BlockDecl {
     pub name: String,
@@ -144,4 +158,4 @@ impl BlockDecl {
 }
 
 /// Names a block may not take: the graph's own inputs and the time embedding.
-pub const RESERVED: [&str; 3] = ["x", "t", "time"];
+pub const RESERVED: [&str; 4] = ["x", "t", "y", "time"];

@@ -9,12 +9,20 @@ use super::diag::{self, suggestion, Diagnostic};
 use super::schema::{FieldDefault, FieldKind, FieldReader, FieldSpec, OPS};
 use super::syntax;
 use super::{
-    BlockDecl, BlockOp, InputDecl, ModelFile, OpKind, Span, TimeDecl, TrainEntry, TrainSection, Val,
-    MAX_CHANNELS, MAX_SIZE, RESERVED,
+    BlockDecl, BlockOp, ConditionDecl, InputDecl, ModelFile, OpKind, Span, TimeDecl, TrainEntry, TrainSection,
+    Val, MAX_CHANNELS, MAX_CLASSES, MAX_SIZE, RESERVED,
+};
+
+/// `[condition] drop`, read like a block's float field.
+const CONDITION_DROP: FieldSpec = FieldSpec {
+    name: "drop",
+    kind: FieldKind::Float { lo: 0.0, hi: 0.99 },
+    default: FieldDefault::Float(0.1),
+    doc: "probability that training replaces a label by the null label (what guidance needs)",
 };
 use crate::train::check_setting;
 
-const TOP_LEVEL: [&str; 6] = ["model", "vars", "input", "time", "blocks", "train"];
+const TOP_LEVEL: [&str; 7] = ["model", "vars", "input", "time", "condition", "blocks", "train"];
 
 /// Parses `source`. Returns the file (when the TOML itself parsed) and every problem found.
 pub fn parse(source: &str) -> (Option<ModelFile>, Vec<Diagnostic>) {
@@ -55,6 +63,8 @@ struct Parser<'s> {
     vars: HashMap<String, (VarValue, Span)>,
     /// `[input]` values, for references like `"input.channels"`.
     input: Option<InputDecl>,
+    /// `[time]` values, for references like `"time.hidden"`.
+    time: Option<TimeDecl>,
     /// Fields suggested for a misspelt field in the current table: not reported missing too.
     suggested: Vec<String>,
     /// Where each `[vars]` name is written (its key), including ones whose value was refused.
@@ -102,6 +112,7 @@ impl<'s> Parser<'s> {
             diags: Vec::new(),
             vars: HashMap::new(),
             input: None,
+            time: None,
             suggested: Vec::new(),
             var_keys: HashMap::new(),
             used_vars: HashSet::new(),
@@ -163,7 +174,8 @@ impl<'s> Parser<'s> {
                 None
             }
         };
-        let time = section("time").and_then(|s| self.time_section(&s));
+        self.time = section("time").and_then(|s| self.time_section(&s));
+        let condition = section("condition").and_then(|s| self.condition_section(&s));
         let (name, output, model_span) = match section("model") {
             Some(s) => {
                 let (name, output) = self.model_section(&s);
@@ -188,7 +200,19 @@ impl<'s> Parser<'s> {
         let train = section("train").map(|s| self.train_section(&s));
         self.report_var_problems();
         let time_declared = has_section(root, "time");
-        ModelFile { name, output, model_span, input: self.input.clone(), time, time_declared, blocks, train }
+        let condition_declared = has_section(root, "condition");
+        ModelFile {
+            name,
+            output,
+            model_span,
+            input: self.input.clone(),
+            time: self.time.clone(),
+            time_declared,
+            condition,
+            condition_declared,
+            blocks,
+            train,
+        }
     }
 
     /// Notes a failed read of `[vars]` name `var` by the block `s` (reported once per name).
@@ -368,6 +392,13 @@ impl<'s> Parser<'s> {
         Some(TimeDecl { span: s.span.clone(), dim: dim?, hidden: hidden? })
     }
 
+    fn condition_section(&mut self, s: &Section<'_, '_>) -> Option<ConditionDecl> {
+        self.unknown_fields(s, &["classes", "drop"], &[]);
+        let classes = self.int(s, "classes", FieldDefault::Required, 1, MAX_CLASSES);
+        let drop = self.float(s, &CONDITION_DROP, 0.0, 0.99);
+        Some(ConditionDecl { span: s.span.clone(), classes: classes?, drop: drop? })
+    }
+
     fn model_section(&mut self, s: &Section<'_, '_>) -> (Option<String>, Option<Val<String>>) {
         self.unknown_fields(s, &["name", "output"], &[]);
         let name = self.string(s, "name", false).map(|v| v.value);
@@ -385,6 +416,7 @@ impl<'s> Parser<'s> {
                 let what = match name.as_str() {
                     "x" => "the image input",
                     "t" => "the timestep input",
+                    "y" => "the class label input of a conditional model",
                     _ => "the time embedding of the [time] section",
                 };
                 self.error(
@@ -948,6 +980,31 @@ impl<'s> Parser<'s> {
                 }
             };
             // When [input] itself is broken that is already reported.
+            return v.filter(|_| index.is_none()).map(|v| (v.value, v.span.clone()));
+        }
+        if let Some(f) = name.strip_prefix("time.") {
+            let time = self.time.clone();
+            let v = match f {
+                "dim" => time.as_ref().map(|t| t.dim.clone()),
+                "hidden" => time.as_ref().map(|t| t.hidden.clone()),
+                _ => {
+                    self.error(
+                        err(format!("[time] has no field `{f}`"))
+                            .expected("`time.dim` or `time.hidden`")
+                            .maybe_help(
+                                diag::did_you_mean(f, ["dim", "hidden"]).map(|c| format!("did you mean `time.{c}`?")),
+                            ),
+                    );
+                    return None;
+                }
+            };
+            if v.is_none() && time.is_none() {
+                self.error(
+                    err(format!("`{text}` names the [time] section, which the model does not have"))
+                        .expected("a [time] section with `dim` and `hidden`")
+                        .found("no [time] section"),
+                );
+            }
             return v.filter(|_| index.is_none()).map(|v| (v.value, v.span.clone()));
         }
         let Some((value, def)) = self.vars.get(name).cloned() else {

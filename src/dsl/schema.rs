@@ -12,6 +12,8 @@ use super::Val;
 pub const MAX_CHANNELS: usize = 1 << 16;
 /// Largest height or width of the image input.
 pub const MAX_SIZE: usize = 1 << 14;
+/// Most classes a conditional model may declare.
+pub const MAX_CLASSES: usize = 1 << 16;
 /// Largest kernel size, stride or padding of a conv.
 pub const MAX_KERNEL: usize = 63;
 
@@ -195,6 +197,11 @@ blocks! {
     Upsample "upsample", inputs (1, 1), "nearest 2x, then 3x3 conv, same channels" {}
     Concat "concat", inputs (2, usize::MAX), "concatenation along channels" {}
     Add "add", inputs (2, 2), "elementwise sum" {}
+    Embedding "embedding", inputs (1, 1),
+        "a learnt vector per class, read from the label `y`: a table of `classes` + 1 rows (the last for \
+         no label, see [condition]); add it to `time` and give the sum to the resblocks' `time`" {
+        features: int(1, MAX_CHANNELS) = Required, "vector width; \"time.hidden\" to add it to the time embedding";
+    }
     Attention "attention", inputs (1, 1),
         "GroupNorm, 1x1 qkv, multi-head self-attention over H*W, 1x1 proj, + x" {
         heads: int(1, MAX_CHANNELS) = Required, "attention heads (must divide the channels)";
