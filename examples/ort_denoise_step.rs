@@ -50,7 +50,7 @@ fn main() -> anyhow::Result<()> {
         "x" => TensorRef::from_array_view(&x)?,
         "t" => TensorRef::from_array_view(&tt)?,
     ])?;
-    let eps = outputs["y"].try_extract_array::<f32>()?;
+    let eps = outputs["eps"].try_extract_array::<f32>()?;
 
     // DDPM posterior mean + sigma_t z, sigma_t^2 = beta_t.
     let ab: f64 = alpha_bar[t];

@@ -23,7 +23,7 @@ fn unseen(r: &Reference, n: usize) -> Array4<f32> {
 
 fn score(b: &BuiltinClassifier, images: ArrayView4<f32>, training: Option<&Dataset>) -> Report {
     let mut classifier = Classifier::from_bytes(b.onnx, b.name).unwrap();
-    evaluate(images, "test images", &mut classifier, &reference(b), training, 1).unwrap()
+    evaluate(images, "test images", &mut classifier, &reference(b), training, 1, None).unwrap()
 }
 
 fn builtin_digits() -> Dataset {

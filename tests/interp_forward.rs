@@ -21,8 +21,8 @@ fn random(rng: &mut Rng, n: usize) -> Vec<f64> {
 /// both must agree with each other (and the caller checks them against the reference).
 fn run(graph: &Graph, params: &[Vec<f64>], x: &[f64], t: &[f64], batch: usize) -> Vec<f64> {
     let views: Vec<&[f64]> = params.iter().map(Vec::as_slice).collect();
-    let whole = Engine::<f64>::new(graph.clone()).forward(&views, x, t, batch, false);
-    let banded = Engine::<f64>::new(graph.clone()).with_column_budget(1).forward(&views, x, t, batch, false);
+    let whole = Engine::<f64>::new(graph.clone()).forward(&views, x, t, None, batch, false);
+    let banded = Engine::<f64>::new(graph.clone()).with_column_budget(1).forward(&views, x, t, None, batch, false);
     assert_all_close(&banded, &whole, "banded vs whole-image im2col");
     whole
 }
@@ -270,7 +270,7 @@ fn precision_reaches_the_conv_and_linear_ops() {
         let dy = normal(&mut rng, batch * graph.output_shape().numel());
         let run = |precision: Precision| {
             let mut e = Engine::<f32>::new(graph.clone()).with_precision(precision);
-            let y = e.forward(&views, &x, &t, batch, true);
+            let y = e.forward(&views, &x, &t, None, batch, true);
             let mut grads: Vec<Vec<f32>> = views.iter().map(|v| vec![0.0; v.len()]).collect();
             let mut gv: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
             e.backward(&views, &dy, &mut gv);

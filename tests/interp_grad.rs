@@ -11,7 +11,9 @@ use mdc::graph::blocks::{self, mini_unet};
 use common::graph_of;
 use mdc::graph::Graph;
 use mdc::interp::{Engine, Executor};
-use mdc::ops::{Add, AddChannelBias, Attention, Concat, ConvTranspose2d, Linear, Silu, UpsampleNearest};
+use mdc::ops::{
+    Add, AddChannelBias, Attention, Concat, ConvTranspose2d, Embedding, Label, Linear, Silu, UpsampleNearest,
+};
 use mdc::params::Params;
 use mdc::rng::Rng;
 use ndarray::{Array1, Array4};
@@ -23,6 +25,8 @@ struct Problem {
     params: Vec<Vec<f64>>,
     x: Vec<f64>,
     t: Vec<f64>,
+    /// Class labels for a conditional graph (repeats included, so rows gather several images).
+    y: Option<Vec<f64>>,
     dy: Vec<f64>,
     batch: usize,
 }
@@ -40,12 +44,13 @@ fn problem(graph: &Graph, batch: usize, seed: u64) -> Problem {
     let x = normals(&mut rng, batch * graph.input_shape().numel(), 1.0);
     let t = (0..batch).map(|_| rng.uniform_range(0.0, 1000.0)).collect();
     let dy = normals(&mut rng, batch * graph.output_shape().numel(), 1.0);
-    Problem { params, x, t, dy, batch }
+    let y = graph.classes().map(|c| (0..batch).map(|i| ((i * 2) % (c + 1)) as f64).collect());
+    Problem { params, x, t, y, dy, batch }
 }
 
 fn loss(engine: &mut Engine<f64>, p: &Problem, params: &[Vec<f64>], x: &[f64]) -> f64 {
     let views: Vec<&[f64]> = params.iter().map(Vec::as_slice).collect();
-    let y = engine.forward(&views, x, &p.t, p.batch, false);
+    let y = engine.forward(&views, x, &p.t, p.y.as_deref(), p.batch, false);
     y.iter().zip(&p.dy).map(|(a, b)| a * b).sum()
 }
 
@@ -75,7 +80,7 @@ fn check_graph(graph: Graph, batch: usize, per_tensor: usize, seed: u64) -> usiz
     // a budget of one element: every conv runs one output row per band
     let mut engine = Engine::<f64>::new(graph).with_input_grad().with_column_budget(1);
     let views: Vec<&[f64]> = p.params.iter().map(Vec::as_slice).collect();
-    engine.forward(&views, &p.x, &p.t, batch, true);
+    engine.forward(&views, &p.x, &p.t, p.y.as_deref(), batch, true);
     let mut grads: Vec<Vec<f64>> = p.params.iter().map(|v| vec![f64::NAN; v.len()]).collect();
     let mut gviews: Vec<&mut [f64]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
     let dx = engine.backward_input_grad(&views, &p.dy, &mut gviews).expect("input gradient requested");
@@ -193,6 +198,23 @@ fn attention_gradients_with_several_heads() {
 }
 
 #[test]
+fn class_embedding_gradients_through_a_conditioned_resblock() {
+    // A table of 3 classes + null, 6 wide, added to the time MLP as in models/unet-cond.toml;
+    // batch 5 with labels 0, 2, 0, 2, 0 (the null one among them): rows gather several images,
+    // so the scatter-add is checked, and the untouched rows' zero gradient too.
+    let g = graph_of(4, 3, 3, |b, x, t| {
+        let y = b.add("y", "y", Label { classes: 3 }, &[]).unwrap();
+        let e = b.add("label", "label", Embedding { rows: 4, features: 6 }, &[y]).unwrap();
+        let temb = blocks::time_mlp(b, "time", t, 4, 6).unwrap();
+        let cond = b.add("cond", "cond", Add, &[temb, e]).unwrap();
+        blocks::resblock(b, "res", x, cond, 4, 2).unwrap()
+    });
+    assert_eq!(g.classes(), Some(3));
+    let n = check_graph(g, 5, 24, 44);
+    assert!(n > 100, "compared {n}");
+}
+
+#[test]
 fn silu_add_and_upsample_gradients() {
     let g = graph_of(3, 4, 5, |b, x, _| b.add("silu", "silu", Silu, &[x]).unwrap());
     check_graph(g, 2, 30, 40);
@@ -254,7 +276,7 @@ fn f32_executor_matches_f64_engine() {
     let p = problem(&graph, batch, 90);
     let mut e64 = Engine::<f64>::new(graph.clone());
     let views: Vec<&[f64]> = p.params.iter().map(Vec::as_slice).collect();
-    let y64 = e64.forward(&views, &p.x, &p.t, batch, true);
+    let y64 = e64.forward(&views, &p.x, &p.t, None, batch, true);
     let mut g64: Vec<Vec<f64>> = p.params.iter().map(|v| vec![0.0; v.len()]).collect();
     let mut gv: Vec<&mut [f64]> = g64.iter_mut().map(Vec::as_mut_slice).collect();
     e64.backward(&views, &p.dy, &mut gv);

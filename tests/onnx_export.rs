@@ -58,10 +58,10 @@ fn export_cli_writes_a_self_contained_model() {
     assert!(m.opset_import.iter().all(|o| o.version.unwrap() <= 26));
     let g = m.graph.as_ref().unwrap();
 
-    // Signature: x [N, 1, H, W], t [N]; y; weights are initializers, never inputs.
+    // Signature: x [N, 1, H, W], t [N]; eps; weights are initializers, never inputs.
     let inputs: Vec<&str> = g.input.iter().map(|i| i.name()).collect();
     assert_eq!(inputs, ["x", "t"]);
-    assert_eq!(g.output.iter().map(|o| o.name()).collect::<Vec<_>>(), ["y"]);
+    assert_eq!(g.output.iter().map(|o| o.name()).collect::<Vec<_>>(), ["eps"]);
     assert_eq!(dims(&m, 0), ["N", "1", "H", "W"]);
     assert_eq!(dims(&m, 1), ["N"]);
 
@@ -240,6 +240,7 @@ fn export_refuses_a_damaged_checkpoint() {
         data_position: 0,
         model_hash: grey.hash.clone(),
         config: mdc::train::TrainConfig::default(),
+        class_names: Vec::new(),
     };
     let path = dir.path().join("checkpoint.safetensors");
     ck.save(&path).unwrap();

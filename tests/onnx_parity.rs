@@ -36,8 +36,12 @@ fn compare(what: &str, exec: &mut Executor, params: &Params, path: &Path, (c, h,
     for (i, batch) in [1usize, 3, 8].into_iter().enumerate() {
         let x = random_images(batch, c, h, w, 100 + i as u64);
         let t = timesteps(batch, 200 + i as u64);
-        let expected = exec.forward(params, x.view(), t.view());
-        let got = model.forward(x.view(), t.view()).unwrap();
+        // A conditional model gets a mix of real and null labels.
+        let labels: Option<Vec<u32>> =
+            exec.graph().classes().map(|c| (0..batch).map(|k| ((k * 7 + i) % (c + 1)) as u32).collect());
+        let y = labels.as_deref();
+        let expected = exec.forward_labeled(params, x.view(), t.view(), y, false);
+        let got = model.forward_labeled(x.view(), t.view(), y).unwrap();
         let diff = max_abs_diff(&got, &expected);
         let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
         eprintln!("{what} batch {batch}: max |ort - interp| = {diff:.2e} (max |y| = {scale:.2})");

@@ -26,7 +26,7 @@ fn samplers_through_onnxruntime_match_the_interpreter() {
     let image = ort.info().image();
     let mut interp = InterpDenoiser { executor: Executor::new(graph.clone()), params };
     for sampler in [Sampler::Ddim { steps: 8, eta: 0.0 }, Sampler::DpmSolver2M { steps: 8 }] {
-        let opts = SampleOptions { count: 3, batch: 2, sampler, clip_x0: true, seed: 5 };
+        let opts = SampleOptions { count: 3, batch: 2, sampler, clip_x0: true, seed: 5, guidance: None };
         let start = Instant::now();
         let from_ort = sample(&mut ort, &schedule, image, &opts, &mut |_, _| {}).unwrap();
         let ort_s = start.elapsed().as_secs_f64();

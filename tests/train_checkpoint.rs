@@ -20,6 +20,7 @@ fn checkpoint(graph: &Graph) -> Checkpoint {
         data_position: 13,
         model_hash: "ab".repeat(32),
         config: TrainConfig { steps: 99, lr: 3e-4, ..TrainConfig::default() },
+        class_names: vec!["cat".into(), "dog, \"big\"".into()],
     }
 }
 

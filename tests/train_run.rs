@@ -24,7 +24,7 @@ fn squares() -> Dataset {
         let (y, x) = (i / 4, i % 4);
         images.slice_mut(s![i, 0, y..y + 4, x..x + 4]).fill(1.0);
     }
-    Dataset { images, origin: "squares".into() }
+    Dataset::new(images, "squares")
 }
 
 fn config(steps: u64) -> TrainConfig {
@@ -47,6 +47,7 @@ fn job<'a>(graph: &'a Graph, out: &Path, cfg: TrainConfig, data: Dataset) -> Tra
         model_hash: HASH.into(),
         config: cfg,
         dataset: data,
+        label_drop: None,
         out_dir: out.to_path_buf(),
         resume: None,
         stop_after: None,
@@ -196,6 +197,7 @@ fn run_at(out: &Path, steps: u64, precision: Precision, stop_after: Option<u64>,
         model_hash: HASH.into(),
         config,
         dataset: squares(),
+        label_drop: None,
         out_dir: out.to_path_buf(),
         resume,
         stop_after,

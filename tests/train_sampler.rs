@@ -12,7 +12,7 @@ struct GaussianOracle {
 }
 
 impl Denoiser for GaussianOracle {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32]) -> anyhow::Result<Array4<f32>> {
+    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
         let mut out = x.clone();
         for (mut img, &ti) in out.axis_iter_mut(Axis(0)).zip(t) {
             let a = self.schedule.alphas_cumprod[ti as usize];
@@ -30,7 +30,7 @@ struct TwoImageOracle {
 }
 
 impl Denoiser for TwoImageOracle {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32]) -> anyhow::Result<Array4<f32>> {
+    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
         let mut out = x.clone();
         for (mut img, &ti) in out.axis_iter_mut(Axis(0)).zip(t) {
             let a = self.schedule.alphas_cumprod[ti as usize];
@@ -55,7 +55,7 @@ impl Denoiser for TwoImageOracle {
 }
 
 fn opts(sampler: Sampler, count: usize, batch: usize, clip: bool) -> SampleOptions {
-    SampleOptions { count, batch, sampler, clip_x0: clip, seed: 11 }
+    SampleOptions { count, batch, sampler, clip_x0: clip, seed: 11, guidance: None }
 }
 
 fn moments(x: &Array4<f32>) -> (f64, f64) {
@@ -137,9 +137,9 @@ struct Recording<D> {
 }
 
 impl<D: Denoiser> Denoiser for Recording<D> {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32]) -> anyhow::Result<Array4<f32>> {
+    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
         self.first.get_or_insert_with(|| x.clone());
-        self.inner.predict_noise(x, t)
+        self.inner.predict_noise(x, t, y)
     }
 }
 

@@ -32,6 +32,10 @@ pub struct Args {
     /// digits, a superset of what any `builtin_digits` trained on), an IDX file or a folder [default: builtin with the mnist classifier, else none].
     #[arg(long, value_name = "builtin|IDX|DIR")]
     pub train_set: Option<String>,
+    /// The class every sample was drawn for (`mdc sample --class K`): also reports how many are
+    /// classified as K, with confidence and at all.
+    #[arg(long, value_name = "K")]
+    pub class: Option<usize>,
     /// Seed of the calibration draws and noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -85,7 +89,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let name = args.samples.display().to_string();
-    let report = evaluate(images.view(), &name, &mut classifier, &reference, training.as_ref(), args.seed)?;
+    let report = evaluate(images.view(), &name, &mut classifier, &reference, training.as_ref(), args.seed, args.class)?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print!("{}", render(&report)),
@@ -135,6 +139,15 @@ pub fn render(r: &Report) -> String {
         "  real: {} {} drawn from {}{draws}; noise: uniform in [-1, 1]\n  Fréchet reference: {}\n",
         real.count, "images", r.calibration.real_origin, r.reference
     );
+    if let Some(e) = &r.expected_class {
+        out += &format!(
+            "  {:<24}{:>9}    (top class {} for {})\n",
+            format!("classified as {} (p >= {}):", e.class, r.confidence_threshold),
+            pct(e.confident_fraction),
+            e.class,
+            pct(e.top_fraction)
+        );
+    }
     out += "  classes:\n";
     let width = r.classes.iter().map(|c| c.class.chars().count()).max().unwrap_or(1);
     for c in &r.classes {

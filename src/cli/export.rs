@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::model::{self, Model};
-use crate::onnx::{self, ModelInfo, ScheduleInfo};
+use crate::onnx::{self, ClassInfo, ModelInfo, ScheduleInfo};
 use crate::params::{Params, CHECKPOINT_FORMAT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,13 +76,18 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let info = model_info(&model, &weights_meta, weights_desc)?;
     let bytes = onnx::export_to_file(&model.graph, &params, &info, &args.output)?;
     println!(
-        "wrote {} ({:.1} MB): inputs x [N, {}, {}, {}] and t [N] (float32), output y; {} parameters; \
+        "wrote {} ({:.1} MB): inputs x [N, {}, {}, {}] and t [N] (float32){}, output eps; {} parameters; \
          schedule {} over {} steps; weights: {}",
         args.output.display(),
         bytes as f64 / 1e6,
         info.channels,
         info.height,
         info.width,
+        info.classes.as_ref().map_or(String::new(), |c| format!(
+            ", y [N] (int64 class labels: {} classes, {} = no class)",
+            c.count,
+            c.null()
+        )),
         params.numel(),
         info.schedule.name,
         info.schedule.timesteps,
@@ -122,7 +127,16 @@ fn model_info(
         channels,
         height,
         width,
+        classes: model.graph.classes().map(|count| ClassInfo {
+            count,
+            names: class_names_from_meta(weights_meta).unwrap_or_default(),
+        }),
     })
+}
+
+/// The class names a checkpoint records (JSON list under `class_names`), when it records them.
+pub fn class_names_from_meta(meta: &HashMap<String, String>) -> Option<Vec<String>> {
+    serde_json::from_str(meta.get("class_names")?).ok()
 }
 
 fn describe_weights(path: &Path, meta: &HashMap<String, String>, no_ema: bool) -> String {

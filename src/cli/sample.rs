@@ -11,7 +11,7 @@ use ndarray::{Array4, Axis};
 
 use super::UsageError;
 use crate::diffusion::{
-    sample_images, sample_with_progress, NoiseSchedule, SampleOptions, Sampler, ScheduleKind,
+    sample_images, sample_with_progress, ClassGuidance, DEFAULT_GUIDANCE, NoiseSchedule, SampleOptions, Sampler, ScheduleKind,
 };
 use crate::image_io::{image_png, write_grid, GridLayout};
 use crate::params::{Params, CHECKPOINT_FORMAT};
@@ -81,6 +81,92 @@ pub struct Args {
     /// changed on purpose by another tool, e.g. an fp16 conversion).
     #[arg(long)]
     pub allow_modified: bool,
+    /// Class-conditional models: which classes to draw, `7`, `0,3,7` (numbers or the class names
+    /// recorded in training) or `all`; with several, -n is split evenly (rounded up) and the grid
+    /// has one row per class [default: all].
+    #[arg(long, value_name = "CLASSES")]
+    pub class: Option<String>,
+    /// Classifier-free guidance scale S: 1 the plain conditional model, 0 unconditional (labels
+    /// ignored), larger follows the class more strictly [default: 3].
+    #[arg(long, value_name = "S", value_parser = guidance_scale)]
+    pub guidance: Option<f32>,
+}
+
+fn guidance_scale(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && (0.0..=100.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("expected a scale from 0 to 100, found {v}")),
+        Err(_) => Err(format!("expected a number (e.g. 3), found {s:?}")),
+    }
+}
+
+/// Which classes to draw and at what guidance, for a model with `classes` (None: unconditional)
+/// whose classes are called `names` (may be empty). Returns the guidance and the grid's columns
+/// (one row per class when several are drawn; 0: a near-square grid).
+pub fn class_plan(
+    class: Option<&str>,
+    guidance: Option<f32>,
+    count: usize,
+    classes: Option<usize>,
+    names: &[String],
+    model: &str,
+) -> anyhow::Result<(Option<ClassGuidance>, usize)> {
+    let Some(classes) = classes else {
+        if let Some(c) = class {
+            bail!(UsageError(format!(
+                "--class {c}: {model} is not class-conditional (its model file has no [condition]); sample it without --class"
+            )));
+        }
+        if guidance.is_some() {
+            bail!(UsageError(format!(
+                "--guidance: {model} is not class-conditional (its model file has no [condition]); guidance needs a model trained with labels"
+            )));
+        }
+        return Ok((None, 0));
+    };
+    // Names that are just the numbers (MNIST's "0".."9") add nothing to a message.
+    let numbered = names.iter().enumerate().all(|(k, n)| *n == k.to_string());
+    let names: &[String] = if numbered { &[] } else { names };
+    let name_of = |k: usize| names.get(k).cloned().unwrap_or_else(|| k.to_string());
+    let wanted: Vec<u32> = match class.unwrap_or("all").trim() {
+        "all" => (0..classes as u32).collect(),
+        list => list
+            .split(',')
+            .map(|item| {
+                let item = item.trim();
+                let by_name = names.iter().position(|n| n == item);
+                let by_number = item.parse::<usize>().ok().filter(|&k| k < classes);
+                by_name.or(by_number).map(|k| k as u32).ok_or_else(|| {
+                    let known = if names.is_empty() {
+                        format!("0 to {}", classes - 1)
+                    } else {
+                        format!("0 to {} or one of {}", classes - 1, (0..classes).map(name_of).collect::<Vec<_>>().join(", "))
+                    };
+                    anyhow::Error::new(UsageError(format!(
+                        "--class {list}: `{item}` is not a class of {model}: expected {known}, or `all`"
+                    )))
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let per_class = count.div_ceil(wanted.len());
+    let labels: Vec<u32> = wanted.iter().flat_map(|&y| std::iter::repeat_n(y, per_class)).collect();
+    let scale = guidance.unwrap_or(DEFAULT_GUIDANCE);
+    let columns = if wanted.len() > 1 && scale > 0.0 { per_class } else { 0 };
+    Ok((Some(ClassGuidance { labels, null: classes as u32, scale }), columns))
+}
+
+/// Tells the user what a conditional run draws.
+fn describe_plan(g: &ClassGuidance, names: &[String]) -> String {
+    if g.scale == 0.0 {
+        return "unconditional (guidance 0)".to_string();
+    }
+    let mut classes: Vec<u32> = g.labels.clone();
+    classes.dedup();
+    let name = |k: u32| names.get(k as usize).cloned().unwrap_or_else(|| k.to_string());
+    let shown: Vec<String> = classes.iter().take(12).map(|&k| name(k)).collect();
+    let more = if classes.len() > 12 { ", ..." } else { "" };
+    format!("class {}{more}, guidance {}", shown.join(", "), g.scale)
 }
 
 /// The training recipe's limits: most images per run or batch, most timesteps T.
@@ -106,17 +192,18 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         SamplerArg::Ddim => Sampler::Ddim { steps: args.steps, eta: args.eta },
         SamplerArg::Dpmpp2m => Sampler::DpmSolver2M { steps: args.steps },
     };
-    let opts = SampleOptions {
+    let mut opts = SampleOptions {
         count: args.count,
         batch: args.batch,
         sampler,
         clip_x0: !args.no_clip,
         seed: args.seed,
+        guidance: None,
     };
     let t0 = Instant::now();
-    let images = if onnx { sample_onnx(args, &opts)? } else { sample_checkpoint(args, &opts)? };
+    let (images, columns) = if onnx { sample_onnx(args, &mut opts)? } else { sample_checkpoint(args, &mut opts)? };
     let (h, w) = (images.shape()[2], images.shape()[3]);
-    write_grid(&args.output, &images, GridLayout::auto(h.max(w)))?;
+    write_grid(&args.output, &images, GridLayout { columns, ..GridLayout::auto(h.max(w)) })?;
     if let Some(dir) = &args.individual {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (i, img) in images.axis_iter(Axis(0)).enumerate() {
@@ -130,7 +217,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         args.output.display(),
         args.individual.as_ref().map_or(String::new(), |d| format!(
             " and {} images in {}",
-            args.count,
+            images.shape()[0],
             d.display()
         )),
         t0.elapsed().as_secs_f64()
@@ -139,7 +226,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The interpreter path: weights plus the model file they belong to.
-fn sample_checkpoint(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4<f32>> {
+fn sample_checkpoint(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(Array4<f32>, usize)> {
     let Some(model_path) = &args.model else {
         bail!(UsageError(format!(
             "--model MODEL.toml is required to sample {} (it holds weights, not the architecture)",
@@ -169,19 +256,26 @@ fn sample_checkpoint(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4
     };
     let schedule = NoiseSchedule::new(schedule_kind, timesteps);
     let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
+    let names = super::export::class_names_from_meta(&meta).unwrap_or_default();
+    let model_name = model_path.display().to_string();
+    let (guidance, columns) =
+        class_plan(args.class.as_deref(), args.guidance, args.count, model.graph.classes(), &names, &model_name)?;
+    opts.count = guidance.as_ref().map_or(args.count, |g| g.labels.len());
+    let plan = guidance.as_ref().map_or(String::new(), |g| format!(", {}", describe_plan(g, &names)));
+    opts.guidance = guidance;
     println!(
-        "sampling {} images {c}x{h}x{w} from {} ({} weights) with {}, {schedule_kind} schedule T={timesteps}, seed {}",
-        args.count,
+        "sampling {} images {c}x{h}x{w} from {} ({} weights) with {}, {schedule_kind} schedule T={timesteps}, seed {}{plan}",
+        opts.count,
         args.checkpoint.display(),
         if is_checkpoint && !args.no_ema { "EMA" } else { "raw" },
         opts.sampler,
         args.seed
     );
-    sample_images(&model.graph, params, &schedule, [c, h, w], opts, !args.quiet)
+    Ok((sample_images(&model.graph, params, &schedule, [c, h, w], opts, !args.quiet)?, columns))
 }
 
 /// The onnxruntime path: image size and noise schedule come from the model's metadata.
-fn sample_onnx(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4<f32>> {
+fn sample_onnx(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(Array4<f32>, usize)> {
     let path = args.checkpoint.display();
     if args.model.is_some() {
         eprintln!("note: --model is not used with an ONNX model (its architecture is inside {path})");
@@ -211,11 +305,23 @@ fn sample_onnx(args: &Args, opts: &SampleOptions) -> anyhow::Result<Array4<f32>>
     }
     let schedule = NoiseSchedule::new(kind, timesteps);
     let [c, h, w] = info.image();
+    let names = info.classes.as_ref().map(|c| c.names.clone()).unwrap_or_default();
+    let (guidance, columns) = class_plan(
+        args.class.as_deref(),
+        args.guidance,
+        args.count,
+        info.classes.as_ref().map(|c| c.count),
+        &names,
+        &path.to_string(),
+    )?;
+    opts.count = guidance.as_ref().map_or(args.count, |g| g.labels.len());
+    let plan = guidance.as_ref().map_or(String::new(), |g| format!(", {}", describe_plan(g, &names)));
+    opts.guidance = guidance;
     println!(
-        "sampling {} images {c}x{h}x{w} from {path} (onnxruntime, {}; weights: {}) with {}, {kind} schedule T={timesteps}, seed {}",
-        args.count, args.device, info.weights, opts.sampler, args.seed
+        "sampling {} images {c}x{h}x{w} from {path} (onnxruntime, {}; weights: {}) with {}, {kind} schedule T={timesteps}, seed {}{plan}",
+        opts.count, args.device, info.weights, opts.sampler, args.seed
     );
-    sample_with_progress(&mut den, &schedule, info.image(), opts, !args.quiet)
+    Ok((sample_with_progress(&mut den, &schedule, info.image(), opts, !args.quiet)?, columns))
 }
 
 /// Timesteps T recorded in a file's metadata, checked like `--timesteps` but blamed on the file.

@@ -202,6 +202,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         dataset = dataset.first(cfg.builtin_digits);
     }
     dataset.check_fits([c, h, w], &model_name)?;
+    if let Some(classes) = model.graph.classes() {
+        dataset.check_labels(classes, &model_name)?;
+    }
 
     println!(
         "mdc train {model_name}: {} parameters, input {c}x{h}x{w}; data: {} ({} images)",
@@ -221,6 +224,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         model_hash: model.hash.clone(),
         config: cfg.clone(),
         dataset,
+        label_drop: model.label_drop,
         out_dir: out_dir.clone(),
         resume,
         stop_after: args.stop_after,
@@ -262,8 +266,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         None => {}
     }
     if outcome.last_step == cfg.steps {
+        let classes = if model.graph.classes().is_some() { " --class 7 --guidance 3" } else { "" };
         println!(
-            "more samples: mdc sample {} --model {model_name} -n 64 -o grid.png",
+            "more samples: mdc sample {} --model {model_name} -n 64{classes} -o grid.png",
             outcome.checkpoint.display()
         );
     }

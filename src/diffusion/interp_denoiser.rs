@@ -12,7 +12,10 @@ pub struct InterpDenoiser {
 }
 
 impl Denoiser for InterpDenoiser {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32]) -> anyhow::Result<Array4<f32>> {
-        Ok(self.executor.forward(&self.params, x.view(), ArrayView1::from(t)))
+    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
+        if y.is_some() && self.executor.graph().classes().is_none() {
+            anyhow::bail!("class labels were given, but the model has no [condition]");
+        }
+        Ok(self.executor.forward_labeled(&self.params, x.view(), ArrayView1::from(t), y, false))
     }
 }

@@ -3,7 +3,7 @@
 //! a deterministic second-order multistep solver of the probability-flow ODE.
 
 use anyhow::{bail, Context};
-use ndarray::{s, Array4, Axis, Zip};
+use ndarray::{concatenate, s, Array4, Axis, Zip};
 
 use super::{Denoiser, NoiseSchedule};
 use crate::rng::Rng;
@@ -72,6 +72,54 @@ pub struct SampleOptions {
     /// it keeps short-trained models from drifting out of range.
     pub clip_x0: bool,
     pub seed: u64,
+    /// Class-conditional sampling with classifier-free guidance (None: unconditional model, or a
+    /// conditional one sampled with the null label throughout).
+    pub guidance: Option<ClassGuidance>,
+}
+
+/// Which class each image is drawn from, and how strongly (Ho & Salimans 2022).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassGuidance {
+    /// One label per image (`count` of them); `null` asks for no class.
+    pub labels: Vec<u32>,
+    /// The model's "no label" index (its number of classes).
+    pub null: u32,
+    /// S in eps = eps(null) + S (eps(label) - eps(null)): 1 is the plain conditional model, 0
+    /// the unconditional one, larger pushes the samples harder toward their class.
+    pub scale: f32,
+}
+
+impl ClassGuidance {
+    /// The guided noise estimate for a chunk whose labels are `labels`. The conditional and
+    /// null halves run as ONE batch of 2N; S = 1, S = 0 and an all-null chunk need one batch of N.
+    pub fn predict(
+        &self,
+        denoiser: &mut dyn Denoiser,
+        x: &Array4<f32>,
+        t: &[f32],
+        labels: &[u32],
+    ) -> anyhow::Result<Array4<f32>> {
+        let nulls = vec![self.null; labels.len()];
+        if self.scale == 0.0 || labels.iter().all(|&y| y == self.null) {
+            return denoiser.predict_noise(x, t, Some(&nulls));
+        }
+        if self.scale == 1.0 {
+            return denoiser.predict_noise(x, t, Some(labels));
+        }
+        let n = labels.len();
+        let xx = concatenate![Axis(0), x.view(), x.view()];
+        let tt = [t, t].concat();
+        let yy = [labels, &nulls[..]].concat();
+        let both = denoiser.predict_noise(&xx, &tt, Some(&yy))?;
+        if both.len_of(Axis(0)) != 2 * n {
+            bail!("the denoiser returned {} images for a batch of {}", both.len_of(Axis(0)), 2 * n);
+        }
+        let (cond, uncond) = both.view().split_at(Axis(0), n);
+        let s = self.scale;
+        let mut out = uncond.to_owned();
+        Zip::from(&mut out).and(&cond).for_each(|u, &c| *u += s * (c - *u));
+        Ok(out)
+    }
 }
 
 /// The timesteps a sampler visits, from noisiest to cleanest.
@@ -106,6 +154,14 @@ pub fn sample(
     progress: &mut dyn FnMut(usize, usize),
 ) -> anyhow::Result<Array4<f32>> {
     let ts = timesteps(opts.sampler, schedule.timesteps())?;
+    if let Some(g) = &opts.guidance {
+        if g.labels.len() != opts.count {
+            bail!("{} class labels for {} images", g.labels.len(), opts.count);
+        }
+        if let Some(&bad) = g.labels.iter().find(|&&y| y > g.null) {
+            bail!("class {bad} does not exist: the model knows classes 0 to {}", g.null.saturating_sub(1));
+        }
+    }
     let batch = opts.batch.max(1);
     let [c, h, w] = image;
     let mut out = Array4::zeros([opts.count, c, h, w]);
@@ -122,9 +178,11 @@ pub fn sample(
         for (k, &t) in ts.iter().enumerate() {
             let prev = ts.get(k + 1).copied();
             let tv = vec![t as f32; end - start];
-            let eps = denoiser
-                .predict_noise(&x, &tv)
-                .with_context(|| format!("denoiser failed at timestep {t}"))?;
+            let eps = match &opts.guidance {
+                None => denoiser.predict_noise(&x, &tv, None),
+                Some(g) => g.predict(denoiser, &x, &tv, &g.labels[start..end]),
+            }
+            .with_context(|| format!("denoiser failed at timestep {t}"))?;
             if eps.shape() != x.shape() {
                 bail!("the denoiser returned shape {:?} for input {:?}", eps.shape(), x.shape());
             }

@@ -84,6 +84,19 @@ pub struct Report {
     pub reference: String,
     pub near_copies: Option<NearCopyTest>,
     pub calibration: Calibration,
+    /// When the samples were all drawn from one class (`mdc eval --class K`): how many the
+    /// classifier puts in it.
+    pub expected_class: Option<ExpectedClass>,
+}
+
+/// How well samples drawn from one class are recognised as that class.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExpectedClass {
+    pub class: String,
+    /// Classified as the class with probability >= the confidence threshold.
+    pub confident_fraction: f64,
+    /// The class is the classifier's top choice, confident or not.
+    pub top_fraction: f64,
 }
 
 /// Scores `images` (named `name` in the report) and the calibration sets beside them.
@@ -94,6 +107,7 @@ pub fn evaluate(
     reference: &Reference,
     training: Option<&Dataset>,
     seed: u64,
+    expected_class: Option<usize>,
 ) -> anyhow::Result<Report> {
     let n = images.len_of(Axis(0));
     anyhow::ensure!(n >= 2, "{name}: {n} image; the Fréchet distance needs at least 2");
@@ -120,6 +134,19 @@ pub fn evaluate(
 
     let (scores, out) = score(classifier, images)?;
     let classes = histogram(&out, classifier);
+    let expected_class = match expected_class {
+        Some(k) if k >= out.probabilities.ncols() => anyhow::bail!(
+            "--class {k}: the classifier {} knows classes 0 to {}",
+            classifier.name,
+            out.probabilities.ncols() - 1
+        ),
+        Some(k) => Some(ExpectedClass {
+            class: classifier.class_name(k),
+            confident_fraction: class_fraction(&out, k, CONFIDENCE),
+            top_fraction: class_fraction(&out, k, 0.0),
+        }),
+        None => None,
+    };
 
     let mut rng = Rng::new(seed);
     let pool = reference.heldout.len();
@@ -148,7 +175,22 @@ pub fn evaluate(
             real_origin: reference.heldout.origin.clone(),
             noise,
         },
+        expected_class,
     })
+}
+
+/// The fraction of images whose top class is `k` with probability at least `threshold`.
+fn class_fraction(out: &Outputs, k: usize, threshold: f32) -> f64 {
+    let hits = out
+        .probabilities
+        .rows()
+        .into_iter()
+        .filter(|r| {
+            let top = r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+            top == k && r[k] >= threshold
+        })
+        .count();
+    hits as f64 / out.probabilities.nrows().max(1) as f64
 }
 
 /// The near-copy threshold for `training`: the [`near_copy::CALIBRATION_PERCENTILE`] of the

@@ -79,6 +79,28 @@ pub struct ModelInfo {
     pub channels: usize,
     pub height: usize,
     pub width: usize,
+    /// The classes of a class-conditional model (input `y`), None for an unconditional one.
+    pub classes: Option<ClassInfo>,
+}
+
+/// What a conditional model's labels mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassInfo {
+    /// Real classes, labels 0..count-1; the null label ("no class") is `count`.
+    pub count: usize,
+    /// The class names in label order, when the training data named them (else empty).
+    pub names: Vec<String>,
+}
+
+impl ClassInfo {
+    pub fn null(&self) -> usize {
+        self.count
+    }
+
+    /// Class `k` as a person reads it: its name, or its number.
+    pub fn name(&self, k: usize) -> String {
+        self.names.get(k).cloned().unwrap_or_else(|| k.to_string())
+    }
 }
 
 /// Metadata keys, one place so writer and reader agree.
@@ -100,12 +122,20 @@ pub mod keys {
     /// Not read back: tells other clients how to feed the model.
     pub const INPUTS: &str = "inputs";
     pub const OUTPUT: &str = "output";
+    /// Conditional models only: the number of classes, the null label's index (the same
+    /// number, written out for other clients) and the class names as a JSON list.
+    pub const CLASSES: &str = "classes";
+    pub const NULL_LABEL: &str = "null_label";
+    pub const CLASS_NAMES: &str = "class_names";
 }
 
 /// Human-readable description of the model's signature, stored under [`keys::INPUTS`].
 pub const INPUTS_DESCRIPTION: &str =
     "x: float32 [N, C, H, W] noisy images; t: float32 [N] timesteps (0 .. timesteps-1, not normalised)";
-pub const OUTPUT_DESCRIPTION: &str = "y: float32 [N, C, H, W] predicted noise (epsilon)";
+pub const OUTPUT_DESCRIPTION: &str = "eps: float32 [N, C, H, W] predicted noise (epsilon)";
+/// What a conditional model's `y` is, added to [`INPUTS_DESCRIPTION`].
+pub const LABEL_DESCRIPTION: &str = "y: int64 [N] class labels (0 .. classes-1; null_label = classes for \
+     no class: classifier-free guidance runs both and takes eps_null + S (eps_class - eps_null))";
 
 impl ModelInfo {
     /// The image the model was exported for, [C, H, W] (what samplers draw).
@@ -132,12 +162,27 @@ impl ModelInfo {
             (CHANNELS, self.channels.to_string()),
             (HEIGHT, self.height.to_string()),
             (WIDTH, self.width.to_string()),
-            (INPUTS, INPUTS_DESCRIPTION.to_string()),
+            (INPUTS, self.inputs_description()),
             (OUTPUT, OUTPUT_DESCRIPTION.to_string()),
         ]
         .into_iter()
+        .chain(self.classes.iter().flat_map(|c| {
+            [
+                (CLASSES, c.count.to_string()),
+                (NULL_LABEL, c.null().to_string()),
+                (CLASS_NAMES, serde_json::to_string(&c.names).expect("strings serialise")),
+            ]
+        }))
         .map(|(k, v)| (k.to_string(), v))
         .collect())
+    }
+
+    /// The model's inputs in words (also the ONNX doc string).
+    pub fn inputs_description(&self) -> String {
+        match self.classes {
+            Some(_) => format!("{INPUTS_DESCRIPTION}; {LABEL_DESCRIPTION}"),
+            None => INPUTS_DESCRIPTION.to_string(),
+        }
     }
 
     /// Reads the metadata back; `origin` names the file in messages. A model not exported by mdc
@@ -169,7 +214,27 @@ impl ModelInfo {
                 "{origin}: metadata `{SCHEDULE}` = {schedule:?} is not a noise schedule: expected \"linear\" or \"cosine\""
             ));
         }
+        let classes = match props.get(CLASSES) {
+            None => None,
+            Some(_) => {
+                let count = num(CLASSES, 1, crate::dsl::MAX_CLASSES)?;
+                let names: Vec<String> = match props.get(CLASS_NAMES) {
+                    None => Vec::new(),
+                    Some(v) => serde_json::from_str(v).map_err(|e| {
+                        format!("{origin}: metadata `{CLASS_NAMES}` is not a JSON list of names: {e}")
+                    })?,
+                };
+                if !names.is_empty() && names.len() != count {
+                    return Err(format!(
+                        "{origin}: metadata `{CLASS_NAMES}` lists {} names for {count} classes",
+                        names.len()
+                    ));
+                }
+                Some(ClassInfo { count, names })
+            }
+        };
         Ok(ModelInfo {
+            classes,
             mdc_version,
             model_file: props.get(MODEL_FILE).cloned().unwrap_or_default(),
             model_hash: props.get(MODEL_HASH).cloned().unwrap_or_default(),
@@ -197,6 +262,7 @@ mod tests {
             channels: 3,
             height: 32,
             width: 32,
+            classes: None,
         };
         let props: HashMap<String, String> = info.to_props().unwrap().into_iter().collect();
         assert_eq!(props[keys::BETAS].split(',').count(), 500);
@@ -205,6 +271,16 @@ mod tests {
         missing.remove(keys::TIMESTEPS);
         let err = ModelInfo::from_props(&missing, "m.onnx").unwrap_err();
         assert!(err.contains("`timesteps` is missing"), "{err}");
+
+        let names = vec!["zero, or nothing".to_string(), "one \"1\"".to_string()];
+        let cond = ModelInfo { classes: Some(ClassInfo { count: 2, names }), ..info };
+        let props: HashMap<String, String> = cond.to_props().unwrap().into_iter().collect();
+        assert_eq!((props[keys::CLASSES].as_str(), props[keys::NULL_LABEL].as_str()), ("2", "2"));
+        assert_eq!(ModelInfo::from_props(&props, "m.onnx").unwrap(), cond);
+        let mut wrong = props.clone();
+        wrong.insert(keys::CLASS_NAMES.into(), "[\"a\"]".into());
+        let err = ModelInfo::from_props(&wrong, "m.onnx").unwrap_err();
+        assert!(err.contains("lists 1 names for 2 classes"), "{err}");
     }
 
     #[test]
@@ -218,6 +294,7 @@ mod tests {
             channels: 1,
             height: 8,
             width: 8,
+            classes: None,
         };
         let props: HashMap<String, String> = info.to_props().unwrap().into_iter().collect();
         for (key, value, expected) in [

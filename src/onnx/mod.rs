@@ -1,7 +1,7 @@
 //! Export of a checked primitive [`Graph`] and its weights as one self-contained ONNX model.
 //!
-//! Signature: inputs `x` float32 [N, C, H, W] and `t` float32 [N], output `y` (predicted noise),
-//! N, H and W dynamic. The timestep embedding is part of the graph; weights are initializers
+//! Signature: inputs `x` float32 [N, C, H, W], `t` float32 [N] and, for a class-conditional
+//! model, `y` int64 [N]; output `eps` (predicted noise); N, H and W dynamic. The timestep embedding is part of the graph; weights are initializers
 //! named like the parameters (`down1.conv.weight`); ONNX node names are the primitive node
 //! names. IR version 10 and opset 17, which onnxruntime 1.18 and newer (1.31 included) run.
 
@@ -20,7 +20,7 @@ use prost::Message;
 
 use crate::graph::{Graph, NodeId, Shape};
 use crate::params::Params;
-pub use metadata::{ModelInfo, ScheduleInfo};
+pub use metadata::{ClassInfo, ModelInfo, ScheduleInfo};
 use proto::{
     tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ModelProto, OperatorSetIdProto,
     StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto,
@@ -32,10 +32,13 @@ pub const IR_VERSION: i64 = 10;
 /// fusions are written against these op versions.
 pub const OPSET: i64 = 17;
 
-/// Names of the graph's inputs and output.
+/// Names of the graph's inputs and output. `y` is the class label input of a conditional model;
+/// files exported before conditional models called the output `y` ([`LEGACY_OUTPUT`]).
 pub const INPUT_X: &str = "x";
 pub const INPUT_T: &str = "t";
-pub const OUTPUT_Y: &str = "y";
+pub const INPUT_Y: &str = "y";
+pub const OUTPUT_EPS: &str = "eps";
+pub const LEGACY_OUTPUT: &str = "y";
 
 /// Why a model could not be exported.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +75,8 @@ pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelP
     }
     let mut b = lowerer.b;
     // A graph whose output is an input (an identity model) still needs a node producing `y`.
-    if value_names[graph.output] != OUTPUT_Y {
-        b.node("Identity", OUTPUT_Y, &[&value_names[graph.output]], &[OUTPUT_Y], vec![]);
+    if value_names[graph.output] != OUTPUT_EPS {
+        b.node("Identity", OUTPUT_EPS, &[&value_names[graph.output]], &[OUTPUT_EPS], vec![]);
     }
 
     let sym = |s: &str| dimension::Value::DimParam(s.to_string());
@@ -88,12 +91,16 @@ pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelP
         _ => y_dims.extend(out_shape.0.iter().map(|&d| fixed(d))),
     }
 
+    let mut inputs = vec![value_info(INPUT_X, DataType::Float, x_dims), value_info(INPUT_T, DataType::Float, vec![sym("N")])];
+    if graph.label.is_some() {
+        inputs.push(value_info(INPUT_Y, DataType::Int64, vec![sym("N")]));
+    }
     let graph_proto = proto::GraphProto {
         name: Some(info.model_file.clone()),
         node: b.nodes,
         initializer: b.initializers,
-        input: vec![value_info(INPUT_X, x_dims), value_info(INPUT_T, vec![sym("N")])],
-        output: vec![value_info(OUTPUT_Y, y_dims)],
+        input: inputs,
+        output: vec![value_info(OUTPUT_EPS, DataType::Float, y_dims)],
         ..Default::default()
     };
     let mut model = ModelProto {
@@ -104,7 +111,7 @@ pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelP
         doc_string: Some(format!(
             "Diffusion U-Net exported by mdc from {}. {}; {}.",
             info.model_file,
-            metadata::INPUTS_DESCRIPTION,
+            info.inputs_description(),
             metadata::OUTPUT_DESCRIPTION
         )),
         graph: Some(graph_proto),
@@ -136,7 +143,7 @@ pub fn export_to_file(
     Ok(bytes.len())
 }
 
-fn value_info(name: &str, dims: Vec<dimension::Value>) -> ValueInfoProto {
+fn value_info(name: &str, elem_type: DataType, dims: Vec<dimension::Value>) -> ValueInfoProto {
     let shape = TensorShapeProto {
         dim: dims
             .into_iter()
@@ -147,7 +154,7 @@ fn value_info(name: &str, dims: Vec<dimension::Value>) -> ValueInfoProto {
         name: Some(name.to_string()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(DataType::Float as i32),
+                elem_type: Some(elem_type as i32),
                 shape: Some(shape),
             })),
             ..Default::default()
@@ -168,9 +175,11 @@ fn value_names(graph: &Graph) -> Vec<String> {
                 INPUT_X.to_string()
             } else if id == graph.timestep {
                 INPUT_T.to_string()
+            } else if Some(id) == graph.label {
+                INPUT_Y.to_string()
             } else if id == graph.output {
-                OUTPUT_Y.to_string()
-            } else if [INPUT_X, INPUT_T, OUTPUT_Y].contains(&n.name.as_str()) {
+                OUTPUT_EPS.to_string()
+            } else if [INPUT_X, INPUT_T, INPUT_Y, OUTPUT_EPS].contains(&n.name.as_str()) {
                 format!("{}:value", n.name)
             } else {
                 n.name.clone()

@@ -78,6 +78,7 @@ pub fn time_sampling(model: &mut OrtDenoiser, images: usize, steps: usize) -> an
     let info = model.info().clone();
     let schedule = info.schedule.noise_schedule().map_err(anyhow::Error::msg)?;
     let opts = SampleOptions {
+        guidance: None,
         count: images,
         batch: images,
         sampler: Sampler::Ddim { steps, eta: 0.0 },

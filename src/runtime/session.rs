@@ -12,7 +12,7 @@ use ort::value::TensorRef;
 use super::discover;
 use crate::diffusion::Denoiser;
 use crate::onnx::digest::{self, Integrity};
-use crate::onnx::{ModelInfo, INPUT_T, INPUT_X, OUTPUT_Y};
+use crate::onnx::{ModelInfo, INPUT_T, INPUT_X, INPUT_Y, LEGACY_OUTPUT, OUTPUT_EPS};
 
 /// Where onnxruntime runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -50,6 +50,8 @@ pub struct OrtDenoiser {
     path: PathBuf,
     device: Device,
     integrity: Integrity,
+    /// The output's name: `eps`, or `y` in files exported before conditional models.
+    output: String,
 }
 
 impl OrtDenoiser {
@@ -86,8 +88,8 @@ impl OrtDenoiser {
             Device::Cpu => anyhow::anyhow!("onnxruntime cannot load {}: {e}", path.display()),
         })?;
         let info = read_info(&session, path)?;
-        check_signature(&session, path)?;
-        Ok(OrtDenoiser { session, info, path: path.to_path_buf(), device: config.device, integrity })
+        let output = check_signature(&session, path, info.classes.is_some())?;
+        Ok(OrtDenoiser { session, info, path: path.to_path_buf(), device: config.device, integrity, output })
     }
 
     /// The metadata the exporter wrote: image size, noise schedule, provenance.
@@ -119,9 +121,43 @@ impl OrtDenoiser {
         }
     }
 
-    /// Predicted noise for `x` [N, C, H, W] at timesteps `t` [N].
+    /// Predicted noise for `x` [N, C, H, W] at timesteps `t` [N] (a conditional model gets the
+    /// null label: see [`Self::forward_labeled`]).
     pub fn forward(&mut self, x: ArrayView4<f32>, t: ArrayView1<f32>) -> anyhow::Result<Array4<f32>> {
+        self.forward_labeled(x, t, None)
+    }
+
+    /// [`Self::forward`] with class labels `y` [N] for a conditional model (0..classes-1, or
+    /// the null label `classes`); None gives every image the null label.
+    pub fn forward_labeled(
+        &mut self,
+        x: ArrayView4<f32>,
+        t: ArrayView1<f32>,
+        y: Option<&[u32]>,
+    ) -> anyhow::Result<Array4<f32>> {
         let (n, c, _, _) = x.dim();
+        let labels: Option<ndarray::Array1<i64>> = match (&self.info.classes, y) {
+            (None, None) => None,
+            (None, Some(_)) => anyhow::bail!(
+                "{}: class labels were given, but this model is not class-conditional (it has no input `y`)",
+                self.path.display()
+            ),
+            (Some(classes), y) => {
+                let null = classes.null() as u32;
+                let y: Vec<u32> = y.map_or_else(|| vec![null; n], <[u32]>::to_vec);
+                if y.len() != n {
+                    anyhow::bail!("{}: expected one label per image ({n}), found {}", self.path.display(), y.len());
+                }
+                if let Some(bad) = y.iter().find(|&&v| v > null) {
+                    anyhow::bail!(
+                        "{}: label {bad} is out of range: classes 0 to {}, {null} for no class",
+                        self.path.display(),
+                        null - 1
+                    );
+                }
+                Some(y.iter().map(|&v| v as i64).collect())
+            }
+        };
         if c != self.info.channels {
             anyhow::bail!(
                 "{}: expected images with {} channels, found x of shape {:?}",
@@ -139,14 +175,18 @@ impl OrtDenoiser {
         }
         let x = x.as_standard_layout();
         let t = t.as_standard_layout();
+        let mut inputs = ort::inputs![
+            INPUT_X => TensorRef::from_array_view(&x)?,
+            INPUT_T => TensorRef::from_array_view(&t)?,
+        ];
+        if let Some(labels) = &labels {
+            inputs.push((INPUT_Y.into(), TensorRef::from_array_view(labels)?.into()));
+        }
         let outputs = self
             .session
-            .run(ort::inputs![
-                INPUT_X => TensorRef::from_array_view(&x)?,
-                INPUT_T => TensorRef::from_array_view(&t)?,
-            ])
+            .run(inputs)
             .with_context(|| format!("onnxruntime failed running {}", self.path.display()))?;
-        let y = outputs[OUTPUT_Y].try_extract_array::<f32>()?;
+        let y = outputs[self.output.as_str()].try_extract_array::<f32>()?;
         let y = y
             .into_dimensionality::<Ix4>()
             .with_context(|| format!("{}: output `y` is not 4-D", self.path.display()))?;
@@ -155,8 +195,8 @@ impl OrtDenoiser {
 }
 
 impl Denoiser for OrtDenoiser {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32]) -> anyhow::Result<Array4<f32>> {
-        self.forward(x.view(), ArrayView1::from(t))
+    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
+        self.forward_labeled(x.view(), ArrayView1::from(t), y)
     }
 }
 
@@ -191,21 +231,22 @@ fn read_info(session: &Session, path: &Path) -> anyhow::Result<ModelInfo> {
     ModelInfo::from_props(&props, &path.display().to_string()).map_err(anyhow::Error::msg)
 }
 
-/// The model must take `x` and `t` and give `y`, as mdc exports it.
-fn check_signature(session: &Session, path: &Path) -> anyhow::Result<()> {
+/// The model must take `x`, `t` (and `y` when its metadata declares classes) and give `eps`
+/// (`y` in files exported before conditional models), as mdc exports it. Returns the output's name.
+fn check_signature(session: &Session, path: &Path, conditional: bool) -> anyhow::Result<String> {
     let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
     let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-    if inputs.len() != 2
-        || !inputs.contains(&INPUT_X)
-        || !inputs.contains(&INPUT_T)
-        || !outputs.contains(&OUTPUT_Y)
-    {
-        anyhow::bail!(
-            "{}: expected inputs `x`, `t` and output `y` (an mdc export), found inputs {inputs:?}, outputs {outputs:?}",
-            path.display()
-        );
+    let expected: &[&str] = if conditional { &[INPUT_X, INPUT_T, INPUT_Y] } else { &[INPUT_X, INPUT_T] };
+    let output = [OUTPUT_EPS, LEGACY_OUTPUT].into_iter().find(|o| outputs == [*o] && !inputs.contains(o));
+    match output {
+        Some(o) if inputs.len() == expected.len() && expected.iter().all(|e| inputs.contains(e)) => Ok(o.into()),
+        _ => anyhow::bail!(
+            "{}: expected inputs {} and output `eps` (an mdc export{}), found inputs {inputs:?}, outputs {outputs:?}",
+            path.display(),
+            expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", "),
+            if conditional { " whose metadata declares classes" } else { "" }
+        ),
     }
-    Ok(())
 }
 
 /// Turns a failed CUDA provider registration into a message naming what is missing.

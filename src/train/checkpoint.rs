@@ -30,6 +30,8 @@ pub struct Checkpoint {
     /// SHA-256 of the model file the run trains.
     pub model_hash: String,
     pub config: TrainConfig,
+    /// A conditional model's class names in label order, when the data named them (folders).
+    pub class_names: Vec<String>,
 }
 
 /// What is wrong with a checkpoint file, in terms a user can act on.
@@ -69,6 +71,9 @@ impl Checkpoint {
             ("mdc_version", env!("CARGO_PKG_VERSION").to_string()),
         ]
         .into_iter()
+        .chain((!self.class_names.is_empty()).then(|| {
+            ("class_names", serde_json::to_string(&self.class_names).expect("strings serialise"))
+        }))
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let bytes = safetensors::serialize(views, Some(meta)).expect("f32 tensors serialise");
@@ -120,6 +125,11 @@ impl Checkpoint {
         let config: TrainConfig = serde_json::from_str(field("config")?)
             .map_err(|e| corrupt(format!("metadata `config` is not a valid training recipe ({e})")))?;
         config.check_ranges().map_err(|e| corrupt(format!("metadata `config`: {e}")))?;
+        let class_names: Vec<String> = match meta.get("class_names") {
+            None => Vec::new(),
+            Some(v) => serde_json::from_str(v)
+                .map_err(|e| corrupt(format!("metadata `class_names` is not a JSON list of names ({e})")))?,
+        };
         let [weights, ema, adam_m, adam_v] = Params::checkpoint_parts(&bytes, &meta, graph, &origin)?;
         Ok(Checkpoint {
             step,
@@ -132,6 +142,7 @@ impl Checkpoint {
             data_position,
             model_hash: model_hash.to_string(),
             config,
+            class_names,
         })
     }
 }

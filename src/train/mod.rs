@@ -20,7 +20,7 @@ pub use ema::{ema_decay, update_ema};
 pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};
 pub use lr::learning_rate;
 pub use plot::loss_svg;
-pub use state::{mse_and_grad, StepStats, TrainState};
+pub use state::{mse_and_grad, LabelDropout, StepStats, TrainState};
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::Dataset;
-use crate::diffusion::{sample_images, NoiseSchedule, SampleOptions, Sampler};
+use crate::diffusion::{sample_images, ClassGuidance, NoiseSchedule, SampleOptions, Sampler, DEFAULT_GUIDANCE};
 use crate::graph::Graph;
 use crate::image_io::{write_grid, GridLayout};
 use crate::interp::Executor;
@@ -53,6 +53,9 @@ pub struct TrainJob<'a> {
     pub model_hash: String,
     pub config: TrainConfig,
     pub dataset: Dataset,
+    /// A conditional model's `[condition] drop` (None: unconditional). The data's labels were
+    /// checked against the model's classes.
+    pub label_drop: Option<f64>,
     pub out_dir: PathBuf,
     /// Continue from this checkpoint (already checked against the model's hash).
     pub resume: Option<Checkpoint>,
@@ -120,6 +123,12 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     let mut exec = Executor::new(job.graph.clone()).with_precision(job.config.precision);
     let mut grads = state.params.zeros_like();
     let end = job.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
+    let classes = job.graph.classes();
+    let dropout = classes.zip(job.label_drop).map(|(null, drop)| LabelDropout { null: null as u32, drop });
+    let class_names: Vec<String> = match (&job.dataset.labels, classes) {
+        (Some(l), Some(_)) => l.names.clone(),
+        _ => Vec::new(),
+    };
 
     let show_bar = job.progress && std::io::stderr().is_terminal();
     let bar = if show_bar { ProgressBar::new(cfg.steps) } else { ProgressBar::hidden() };
@@ -139,7 +148,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     let mut smoothed_q: [Option<f64>; 4] = [None; 4];
     while state.step < end {
         let StepStats { loss, lr, grad_norm, quarters } =
-            match state.step(&mut exec, &mut grads, &job.dataset, &schedule, cfg) {
+            match state.step(&mut exec, &mut grads, &job.dataset, &schedule, cfg, dropout) {
                 Ok(s) => s,
                 Err(bad) => {
                     bar.abandon();
@@ -183,7 +192,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         }
         if step % cfg.checkpoint_every == 0 || step == end {
             state
-                .checkpoint(cfg, &job.model_hash)
+                .checkpoint(cfg, &job.model_hash, &class_names)
                 .save(&ckpt_path)
                 .with_context(|| format!("cannot write checkpoint {}", ckpt_path.display()))?;
             last_saved = Some(step);
@@ -203,18 +212,29 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     let samples = if end == cfg.steps && cfg.samples > 0 {
         let path = job.out_dir.join(SAMPLES_FILE);
         let t0 = Instant::now();
+        // A conditional model's grid has one row per class, guided at the default scale.
+        let per_class = classes.map(|c| cfg.samples.div_ceil(c).max(1));
+        let guidance = classes.zip(per_class).map(|(c, k)| ClassGuidance {
+            labels: (0..c as u32).flat_map(|y| std::iter::repeat_n(y, k)).collect(),
+            null: c as u32,
+            scale: DEFAULT_GUIDANCE,
+        });
+        let count = guidance.as_ref().map_or(cfg.samples, |g| g.labels.len());
         let opts = SampleOptions {
-            count: cfg.samples,
-            batch: cfg.samples,
+            count,
+            batch: count.min(64),
             sampler: cfg.final_sampler(),
             clip_x0: true,
             seed: cfg.seed,
+            guidance,
         };
         if job.progress {
-            eprintln!("sampling {} images with the EMA weights, {}", opts.count, opts.sampler);
+            let per_row = per_class.map_or(String::new(), |k| format!(", one row of {k} per class, guidance {DEFAULT_GUIDANCE}"));
+            eprintln!("sampling {} images with the EMA weights, {}{per_row}", opts.count, opts.sampler);
         }
         let images = sample_images(job.graph, state.ema, &schedule, image, &opts, job.progress)?;
-        write_grid(&path, &images, GridLayout::auto(image[1].max(image[2])))?;
+        let layout = GridLayout { columns: per_class.unwrap_or(0), ..GridLayout::auto(image[1].max(image[2])) };
+        write_grid(&path, &images, layout)?;
         Some((path, t0.elapsed().as_secs_f64()))
     } else {
         None
@@ -246,12 +266,19 @@ fn write_preview(
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let steps = PREVIEW_STEPS.min(schedule.timesteps());
+    // A conditional model cycles through its classes (guided), so a preview shows each is learnt.
+    let guidance = graph.classes().map(|c| ClassGuidance {
+        labels: (0..PREVIEW_IMAGES).map(|i| (i % c) as u32).collect(),
+        null: c as u32,
+        scale: DEFAULT_GUIDANCE,
+    });
     let opts = SampleOptions {
         count: PREVIEW_IMAGES,
         batch: PREVIEW_IMAGES,
         sampler: Sampler::DpmSolver2M { steps },
         clip_x0: true,
         seed,
+        guidance,
     };
     let images = sample_images(graph, ema.clone(), schedule, image, &opts, false)?;
     write_grid(path, &images, GridLayout::auto(image[1].max(image[2])))

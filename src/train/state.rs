@@ -23,6 +23,14 @@ pub struct TrainState {
     pub order: DataOrder,
 }
 
+/// A conditional model's training labels: each is replaced by `null` with probability `drop`,
+/// so one model learns both the conditional and the unconditional prediction guidance needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabelDropout {
+    pub null: u32,
+    pub drop: f64,
+}
+
 /// What one step measured.
 pub struct StepStats {
     pub loss: f64,
@@ -78,7 +86,7 @@ impl TrainState {
         }
     }
 
-    pub fn checkpoint(&self, cfg: &TrainConfig, model_hash: &str) -> Checkpoint {
+    pub fn checkpoint(&self, cfg: &TrainConfig, model_hash: &str, class_names: &[String]) -> Checkpoint {
         let (data_epoch, data_position) = self.order.state();
         Checkpoint {
             step: self.step,
@@ -91,11 +99,13 @@ impl TrainState {
             data_position,
             model_hash: model_hash.to_string(),
             config: cfg.clone(),
+            class_names: class_names.to_vec(),
         }
     }
 
-    /// One step: a batch at uniform timesteps, noise-prediction MSE, backward, clipping, AdamW,
-    /// EMA. `grads` is scratch space shaped like the parameters.
+    /// One step: a batch at uniform timesteps (with, for a conditional model, its labels, each
+    /// replaced by the null label with the dropout's probability), noise-prediction MSE,
+    /// backward, clipping, AdamW, EMA. `grads` is scratch space shaped like the parameters.
     pub fn step(
         &mut self,
         exec: &mut Executor,
@@ -103,15 +113,23 @@ impl TrainState {
         data: &Dataset,
         schedule: &NoiseSchedule,
         cfg: &TrainConfig,
+        dropout: Option<LabelDropout>,
     ) -> Result<StepStats, NonFinite> {
         let step = self.step + 1;
         let lr = learning_rate(cfg, step);
-        let x0 = data.gather(&self.order.next_batch(cfg.batch));
+        let batch = self.order.next_batch(cfg.batch);
+        let x0 = data.gather(&batch);
         let t: Vec<usize> = (0..cfg.batch).map(|_| self.rng.below(cfg.timesteps)).collect();
         let noise = Array4::from_shape_simple_fn(x0.raw_dim(), || self.rng.normal() as f32);
+        // Drawn after the noise, from the same generator: an unconditional run's stream is unchanged
+        // and a resumed conditional run drops the same labels.
+        let labels: Option<Vec<u32>> = dropout.map(|d| {
+            let labels = data.gather_labels(&batch).expect("a conditional model's data was checked for labels");
+            labels.into_iter().map(|y| if self.rng.uniform() < d.drop { d.null } else { y }).collect()
+        });
         let xt = schedule.add_noise(x0.view(), noise.view(), &t);
         let tf = Array1::from_iter(t.iter().map(|&v| v as f32));
-        let pred = exec.forward_train(&self.params, xt.view(), tf.view());
+        let pred = exec.forward_labeled(&self.params, xt.view(), tf.view(), labels.as_deref(), true);
         let weights: Vec<f64> = t.iter().map(|&ti| loss_weight(schedule, ti, cfg.min_snr_gamma)).collect();
         let (loss, per_image, dy) = mse_and_grad(&pred, &noise, &weights);
         let quarters = quarter_means(&t, &per_image, cfg.timesteps);

@@ -39,6 +39,7 @@ pub fn info_for(graph: &Graph) -> ModelInfo {
         channels: c,
         height: h,
         width: w,
+        classes: graph.classes().map(|count| mdc::onnx::ClassInfo { count, names: Vec::new() }),
     }
 }
 

@@ -1,0 +1,279 @@
+//! Class-conditional models end to end: classifier-free guidance in the shared sampler, the
+//! interpreter against onnxruntime on batches mixing real and null labels, label dropout that
+//! resumes bit for bit, `--class` parsing, and the model file's conditional diagnostics.
+
+use std::path::Path;
+
+use mdc::cli::sample::class_plan;
+use mdc::data::{Dataset, Labels};
+use mdc::diffusion::{ClassGuidance, Denoiser, InterpDenoiser, NoiseSchedule, ScheduleKind};
+use mdc::graph::Graph;
+use mdc::interp::Executor;
+use mdc::params::Params;
+use mdc::rng::Rng;
+use mdc::train::{train, Checkpoint, TrainConfig, TrainJob};
+use ndarray::{s, Array4};
+
+use crate::onnx_common;
+
+const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// A small conditional U-Net (8x8, 3 classes), written as a model file like models/unet-cond.toml.
+const TINY_COND: &str = r#"
+[model]
+output = "out"
+[vars]
+groups = 4
+[input]
+channels = 1
+height = 8
+width = 8
+[time]
+dim = 8
+hidden = 16
+[condition]
+classes = 3
+drop = 0.25
+[blocks]
+label = { op = "embedding", in = "y", features = "time.hidden" }
+cond  = { op = "add", in = ["time", "label"] }
+init  = { op = "conv", in = "x", channels = 8, kernel = 3, padding = 1 }
+enc   = { op = "resblock", in = "init", channels = 8, time = "cond" }
+down  = { op = "downsample", in = "enc" }
+mid   = { op = "resblock", in = "down", channels = 8, time = "cond" }
+up    = { op = "upsample", in = "mid" }
+cat   = { op = "concat", in = ["up", "enc"] }
+dec   = { op = "resblock", in = "cat", channels = 8, time = "cond" }
+out   = { op = "conv", in = "dec", channels = 1, kernel = 3, padding = 1 }
+"#;
+
+fn tiny_cond() -> (Graph, f64) {
+    let m = mdc::model::from_bytes(Path::new("tiny-cond.toml"), TINY_COND.as_bytes()).expect("checks clean");
+    (m.graph, m.label_drop.expect("a conditional model"))
+}
+
+fn inputs(n: usize, seed: u64) -> (Array4<f32>, Vec<f32>) {
+    let mut rng = Rng::new(seed);
+    let x = Array4::from_shape_simple_fn([n, 1, 8, 8], || rng.normal() as f32);
+    let t = (0..n).map(|i| (i * 137 % 1000) as f32).collect();
+    (x, t)
+}
+
+fn denoiser(graph: &Graph, seed: u64) -> InterpDenoiser {
+    InterpDenoiser { executor: Executor::new(graph.clone()), params: onnx_common::random_params(graph, seed) }
+}
+
+fn guidance(labels: &[u32], scale: f32) -> ClassGuidance {
+    ClassGuidance { labels: labels.to_vec(), null: 3, scale }
+}
+
+#[test]
+fn the_model_file_declares_the_label_input_and_its_classes() {
+    let (g, drop) = tiny_cond();
+    assert_eq!((g.classes(), drop), (Some(3), 0.25));
+    let table = mdc::check::check(TINY_COND).table;
+    let y = table.iter().find(|r| r.block == "y").expect("the label input has a row");
+    assert_eq!((y.op.as_str(), y.shape.len()), ("label", 0));
+    let label = table.iter().find(|r| r.block == "label").unwrap();
+    assert_eq!((label.params, label.shape.clone()), (4 * 16, vec![16]));
+}
+
+#[test]
+fn guidance_one_is_exactly_the_conditional_forward() {
+    let (g, _) = tiny_cond();
+    let mut den = denoiser(&g, 1);
+    let (x, t) = inputs(4, 2);
+    let labels = [0, 2, 1, 3];
+    let plain = den.predict_noise(&x, &t, Some(&labels)).unwrap();
+    let guided = guidance(&labels, 1.0).predict(&mut den, &x, &t, &labels).unwrap();
+    assert_eq!(guided, plain);
+    // The labels matter: another class gives another prediction.
+    let other = den.predict_noise(&x, &t, Some(&[1, 0, 2, 3])).unwrap();
+    assert!((&other - &plain).iter().map(|v| v.abs()).fold(0.0, f32::max) > 1e-3);
+}
+
+#[test]
+fn with_every_label_null_the_output_does_not_depend_on_the_scale() {
+    let (g, _) = tiny_cond();
+    let mut den = denoiser(&g, 3);
+    let (x, t) = inputs(3, 4);
+    let nulls = [3, 3, 3];
+    let reference = den.predict_noise(&x, &t, None).unwrap();
+    for scale in [0.0, 1.0, 3.0, 7.5] {
+        let out = guidance(&nulls, scale).predict(&mut den, &x, &t, &nulls).unwrap();
+        assert_eq!(out, reference, "scale {scale}");
+    }
+}
+
+#[test]
+fn guidance_runs_one_doubled_batch_and_extrapolates_from_the_null_prediction() {
+    /// Counts the calls and the batch each gets.
+    struct Counting<'a>(&'a mut InterpDenoiser, Vec<usize>);
+    impl Denoiser for Counting<'_> {
+        fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
+            self.1.push(x.shape()[0]);
+            self.0.predict_noise(x, t, y)
+        }
+    }
+    let (g, _) = tiny_cond();
+    let mut den = denoiser(&g, 5);
+    let (x, t) = inputs(4, 6);
+    let labels = [0, 1, 2, 3];
+    let cond = den.predict_noise(&x, &t, Some(&labels)).unwrap();
+    let uncond = den.predict_noise(&x, &t, Some(&[3; 4])).unwrap();
+    let mut counting = Counting(&mut den, Vec::new());
+    let guided = guidance(&labels, 3.0).predict(&mut counting, &x, &t, &labels).unwrap();
+    assert_eq!(counting.1, vec![8], "one call with the conditional and null halves");
+    let want = &uncond + &((&cond - &uncond) * 3.0);
+    let gap = (&guided - &want).iter().map(|v| v.abs()).fold(0.0, f32::max);
+    assert!(gap < 1e-4, "guided differs from eps_null + 3 (eps_y - eps_null) by {gap}");
+}
+
+#[test]
+fn interpreter_and_onnxruntime_agree_on_mixed_real_and_null_labels() {
+    if !onnx_common::onnxruntime_available("interpreter_and_onnxruntime_agree_on_mixed_real_and_null_labels") {
+        return;
+    }
+    let (g, _) = tiny_cond();
+    let params = onnx_common::random_params(&g, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let path = onnx_common::export(&g, &params, dir.path(), "cond");
+    let mut ort = onnx_common::open(&path);
+    assert_eq!(ort.info().classes.as_ref().map(|c| (c.count, c.null())), Some((3, 3)));
+    let mut interp = InterpDenoiser { executor: Executor::new(g.clone()), params };
+    let (x, t) = inputs(6, 8);
+    let labels = [0, 3, 2, 3, 1, 0];
+    let a = interp.predict_noise(&x, &t, Some(&labels)).unwrap();
+    let b = ort.predict_noise(&x, &t, Some(&labels)).unwrap();
+    let gap = (&a - &b).iter().map(|v| v.abs()).fold(0.0, f32::max);
+    let scale = a.iter().map(|v| v.abs()).fold(0.0, f32::max);
+    assert!(gap <= 1e-4 * scale.max(1.0), "max difference {gap} (output scale {scale})");
+    // Guided through each backend: the same sampler code, the same answer.
+    let ga = guidance(&labels, 2.5).predict(&mut interp, &x, &t, &labels).unwrap();
+    let gb = guidance(&labels, 2.5).predict(&mut ort, &x, &t, &labels).unwrap();
+    let gap = (&ga - &gb).iter().map(|v| v.abs()).fold(0.0, f32::max);
+    assert!(gap <= 5e-4 * scale.max(1.0), "guided: max difference {gap}");
+    // No labels means the null label on both sides; a label out of range is refused by name.
+    let none = ort.predict_noise(&x, &t, None).unwrap();
+    let nulls = interp.predict_noise(&x, &t, Some(&[3; 6])).unwrap();
+    assert!((&none - &nulls).iter().all(|v| v.abs() <= 1e-4 * scale.max(1.0)));
+    let err = ort.predict_noise(&x, &t, Some(&[0, 4, 0, 0, 0, 0])).unwrap_err().to_string();
+    assert!(err.contains("label 4 is out of range") && err.contains("cond.onnx"), "{err}");
+}
+
+/// 12 labelled 1x8x8 images: a bright square whose corner is its class.
+fn labelled_squares() -> Dataset {
+    let mut images = Array4::from_elem([12, 1, 8, 8], -1.0f32);
+    let mut values = Vec::new();
+    for i in 0..12 {
+        let class = i % 3;
+        let (y, x) = [(0, 0), (0, 4), (4, 2)][class];
+        images.slice_mut(s![i, 0, y..y + 4, x..x + 4]).fill(1.0);
+        values.push(class as u32);
+    }
+    let mut d = Dataset::new(images, "squares");
+    d.labels = Some(Labels::numbered(values, "squares"));
+    d
+}
+
+fn config(steps: u64) -> TrainConfig {
+    TrainConfig { steps, batch: 6, lr: 2e-3, checkpoint_every: 3, samples: 0, seed: 9, timesteps: 100, ..TrainConfig::default() }
+}
+
+fn job<'a>(graph: &'a Graph, drop: f64, out: &Path, steps: u64) -> TrainJob<'a> {
+    TrainJob {
+        graph,
+        model_name: "tiny-cond".into(),
+        model_hash: HASH.into(),
+        config: config(steps),
+        dataset: labelled_squares(),
+        label_drop: Some(drop),
+        out_dir: out.to_path_buf(),
+        resume: None,
+        stop_after: None,
+        progress: false,
+    }
+}
+
+#[test]
+fn a_conditional_run_with_label_dropout_resumes_bit_for_bit() {
+    let (g, drop) = tiny_cond();
+    let whole = tempfile::tempdir().unwrap();
+    train(job(&g, drop, whole.path(), 8)).unwrap();
+    let parts = tempfile::tempdir().unwrap();
+    let mut first = job(&g, drop, parts.path(), 8);
+    first.stop_after = Some(5);
+    train(first).unwrap();
+    let ck_path = parts.path().join("checkpoint.safetensors");
+    let mut second = job(&g, drop, parts.path(), 8);
+    second.resume = Some(Checkpoint::load(&ck_path, &g, HASH, "tiny-cond").unwrap());
+    train(second).unwrap();
+    let a = Checkpoint::load(&whole.path().join("checkpoint.safetensors"), &g, HASH, "tiny-cond").unwrap();
+    let b = Checkpoint::load(&ck_path, &g, HASH, "tiny-cond").unwrap();
+    assert_eq!(a, b, "weights, EMA, optimizer state, RNG and data order all agree");
+    // Dropout is part of that stream: without it the run differs.
+    let other = tempfile::tempdir().unwrap();
+    train(job(&g, 0.0, other.path(), 8)).unwrap();
+    let c = Checkpoint::load(&other.path().join("checkpoint.safetensors"), &g, HASH, "tiny-cond").unwrap();
+    assert_ne!(a.model, c.model);
+    // The label table learnt: the rows of the three classes moved, by different amounts.
+    let init = Params::init(&g, 9);
+    let row_moves: Vec<f32> = {
+        let (w0, w1) = (&init.by_name()["label.weight"].clone(), &a.model.by_name()["label.weight"].clone());
+        (0..4).map(|r| (0..16).map(|j| (w1[[r, j]] - w0[[r, j]]).abs()).sum()).collect()
+    };
+    assert!(row_moves.iter().all(|&m| m > 0.0), "every row, the null one too, was trained: {row_moves:?}");
+}
+
+#[test]
+fn class_lists_parse_names_and_numbers_and_refuse_the_rest() {
+    let names: Vec<String> = ["cat", "dog", "bird"].map(String::from).to_vec();
+    let (g, cols) = class_plan(Some("all"), None, 7, Some(3), &names, "m.toml").unwrap();
+    let g = g.unwrap();
+    assert_eq!((g.labels.len(), cols, g.null, g.scale), (9, 3, 3, mdc::diffusion::DEFAULT_GUIDANCE));
+    let (g, cols) = class_plan(Some("dog, 0"), Some(2.0), 4, Some(3), &names, "m.toml").unwrap();
+    assert_eq!((g.unwrap().labels, cols), (vec![1, 1, 0, 0], 2));
+    let (g, cols) = class_plan(Some("2"), Some(0.0), 3, Some(3), &[], "m.toml").unwrap();
+    assert_eq!((g.unwrap().labels, cols), (vec![2, 2, 2], 0));
+    let err = class_plan(Some("3"), None, 4, Some(3), &names, "m.toml").unwrap_err().to_string();
+    assert!(err.contains("`3` is not a class of m.toml") && err.contains("cat, dog, bird"), "{err}");
+    let err = class_plan(Some("7"), None, 4, None, &[], "u.toml").unwrap_err().to_string();
+    assert!(err.contains("u.toml is not class-conditional"), "{err}");
+    let err = class_plan(None, Some(3.0), 4, None, &[], "u.toml").unwrap_err().to_string();
+    assert!(err.contains("--guidance"), "{err}");
+    assert_eq!(class_plan(None, None, 4, None, &[], "u.toml").unwrap(), (None, 0));
+}
+
+#[test]
+fn guided_sampling_with_a_class_plan_runs_every_sampler() {
+    let (g, _) = tiny_cond();
+    let schedule = NoiseSchedule::new(ScheduleKind::Linear, 100);
+    let params = onnx_common::random_params(&g, 11);
+    for sampler in [
+        mdc::diffusion::Sampler::Ddim { steps: 5, eta: 1.0 },
+        mdc::diffusion::Sampler::DpmSolver2M { steps: 5 },
+        mdc::diffusion::Sampler::Ddpm,
+    ] {
+        let opts = mdc::diffusion::SampleOptions {
+            count: 6,
+            batch: 4,
+            sampler,
+            clip_x0: true,
+            seed: 1,
+            guidance: Some(guidance(&[0, 0, 1, 1, 2, 3], 3.0)),
+        };
+        let images = mdc::diffusion::sample_images(&g, params.clone(), &schedule, [1, 8, 8], &opts, false).unwrap();
+        assert_eq!(images.shape(), &[6, 1, 8, 8]);
+        assert!(images.iter().all(|v| v.is_finite()), "{sampler}");
+    }
+    let bad = mdc::diffusion::SampleOptions {
+        count: 2,
+        batch: 2,
+        sampler: mdc::diffusion::Sampler::Ddim { steps: 2, eta: 0.0 },
+        clip_x0: true,
+        seed: 1,
+        guidance: Some(guidance(&[0, 5], 3.0)),
+    };
+    let err = mdc::diffusion::sample_images(&g, params, &schedule, [1, 8, 8], &bad, false).unwrap_err();
+    assert!(err.to_string().contains("class 5 does not exist"), "{err}");
+}
