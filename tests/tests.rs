@@ -11,6 +11,7 @@ mod check_errors;
 mod check_fuzz;
 mod check_models;
 mod check_props;
+mod data_labels;
 mod eval_cli;
 mod eval_scores;
 mod interp_forward;

@@ -24,7 +24,7 @@ fn squares() -> Dataset {
         let (y, x) = (i / 4, i % 4);
         images.slice_mut(s![i, 0, y..y + 4, x..x + 4]).fill(1.0);
     }
-    Dataset { images, origin: "squares".into() }
+    Dataset::new(images, "squares")
 }
 
 fn config(steps: u64) -> TrainConfig {
