@@ -12,6 +12,7 @@ mod check_fuzz;
 mod check_models;
 mod check_props;
 mod cond;
+mod data_labels;
 mod eval_cli;
 mod eval_scores;
 mod interp_forward;

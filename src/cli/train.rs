@@ -175,7 +175,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 let lines: Vec<&str> = problems.iter().map(|(_, msg)| msg.as_str()).collect();
                 anyhow::anyhow!("{model_name}: [train]: {}", lines.join("; "))
             })?;
-            resolve_data_path(&mut recipe, &args.model);
+            resolve_data_paths(&mut recipe, &args.model);
         }
         apply_overrides(&mut recipe, args)?;
         (recipe, None)
@@ -197,7 +197,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
     let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
     let source = DataSource::parse(&cfg.data);
-    let mut dataset = Dataset::load(&source, (h, w))?;
+    // Labels ride along; a class-conditional model checks them with `dataset.check_labels`.
+    let mut dataset = Dataset::load_labelled(&source, (h, w), cfg.labels.as_deref().map(Path::new))?;
     if source == DataSource::Builtin {
         dataset = dataset.first(cfg.builtin_digits);
     }
@@ -207,10 +208,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
 
     println!(
-        "mdc train {model_name}: {} parameters, input {c}x{h}x{w}; data: {} ({} images)",
+        "mdc train {model_name}: {} parameters, input {c}x{h}x{w}; data: {}",
         group_digits(model.graph.param_count() as u64),
-        dataset.origin,
-        dataset.len()
+        dataset.describe()
     );
     match &resume {
         Some(ck) => println!("resuming from {} at step {}", ckpt_path.display(), ck.step),
@@ -285,16 +285,24 @@ fn apply_overrides(recipe: &mut Recipe, args: &Args) -> anyhow::Result<()> {
     }
 }
 
-/// A relative `data` path in the model file is relative to the model file's folder.
-fn resolve_data_path(recipe: &mut Recipe, model_path: &Path) {
-    let data = &recipe.config.data;
-    if recipe.origins.get("data") == Some(&Origin::ModelFile)
-        && data != "builtin"
-        && Path::new(data).is_relative()
-    {
-        if let Some(dir) = model_path.parent() {
-            recipe.config.data = dir.join(data).display().to_string();
+/// Relative `data` and `labels` paths in the model file are relative to the model file's folder.
+fn resolve_data_paths(recipe: &mut Recipe, model_path: &Path) {
+    let Some(dir) = model_path.parent() else { return };
+    let from_model_file = |key| recipe.origins.get(key) == Some(&Origin::ModelFile);
+    let resolve = |path: &str| {
+        if Path::new(path).is_relative() {
+            dir.join(path).display().to_string()
+        } else {
+            path.to_string()
         }
+    };
+    let (data_there, labels_there) = (from_model_file("data"), from_model_file("labels"));
+    let c = &mut recipe.config;
+    if data_there && c.data != "builtin" {
+        c.data = resolve(&c.data);
+    }
+    if labels_there {
+        c.labels = c.labels.as_deref().map(resolve);
     }
 }
 
@@ -309,5 +317,30 @@ fn duration(secs: f64) -> String {
         format!("{secs:.1}s")
     } else {
         format!("{}m{:02}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_file_data_and_labels_paths_are_relative_to_it() {
+        let mut recipe = Recipe::new(TrainConfig::default(), Origin::Default);
+        let table: toml::Table =
+            "data = \"d/train-images-idx3-ubyte\"\nlabels = \"d/l-idx1-ubyte\"".parse().unwrap();
+        recipe.apply_table(&table, Origin::ModelFile).unwrap();
+        resolve_data_paths(&mut recipe, Path::new("models/m.toml"));
+        assert_eq!(recipe.config.data, Path::new("models/d/train-images-idx3-ubyte").display().to_string());
+        assert_eq!(
+            recipe.config.labels.as_deref(),
+            Some(Path::new("models/d/l-idx1-ubyte").to_str().unwrap())
+        );
+
+        // From the command line, and `builtin`, they stay as given.
+        let mut recipe = Recipe::new(TrainConfig::default(), Origin::Default);
+        recipe.set("labels", &toml::Value::String("l".into()), Origin::CommandLine).unwrap();
+        resolve_data_paths(&mut recipe, Path::new("models/m.toml"));
+        assert_eq!((recipe.config.data.as_str(), recipe.config.labels.as_deref()), ("builtin", Some("l")));
     }
 }

@@ -1,6 +1,8 @@
 //! The IDX format MNIST and Fashion-MNIST ship in: big-endian u32 magic (0, 0, type 0x08 = u8,
-//! number of dimensions), the dimensions as big-endian u32, then the bytes. Images are [N, H, W].
+//! number of dimensions), the dimensions as big-endian u32, then the bytes. Images are IDX3
+//! [N, H, W]; labels are IDX1 [N], one byte per image.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use ndarray::Array4;
@@ -18,10 +20,64 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Array4<f32>, DataError> {
     parse_limited(bytes, origin, MAX_DECOMPRESSED)
 }
 
+/// Parses gzipped or raw IDX1 label bytes (one unsigned byte per image); `origin` names the file.
+pub fn parse_labels(bytes: &[u8], origin: &str) -> Result<Vec<u32>, DataError> {
+    let (_, body) = decode(bytes, origin, MAX_DECOMPRESSED, Kind::Labels)?;
+    Ok(body.iter().map(|&v| v as u32).collect())
+}
+
 /// [`parse`] with gzip data allowed to decompress to at most `limit` bytes.
 fn parse_limited(bytes: &[u8], origin: &str, limit: u64) -> Result<Array4<f32>, DataError> {
-    let raw;
-    let data: &[u8] = if bytes.starts_with(&GZIP_MAGIC) {
+    let (dims, body) = decode(bytes, origin, limit, Kind::Images)?;
+    let [n, h, w] = dims[..] else { unreachable!("decode checked 3 dimensions") };
+    Ok(Array4::from_shape_vec([n, 1, h, w], body.iter().map(|&v| scale_pixel(v)).collect())
+        .expect("length checked"))
+}
+
+/// What an IDX file is expected to hold.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// IDX3: count, height, width.
+    Images,
+    /// IDX1: count.
+    Labels,
+}
+
+impl Kind {
+    fn ndims(self) -> usize {
+        match self {
+            Kind::Images => 3,
+            Kind::Labels => 1,
+        }
+    }
+
+    fn file(self) -> &'static str {
+        match self {
+            Kind::Images => "an IDX image file",
+            Kind::Labels => "an IDX label file",
+        }
+    }
+
+    /// "5000 images of 28x28", "5000 labels".
+    fn contents(self, dims: &[usize]) -> String {
+        match (self, dims) {
+            (Kind::Images, [n, h, w]) => format!("{n} images of {h}x{w}"),
+            (_, dims) => format!("{} labels", dims[0]),
+        }
+    }
+}
+
+/// The dimensions and body of gzipped or raw IDX bytes of `kind`, their header and length checked.
+fn decode<'a>(
+    bytes: &'a [u8],
+    origin: &str,
+    limit: u64,
+    kind: Kind,
+) -> Result<(Vec<usize>, Cow<'a, [u8]>), DataError> {
+    let file = kind.file();
+    let ndims_expected = kind.ndims();
+    let magic = format!("00 00 08 {ndims_expected:02x}");
+    let data: Cow<[u8]> = if bytes.starts_with(&GZIP_MAGIC) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes).take(limit + 1).read_to_end(&mut out).map_err(|e| {
             DataError::invalid(origin, format!("the gzip stream is damaged or truncated ({e})"))
@@ -29,25 +85,25 @@ fn parse_limited(bytes: &[u8], origin: &str, limit: u64) -> Result<Array4<f32>, 
         if out.len() as u64 > limit {
             return Err(DataError::invalid(
                 origin,
-                format!("decompresses to more than {}; not an IDX image file", describe_bytes(limit)),
+                format!("decompresses to more than {}; not {file}", describe_bytes(limit)),
             ));
         }
-        raw = out;
-        &raw
+        Cow::Owned(out)
     } else {
-        bytes
+        Cow::Borrowed(bytes)
     };
+    let header = 4 + 4 * ndims_expected;
     if data.len() < 4 {
         return Err(DataError::invalid(
             origin,
-            format!("too short for an IDX file ({} bytes; the header alone is 16)", data.len()),
+            format!("too short for an IDX file ({} bytes; the header alone is {header})", data.len()),
         ));
     }
     if data[0] != 0 || data[1] != 0 {
         return Err(DataError::invalid(
             origin,
             format!(
-                "not an IDX file: magic starts {:02x} {:02x}, expected 00 00 (an IDX image file starts 00 00 08 03)",
+                "not an IDX file: magic starts {:02x} {:02x}, expected 00 00 ({file} starts {magic})",
                 data[0], data[1]
             ),
         ));
@@ -59,52 +115,68 @@ fn parse_limited(bytes: &[u8], origin: &str, limit: u64) -> Result<Array4<f32>, 
         ));
     }
     let ndims = data[3] as usize;
-    if ndims != 3 {
-        let what = if ndims == 1 { " (this looks like a label file)" } else { "" };
-        return Err(DataError::invalid(
-            origin,
-            format!(
-                "expected an IDX image file with 3 dimensions (count, height, width), found {ndims}{what}; magic 00 00 08 03"
+    if ndims != ndims_expected {
+        let problem = match kind {
+            Kind::Images => {
+                let what = if ndims == 1 { " (this looks like a label file)" } else { "" };
+                format!(
+                    "expected an IDX image file with 3 dimensions (count, height, width), found {ndims}{what}; magic {magic}"
+                )
+            }
+            Kind::Labels if ndims == 3 => format!(
+                "is an IDX3 image file (3 dimensions: count, height, width), not labels; expected an IDX1 label file (magic {magic}: a count, then one byte per image)"
             ),
-        ));
+            Kind::Labels => format!(
+                "expected an IDX1 label file with 1 dimension (count), found {ndims}; magic {magic}"
+            ),
+        };
+        return Err(DataError::invalid(origin, problem));
     }
-    let header = 4 + 4 * ndims;
     if data.len() < header {
         return Err(DataError::invalid(
             origin,
             format!("truncated header: {} bytes, expected {header}", data.len()),
         ));
     }
-    let dim = |i: usize| u32::from_be_bytes(data[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize;
-    let (n, h, w) = (dim(0), dim(1), dim(2));
-    if n == 0 || h == 0 || w == 0 {
-        return Err(DataError::invalid(origin, format!("holds no images (dimensions {n}x{h}x{w})")));
+    let dims: Vec<usize> = (0..ndims)
+        .map(|i| u32::from_be_bytes(data[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .collect();
+    let contents = kind.contents(&dims);
+    if dims.contains(&0) {
+        let shown = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+        let what = if kind == Kind::Images { "images" } else { "labels" };
+        return Err(DataError::invalid(origin, format!("holds no {what} (dimensions {shown})")));
     }
-    let expected = n
-        .checked_mul(h)
-        .and_then(|v| v.checked_mul(w))
-        .ok_or_else(|| DataError::invalid(origin, format!("implausible dimensions {n}x{h}x{w}")))?;
-    let body = &data[header..];
-    if body.len() < expected {
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| DataError::invalid(origin, format!("implausible dimensions: {contents}")))?;
+    let found = data.len() - header;
+    if found < expected {
         return Err(DataError::invalid(
             origin,
             format!(
-                "truncated: the header promises {n} images of {h}x{w} ({expected} bytes) but only {} bytes follow",
-                body.len()
+                "truncated: the header promises {contents} ({expected} bytes) but only {found} bytes follow"
             ),
         ));
     }
-    if body.len() > expected {
+    if found > expected {
         return Err(DataError::invalid(
             origin,
             format!(
-                "{} unexpected bytes after {n} images of {h}x{w}; the header and the data disagree",
-                body.len() - expected
+                "{} unexpected bytes after {contents}; the header and the data disagree",
+                found - expected
             ),
         ));
     }
-    Ok(Array4::from_shape_vec([n, 1, h, w], body.iter().map(|&v| scale_pixel(v)).collect())
-        .expect("length checked"))
+    let body = match data {
+        Cow::Borrowed(b) => Cow::Borrowed(&b[header..]),
+        Cow::Owned(mut v) => {
+            v.drain(..header);
+            Cow::Owned(v)
+        }
+    };
+    Ok((dims, body))
 }
 
 fn describe_bytes(n: u64) -> String {

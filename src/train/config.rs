@@ -177,17 +177,17 @@ impl SettingValue for usize {
     }
 }
 
-/// An optional integer: absent means "computed from the others" (see the setting's docs).
-impl SettingValue for Option<u64> {
-    const TYPE: &'static str = "integer";
+/// An optional value: absent means "computed from the others" or "found" (see the setting's docs).
+impl<T: SettingValue> SettingValue for Option<T> {
+    const TYPE: &'static str = T::TYPE;
     fn from_toml(v: &toml::Value, limits: &Limits) -> Result<Self, String> {
-        u64::from_toml(v, limits).map(Some)
+        T::from_toml(v, limits).map(Some)
     }
     fn check(&self, limits: &Limits) -> Result<(), String> {
-        self.map_or(Ok(()), |n| n.check(limits))
+        self.as_ref().map_or(Ok(()), |v| v.check(limits))
     }
     fn show(&self) -> String {
-        self.map_or("auto".into(), |n| n.to_string())
+        self.as_ref().map_or("auto".into(), T::show)
     }
 }
 
@@ -463,6 +463,16 @@ settings! {
         on_resume: Fixed,
         flag: true,
         doc: "training images: `builtin` (MNIST digits, see `builtin_digits`), an IDX file (.gz or raw) or a folder of PNG/JPEG",
+    }
+    labels: Option<String> {
+        default: None,
+        limits: Limits::Any,
+        on_resume: Fixed,
+        flag: true,
+        doc: "IDX1 label file of IDX `data`, one class per image: used only by class-conditional models, \
+              checked whenever given (auto: the file MNIST's naming puts next to the images, `train-images-idx3-ubyte` -> \
+              `train-labels-idx1-ubyte`; the built-in digits have labels 0-9, a folder's classes are its sub-folders)",
+        legacy: None,
     }
     checkpoint_every: u64 {
         default: 100,
