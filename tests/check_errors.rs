@@ -463,7 +463,11 @@ fn a_misused_class_condition_is_one_error_where_it_happens() {
     one_error_at(
         "cond_embedding_width.toml",
         31,
-        &["add needs inputs of the same shape", "[N, 64]", "set `features = 128` (`\"time.hidden\"`) in `label`"],
+        &[
+            "add needs inputs of the same shape",
+            "[N, 64]",
+            "set `features = 128` (`\"time.hidden\"`) in `label`",
+        ],
     );
     one_error_at(
         "cond_never_read.toml",

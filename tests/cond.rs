@@ -110,7 +110,12 @@ fn guidance_runs_one_doubled_batch_and_extrapolates_from_the_null_prediction() {
     /// Counts the calls and the batch each gets.
     struct Counting<'a>(&'a mut InterpDenoiser, Vec<usize>);
     impl Denoiser for Counting<'_> {
-        fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
+        fn predict_noise(
+            &mut self,
+            x: &Array4<f32>,
+            t: &[f32],
+            y: Option<&[u32]>,
+        ) -> anyhow::Result<Array4<f32>> {
             self.1.push(x.shape()[0]);
             self.0.predict_noise(x, t, y)
         }
@@ -131,7 +136,8 @@ fn guidance_runs_one_doubled_batch_and_extrapolates_from_the_null_prediction() {
 
 #[test]
 fn interpreter_and_onnxruntime_agree_on_mixed_real_and_null_labels() {
-    if !onnx_common::onnxruntime_available("interpreter_and_onnxruntime_agree_on_mixed_real_and_null_labels") {
+    if !onnx_common::onnxruntime_available("interpreter_and_onnxruntime_agree_on_mixed_real_and_null_labels")
+    {
         return;
     }
     let (g, _) = tiny_cond();
@@ -177,7 +183,16 @@ fn labelled_squares() -> Dataset {
 }
 
 fn config(steps: u64) -> TrainConfig {
-    TrainConfig { steps, batch: 6, lr: 2e-3, checkpoint_every: 3, samples: 0, seed: 9, timesteps: 100, ..TrainConfig::default() }
+    TrainConfig {
+        steps,
+        batch: 6,
+        lr: 2e-3,
+        checkpoint_every: 3,
+        samples: 0,
+        seed: 9,
+        timesteps: 100,
+        ..TrainConfig::default()
+    }
 }
 
 fn job<'a>(graph: &'a Graph, drop: f64, out: &Path, steps: u64) -> TrainJob<'a> {
@@ -262,7 +277,8 @@ fn guided_sampling_with_a_class_plan_runs_every_sampler() {
             seed: 1,
             guidance: Some(guidance(&[0, 0, 1, 1, 2, 3], 3.0)),
         };
-        let images = mdc::diffusion::sample_images(&g, params.clone(), &schedule, [1, 8, 8], &opts, false).unwrap();
+        let images =
+            mdc::diffusion::sample_images(&g, params.clone(), &schedule, [1, 8, 8], &opts, false).unwrap();
         assert_eq!(images.shape(), &[6, 1, 8, 8]);
         assert!(images.iter().all(|v| v.is_finite()), "{sampler}");
     }

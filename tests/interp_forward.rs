@@ -22,7 +22,8 @@ fn random(rng: &mut Rng, n: usize) -> Vec<f64> {
 fn run(graph: &Graph, params: &[Vec<f64>], x: &[f64], t: &[f64], batch: usize) -> Vec<f64> {
     let views: Vec<&[f64]> = params.iter().map(Vec::as_slice).collect();
     let whole = Engine::<f64>::new(graph.clone()).forward(&views, x, t, None, batch, false);
-    let banded = Engine::<f64>::new(graph.clone()).with_column_budget(1).forward(&views, x, t, None, batch, false);
+    let banded =
+        Engine::<f64>::new(graph.clone()).with_column_budget(1).forward(&views, x, t, None, batch, false);
     assert_all_close(&banded, &whole, "banded vs whole-image im2col");
     whole
 }

@@ -12,7 +12,12 @@ struct GaussianOracle {
 }
 
 impl Denoiser for GaussianOracle {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
+    fn predict_noise(
+        &mut self,
+        x: &Array4<f32>,
+        t: &[f32],
+        _labels: Option<&[u32]>,
+    ) -> anyhow::Result<Array4<f32>> {
         let mut out = x.clone();
         for (mut img, &ti) in out.axis_iter_mut(Axis(0)).zip(t) {
             let a = self.schedule.alphas_cumprod[ti as usize];
@@ -30,7 +35,12 @@ struct TwoImageOracle {
 }
 
 impl Denoiser for TwoImageOracle {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
+    fn predict_noise(
+        &mut self,
+        x: &Array4<f32>,
+        t: &[f32],
+        _labels: Option<&[u32]>,
+    ) -> anyhow::Result<Array4<f32>> {
         let mut out = x.clone();
         for (mut img, &ti) in out.axis_iter_mut(Axis(0)).zip(t) {
             let a = self.schedule.alphas_cumprod[ti as usize];
@@ -137,7 +147,12 @@ struct Recording<D> {
 }
 
 impl<D: Denoiser> Denoiser for Recording<D> {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
+    fn predict_noise(
+        &mut self,
+        x: &Array4<f32>,
+        t: &[f32],
+        y: Option<&[u32]>,
+    ) -> anyhow::Result<Array4<f32>> {
         self.first.get_or_insert_with(|| x.clone());
         self.inner.predict_noise(x, t, y)
     }

@@ -749,9 +749,11 @@ impl<'f> Build<'f> {
     /// When an `add` joins an embedding and a vector of another width (the time embedding, most
     /// often): which width to give the embedding.
     fn embedding_width_help(&self, block: &BlockDecl, ins: &[NodeId]) -> Option<String> {
-        let embedding = block.inputs.iter().zip(ins).find(|(_, &i)| {
-            matches!(self.builder.node(i).op, crate::graph::Op::Embedding(_))
-        })?;
+        let embedding = block
+            .inputs
+            .iter()
+            .zip(ins)
+            .find(|(_, &i)| matches!(self.builder.node(i).op, crate::graph::Op::Embedding(_)))?;
         let other = block.inputs.iter().zip(ins).find(|(r, _)| r.value != embedding.0.value)?;
         let width = self.shape_of(*other.1).as_vector()?;
         let via_time = if other.0.value == "time" { " (`\"time.hidden\"`)" } else { "" };
@@ -791,10 +793,13 @@ impl<'f> Build<'f> {
             let ends: Vec<&str> = self
                 .unread_blocks()
                 .into_iter()
-                .filter(|b| (0..self.builder.len()).any(|id| reaches[id] && self.builder.node(id).block == *b))
+                .filter(|b| {
+                    (0..self.builder.len()).any(|id| reaches[id] && self.builder.node(id).block == *b)
+                })
                 .collect();
             self.diags.retain(|d| {
-                !(d.severity == crate::dsl::Severity::Warning && ends.iter().any(|b| d.block.as_deref() == Some(*b)))
+                !(d.severity == crate::dsl::Severity::Warning
+                    && ends.iter().any(|b| d.block.as_deref() == Some(*b)))
             });
             let ends: Vec<String> = ends.iter().map(|b| format!("`{b}`")).collect();
             let end = match ends.as_slice() {

@@ -109,7 +109,12 @@ fn print_text(o: &Outcome) {
             let labels = g.classes().map_or(String::new(), |c| {
                 format!(", class labels y [N] (0-{}, {c} = no label)", c.saturating_sub(1))
             });
-            println!("{}: {name}, input {}{labels} -> output {}", report.path, g.input_shape(), g.output_shape());
+            println!(
+                "{}: {name}, input {}{labels} -> output {}",
+                report.path,
+                g.input_shape(),
+                g.output_shape()
+            );
             println!();
             print!("{}", table::render(&c.table));
             println!();

@@ -89,7 +89,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let name = args.samples.display().to_string();
-    let report = evaluate(images.view(), &name, &mut classifier, &reference, training.as_ref(), args.seed, args.class)?;
+    let report = evaluate(
+        images.view(),
+        &name,
+        &mut classifier,
+        &reference,
+        training.as_ref(),
+        args.seed,
+        args.class,
+    )?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print!("{}", render(&report)),

@@ -127,10 +127,10 @@ fn model_info(
         channels,
         height,
         width,
-        classes: model.graph.classes().map(|count| ClassInfo {
-            count,
-            names: class_names_from_meta(weights_meta).unwrap_or_default(),
-        }),
+        classes: model
+            .graph
+            .classes()
+            .map(|count| ClassInfo { count, names: class_names_from_meta(weights_meta).unwrap_or_default() }),
     })
 }
 

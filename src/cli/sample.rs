@@ -11,7 +11,8 @@ use ndarray::{Array4, Axis};
 
 use super::UsageError;
 use crate::diffusion::{
-    sample_images, sample_with_progress, ClassGuidance, DEFAULT_GUIDANCE, NoiseSchedule, SampleOptions, Sampler, ScheduleKind,
+    sample_images, sample_with_progress, ClassGuidance, NoiseSchedule, SampleOptions, Sampler, ScheduleKind,
+    DEFAULT_GUIDANCE,
 };
 use crate::image_io::{image_png, write_grid, GridLayout};
 use crate::params::{Params, CHECKPOINT_FORMAT};
@@ -140,7 +141,11 @@ pub fn class_plan(
                     let known = if names.is_empty() {
                         format!("0 to {}", classes - 1)
                     } else {
-                        format!("0 to {} or one of {}", classes - 1, (0..classes).map(name_of).collect::<Vec<_>>().join(", "))
+                        format!(
+                            "0 to {} or one of {}",
+                            classes - 1,
+                            (0..classes).map(name_of).collect::<Vec<_>>().join(", ")
+                        )
                     };
                     anyhow::Error::new(UsageError(format!(
                         "--class {list}: `{item}` is not a class of {model}: expected {known}, or `all`"
@@ -201,7 +206,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         guidance: None,
     };
     let t0 = Instant::now();
-    let (images, columns) = if onnx { sample_onnx(args, &mut opts)? } else { sample_checkpoint(args, &mut opts)? };
+    let (images, columns) =
+        if onnx { sample_onnx(args, &mut opts)? } else { sample_checkpoint(args, &mut opts)? };
     let (h, w) = (images.shape()[2], images.shape()[3]);
     write_grid(&args.output, &images, GridLayout { columns, ..GridLayout::auto(h.max(w)) })?;
     if let Some(dir) = &args.individual {
@@ -258,8 +264,14 @@ fn sample_checkpoint(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(A
     let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
     let names = super::export::class_names_from_meta(&meta).unwrap_or_default();
     let model_name = model_path.display().to_string();
-    let (guidance, columns) =
-        class_plan(args.class.as_deref(), args.guidance, args.count, model.graph.classes(), &names, &model_name)?;
+    let (guidance, columns) = class_plan(
+        args.class.as_deref(),
+        args.guidance,
+        args.count,
+        model.graph.classes(),
+        &names,
+        &model_name,
+    )?;
     opts.count = guidance.as_ref().map_or(args.count, |g| g.labels.len());
     let plan = guidance.as_ref().map_or(String::new(), |g| format!(", {}", describe_plan(g, &names)));
     opts.guidance = guidance;

@@ -12,7 +12,12 @@ pub struct InterpDenoiser {
 }
 
 impl Denoiser for InterpDenoiser {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
+    fn predict_noise(
+        &mut self,
+        x: &Array4<f32>,
+        t: &[f32],
+        y: Option<&[u32]>,
+    ) -> anyhow::Result<Array4<f32>> {
         if y.is_some() && self.executor.graph().classes().is_none() {
             anyhow::bail!("class labels were given, but the model has no [condition]");
         }

@@ -21,5 +21,6 @@ pub const DEFAULT_GUIDANCE: f32 = 3.0;
 /// and, for a class-conditional model, class labels `y` (one per image; the null label means
 /// "no class"; None: every image gets the null label).
 pub trait Denoiser {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>>;
+    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>)
+        -> anyhow::Result<Array4<f32>>;
 }

@@ -9,8 +9,8 @@ use super::diag::{self, suggestion, Diagnostic};
 use super::schema::{FieldDefault, FieldKind, FieldReader, FieldSpec, OPS};
 use super::syntax;
 use super::{
-    BlockDecl, BlockOp, ConditionDecl, InputDecl, ModelFile, OpKind, Span, TimeDecl, TrainEntry, TrainSection,
-    Val, MAX_CHANNELS, MAX_CLASSES, MAX_SIZE, RESERVED,
+    BlockDecl, BlockOp, ConditionDecl, InputDecl, ModelFile, OpKind, Span, TimeDecl, TrainEntry,
+    TrainSection, Val, MAX_CHANNELS, MAX_CLASSES, MAX_SIZE, RESERVED,
 };
 
 /// `[condition] drop`, read like a block's float field.
@@ -992,7 +992,8 @@ impl<'s> Parser<'s> {
                         err(format!("[time] has no field `{f}`"))
                             .expected("`time.dim` or `time.hidden`")
                             .maybe_help(
-                                diag::did_you_mean(f, ["dim", "hidden"]).map(|c| format!("did you mean `time.{c}`?")),
+                                diag::did_you_mean(f, ["dim", "hidden"])
+                                    .map(|c| format!("did you mean `time.{c}`?")),
                             ),
                     );
                     return None;

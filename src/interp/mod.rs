@@ -102,8 +102,12 @@ impl Executor {
         let p = param_slices(params);
         if let Some(y) = y {
             assert_eq!(y.len(), n, "interp: {n} images but {} labels", y.len());
-            let classes = self.graph().classes().expect("interp: labels given to a model without a [condition]");
-            assert!(y.iter().all(|&c| c as usize <= classes), "interp: a label above the null label {classes}");
+            let classes =
+                self.graph().classes().expect("interp: labels given to a model without a [condition]");
+            assert!(
+                y.iter().all(|&c| c as usize <= classes),
+                "interp: a label above the null label {classes}"
+            );
         }
         let y: Option<Vec<f32>> = y.map(|y| y.iter().map(|&c| c as f32).collect());
         let out = self.engine.forward(&p, x.as_slice().expect("standard layout"), &t, y.as_deref(), n, train);

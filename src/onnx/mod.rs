@@ -91,7 +91,10 @@ pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelP
         _ => y_dims.extend(out_shape.0.iter().map(|&d| fixed(d))),
     }
 
-    let mut inputs = vec![value_info(INPUT_X, DataType::Float, x_dims), value_info(INPUT_T, DataType::Float, vec![sym("N")])];
+    let mut inputs = vec![
+        value_info(INPUT_X, DataType::Float, x_dims),
+        value_info(INPUT_T, DataType::Float, vec![sym("N")]),
+    ];
     if graph.label.is_some() {
         inputs.push(value_info(INPUT_Y, DataType::Int64, vec![sym("N")]));
     }

@@ -146,7 +146,11 @@ impl OrtDenoiser {
                 let null = classes.null() as u32;
                 let y: Vec<u32> = y.map_or_else(|| vec![null; n], <[u32]>::to_vec);
                 if y.len() != n {
-                    anyhow::bail!("{}: expected one label per image ({n}), found {}", self.path.display(), y.len());
+                    anyhow::bail!(
+                        "{}: expected one label per image ({n}), found {}",
+                        self.path.display(),
+                        y.len()
+                    );
                 }
                 if let Some(bad) = y.iter().find(|&&v| v > null) {
                     anyhow::bail!(
@@ -195,7 +199,12 @@ impl OrtDenoiser {
 }
 
 impl Denoiser for OrtDenoiser {
-    fn predict_noise(&mut self, x: &Array4<f32>, t: &[f32], y: Option<&[u32]>) -> anyhow::Result<Array4<f32>> {
+    fn predict_noise(
+        &mut self,
+        x: &Array4<f32>,
+        t: &[f32],
+        y: Option<&[u32]>,
+    ) -> anyhow::Result<Array4<f32>> {
         self.forward_labeled(x.view(), ArrayView1::from(t), y)
     }
 }

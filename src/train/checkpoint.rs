@@ -57,25 +57,26 @@ impl Checkpoint {
         for (prefix, p) in PARTS.iter().zip(parts) {
             views.extend(p.named_views(prefix));
         }
-        let meta: HashMap<String, String> = [
-            ("format", CHECKPOINT_FORMAT.to_string()),
-            ("step", self.step.to_string()),
-            ("rng", self.rng.iter().map(|v| format!("{v:016x}")).collect::<Vec<_>>().join(",")),
-            ("data_epoch", self.data_epoch.to_string()),
-            ("data_position", self.data_position.to_string()),
-            ("model_hash", self.model_hash.clone()),
-            ("schedule", self.config.schedule.to_string()),
-            ("timesteps", self.config.timesteps.to_string()),
-            ("config", serde_json::to_string(&self.config).expect("config serialises")),
-            (CHECKPOINT_DIGEST, tensors_digest(parts)),
-            ("mdc_version", env!("CARGO_PKG_VERSION").to_string()),
-        ]
-        .into_iter()
-        .chain((!self.class_names.is_empty()).then(|| {
-            ("class_names", serde_json::to_string(&self.class_names).expect("strings serialise"))
-        }))
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let meta: HashMap<String, String> =
+            [
+                ("format", CHECKPOINT_FORMAT.to_string()),
+                ("step", self.step.to_string()),
+                ("rng", self.rng.iter().map(|v| format!("{v:016x}")).collect::<Vec<_>>().join(",")),
+                ("data_epoch", self.data_epoch.to_string()),
+                ("data_position", self.data_position.to_string()),
+                ("model_hash", self.model_hash.clone()),
+                ("schedule", self.config.schedule.to_string()),
+                ("timesteps", self.config.timesteps.to_string()),
+                ("config", serde_json::to_string(&self.config).expect("config serialises")),
+                (CHECKPOINT_DIGEST, tensors_digest(parts)),
+                ("mdc_version", env!("CARGO_PKG_VERSION").to_string()),
+            ]
+            .into_iter()
+            .chain((!self.class_names.is_empty()).then(|| {
+                ("class_names", serde_json::to_string(&self.class_names).expect("strings serialise"))
+            }))
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         let bytes = safetensors::serialize(views, Some(meta)).expect("f32 tensors serialise");
         crate::fsutil::write_atomic(path, &bytes)
     }

@@ -30,7 +30,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::Dataset;
-use crate::diffusion::{sample_images, ClassGuidance, NoiseSchedule, SampleOptions, Sampler, DEFAULT_GUIDANCE};
+use crate::diffusion::{
+    sample_images, ClassGuidance, NoiseSchedule, SampleOptions, Sampler, DEFAULT_GUIDANCE,
+};
 use crate::graph::Graph;
 use crate::image_io::{write_grid, GridLayout};
 use crate::interp::Executor;
@@ -229,11 +231,14 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
             guidance,
         };
         if job.progress {
-            let per_row = per_class.map_or(String::new(), |k| format!(", one row of {k} per class, guidance {DEFAULT_GUIDANCE}"));
+            let per_row = per_class.map_or(String::new(), |k| {
+                format!(", one row of {k} per class, guidance {DEFAULT_GUIDANCE}")
+            });
             eprintln!("sampling {} images with the EMA weights, {}{per_row}", opts.count, opts.sampler);
         }
         let images = sample_images(job.graph, state.ema, &schedule, image, &opts, job.progress)?;
-        let layout = GridLayout { columns: per_class.unwrap_or(0), ..GridLayout::auto(image[1].max(image[2])) };
+        let layout =
+            GridLayout { columns: per_class.unwrap_or(0), ..GridLayout::auto(image[1].max(image[2])) };
         write_grid(&path, &images, layout)?;
         Some((path, t0.elapsed().as_secs_f64()))
     } else {

@@ -124,7 +124,8 @@ impl TrainState {
         // Drawn after the noise, from the same generator: an unconditional run's stream is unchanged
         // and a resumed conditional run drops the same labels.
         let labels: Option<Vec<u32>> = dropout.map(|d| {
-            let labels = data.gather_labels(&batch).expect("a conditional model's data was checked for labels");
+            let labels =
+                data.gather_labels(&batch).expect("a conditional model's data was checked for labels");
             labels.into_iter().map(|y| if self.rng.uniform() < d.drop { d.null } else { y }).collect()
         });
         let xt = schedule.add_noise(x0.view(), noise.view(), &t);
