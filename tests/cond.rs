@@ -293,3 +293,165 @@ fn guided_sampling_with_a_class_plan_runs_every_sampler() {
     let err = mdc::diffusion::sample_images(&g, params, &schedule, [1, 8, 8], &bad, false).unwrap_err();
     assert!(err.to_string().contains("class 5 does not exist"), "{err}");
 }
+
+/// `mdc` as a user runs it.
+fn mdc(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdc")).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// TINY_COND for `classes` classes, written to `dir`.
+fn cond_model(dir: &Path, classes: usize) -> std::path::PathBuf {
+    let p = dir.join(format!("cond{classes}.toml"));
+    std::fs::write(&p, TINY_COND.replace("classes = 3", &format!("classes = {classes}"))).unwrap();
+    p
+}
+
+/// A folder whose sub-folders are classes: `cat/` dark squares, `dog/` bright ones, 8x8 grey.
+fn class_folders(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("pets");
+    for (class, level) in [("cat", 40u8), ("dog", 220)] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..4u32 {
+            let img = image::GrayImage::from_fn(8, 8, |x, y| {
+                image::Luma([if (x + y + i) % 3 == 0 { level } else { 0 }])
+            });
+            img.save(root.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    root
+}
+
+#[test]
+fn class_folders_train_a_conditional_model_whose_names_reach_sampling_and_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = (cond_model(dir.path(), 2), class_folders(dir.path()));
+    let out = dir.path().join("run");
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    let (code, stdout, stderr) = mdc(&[
+        "train",
+        &p(&model),
+        "--data",
+        &p(&data),
+        "--steps",
+        "3",
+        "--batch",
+        "4",
+        "--samples",
+        "6",
+        "--sample-steps",
+        "2",
+        "--sample-every",
+        "0",
+        "--out",
+        &p(&out),
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("2 classes: cat, dog"), "the data line names the classes:\n{stdout}");
+    // The final grid has one row per class: 2 rows of 3 tiles.
+    let grid = image::open(out.join("samples.png")).unwrap();
+    assert!(grid.height() * 3 < grid.width() * 2 + 20, "{}x{}", grid.width(), grid.height());
+    assert!(grid.height() < grid.width(), "{}x{}", grid.width(), grid.height());
+
+    let ckpt = out.join("checkpoint.safetensors");
+    let (code, stdout, stderr) = mdc(&[
+        "sample",
+        &p(&ckpt),
+        "--model",
+        &p(&model),
+        "--class",
+        "dog",
+        "-n",
+        "2",
+        "--steps",
+        "2",
+        "-o",
+        &p(&dir.path().join("d.png")),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("class dog, guidance 3"), "{stdout}");
+    let (code, _, stderr) = mdc(&[
+        "sample",
+        &p(&ckpt),
+        "--model",
+        &p(&model),
+        "--class",
+        "fox",
+        "-n",
+        "2",
+        "-o",
+        &p(&dir.path().join("f.png")),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`fox` is not a class") && stderr.contains("cat, dog"), "{stderr}");
+
+    let onnx = dir.path().join("cond.onnx");
+    let (code, stdout, stderr) =
+        mdc(&["export", "onnx", &p(&model), "--weights", &p(&ckpt), "-o", &p(&onnx)]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("y [N] (int64 class labels: 2 classes, 2 = no class), output eps"), "{stdout}");
+    let bytes = std::fs::read(&onnx).unwrap();
+    let needle = br#"["cat","dog"]"#;
+    assert!(bytes.windows(needle.len()).any(|w| w == needle), "class names in the export's metadata");
+    if onnx_common::onnxruntime_available("class_folders_..._export") {
+        let (code, stdout, stderr) = mdc(&[
+            "sample",
+            &p(&onnx),
+            "--class",
+            "cat,dog",
+            "--guidance",
+            "2",
+            "-n",
+            "2",
+            "--steps",
+            "2",
+            "-o",
+            &p(&dir.path().join("o.png")),
+        ]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(stdout.contains("class cat, dog, guidance 2"), "{stdout}");
+    }
+}
+
+#[test]
+fn a_conditional_model_refuses_unlabelled_data_and_too_few_classes_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    let flat = dir.path().join("flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    for i in 0..3 {
+        image::GrayImage::new(8, 8).save(flat.join(format!("{i}.png"))).unwrap();
+    }
+    let out = dir.path().join("run");
+    let (code, stdout, stderr) = mdc(&[
+        "train",
+        &p(&cond_model(dir.path(), 2)),
+        "--data",
+        &p(&flat),
+        "--steps",
+        "2",
+        "--out",
+        &p(&out),
+        "-q",
+    ]);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(stderr.contains("classes = 2") && stderr.contains("flat"), "{stderr}");
+    assert!(!out.join("checkpoint.safetensors").exists(), "nothing was trained");
+
+    let pets = class_folders(dir.path());
+    let (code, stdout, stderr) = mdc(&[
+        "train",
+        &p(&cond_model(dir.path(), 1)),
+        "--data",
+        &p(&pets),
+        "--steps",
+        "2",
+        "--out",
+        &p(&out),
+        "-q",
+    ]);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(stderr.contains("pets") && stderr.contains('2') && stderr.contains("classes = 1"), "{stderr}");
+}
