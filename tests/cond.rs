@@ -248,8 +248,11 @@ fn class_lists_parse_names_and_numbers_and_refuse_the_rest() {
     assert_eq!((g.labels.len(), cols, g.null, g.scale), (9, 3, 3, mdc::diffusion::DEFAULT_GUIDANCE));
     let (g, cols) = class_plan(Some("dog, 0"), Some(2.0), 4, Some(3), &names, "m.toml").unwrap();
     assert_eq!((g.unwrap().labels, cols), (vec![1, 1, 0, 0], 2));
-    let (g, cols) = class_plan(Some("2"), Some(0.0), 3, Some(3), &[], "m.toml").unwrap();
+    let (g, cols) = class_plan(Some("2"), Some(1.5), 3, Some(3), &[], "m.toml").unwrap();
     assert_eq!((g.unwrap().labels, cols), (vec![2, 2, 2], 0));
+    // Guidance 0 is unconditional: exactly -n images, all with the null label.
+    let (g, cols) = class_plan(None, Some(0.0), 7, Some(3), &names, "m.toml").unwrap();
+    assert_eq!((g.unwrap().labels, cols), (vec![3; 7], 0));
     let err = class_plan(Some("3"), None, 4, Some(3), &names, "m.toml").unwrap_err().to_string();
     assert!(err.contains("`3` is not a class of m.toml") && err.contains("cat, dog, bird"), "{err}");
     let err = class_plan(Some("7"), None, 4, None, &[], "u.toml").unwrap_err().to_string();
@@ -371,7 +374,7 @@ fn class_folders_train_a_conditional_model_whose_names_reach_sampling_and_the_ex
         &p(&dir.path().join("d.png")),
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("class dog, guidance 3"), "{stdout}");
+    assert!(stdout.contains("class dog, guidance 2"), "{stdout}");
     let (code, _, stderr) = mdc(&[
         "sample",
         &p(&ckpt),

@@ -266,7 +266,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         None => {}
     }
     if outcome.last_step == cfg.steps {
-        let classes = if model.graph.classes().is_some() { " --class 7 --guidance 3" } else { "" };
+        let classes = if model.graph.classes().is_some() { " --class 7" } else { "" };
         println!(
             "more samples: mdc sample {} --model {model_name} -n 64{classes} -o grid.png",
             outcome.checkpoint.display()

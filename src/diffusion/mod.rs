@@ -15,7 +15,7 @@ use ndarray::Array4;
 
 /// Classifier-free guidance scale S used when none is given (`mdc sample --guidance`, the
 /// training run's grids): chosen by measurement, see docs/recipe.md.
-pub const DEFAULT_GUIDANCE: f32 = 3.0;
+pub const DEFAULT_GUIDANCE: f32 = 2.0;
 
 /// Anything that predicts the noise in `x` [N, C, H, W] at timesteps `t` (one per image, as f32)
 /// and, for a class-conditional model, class labels `y` (one per image; the null label means
