@@ -102,7 +102,7 @@ fn export_cli_writes_a_self_contained_model() {
     assert_eq!((info.channels, info.height, info.width), (1, 28, 28));
     assert_eq!(info.model_hash, model.hash);
     assert_eq!(info.mdc_version, env!("CARGO_PKG_VERSION"));
-    assert_eq!((info.schedule.name.as_str(), info.schedule.timesteps), ("linear", 1000));
+    assert_eq!((info.schedule.name.as_str(), info.schedule.timesteps), ("cosine", 1000));
 }
 
 #[test]

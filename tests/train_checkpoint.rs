@@ -38,7 +38,7 @@ fn round_trips_exactly_and_serves_ema_for_inference() {
     assert_eq!(load(&p, &g).unwrap(), ck);
     let (ema, meta) = Params::load_for_inference(&p, &g, true).unwrap();
     assert_eq!(ema, ck.ema);
-    assert_eq!(meta["schedule"], "linear");
+    assert_eq!(meta["schedule"], "cosine");
     assert_eq!(meta["timesteps"], "1000");
     assert_eq!(Params::load_for_inference(&p, &g, false).unwrap().0, ck.model);
 }

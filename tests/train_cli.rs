@@ -92,7 +92,7 @@ fn train_writes_every_output_and_prints_settings_with_their_origin() {
         "-q",
     ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("EMA weights") && r.stdout.contains("linear schedule T=1000"), "{}", r.stdout);
+    assert!(r.stdout.contains("EMA weights") && r.stdout.contains("cosine schedule T=1000"), "{}", r.stdout);
     assert!(grid.is_file());
     assert_eq!(image::open(each.join("sample-002.png")).unwrap().width(), 28);
     let r = mdc(&[

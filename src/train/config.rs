@@ -12,7 +12,7 @@ use crate::interp::bf16::Precision;
 /// (about 5.5 min on a free 2-core Zen 5), spent on models/unet.toml's 16-32-64-64 U-Net, whose
 /// steps take 0.32x as long (`mdc bench --train-batch 64`, back to back). docs/recipe.md has the
 /// measurements; retune here when the interpreter gets faster.
-pub const DEFAULT_STEPS: u64 = 2500;
+pub const DEFAULT_STEPS: u64 = 2900;
 /// Images per step of the default recipe.
 pub const DEFAULT_BATCH: usize = 64;
 
@@ -437,7 +437,7 @@ settings! {
         doc: "maximum EMA decay of the sampling weights (warms up as (1 + step) / (10 + step))",
     }
     schedule: ScheduleKind {
-        default: ScheduleKind::Linear,
+        default: ScheduleKind::Cosine,
         limits: Limits::Any,
         on_resume: Fixed,
         flag: true,
