@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn betas_follow_the_training_definitions() {
-        let linear = ScheduleInfo::default().betas().unwrap();
+        let linear = ScheduleInfo { name: "linear".into(), timesteps: 1000 }.betas().unwrap();
         assert_eq!(linear.len(), 1000);
         assert!((linear[0] - 1e-4).abs() < 1e-15 && (linear[999] - 0.02).abs() < 1e-15);
         // Fewer steps: the same range scaled by 1000/T.
