@@ -94,7 +94,8 @@ fn loss_falls_and_outputs_are_written() {
     assert!(last < 0.7 * first, "loss should fall: first 10 steps {first}, last 10 {last}");
     let svg = std::fs::read_to_string(&out.plot).unwrap();
     assert!(svg.contains("<polyline"));
-    let (samples, _) = out.samples.unwrap();
+    let (samples, count, _) = out.samples.unwrap();
+    assert_eq!(count, 4);
     let png = image::open(samples).unwrap();
     assert!(png.width() > 2 * 8 && png.height() > 2 * 8);
     let ck = Checkpoint::load(&out.checkpoint, &g, HASH, "tiny").unwrap();

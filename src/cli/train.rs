@@ -254,8 +254,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     println!("  loss log    {}", outcome.log.display());
     println!("  loss plot   {}", outcome.plot.display());
     match &outcome.samples {
-        Some((p, secs)) => {
-            println!("  samples     {} ({} images, {})", p.display(), cfg.samples, duration(*secs))
+        Some((p, count, secs)) => {
+            println!("  samples     {} ({count} images, {})", p.display(), duration(*secs))
         }
         None if outcome.last_step < cfg.steps => println!(
             "stopped at step {} of {}; continue with: mdc train {model_name} --out {} --resume",

@@ -17,8 +17,8 @@ use super::{
 const CONDITION_DROP: FieldSpec = FieldSpec {
     name: "drop",
     kind: FieldKind::Float { lo: 0.0, hi: 0.99 },
-    default: FieldDefault::Float(0.1),
-    doc: "probability that training replaces a label by the null label (what guidance needs)",
+    default: FieldDefault::Float(0.25),
+    doc: "probability that training replaces a label by the null label (what guidance needs; 0.25 by measurement, docs/conditional.md)",
 };
 use crate::train::check_setting;
 

@@ -78,8 +78,9 @@ pub struct TrainOutcome {
     pub checkpoint: PathBuf,
     pub log: PathBuf,
     pub plot: PathBuf,
-    /// The sample grid and the seconds it took, when the run completed and sampling is on.
-    pub samples: Option<(PathBuf, f64)>,
+    /// The sample grid, how many images it holds and the seconds it took, when the run completed
+    /// and sampling is on (a conditional model's grid rounds up to whole rows per class).
+    pub samples: Option<(PathBuf, usize, f64)>,
 }
 
 /// The run stopped because the loss or the gradient stopped being a finite number.
@@ -240,7 +241,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         let layout =
             GridLayout { columns: per_class.unwrap_or(0), ..GridLayout::auto(image[1].max(image[2])) };
         write_grid(&path, &images, layout)?;
-        Some((path, t0.elapsed().as_secs_f64()))
+        Some((path, count, t0.elapsed().as_secs_f64()))
     } else {
         None
     };
