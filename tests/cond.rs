@@ -428,33 +428,17 @@ fn a_conditional_model_refuses_unlabelled_data_and_too_few_classes_before_traini
         image::GrayImage::new(8, 8).save(flat.join(format!("{i}.png"))).unwrap();
     }
     let out = dir.path().join("run");
-    let (code, stdout, stderr) = mdc(&[
-        "train",
-        &p(&cond_model(dir.path(), 2)),
-        "--data",
-        &p(&flat),
-        "--steps",
-        "2",
-        "--out",
-        &p(&out),
-        "-q",
-    ]);
-    assert_ne!(code, 0, "{stdout}");
-    assert!(stderr.contains("classes = 2") && stderr.contains("flat"), "{stderr}");
-    assert!(!out.join("checkpoint.safetensors").exists(), "nothing was trained");
-
-    let pets = class_folders(dir.path());
-    let (code, stdout, stderr) = mdc(&[
-        "train",
-        &p(&cond_model(dir.path(), 1)),
-        "--data",
-        &p(&pets),
-        "--steps",
-        "2",
-        "--out",
-        &p(&out),
-        "-q",
-    ]);
-    assert_ne!(code, 0, "{stdout}");
-    assert!(stderr.contains("pets") && stderr.contains('2') && stderr.contains("classes = 1"), "{stderr}");
+    // Trains `classes` classes on `data` for 2 steps; must fail: returns stderr.
+    let refused = |classes: usize, data: &Path| {
+        let model = cond_model(dir.path(), classes);
+        let args = ["train", &p(&model), "--data", &p(data), "--steps", "2", "--out", &p(&out), "-q"];
+        let (code, stdout, stderr) = mdc(&args);
+        assert_ne!(code, 0, "{stdout}");
+        assert!(!out.join("checkpoint.safetensors").exists(), "nothing was trained");
+        stderr
+    };
+    let e = refused(2, &flat);
+    assert!(e.contains("classes = 2") && e.contains("flat"), "{e}");
+    let e = refused(1, &class_folders(dir.path()));
+    assert!(e.contains("pets") && e.contains('2') && e.contains("classes = 1"), "{e}");
 }
