@@ -161,9 +161,8 @@ pub fn class_plan(
         return Ok((Some(ClassGuidance { labels: vec![null; count], null, scale }), 0));
     }
     let per_class = count.div_ceil(wanted.len());
-    let labels: Vec<u32> = wanted.iter().flat_map(|&y| std::iter::repeat_n(y, per_class)).collect();
     let columns = if wanted.len() > 1 { per_class } else { 0 };
-    Ok((Some(ClassGuidance { labels, null, scale }), columns))
+    Ok((Some(ClassGuidance::rows(&wanted, per_class, null, scale)), columns))
 }
 
 /// Tells the user what a conditional run draws.

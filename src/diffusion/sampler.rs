@@ -90,6 +90,13 @@ pub struct ClassGuidance {
 }
 
 impl ClassGuidance {
+    /// `per_class` images of each class in `classes`, class after class (a grid with one row per
+    /// class), for a model whose null label is `null`.
+    pub fn rows(classes: &[u32], per_class: usize, null: u32, scale: f32) -> ClassGuidance {
+        let labels = classes.iter().flat_map(|&y| std::iter::repeat_n(y, per_class)).collect();
+        ClassGuidance { labels, null, scale }
+    }
+
     /// The guided noise estimate for a chunk whose labels are `labels`. The conditional and
     /// null halves run as ONE batch of 2N; S = 1, S = 0 and an all-null chunk need one batch of N.
     pub fn predict(

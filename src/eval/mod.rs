@@ -179,16 +179,18 @@ pub fn evaluate(
     })
 }
 
+/// The class a row of probabilities ranks first.
+fn top_class(probabilities: ndarray::ArrayView1<f32>) -> usize {
+    probabilities.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+}
+
 /// The fraction of images whose top class is `k` with probability at least `threshold`.
 fn class_fraction(out: &Outputs, k: usize, threshold: f32) -> f64 {
     let hits = out
         .probabilities
         .rows()
         .into_iter()
-        .filter(|r| {
-            let top = r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
-            top == k && r[k] >= threshold
-        })
+        .filter(|r| top_class(r.view()) == k && r[k] >= threshold)
         .count();
     hits as f64 / out.probabilities.nrows().max(1) as f64
 }
@@ -245,7 +247,7 @@ fn histogram(out: &Outputs, classifier: &Classifier) -> Vec<ClassCount> {
     let k = out.probabilities.ncols();
     let mut counts = vec![0usize; k];
     for row in out.probabilities.rows() {
-        let top = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+        let top = top_class(row);
         counts[top] += 1;
     }
     let n = out.probabilities.nrows().max(1) as f64;

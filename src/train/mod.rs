@@ -217,10 +217,9 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         let t0 = Instant::now();
         // A conditional model's grid has one row per class, guided at the default scale.
         let per_class = classes.map(|c| cfg.samples.div_ceil(c).max(1));
-        let guidance = classes.zip(per_class).map(|(c, k)| ClassGuidance {
-            labels: (0..c as u32).flat_map(|y| std::iter::repeat_n(y, k)).collect(),
-            null: c as u32,
-            scale: DEFAULT_GUIDANCE,
+        let guidance = classes.zip(per_class).map(|(c, k)| {
+            let all: Vec<u32> = (0..c as u32).collect();
+            ClassGuidance::rows(&all, k, c as u32, DEFAULT_GUIDANCE)
         });
         let count = guidance.as_ref().map_or(cfg.samples, |g| g.labels.len());
         let opts = SampleOptions {
