@@ -1,4 +1,4 @@
-//! GFLOP/s of the fp32 (`gemm` crate) and bf16 (own AVX512_BF16 kernel) matrix products on a
+//! GFLOP/s of the fp32 (`gemm` crate) and bf16 (own AVX512_BF16 and AMX kernels) matrix products on a
 //! 2048^3 product and on the conv products of models/unet-rgb32.toml (per image, 32x32 input).
 //! `cargo bench --bench gemm`; medians of repeated runs, on all rayon threads for the big
 //! product and one thread for the per-image conv shapes (the interpreter runs one image per
@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use mdc::interp::bf16::{self, Src};
+use mdc::interp::bf16::{self, Kernel, Src};
 use mdc::interp::{matmul_strided, Tr};
 
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -31,17 +31,17 @@ fn row(name: &str, m: usize, n: usize, k: usize, threads: usize, reps: usize) {
         matmul_strided(&mut c, n, m, n, k, &a, k, Tr::No, &b, n, Tr::No, false, threads)
     });
     let mut line = format!("{name:<28} {m:>5} {n:>5} {k:>5} {:>9.1}", flops / fp32 / 1e9);
-    if bf16::available() {
+    for kernel in Kernel::all_available() {
         let (mut pa, mut pb) = (Vec::new(), Vec::new());
         let (sa, sb) = (Src { data: &a, ld: k, tr: Tr::No }, Src { data: &b, ld: n, tr: Tr::No });
         let t = median_secs(reps, || {
-            bf16::matmul(&mut c, n, m, n, k, sa, sb, false, threads, (&mut pa, &mut pb))
+            bf16::matmul(kernel, &mut c, n, m, n, k, sa, sb, false, threads, (&mut pa, &mut pb))
         });
         // the same with A packed once (how the convs use their weights)
         let packed = bf16::pack_a(m, k, sa, &mut pa);
         let tb = median_secs(reps, || {
             let pbk = bf16::pack_b(k, n, sb, &mut pb, threads);
-            bf16::packed_matmul(&mut c, n, &packed, &pbk, false, threads)
+            bf16::packed_matmul(kernel, &mut c, n, &packed, &pbk, false, threads)
         });
         line += &format!(" {:>9.1} {:>11.1}", flops / t / 1e9, flops / tb / 1e9);
     }
@@ -50,11 +50,14 @@ fn row(name: &str, m: usize, n: usize, k: usize, threads: usize, reps: usize) {
 
 fn main() {
     let threads = rayon::current_num_threads();
-    println!("threads {threads}, AVX512_BF16 {}", bf16::available());
-    println!(
-        "{:<28} {:>5} {:>5} {:>5} {:>9} {:>9} {:>11}",
-        "GFLOP/s", "m", "n", "k", "fp32", "bf16", "bf16 A-pre"
-    );
+    let kernels = Kernel::all_available();
+    println!("threads {threads}, bf16 kernels {:?}", kernels.iter().map(|k| k.name()).collect::<Vec<_>>());
+    let mut header = format!("{:<28} {:>5} {:>5} {:>5} {:>9}", "GFLOP/s", "m", "n", "k", "fp32");
+    for kernel in &kernels {
+        let name = &kernel.name()[..kernel.name().len().min(8)];
+        header += &format!(" {name:>9} {:>11}", format!("{name} A-pre"));
+    }
+    println!("{header}");
     row("2048^3 (all threads)", 2048, 2048, 2048, threads, 5);
     // forward: Cout x positions x Cin*9 (one image)
     for (name, cout, pos, kd) in [

@@ -9,7 +9,7 @@
 //! Were the sum kept in bf16, a long reduction would lose every term below half an ulp of the
 //! running sum; `long_reductions_accumulate_in_fp32` catches that.
 
-use mdc::interp::bf16::{self, Src};
+use mdc::interp::bf16::{self, Kernel, Src};
 use mdc::interp::{matmul_strided, Tr};
 use mdc::rng::Rng;
 
@@ -30,11 +30,12 @@ struct Case {
     pad: usize,
     accumulate: bool,
     threads: usize,
+    kernel: Kernel,
 }
 
-/// Runs one case through both kernels and checks the bound on every element.
+/// Runs one case through the fp32 and a bf16 kernel and checks the bound on every element.
 fn check(case: &Case, seed: u64) {
-    let Case { m, n, k, ta, tb, pad, accumulate, threads } = *case;
+    let Case { m, n, k, ta, tb, pad, accumulate, threads, kernel } = *case;
     let mut rng = Rng::new(seed);
     let (a, b) = (random(&mut rng, m * k), random(&mut rng, k * n));
     let lda = if ta == Tr::No { k } else { m };
@@ -47,8 +48,11 @@ fn check(case: &Case, seed: u64) {
     let mut s = vec![0f32; m * ldd];
     matmul_strided(&mut s, ldd, m, n, k, &abs(&a), lda, ta, &abs(&b), ldb, tb, false, 1);
     let mut got = start.clone();
-    let (mut pa, mut pb) = (Vec::new(), Vec::new());
+    // packing buffers left dirty by a bigger product: the padding must be rewritten
+    let (mut pa, mut pb) =
+        (vec![0x3f80_3f80; 2 * (m + 16) * (k + 32)], vec![0x3f80_3f80; 2 * (n + 32) * (k + 32)]);
     bf16::matmul(
+        kernel,
         &mut got,
         ldd,
         m,
@@ -76,7 +80,7 @@ fn check(case: &Case, seed: u64) {
             let err = (got[e] as f64 - want[e] as f64).abs();
             assert!(
                 err <= bound,
-                "m={m} n={n} k={k} {ta:?} {tb:?}: ({i}, {j}) bf16 {} fp32 {} differ by {err:e} > {bound:e}",
+                "{kernel:?} m={m} n={n} k={k} {ta:?} {tb:?}: ({i}, {j}) bf16 {} fp32 {} differ by {err:e} > {bound:e}",
                 got[e],
                 want[e]
             );
@@ -89,6 +93,7 @@ fn skip() -> bool {
         eprintln!("skipped: this CPU has no AVX512_BF16");
         return true;
     }
+    eprintln!("bf16 kernels on this CPU: {:?}", Kernel::all_available());
     false
 }
 
@@ -98,14 +103,28 @@ fn bf16_matmul_is_within_the_rounding_bound_of_fp32() {
         return;
     }
     let mut seed = 0;
-    // sizes around the micro-kernel (12 x 32) and cache blocks (256 pairs, 128 rows), odd k
-    for (m, n, k) in
-        [(1, 1, 1), (12, 32, 2), (13, 33, 3), (7, 70, 513), (130, 40, 600), (32, 1024, 288), (5, 3, 1100)]
-    {
-        for (ta, tb) in [(Tr::No, Tr::No), (Tr::Yes, Tr::No), (Tr::No, Tr::Yes), (Tr::Yes, Tr::Yes)] {
-            for (pad, accumulate) in [(0, false), (5, true)] {
-                seed += 1;
-                check(&Case { m, n, k, ta, tb, pad, accumulate, threads: 1 }, seed);
+    // sizes around the micro-kernels (AVX-512: 12 x 32, AMX: 32 x 32 in tiles of 16 rows and 16
+    // pairs of k) and cache blocks (256 pairs, 128 rows), odd k
+    let sizes = [
+        (1, 1, 1),
+        (12, 32, 2),
+        (13, 33, 3),
+        (7, 70, 513),
+        (130, 40, 600),
+        (32, 1024, 288),
+        (5, 3, 1100),
+        (16, 16, 32),
+        (17, 31, 33),
+        (48, 64, 64),
+    ];
+    for kernel in Kernel::all_available() {
+        for (m, n, k) in sizes {
+            for (ta, tb) in [(Tr::No, Tr::No), (Tr::Yes, Tr::No), (Tr::No, Tr::Yes), (Tr::Yes, Tr::Yes)] {
+                // a whole 32 x 32 block of C goes straight through the AMX tiles: both ways
+                for (pad, accumulate) in [(0, false), (5, true), (0, true)] {
+                    seed += 1;
+                    check(&Case { m, n, k, ta, tb, pad, accumulate, threads: 1, kernel }, seed);
+                }
             }
         }
     }
@@ -117,17 +136,20 @@ fn bf16_matmul_splits_over_threads_with_identical_results() {
         return;
     }
     let (m, n, k) = (40, 200, 300);
-    check(&Case { m, n, k, ta: Tr::No, tb: Tr::No, pad: 3, accumulate: true, threads: 3 }, 7);
-    let mut rng = Rng::new(8);
-    let (a, b) = (random(&mut rng, m * k), random(&mut rng, k * n));
-    let run = |threads| {
-        let mut d = vec![0f32; m * n];
-        let (mut pa, mut pb) = (Vec::new(), Vec::new());
-        let (sa, sb) = (Src { data: &a, ld: k, tr: Tr::No }, Src { data: &b, ld: n, tr: Tr::No });
-        bf16::matmul(&mut d, n, m, n, k, sa, sb, false, threads, (&mut pa, &mut pb));
-        d
-    };
-    assert_eq!(run(1), run(4), "each element is summed in the same order whatever the split");
+    for kernel in Kernel::all_available() {
+        let case = Case { m, n, k, ta: Tr::No, tb: Tr::No, pad: 3, accumulate: true, threads: 3, kernel };
+        check(&case, 7);
+        let mut rng = Rng::new(8);
+        let (a, b) = (random(&mut rng, m * k), random(&mut rng, k * n));
+        let run = |threads| {
+            let mut d = vec![0f32; m * n];
+            let (mut pa, mut pb) = (Vec::new(), Vec::new());
+            let (sa, sb) = (Src { data: &a, ld: k, tr: Tr::No }, Src { data: &b, ld: n, tr: Tr::No });
+            bf16::matmul(kernel, &mut d, n, m, n, k, sa, sb, false, threads, (&mut pa, &mut pb));
+            d
+        };
+        assert_eq!(run(1), run(4), "{kernel:?}: each element is summed in the same order whatever the split");
+    }
 }
 
 #[test]
@@ -141,17 +163,19 @@ fn long_reductions_accumulate_in_fp32() {
     let mut a: Vec<f32> = vec![2f32.powi(-9); k];
     a[0] = 1.0;
     let b = vec![1f32; k * 16];
-    let mut d = vec![0f32; 16];
-    let (mut pa, mut pb) = (Vec::new(), Vec::new());
-    let (sa, sb) = (Src { data: &a, ld: k, tr: Tr::No }, Src { data: &b, ld: 16, tr: Tr::No });
-    bf16::matmul(&mut d, 16, 1, 16, k, sa, sb, false, 1, (&mut pa, &mut pb));
-    let exact = 1.0 + 4095.0 / 512.0;
-    assert!(d.iter().all(|&v| v == exact), "expected {exact} in every column, found {d:?}");
-    // and across cache blocks of k (the partial sums meet in fp32 C as well): all ones
-    let ones = vec![1f32; k];
-    let sa = Src { data: &ones, ld: k, tr: Tr::No };
-    bf16::matmul(&mut d, 16, 1, 16, k, sa, sb, false, 1, (&mut pa, &mut pb));
-    assert!(d.iter().all(|&v| v == k as f32), "expected {k}, found {d:?}");
+    for kernel in Kernel::all_available() {
+        let mut d = vec![0f32; 16];
+        let (mut pa, mut pb) = (Vec::new(), Vec::new());
+        let (sa, sb) = (Src { data: &a, ld: k, tr: Tr::No }, Src { data: &b, ld: 16, tr: Tr::No });
+        bf16::matmul(kernel, &mut d, 16, 1, 16, k, sa, sb, false, 1, (&mut pa, &mut pb));
+        let exact = 1.0 + 4095.0 / 512.0;
+        assert!(d.iter().all(|&v| v == exact), "{kernel:?}: expected {exact} in every column, found {d:?}");
+        // and across cache blocks of k (the partial sums meet in fp32 C as well): all ones
+        let ones = vec![1f32; k];
+        let sa = Src { data: &ones, ld: k, tr: Tr::No };
+        bf16::matmul(kernel, &mut d, 16, 1, 16, k, sa, sb, false, 1, (&mut pa, &mut pb));
+        assert!(d.iter().all(|&v| v == k as f32), "{kernel:?}: expected {k}, found {d:?}");
+    }
 }
 
 #[test]
@@ -168,10 +192,10 @@ fn a_packed_operand_is_reused_across_products() {
     for b in [&b1, &b2] {
         let mut once = vec![0f32; m * n];
         let pbk = bf16::pack_b(k, n, Src { data: b, ld: n, tr: Tr::No }, &mut pb, 1);
-        bf16::packed_matmul(&mut once, n, &packed, &pbk, false, 1);
+        bf16::packed_matmul(Kernel::best(), &mut once, n, &packed, &pbk, false, 1);
         let mut fresh = vec![0f32; m * n];
         let (sa, sb) = (Src { data: &a, ld: k, tr: Tr::No }, Src { data: b, ld: n, tr: Tr::No });
-        bf16::matmul(&mut fresh, n, m, n, k, sa, sb, false, 1, (&mut pa2, &mut pb));
+        bf16::matmul(Kernel::best(), &mut fresh, n, m, n, k, sa, sb, false, 1, (&mut pa2, &mut pb));
         assert_eq!(once, fresh);
     }
 }

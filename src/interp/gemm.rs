@@ -156,7 +156,7 @@ impl<'a, T: Real> Lhs<'a, T> {
                     unreachable!("packed for bf16 only when T is f32")
                 };
                 let pb = bf16::pack_b(pa.dims().1, n, Src { data: b, ld: ldb, tr: tb }, buf, threads);
-                bf16::packed_matmul(dst, ldd, pa, &pb, accumulate, threads);
+                bf16::packed_matmul(bf16::Kernel::best(), dst, ldd, pa, &pb, accumulate, threads);
             }
         }
     }
@@ -202,7 +202,7 @@ impl<T: Real> Lhs<'_, T> {
                 let (Some(dst), pb) = (T::as_f32_mut(dst), packer.finish()) else {
                     unreachable!("packed for bf16 only when T is f32")
                 };
-                bf16::packed_matmul(dst, ldd, pa, &pb, accumulate, threads);
+                bf16::packed_matmul(bf16::Kernel::best(), dst, ldd, pa, &pb, accumulate, threads);
             }
         }
     }

@@ -509,7 +509,8 @@ settings! {
         on_resume: MayChange,
         flag: true,
         doc: "arithmetic of the conv and linear products: bf16 operands with fp32 accumulation (needs AVX512_BF16; \
-              where the CPU lacks it the default falls back to fp32 with a note), or fp32",
+              where the CPU lacks it, or bf16 would be slower (Intel without AMX), the default falls back to fp32 \
+              with a note), or fp32",
         legacy: Precision::Fp32,
     }
     sampler: SamplerKind {

@@ -10,19 +10,80 @@
 //!   interleaved by one permute.
 //!
 //! Conversion happens in packing (each operand is read once in fp32 and written once in bf16).
-//! The micro-kernel keeps an [`MR`] x [`NR`] tile of C in 24 zmm accumulators; blocks of
-//! [`KC`] pairs of B stay in L1 while a block of [`MC`] rows of A streams from L2.
+//! Two micro-kernels read these layouts (see [`Kernel`]):
+//! - AVX512_BF16 keeps an [`MR`] x [`NR`] tile of C in 24 zmm accumulators; blocks of [`KC`]
+//!   pairs of B stay in L1 while a block of [`MC`] rows of A streams from L2.
+//! - AMX (Intel Sapphire Rapids and later) multiplies whole tiles: 16 rows of A by 16 pairs of
+//!   k by 16 columns per `TDPBF16PS` (`amx.rs`). A tile load reads 16 rows of 16 words, so both
+//!   layouts are padded with zeros: rows of A to a multiple of [`ROW_STEP`], pairs of k to a
+//!   multiple of [`PAIR_STEP`]. The zero products leave the sums unchanged.
 
 use crate::interp::gemm::Tr;
 
 /// Columns of a B panel (two zmm of fp32 accumulators).
-const NR: usize = 32;
+pub(super) const NR: usize = 32;
 /// Rows of the micro-kernel's C tile.
 const MR: usize = 12;
 /// Pairs of k per cache block: a B panel block is KC * NR * 4 = 32 KiB (L1 is 48 KiB).
 const KC: usize = 256;
 /// Rows of A per cache block: MC * KC * 4 = 128 KiB, well inside L2.
 const MC: usize = 128;
+/// Packed A holds a multiple of this many rows (an AMX tile's rows), the extra ones zero.
+pub(super) const ROW_STEP: usize = 16;
+/// Packed operands hold a multiple of this many pairs of k (an AMX tile row: 64 bytes), the
+/// extra ones zero.
+pub(super) const PAIR_STEP: usize = 16;
+
+/// Words per row of packed A (and rows per panel of packed B) for depth `k`.
+fn padded_pairs(k: usize) -> usize {
+    k.div_ceil(2).next_multiple_of(PAIR_STEP)
+}
+
+/// Which micro-kernel multiplies packed operands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// `VDPBF16PS` on zmm registers (AVX512_BF16: AMD Zen 4 and later, Intel Cooper Lake and
+    /// later).
+    Avx512,
+    /// `TDPBF16PS` on AMX tiles (Intel Sapphire Rapids and later): 16 times the work per
+    /// instruction.
+    Amx,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs: AMX where the CPU and the OS allow it, unless the
+    /// environment says `MDC_BF16_KERNEL=avx512` (to compare the two).
+    pub fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let forced = std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v == "avx512");
+            if !forced && super::amx::available() {
+                Kernel::Amx
+            } else {
+                Kernel::Avx512
+            }
+        })
+    }
+
+    /// Every kernel this CPU runs (for tests and benchmarks that compare them).
+    pub fn all_available() -> Vec<Kernel> {
+        let mut all = Vec::new();
+        if super::available() {
+            all.push(Kernel::Avx512);
+        }
+        if super::amx::available() {
+            all.push(Kernel::Amx);
+        }
+        all
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "AVX512_BF16",
+            Kernel::Amx => "AMX-BF16",
+        }
+    }
+}
 
 /// An fp32 operand as stored: row-major with row stride `ld`, read transposed when `tr` says.
 #[derive(Debug, Clone, Copy)]
@@ -46,13 +107,13 @@ impl Src<'_> {
     }
 }
 
-/// A packed into pairs: `m` rows of `kp` words.
+/// A packed into pairs: `m` rows of `kp` words (then zero rows up to a multiple of [`ROW_STEP`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PackedA<'a> {
-    m: usize,
+    pub(super) m: usize,
     k: usize,
-    kp: usize,
-    data: &'a [u32],
+    pub(super) kp: usize,
+    pub(super) data: &'a [u32],
 }
 
 impl PackedA<'_> {
@@ -65,9 +126,9 @@ impl PackedA<'_> {
 /// B packed into panels of [`NR`] columns.
 #[derive(Debug, Clone, Copy)]
 pub struct PackedB<'a> {
-    n: usize,
-    kp: usize,
-    data: &'a [u32],
+    pub(super) n: usize,
+    pub(super) kp: usize,
+    pub(super) data: &'a [u32],
 }
 
 /// `v[..len]`, growing `v` when it is too short.
@@ -89,22 +150,33 @@ fn assert_available() {
     );
 }
 
+/// `m` rows of packed A for depth `k` in `buf`, the padding rows zeroed.
+fn packed_a_rows(m: usize, k: usize, buf: &mut Vec<u32>) -> &mut [u32] {
+    let kp = padded_pairs(k);
+    let out = words(buf, m.next_multiple_of(ROW_STEP) * kp);
+    out[m * kp..].fill(0);
+    out
+}
+
 /// Packs `op(a)` (`m` x `k`) into `buf`.
 pub fn pack_a<'a>(m: usize, k: usize, a: Src, buf: &'a mut Vec<u32>) -> PackedA<'a> {
     assert_available();
     a.check(m, k, "a");
-    let kp = k.div_ceil(2);
-    let out = words(buf, m * kp);
+    let kp = padded_pairs(k);
+    let out = packed_a_rows(m, k, buf);
     match a.tr {
         // SAFETY: the CPU has the features (asserted above); `check` bounds every row read.
         Tr::No => unsafe {
-            for (i, row) in out.chunks_exact_mut(kp).enumerate() {
-                avx512::convert_row(&a.data[i * a.ld..i * a.ld + k], row);
+            for (i, row) in out.chunks_exact_mut(kp).take(m).enumerate() {
+                let (pairs, padding) = row.split_at_mut(k.div_ceil(2));
+                avx512::convert_row(&a.data[i * a.ld..i * a.ld + k], pairs);
+                padding.fill(0);
             }
         },
         Tr::Yes => {
+            out[..m * kp].fill(0);
             // a(i, kk) = data[kk * ld + i]: read source rows in order, write words strided
-            for p in 0..kp {
+            for p in 0..k.div_ceil(2) {
                 let lo = &a.data[2 * p * a.ld..2 * p * a.ld + m];
                 let hi = (2 * p + 1 < k).then(|| &a.data[(2 * p + 1) * a.ld..(2 * p + 1) * a.ld + m]);
                 for i in 0..m {
@@ -120,7 +192,7 @@ pub fn pack_a<'a>(m: usize, k: usize, a: Src, buf: &'a mut Vec<u32>) -> PackedA<
 pub fn pack_b<'a>(k: usize, n: usize, b: Src, buf: &'a mut Vec<u32>, threads: usize) -> PackedB<'a> {
     assert_available();
     b.check(k, n, "b");
-    let kp = k.div_ceil(2);
+    let kp = padded_pairs(k);
     let panels = n.div_ceil(NR);
     let out = words(buf, panels * kp * NR);
     let pack = |jp: usize, panel: &mut [u32]| {
@@ -128,7 +200,10 @@ pub fn pack_b<'a>(k: usize, n: usize, b: Src, buf: &'a mut Vec<u32>, threads: us
         let cols = NR.min(n - j0);
         match b.tr {
             // SAFETY: the CPU has the features (asserted above); `check` bounds every read.
-            Tr::No => unsafe { avx512::interleave_panel(k, b.data, b.ld, j0, cols, panel) },
+            Tr::No => unsafe {
+                avx512::interleave_panel(k, b.data, b.ld, j0, cols, panel);
+                panel[k.div_ceil(2) * NR..].fill(0);
+            },
             Tr::Yes => {
                 panel.fill(0);
                 for c in 0..cols {
@@ -161,15 +236,19 @@ pub struct RowPacker<'a> {
 impl<'a> RowPacker<'a> {
     pub fn new(m: usize, k: usize, buf: &'a mut Vec<u32>) -> Self {
         assert_available();
-        let kp = k.div_ceil(2);
-        RowPacker { m, k, kp, data: words(buf, m * kp) }
+        let kp = padded_pairs(k);
+        RowPacker { m, k, kp, data: packed_a_rows(m, k, buf) }
     }
 
     /// Row `i` of A (`k` values).
     pub fn row(&mut self, i: usize, src: &[f32]) {
         let (k, kp) = (self.k, self.kp);
+        assert!(i < self.m, "row {i} of {}", self.m);
+        let row = &mut self.data[i * kp..(i + 1) * kp];
+        let (pairs, padding) = row.split_at_mut(k.div_ceil(2));
         // SAFETY: features asserted in `new`; the slices bound every access.
-        unsafe { avx512::convert_row(&src[..k], &mut self.data[i * kp..(i + 1) * kp]) }
+        unsafe { avx512::convert_row(&src[..k], pairs) }
+        padding.fill(0);
     }
 
     /// The packed A (every row must have been given).
@@ -182,6 +261,7 @@ impl<'a> RowPacker<'a> {
 /// converted while it is still in L1 instead of being written out whole in fp32 first.
 pub struct PairPacker<'a> {
     n: usize,
+    k: usize,
     kp: usize,
     data: &'a mut [u32],
     #[cfg(target_arch = "x86_64")]
@@ -191,13 +271,14 @@ pub struct PairPacker<'a> {
 impl<'a> PairPacker<'a> {
     pub fn new(k: usize, n: usize, buf: &'a mut Vec<u32>) -> Self {
         assert_available();
-        let kp = k.div_ceil(2);
+        let kp = padded_pairs(k);
         let data = words(buf, n.div_ceil(NR) * kp * NR);
         // SAFETY: the CPU has the features (asserted above).
         #[cfg(target_arch = "x86_64")]
         let idx = unsafe { avx512::pair_index() };
         PairPacker {
             n,
+            k,
             kp,
             data,
             #[cfg(target_arch = "x86_64")]
@@ -208,7 +289,7 @@ impl<'a> PairPacker<'a> {
     /// Rows 2p (`rows[..n]`) and 2p+1 (`rows[n..2n]`, or absent past the end of k) of B.
     pub fn pair(&mut self, p: usize, rows: &[f32], last_is_padding: bool) {
         let n = self.n;
-        assert!(p < self.kp && rows.len() >= if last_is_padding { n } else { 2 * n });
+        assert!(p < self.k.div_ceil(2) && rows.len() >= if last_is_padding { n } else { 2 * n });
         #[cfg(target_arch = "x86_64")]
         for jp in 0..n.div_ceil(NR) {
             let j0 = jp * NR;
@@ -225,12 +306,18 @@ impl<'a> PairPacker<'a> {
 
     /// The packed B (every pair must have been given).
     pub fn finish(self) -> PackedB<'a> {
+        let given = self.k.div_ceil(2) * NR;
+        for panel in self.data.chunks_exact_mut(self.kp * NR) {
+            panel[given..].fill(0);
+        }
         PackedB { n: self.n, kp: self.kp, data: self.data }
     }
 }
 
-/// `dst[m, n] (+)= A x B` (row stride `ldd`), the panels of B split over `threads` rayon tasks.
+/// `dst[m, n] (+)= A x B` (row stride `ldd`) on `kernel` (which the CPU must have: normally
+/// [`Kernel::best`]), the panels of B split over `threads` rayon tasks.
 pub fn packed_matmul(
+    kernel: Kernel,
     dst: &mut [f32],
     ldd: usize,
     a: &PackedA,
@@ -239,6 +326,10 @@ pub fn packed_matmul(
     threads: usize,
 ) {
     assert_available();
+    assert!(
+        kernel != Kernel::Amx || super::amx::available(),
+        "AMX kernel called on a CPU (or OS) without AMX-BF16"
+    );
     assert_eq!(a.kp, b.kp, "bf16 matmul: inner sizes differ");
     let (m, n) = (a.m, b.n);
     if m == 0 || n == 0 {
@@ -258,7 +349,12 @@ pub fn packed_matmul(
         let (p0, p1) = (panels * t / tasks, panels * (t + 1) / tasks);
         // SAFETY: the features are present (asserted); tasks write disjoint column ranges of dst,
         // all inside the bounds asserted above.
-        unsafe { avx512::block(a, b, p0..p1, c.get(), ldd, accumulate) }
+        unsafe {
+            match kernel {
+                Kernel::Avx512 => avx512::block(a, b, p0..p1, c.get(), ldd, accumulate),
+                Kernel::Amx => super::amx::block(a, b, p0..p1, c.get(), ldd, accumulate),
+            }
+        }
     };
     if tasks == 1 {
         run(0);
@@ -268,10 +364,12 @@ pub fn packed_matmul(
     }
 }
 
-/// `dst[m, n] (+)= op(a) x op(b)` in bf16 with fp32 accumulation, packing both operands into
-/// the two buffers (see [`pack_a`], [`pack_b`], [`packed_matmul`] to reuse a packed operand).
+/// `dst[m, n] (+)= op(a) x op(b)` in bf16 with fp32 accumulation on `kernel` ([`Kernel::best`]
+/// unless comparing), packing both operands into the two buffers (see [`pack_a`], [`pack_b`],
+/// [`packed_matmul`] to reuse a packed operand).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
+    kernel: Kernel,
     dst: &mut [f32],
     ldd: usize,
     m: usize,
@@ -285,7 +383,16 @@ pub fn matmul(
 ) {
     let pa = pack_a(m, k, a, bufs.0);
     let pb = pack_b(k, n, b, bufs.1, threads);
-    packed_matmul(dst, ldd, &pa, &pb, accumulate, threads);
+    packed_matmul(kernel, dst, ldd, &pa, &pb, accumulate, threads);
+}
+
+/// A write mask of the first `n` (at most 16) lanes of a zmm register.
+pub(super) fn mask(n: usize) -> u16 {
+    if n >= 16 {
+        u16::MAX
+    } else {
+        (1u16 << n) - 1
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -304,17 +411,9 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::{PackedA, PackedB, KC, MC, MR, NR};
+    use super::{mask, PackedA, PackedB, KC, MC, MR, NR};
 
     pub use std::arch::x86_64::__m512i as Index;
-
-    fn mask(n: usize) -> u16 {
-        if n >= 16 {
-            u16::MAX
-        } else {
-            (1u16 << n) - 1
-        }
-    }
 
     /// Words of `out` = pairs of `src` converted to bf16 (a zero pads an odd length).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
