@@ -85,6 +85,12 @@ fn conv_forward_and_gradients_in_bf16_are_within_the_rounding_bound() {
         geom(5, 24, 3, 1, 1, 9),  // widening: dx by col2im, odd channel counts
         geom(8, 8, 3, 2, 1, 10),  // strided (downsample)
         geom(12, 20, 1, 1, 0, 7), // pointwise
+        // 3x3 same-size with 8+ channel pairs: on AMX, implicit GEMMs (forward, and dx as the
+        // flipped conv when cout has 8+ pairs too), widths around the tiles (16 rows, 16 pairs)
+        geom(32, 32, 3, 1, 1, 7),
+        geom(40, 24, 3, 1, 1, 5),
+        geom(16, 64, 3, 1, 1, 6),
+        geom(64, 17, 3, 1, 1, 9),
     ];
     let mut worst = 0f64;
     for (c, g) in cases.iter().enumerate() {

@@ -18,7 +18,23 @@ pub fn available() -> bool {
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub use imp::block;
+pub use imp::{block, implicit_conv};
+
+/// How [`implicit_conv`] finds its operands (see `implicit_conv.rs`; sizes in words/elements).
+pub struct ImplicitGeometry {
+    /// Output channels (rows of the packed weights: whole tiles, padded with zeros).
+    pub cout: usize,
+    /// Channel pairs of the image (a multiple of 16).
+    pub pairs: usize,
+    /// Words per channel-pair plane of the padded image.
+    pub plane: usize,
+    /// Row length of the padded grid (w + 2).
+    pub row: usize,
+    /// Words per row of the packed weights (9 * pairs).
+    pub depth: usize,
+    /// Row stride of the padded output (a multiple of 32).
+    pub positions: usize,
+}
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
@@ -27,6 +43,7 @@ mod imp {
     use std::ops::Range;
 
     use super::super::gemm::{mask, PackedA, PackedB, NR, PAIR_STEP, ROW_STEP};
+    use super::ImplicitGeometry;
 
     /// Rows (and columns) of the C block one call computes: two tiles each way.
     const BLOCK: usize = 2 * ROW_STEP;
@@ -188,6 +205,67 @@ mod imp {
         }
         tile_op!("tilerelease");
     }
+
+    /// out[co, j] = sum over taps and channel pairs of weights x the image shifted by the tap,
+    /// for the positions `range` (whole blocks of 32) and every output channel.
+    ///
+    /// # Safety
+    /// [`super::available`] is true; `weights`, `image` and `out` have the lengths
+    /// `ImplicitConv` gives them for this geometry, and `range` lies within `g.positions`.
+    pub unsafe fn implicit_conv(
+        g: &ImplicitGeometry,
+        weights: &[u32],
+        image: &[u32],
+        out: *mut f32,
+        range: Range<usize>,
+    ) {
+        debug_assert!(
+            g.pairs.is_multiple_of(PAIR_STEP)
+                && range.end <= g.positions
+                && range.start.is_multiple_of(BLOCK)
+        );
+        debug_assert!(weights.len() >= g.cout.next_multiple_of(ROW_STEP) * g.depth);
+        debug_assert!(image.len() >= g.pairs * g.plane && g.positions + 2 * g.row + 2 <= g.plane);
+        let config = TileConfig::all_full();
+        asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly));
+        let (a_stride, b_stride, o_stride) = (g.depth * 4, g.plane * 4, g.positions * 4);
+        for j0 in range.step_by(BLOCK) {
+            for co0 in (0..g.cout).step_by(BLOCK) {
+                tile_op!("tilezero tmm0");
+                tile_op!("tilezero tmm1");
+                tile_op!("tilezero tmm2");
+                tile_op!("tilezero tmm3");
+                let two_rows = g.cout - co0 > ROW_STEP;
+                let a0 = weights.as_ptr().add(co0 * g.depth);
+                let a1 = a0.wrapping_add(ROW_STEP * g.depth);
+                for tap in 0..9 {
+                    let shift = tap / 3 * g.row + tap % 3;
+                    for c0 in (0..g.pairs).step_by(PAIR_STEP) {
+                        let k = tap * g.pairs + c0;
+                        let bp = image.as_ptr().add(c0 * g.plane + j0 + shift);
+                        tile_load!("tmm6", bp, b_stride);
+                        tile_load!("tmm7", bp.add(16), b_stride);
+                        tile_load!("tmm4", a0.add(k), a_stride);
+                        tile_op!("tdpbf16ps tmm0, tmm4, tmm6");
+                        tile_op!("tdpbf16ps tmm1, tmm4, tmm7");
+                        if two_rows {
+                            tile_load!("tmm5", a1.add(k), a_stride);
+                            tile_op!("tdpbf16ps tmm2, tmm5, tmm6");
+                            tile_op!("tdpbf16ps tmm3, tmm5, tmm7");
+                        }
+                    }
+                }
+                let op = out.add(co0 * g.positions + j0);
+                tile_store!("tmm0", op, o_stride);
+                tile_store!("tmm1", op.add(16), o_stride);
+                if two_rows {
+                    tile_store!("tmm2", op.add(ROW_STEP * g.positions), o_stride);
+                    tile_store!("tmm3", op.add(ROW_STEP * g.positions + 16), o_stride);
+                }
+            }
+        }
+        tile_op!("tilerelease");
+    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
@@ -199,6 +277,17 @@ mod imp {
     pub fn request_tile_state() -> bool {
         false
     }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+pub unsafe fn implicit_conv(
+    _: &ImplicitGeometry,
+    _: &[u32],
+    _: &[u32],
+    _: *mut f32,
+    _: std::ops::Range<usize>,
+) {
+    unreachable!("the AMX kernel is never chosen where `available` is false")
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]

@@ -18,6 +18,7 @@
 //!   layouts are padded with zeros: rows of A to a multiple of [`ROW_STEP`], pairs of k to a
 //!   multiple of [`PAIR_STEP`]. The zero products leave the sums unchanged.
 
+use super::SendPtr;
 use crate::interp::gemm::Tr;
 
 /// Columns of a B panel (two zmm of fp32 accumulators).
@@ -132,7 +133,7 @@ pub struct PackedB<'a> {
 }
 
 /// `v[..len]`, growing `v` when it is too short.
-fn words(v: &mut Vec<u32>, len: usize) -> &mut [u32] {
+pub(super) fn words(v: &mut Vec<u32>, len: usize) -> &mut [u32] {
     if v.len() < len {
         v.resize(len, 0);
     }
@@ -386,23 +387,24 @@ pub fn matmul(
     packed_matmul(kernel, dst, ldd, &pa, &pb, accumulate, threads);
 }
 
+/// `out[i]` = the bf16 pair (`lo[i]`, `hi[i]`) (`hi` absent: zero), for every i of `out`.
+pub(super) fn interleave_row_pair(lo: &[f32], hi: Option<&[f32]>, out: &mut [u32]) {
+    assert_available();
+    let n = out.len();
+    assert!(lo.len() >= n && hi.is_none_or(|h| h.len() >= n));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has the features (asserted above); reads and writes are masked to n.
+    unsafe {
+        avx512::interleave_row_pair(lo.as_ptr(), hi.map(|h| h.as_ptr()), n, out.as_mut_ptr())
+    }
+}
+
 /// A write mask of the first `n` (at most 16) lanes of a zmm register.
 pub(super) fn mask(n: usize) -> u16 {
     if n >= 16 {
         u16::MAX
     } else {
         (1u16 << n) - 1
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to hand disjoint parts of one destination to parallel tasks.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 
@@ -458,6 +460,27 @@ mod avx512 {
             let hi = r1.map_or(_mm512_setzero_ps(), |r1| _mm512_maskz_loadu_ps(m, r1.wrapping_add(16 * h)));
             let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
             _mm512_storeu_si512(out.add(16 * h).cast(), _mm512_permutexvar_epi16(idx, v));
+        }
+    }
+
+    /// `n` words at `out` from `n` values of `lo` and `hi` (absent: zeros).
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn interleave_row_pair(lo: *const f32, hi: Option<*const f32>, n: usize, out: *mut u32) {
+        let idx = pair_index();
+        for j in (0..n).step_by(32) {
+            let rem = n - j;
+            for h in 0..2 {
+                let m = mask(rem.saturating_sub(16 * h));
+                if m == 0 {
+                    break;
+                }
+                let a = _mm512_maskz_loadu_ps(m, lo.wrapping_add(j + 16 * h));
+                let b = hi
+                    .map_or(_mm512_setzero_ps(), |hi| _mm512_maskz_loadu_ps(m, hi.wrapping_add(j + 16 * h)));
+                let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(b, a));
+                let words = _mm512_permutexvar_epi16(idx, v);
+                _mm512_mask_storeu_epi32(out.add(j + 16 * h).cast(), m, words);
+            }
         }
     }
 

@@ -5,8 +5,10 @@
 
 mod amx;
 mod gemm;
+mod implicit_conv;
 
 pub use gemm::{matmul, pack_a, pack_b, packed_matmul, Kernel, PackedA, PairPacker, RowPacker, Src};
+pub use implicit_conv::ImplicitConv;
 
 use std::fmt;
 
@@ -119,6 +121,18 @@ pub fn to_bf16(x: f32) -> u16 {
 #[inline]
 pub fn from_bf16(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
+}
+
+/// A destination pointer handed to parallel tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint parts of one destination to parallel tasks.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }
 
 #[cfg(test)]
