@@ -77,4 +77,40 @@ fn main() {
     ] {
         row(name, kd, cout, pos, 1, 21);
     }
+    // 3x3 same-size convs as implicit GEMMs on AMX (one image: pack the image, products, unpad)
+    if bf16::ImplicitConv::new(16, 16, 8, 8).is_some() {
+        println!(
+            "{:<28} {:>5} {:>5} {:>5} {:>9} {:>9}",
+            "implicit 3x3 (AMX)", "cout", "cin", "hw", "GFLOP/s", "products"
+        );
+        for (cin, cout, hw) in
+            [(32, 64, 32), (64, 64, 32), (128, 128, 16), (256, 128, 8), (128, 32, 32), (64, 64, 28)]
+        {
+            implicit_row(cin, cout, hw, 21);
+        }
+    }
+}
+
+fn implicit_row(cin: usize, cout: usize, hw: usize, reps: usize) {
+    let conv = bf16::ImplicitConv::new(cin, cout, hw, hw).expect("AMX present");
+    let x: Vec<f32> = (0..cin * hw * hw).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
+    let w: Vec<f32> = (0..cout * cin * 9).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
+    let (mut wbuf, mut ibuf) = (Vec::new(), Vec::new());
+    let mut out = vec![0f32; conv.output_len()];
+    let mut y = vec![0f32; cout * hw * hw];
+    let packed_w = conv.pack_weights(&w, &mut wbuf).to_vec();
+    let flops = 2.0 * (cout * cin * 9 * hw * hw) as f64;
+    let all = median_secs(reps, || {
+        let image = conv.pack_image(&x, &mut ibuf);
+        conv.run(&packed_w, image, &mut out, 1);
+        conv.unpad(&out, None, &mut y);
+    });
+    let image = conv.pack_image(&x, &mut ibuf).to_vec();
+    let products = median_secs(reps, || conv.run(&packed_w, &image, &mut out, 1));
+    println!(
+        "{:<28} {cout:>5} {cin:>5} {hw:>5} {:>9.1} {:>9.1}",
+        "",
+        flops / all / 1e9,
+        flops / products / 1e9
+    );
 }

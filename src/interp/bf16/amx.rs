@@ -229,18 +229,33 @@ mod imp {
         let config = TileConfig::all_full();
         asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly));
         let (a_stride, b_stride, o_stride) = (g.depth * 4, g.plane * 4, g.positions * 4);
-        for j0 in range.step_by(BLOCK) {
-            for co0 in (0..g.cout).step_by(BLOCK) {
-                tile_op!("tilezero tmm0");
-                tile_op!("tilezero tmm1");
-                tile_op!("tilezero tmm2");
-                tile_op!("tilezero tmm3");
-                let two_rows = g.cout - co0 > ROW_STEP;
-                let a0 = weights.as_ptr().add(co0 * g.depth);
-                let a1 = a0.wrapping_add(ROW_STEP * g.depth);
-                for tap in 0..9 {
-                    let shift = tap / 3 * g.row + tap % 3;
-                    for c0 in (0..g.pairs).step_by(PAIR_STEP) {
+        // Blocked so that A comes from L1: per 32 output channels and 16 channel pairs, the
+        // weights of the nine taps (18 KiB) serve every position block, whose partial sums go
+        // out to `out` (in L2) between channel blocks. The nine taps of one position block
+        // read overlapping lines of the image, which stay in L1 too.
+        for co0 in (0..g.cout).step_by(BLOCK) {
+            let two_rows = g.cout - co0 > ROW_STEP;
+            let a0 = weights.as_ptr().add(co0 * g.depth);
+            let a1 = a0.wrapping_add(ROW_STEP * g.depth);
+            for c0 in (0..g.pairs).step_by(PAIR_STEP) {
+                for j0 in range.clone().step_by(BLOCK) {
+                    let op = out.add(co0 * g.positions + j0);
+                    let op1 = op.wrapping_add(ROW_STEP * g.positions);
+                    if c0 == 0 {
+                        tile_op!("tilezero tmm0");
+                        tile_op!("tilezero tmm1");
+                        tile_op!("tilezero tmm2");
+                        tile_op!("tilezero tmm3");
+                    } else {
+                        tile_load!("tmm0", op, o_stride);
+                        tile_load!("tmm1", op.add(16), o_stride);
+                        if two_rows {
+                            tile_load!("tmm2", op1, o_stride);
+                            tile_load!("tmm3", op1.add(16), o_stride);
+                        }
+                    }
+                    for tap in 0..9 {
+                        let shift = tap / 3 * g.row + tap % 3;
                         let k = tap * g.pairs + c0;
                         let bp = image.as_ptr().add(c0 * g.plane + j0 + shift);
                         tile_load!("tmm6", bp, b_stride);
@@ -254,13 +269,12 @@ mod imp {
                             tile_op!("tdpbf16ps tmm3, tmm5, tmm7");
                         }
                     }
-                }
-                let op = out.add(co0 * g.positions + j0);
-                tile_store!("tmm0", op, o_stride);
-                tile_store!("tmm1", op.add(16), o_stride);
-                if two_rows {
-                    tile_store!("tmm2", op.add(ROW_STEP * g.positions), o_stride);
-                    tile_store!("tmm3", op.add(ROW_STEP * g.positions + 16), o_stride);
+                    tile_store!("tmm0", op, o_stride);
+                    tile_store!("tmm1", op.add(16), o_stride);
+                    if two_rows {
+                        tile_store!("tmm2", op1, o_stride);
+                        tile_store!("tmm3", op1.add(16), o_stride);
+                    }
                 }
             }
         }
