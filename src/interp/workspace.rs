@@ -49,6 +49,10 @@ pub struct Scratch<T> {
     /// bf16 packings of the two operands of this worker's products.
     pub pa: Vec<u32>,
     pub pb: Vec<u32>,
+    /// dy in plain bf16 rows on its way to a packed operand (the AMX weight gradient).
+    pub pc: Vec<u32>,
+    /// fp32 sums of this worker's images that AMX tiles load and store (a conv's weight gradient).
+    pub acc: Vec<f32>,
     /// Threads the GEMMs of this worker may use (more than one only when the batch is smaller
     /// than the thread pool, e.g. sampling a single image).
     pub gemm_threads: usize,

@@ -18,7 +18,19 @@ pub fn available() -> bool {
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub use imp::{block, implicit_conv};
+pub use imp::{block, implicit_conv, implicit_weight_grad};
+
+/// How [`implicit_weight_grad`] finds its operands (see `implicit_conv.rs`).
+pub struct WeightGradGeometry {
+    /// Channel planes of the plain bf16 image (a multiple of 32).
+    pub channels: usize,
+    /// bf16 values per plane.
+    pub plane: usize,
+    /// Row length of the padded grid (w + 2).
+    pub row: usize,
+    /// Row stride of the sums (output channels rounded up to whole B panels).
+    pub stride: usize,
+}
 
 /// How [`implicit_conv`] finds its operands (see `implicit_conv.rs`; sizes in words/elements).
 pub struct ImplicitGeometry {
@@ -43,7 +55,7 @@ mod imp {
     use std::ops::Range;
 
     use super::super::gemm::{mask, PackedA, PackedB, NR, PAIR_STEP, ROW_STEP};
-    use super::ImplicitGeometry;
+    use super::{ImplicitGeometry, WeightGradGeometry};
 
     /// Rows (and columns) of the C block one call computes: two tiles each way.
     const BLOCK: usize = 2 * ROW_STEP;
@@ -280,6 +292,58 @@ mod imp {
         }
         tile_op!("tilerelease");
     }
+
+    /// acc[(tap, c), co] += sum over position pairs p of (image[c, 2p + shift(tap)],
+    /// image[c, 2p + 1 + shift(tap)]) . dy's packed pair (p, co).
+    ///
+    /// # Safety
+    /// [`super::available`] is true; `image` holds `g.channels` planes of `g.plane` bf16 values
+    /// covering every position pair of `dy` at the largest shift; `acc` holds 9 * g.channels rows
+    /// of `g.stride` >= the panels of `dy` times 32.
+    pub unsafe fn implicit_weight_grad(
+        g: &WeightGradGeometry,
+        image: *const u16,
+        dy: &PackedB,
+        acc: *mut f32,
+    ) {
+        debug_assert!(g.channels.is_multiple_of(BLOCK) && dy.kp.is_multiple_of(PAIR_STEP));
+        debug_assert!(2 * dy.kp + 2 * g.row + 2 <= g.plane && dy.n.div_ceil(NR) * NR <= g.stride);
+        let config = TileConfig::all_full();
+        asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly));
+        let (a_stride, b_stride, c_stride) = (g.plane * 2, NR * 4, g.stride * 4);
+        let kp = dy.kp;
+        for jp in 0..dy.n.div_ceil(NR) {
+            let panel = dy.data.as_ptr().add(jp * kp * NR);
+            for tap in 0..9 {
+                let shift = tap / 3 * g.row + tap % 3;
+                for c0 in (0..g.channels).step_by(BLOCK) {
+                    let cp = acc.add((tap * g.channels + c0) * g.stride + jp * NR);
+                    tile_load!("tmm0", cp, c_stride);
+                    tile_load!("tmm1", cp.add(16), c_stride);
+                    tile_load!("tmm2", cp.add(16 * g.stride), c_stride);
+                    tile_load!("tmm3", cp.add(16 * g.stride + 16), c_stride);
+                    let a0 = image.add(c0 * g.plane + shift);
+                    let a1 = a0.add(ROW_STEP * g.plane);
+                    for p0 in (0..kp).step_by(PAIR_STEP) {
+                        let bp = panel.add(p0 * NR);
+                        tile_load!("tmm6", bp, b_stride);
+                        tile_load!("tmm7", bp.add(16), b_stride);
+                        tile_load!("tmm4", a0.add(2 * p0), a_stride);
+                        tile_op!("tdpbf16ps tmm0, tmm4, tmm6");
+                        tile_op!("tdpbf16ps tmm1, tmm4, tmm7");
+                        tile_load!("tmm5", a1.add(2 * p0), a_stride);
+                        tile_op!("tdpbf16ps tmm2, tmm5, tmm6");
+                        tile_op!("tdpbf16ps tmm3, tmm5, tmm7");
+                    }
+                    tile_store!("tmm0", cp, c_stride);
+                    tile_store!("tmm1", cp.add(16), c_stride);
+                    tile_store!("tmm2", cp.add(16 * g.stride), c_stride);
+                    tile_store!("tmm3", cp.add(16 * g.stride + 16), c_stride);
+                }
+            }
+        }
+        tile_op!("tilerelease");
+    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
@@ -291,6 +355,16 @@ mod imp {
     pub fn request_tile_state() -> bool {
         false
     }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+pub unsafe fn implicit_weight_grad(
+    _: &WeightGradGeometry,
+    _: *const u16,
+    _: &super::gemm::PackedB,
+    _: *mut f32,
+) {
+    unreachable!("the AMX kernel is never chosen where `available` is false")
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]

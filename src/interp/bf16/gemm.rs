@@ -399,6 +399,17 @@ pub(super) fn interleave_row_pair(lo: &[f32], hi: Option<&[f32]>, out: &mut [u32
     }
 }
 
+/// `out[i]` = `src[i]` rounded to bf16, for every i of `out`.
+pub(super) fn convert_plain(src: &[f32], out: &mut [u16]) {
+    assert_available();
+    assert!(src.len() >= out.len());
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has the features (asserted above); reads and writes are masked to the length.
+    unsafe {
+        avx512::convert_plain(src.as_ptr(), out.len(), out.as_mut_ptr())
+    }
+}
+
 /// A write mask of the first `n` (at most 16) lanes of a zmm register.
 pub(super) fn mask(n: usize) -> u16 {
     if n >= 16 {
@@ -460,6 +471,17 @@ mod avx512 {
             let hi = r1.map_or(_mm512_setzero_ps(), |r1| _mm512_maskz_loadu_ps(m, r1.wrapping_add(16 * h)));
             let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
             _mm512_storeu_si512(out.add(16 * h).cast(), _mm512_permutexvar_epi16(idx, v));
+        }
+    }
+
+    /// `n` bf16 values at `out` from `n` values at `src`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn convert_plain(src: *const f32, n: usize, out: *mut u16) {
+        for j in (0..n).step_by(16) {
+            let m = mask(n - j);
+            let v = _mm512_maskz_loadu_ps(m, src.add(j));
+            let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+            _mm256_mask_storeu_epi16(out.add(j).cast(), m, h);
         }
     }
 

@@ -11,8 +11,15 @@
 //! Outputs on the padding columns (x >= W) are computed and dropped: W / (W + 2) of the work is
 //! useful (28x28: 93 %, 7x7: 78 %), against im2col's copy, conversion and packing of every
 //! column, which cost more than the products on AMX.
+//!
+//! The weight gradient sums over positions instead: dW^T[(tap, c), co] = sum over j of
+//! x[c, j + shift(tap)] dy[co, j]. Its left operand, 16 channels at one tap by 16 pairs of
+//! positions, is the image stored plainly in bf16 (one plane per channel) and read from the
+//! tap's shift: consecutive positions are already the pairs a tile row wants. Its right operand
+//! is dy on the padded grid (zero on the padding columns, so they add nothing), transposed and
+//! packed like any B.
 
-use super::gemm::{interleave_row_pair, words, PAIR_STEP, ROW_STEP};
+use super::gemm::{convert_plain, interleave_row_pair, words, PackedB, NR, PAIR_STEP, ROW_STEP};
 use super::SendPtr;
 
 /// Positions per C block: two tiles of 16.
@@ -141,6 +148,116 @@ impl ImplicitConv {
         } else {
             use rayon::prelude::*;
             (0..tasks).into_par_iter().for_each(task);
+        }
+    }
+
+    /// Channels of the plain image: whole pairs of tiles (two A tiles per block), zero planes past cin.
+    fn plain_channels(&self) -> usize {
+        self.cin.next_multiple_of(2 * ROW_STEP)
+    }
+    /// bf16 values per channel plane of the plain image: every position a tile reads at the
+    /// largest shift, rounded to whole words.
+    fn plain_plane(&self) -> usize {
+        (self.positions() + 2 * self.row() + 2 + 2 * PAIR_STEP).next_multiple_of(2 * PAIR_STEP)
+    }
+    /// Row stride of the weight-gradient sums: whole B panels.
+    fn grad_stride(&self) -> usize {
+        self.cout.next_multiple_of(NR)
+    }
+    /// Elements of the weight-gradient sums [`Self::add_weight_grad`] adds to.
+    pub fn weight_grad_len(&self) -> usize {
+        9 * self.plain_channels() * self.grad_stride()
+    }
+
+    /// Packs one image [cin, h, w] (fp32) into `buf` as plain bf16 planes on the padded grid.
+    pub fn pack_image_plain<'a>(&self, x: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
+        let (h, w, row, plane) = (self.h, self.w, self.row(), self.plain_plane());
+        assert_eq!(x.len(), self.cin * h * w, "an image of {} channels of {h}x{w}", self.cin);
+        let out = words(buf, self.plain_channels() * plane / 2);
+        out.fill(0);
+        // SAFETY: u16 halves of the u32 words: same allocation, alignment 2 <= 4, twice the count
+        let halves = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u16>(), out.len() * 2) };
+        for (c, src) in x.chunks_exact(h * w).enumerate() {
+            for (y, src) in src.chunks_exact(w).enumerate() {
+                let at = c * plane + (y + 1) * row + 1;
+                convert_plain(src, &mut halves[at..at + w]);
+            }
+        }
+        out
+    }
+
+    /// Packs dy [cout, h, w] as the right operand of the weight gradient: pairs of consecutive
+    /// positions on the padded grid (zero on the padding) are one word of a plain bf16 row, so
+    /// the packing is dy converted to rows (`rows`), then those words transposed into panels
+    /// (`buf`).
+    pub fn pack_output_grad<'a>(
+        &self,
+        dy: &[f32],
+        rows: &mut Vec<u32>,
+        buf: &'a mut Vec<u32>,
+    ) -> PackedB<'a> {
+        let (h, w, row, cout, positions) = (self.h, self.w, self.row(), self.cout, self.positions());
+        assert_eq!(dy.len(), cout * h * w, "a gradient of {cout} channels of {h}x{w}");
+        let kp = positions / 2;
+        let plain = words(rows, cout * kp);
+        plain.fill(0);
+        // SAFETY: u16 halves of the u32 words: same allocation, alignment 2 <= 4, twice the count
+        let halves =
+            unsafe { std::slice::from_raw_parts_mut(plain.as_mut_ptr().cast::<u16>(), plain.len() * 2) };
+        for (co, plane) in dy.chunks_exact(h * w).enumerate() {
+            for (y, src) in plane.chunks_exact(w).enumerate() {
+                let at = co * positions + y * row;
+                convert_plain(src, &mut halves[at..at + w]);
+            }
+        }
+        let panels = cout.div_ceil(NR);
+        let out = words(buf, panels * kp * NR);
+        // word (p, j) of panel jp = word p of row jp * NR + j, in blocks that stay in L1
+        const P_BLOCK: usize = 64;
+        for (jp, panel) in out.chunks_exact_mut(kp * NR).enumerate() {
+            let cols = NR.min(cout - jp * NR);
+            for p0 in (0..kp).step_by(P_BLOCK) {
+                let p1 = (p0 + P_BLOCK).min(kp);
+                for j in 0..NR {
+                    if j < cols {
+                        let src = &plain[(jp * NR + j) * kp..][p0..p1];
+                        for (p, &v) in (p0..p1).zip(src) {
+                            panel[p * NR + j] = v;
+                        }
+                    } else {
+                        (p0..p1).for_each(|p| panel[p * NR + j] = 0);
+                    }
+                }
+            }
+        }
+        PackedB { n: cout, kp, data: out }
+    }
+
+    /// acc[(tap, c), co] += the weight gradient of one image (see [`Self::weight_grad_into`]).
+    pub fn add_weight_grad(&self, image: &[u32], dy: &PackedB, acc: &mut [f32]) {
+        assert!(image.len() == self.plain_channels() * self.plain_plane() / 2);
+        assert!(acc.len() == self.weight_grad_len());
+        let geometry = super::amx::WeightGradGeometry {
+            channels: self.plain_channels(),
+            plane: self.plain_plane(),
+            row: self.row(),
+            stride: self.grad_stride(),
+        };
+        // SAFETY: AMX is available (checked in `new`); the buffers have the lengths asserted
+        // above and `dy` was packed by `pack_output_grad` for this geometry.
+        unsafe { super::amx::implicit_weight_grad(&geometry, image.as_ptr().cast(), dy, acc.as_mut_ptr()) }
+    }
+
+    /// dweight [cout, cin, 3, 3] += the sums `acc` of [`Self::add_weight_grad`].
+    pub fn add_sums_to_weight_grad(&self, acc: &[f32], dweight: &mut [f32]) {
+        let (cin, stride, channels) = (self.cin, self.grad_stride(), self.plain_channels());
+        assert!(acc.len() == self.weight_grad_len() && dweight.len() == self.cout * cin * 9);
+        for (co, dw) in dweight.chunks_exact_mut(cin * 9).enumerate() {
+            for (c, taps) in dw.chunks_exact_mut(9).enumerate() {
+                for (tap, d) in taps.iter_mut().enumerate() {
+                    *d += acc[(tap * channels + c) * stride + co];
+                }
+            }
         }
     }
 

@@ -4,9 +4,9 @@
 //! Backward: dW^T += cols x dY[n]^T, db += rowsum(dY[n]), dX[n] = col2im(W^T x dY[n]), or for
 //! same-size convs that do not widen the channels, dX[n] = conv(dY[n], flipped W).
 //! A 1x1 stride-1 unpadded conv reads X[n] as its own columns (no im2col).
-//! In bf16 on AMX, 3x3 same-size convs (forward, and dx as the flipped conv) run as implicit
-//! GEMMs straight from the image instead ([`ImplicitConv`]).
+//! In bf16 on AMX, 3x3 same-size convs skip all this: see `conv_amx.rs`.
 
+use super::conv_amx;
 use crate::interp::bf16::{ImplicitConv, Precision};
 use crate::interp::gemm::{matmul_at, matmul_rows_a, Lhs, Tr};
 use crate::interp::real::Real;
@@ -45,19 +45,26 @@ impl ConvGeom {
     fn pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
-    /// The bf16 implicit GEMM for this conv (3x3, stride 1, same size), where the CPU and the
-    /// channel count make it pay, and the products run in bf16 on f32 data.
-    fn implicit<T: Real>(&self, precision: Precision) -> Option<ImplicitConv> {
+    /// The bf16 implicit GEMM of this conv (3x3, stride 1, same size) on f32 data, where the
+    /// CPU has AMX and the channel count makes it pay.
+    pub(super) fn implicit<T: Real>(&self, precision: Precision) -> Option<ImplicitConv> {
         let is_f32 = T::as_f32(&[]).is_some();
         let shape = self.k == 3 && self.pad == 1 && self.same_size();
         (precision == Precision::Bf16 && is_f32 && shape)
             .then(|| ImplicitConv::new(self.cin, self.cout, self.h, self.w))
             .flatten()
     }
-    fn in_len(&self) -> usize {
+    /// This conv with input and output swapped: the conv whose forward is the input gradient
+    /// of a stride-1 same-size conv (with the kernel flipped, see [`flip_kernel`]). The padding
+    /// saturates: a padding of k or more (which a transposed conv's adjoint may have) must not
+    /// underflow where it is never read.
+    pub(super) fn flipped(&self) -> ConvGeom {
+        ConvGeom { cin: self.cout, cout: self.cin, pad: (self.k - 1).saturating_sub(self.pad), ..*self }
+    }
+    pub(super) fn in_len(&self) -> usize {
         self.cin * self.h * self.w
     }
-    fn out_len(&self) -> usize {
+    pub(super) fn out_len(&self) -> usize {
         self.cout * self.ho * self.wo
     }
     /// Output columns `ox` whose input column `ox*stride + kx - pad` lies inside the image.
@@ -247,7 +254,7 @@ pub fn forward<T: Real>(
     y: &mut [T],
 ) {
     if let Some(implicit) = g.implicit::<T>(workers.precision) {
-        return forward_implicit(workers, g, &implicit, batch, x, weight, bias, y);
+        return conv_amx::forward(workers, g, &implicit, batch, x, weight, bias, y);
     }
     let (kd, pos) = (g.kdim(), g.positions());
     let rows = g.band_rows(kd, workers.column_budget);
@@ -277,34 +284,6 @@ pub fn forward<T: Real>(
     workers.shared_packed = packed;
 }
 
-/// [`forward`] as an implicit GEMM per image: the image packed once, no columns.
-#[allow(clippy::too_many_arguments)]
-fn forward_implicit<T: Real>(
-    workers: &mut Workers<T>,
-    g: &ConvGeom,
-    implicit: &ImplicitConv,
-    batch: usize,
-    x: &[T],
-    weight: &[T],
-    bias: &[T],
-    y: &mut [T],
-) {
-    let f32_only = "the implicit conv is chosen for f32 only";
-    let (x, bias) = (T::as_f32(x).expect(f32_only), T::as_f32(bias).expect(f32_only));
-    let mut packed = std::mem::take(&mut workers.shared_packed);
-    let w = implicit.pack_weights(T::as_f32(weight).expect(f32_only), &mut packed);
-    workers.par_images(batch, y, g.out_len(), |images, y, s| {
-        for (i, n) in images.enumerate() {
-            let image = implicit.pack_image(&x[n * g.in_len()..(n + 1) * g.in_len()], &mut s.pb);
-            let out = T::as_f32_mut(sized(&mut s.a, implicit.output_len())).expect(f32_only);
-            implicit.run(w, image, out, s.gemm_threads);
-            let yn = T::as_f32_mut(&mut y[i * g.out_len()..(i + 1) * g.out_len()]).expect(f32_only);
-            implicit.unpad(out, Some(bias), yn);
-        }
-    });
-    workers.shared_packed = packed;
-}
-
 /// Accumulates dweight and dbias; writes dx when asked (the image input needs none).
 /// Per image and band of output rows: dW^T += cols x dY^T (K x P times P x Cout; both operands
 /// row-major, the shape the `gemm` crate runs fastest, where dY cols^T with a transposed operand
@@ -321,6 +300,9 @@ pub fn backward<T: Real>(
     dweight: &mut [T],
     dbias: &mut [T],
 ) {
+    if let Some(plan) = conv_amx::BackwardPlan::new::<T>(g, workers.precision, dx.is_some()) {
+        return conv_amx::backward(workers, g, &plan, batch, x, weight, dy, dx, dweight, dbias);
+    }
     let (kd, pos, cout) = (g.kdim(), g.positions(), g.cout);
     let want_dx = dx.is_some();
     let (dx, per_image): (&mut [T], usize) = match dx {
@@ -331,14 +313,7 @@ pub fn backward<T: Real>(
     // of dy with the flipped, channel-transposed kernel: its columns (Cout*k*k rows) are no larger
     // than dcols (Cin*k*k rows), its GEMM is compute-bound (depth Cout*k*k, not Cout) and no
     // scatter-add (col2im) is needed. Its output rows are the conv's output rows (same size).
-    // In bf16 on AMX the flipped conv is an implicit GEMM (no columns), which pays whatever the
-    // widths.
-    let gt_implicit = if want_dx && g.same_size() {
-        ConvGeom { cin: cout, cout: g.cin, ..*g }.implicit::<T>(workers.precision)
-    } else {
-        None
-    };
-    let flipped = want_dx && !g.pointwise() && g.same_size() && (cout <= g.cin || gt_implicit.is_some());
+    let flipped = want_dx && !g.pointwise() && g.same_size() && cout <= g.cin;
     let mut shared = std::mem::take(&mut workers.shared);
     let wflip: &[T] = if flipped {
         let w = sized(&mut shared, g.cin * cout * g.k * g.k);
@@ -347,25 +322,17 @@ pub fn backward<T: Real>(
     } else {
         &[]
     };
-    // read only when `flipped` (same size: padding = (k - 1) / 2); a padding of k or more (which
-    // a transposed conv's adjoint may have) must not underflow here
-    let gt = ConvGeom { cin: cout, cout: g.cin, pad: (g.k - 1).saturating_sub(g.pad), ..*g };
+    // read only when `flipped` (same size: padding = (k - 1) / 2)
+    let gt = g.flipped();
     let rows = g.band_rows(kd, workers.column_budget);
     let precision = workers.precision;
     // the left operand of dx's product, converted (bf16) once for all images and bands
     let mut packed = std::mem::take(&mut workers.shared_packed);
-    let f32_only = "the implicit conv is chosen for f32 only";
-    let (wdx, wdx_implicit) = match &gt_implicit {
-        Some(implicit) => {
-            let packed = implicit.pack_weights(T::as_f32(wflip).expect(f32_only), &mut packed);
-            (None, Some((implicit, packed)))
-        }
-        None if flipped => {
-            (Some(Lhs::new(precision, g.cin, gt.kdim(), wflip, gt.kdim(), Tr::No, &mut packed)), None)
-        }
-        None => (Some(Lhs::new(precision, kd, cout, weight, kd, Tr::Yes, &mut packed)), None),
+    let wdx = if flipped {
+        Lhs::new(precision, g.cin, gt.kdim(), wflip, gt.kdim(), Tr::No, &mut packed)
+    } else {
+        Lhs::new(precision, kd, cout, weight, kd, Tr::Yes, &mut packed)
     };
-    let wdx = || wdx.as_ref().expect("an im2col product for dx unless it is implicit");
     let workers_used = workers.par_images(batch, dx, per_image, |images, dx, s| {
         super::with_avx2(|| {
             let partial = sized(&mut s.c, kd * cout + cout);
@@ -384,15 +351,9 @@ pub fn backward<T: Real>(
                 if g.pointwise() {
                     add_weight_grad(precision, (&mut s.pa, &mut s.pb), dwt, cout, xn, dyt, threads);
                     if let Some(dxn) = dxn {
-                        wdx().times(dxn, pos, pos, dyn_, pos, Tr::No, false, threads, &mut s.pb);
+                        wdx.times(dxn, pos, pos, dyn_, pos, Tr::No, false, threads, &mut s.pb);
                     }
                     continue;
-                }
-                if let (Some((implicit, w)), Some(dxn)) = (wdx_implicit, dxn.as_deref_mut()) {
-                    let image = implicit.pack_image(T::as_f32(dyn_).expect(f32_only), &mut s.pb);
-                    let out = T::as_f32_mut(sized(&mut s.a, implicit.output_len())).expect(f32_only);
-                    implicit.run(w, image, out, threads);
-                    implicit.unpad(out, None, T::as_f32_mut(dxn).expect(f32_only));
                 }
                 if !flipped {
                     if let Some(d) = dxn.as_deref_mut() {
@@ -419,17 +380,15 @@ pub fn backward<T: Real>(
                         &mut s.a,
                     );
                     let Some(dxn) = dxn.as_deref_mut() else { continue };
-                    if wdx_implicit.is_some() {
-                        // done for the whole image above
-                    } else if flipped {
+                    if flipped {
                         let band = &mut dxn[oy0 * g.w..];
                         let fill = |r, out: &mut [T]| im2col_row(&gt, dyn_, oy0, oy1, r, out);
-                        wdx().times_rows(band, pos, nb, fill, false, threads, &mut s.a, &mut s.pb);
+                        wdx.times_rows(band, pos, nb, fill, false, threads, &mut s.a, &mut s.pb);
                     } else {
                         // dcols [K, band] = W^T dY[:, band], then scattered back onto dx
                         let dcols = sized(&mut s.a, kd * nb);
                         let dy_band = &dyn_[oy0 * g.wo..];
-                        wdx().times(dcols, nb, nb, dy_band, pos, Tr::No, false, threads, &mut s.pb);
+                        wdx.times(dcols, nb, nb, dy_band, pos, Tr::No, false, threads, &mut s.pb);
                         col2im(g, dcols, oy0, oy1, dxn);
                     }
                 }
@@ -507,7 +466,7 @@ fn add_weight_grad<T: Real>(
 
 /// wflip[ci, (co*k + ky)*k + kx] = w[co, ci, k-1-ky, k-1-kx]: the kernel of the convolution
 /// that maps dy back to dx for a stride-1 same-size conv.
-fn flip_kernel<T: Real>(g: &ConvGeom, w: &[T], wflip: &mut [T]) {
+pub(super) fn flip_kernel<T: Real>(g: &ConvGeom, w: &[T], wflip: &mut [T]) {
     let (k, cin, cout) = (g.k, g.cin, g.cout);
     for co in 0..cout {
         for ci in 0..cin {

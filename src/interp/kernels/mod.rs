@@ -5,6 +5,7 @@ pub mod activation;
 pub mod attention;
 pub mod class_embedding;
 pub mod conv;
+mod conv_amx;
 pub mod elementwise;
 pub mod embedding;
 pub mod linear;
