@@ -106,11 +106,13 @@ impl ImplicitConv {
         let (h, w, row, plane) = (self.h, self.w, self.row(), self.plane());
         assert_eq!(x.len(), self.cin * h * w, "an image of {} channels of {h}x{w}", self.cin);
         let out = words(buf, self.image_len());
-        out.fill(0);
-        for c in 0..self.cin.div_ceil(2) {
+        let given = self.cin.div_ceil(2);
+        out[given * plane..].fill(0);
+        for c in 0..given {
             let lo = &x[2 * c * h * w..(2 * c + 1) * h * w];
             let hi = (2 * c + 1 < self.cin).then(|| &x[(2 * c + 1) * h * w..(2 * c + 2) * h * w]);
             let dst = &mut out[c * plane..(c + 1) * plane];
+            self.zero_padding(dst, 0);
             for y in 0..h {
                 let at = (y + 1) * row + 1;
                 let (lo, hi) = (&lo[y * w..(y + 1) * w], hi.map(|hi| &hi[y * w..(y + 1) * w]));
@@ -118,6 +120,18 @@ impl ImplicitConv {
             }
         }
         out
+    }
+
+    /// Zeroes everything of a plane on the padded grid but the image's positions (which the
+    /// caller writes): one pass over the padding instead of two over the plane.
+    fn zero_padding<W: Copy>(&self, plane: &mut [W], zero: W) {
+        let mut at = 0;
+        for y in 0..self.h {
+            let start = (y + 1) * self.row() + 1;
+            plane[at..start].fill(zero);
+            at = start + self.w;
+        }
+        plane[at..].fill(zero);
     }
 
     /// out (padded, [`Self::output_len`]) = the convolution of the packed image by the packed
@@ -174,10 +188,11 @@ impl ImplicitConv {
         let (h, w, row, plane) = (self.h, self.w, self.row(), self.plain_plane());
         assert_eq!(x.len(), self.cin * h * w, "an image of {} channels of {h}x{w}", self.cin);
         let out = words(buf, self.plain_channels() * plane / 2);
-        out.fill(0);
         // SAFETY: u16 halves of the u32 words: same allocation, alignment 2 <= 4, twice the count
         let halves = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u16>(), out.len() * 2) };
+        halves[self.cin * plane..].fill(0);
         for (c, src) in x.chunks_exact(h * w).enumerate() {
+            self.zero_padding(&mut halves[c * plane..(c + 1) * plane], 0);
             for (y, src) in src.chunks_exact(w).enumerate() {
                 let at = c * plane + (y + 1) * row + 1;
                 convert_plain(src, &mut halves[at..at + w]);
