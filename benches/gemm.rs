@@ -95,18 +95,21 @@ fn implicit_row(cin: usize, cout: usize, hw: usize, reps: usize) {
     let conv = bf16::ImplicitConv::new(cin, cout, hw, hw).expect("AMX present");
     let x: Vec<f32> = (0..cin * hw * hw).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
     let w: Vec<f32> = (0..cout * cin * 9).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
-    let (mut wbuf, mut ibuf) = (Vec::new(), Vec::new());
-    let mut out = vec![0f32; conv.output_len()];
+    let (mut wbuf, mut ibuf, mut obuf) = (Vec::new(), Vec::new(), Vec::<f32>::new());
     let mut y = vec![0f32; cout * hw * hw];
-    let packed_w = conv.pack_weights(&w, &mut wbuf).to_vec();
+    let packed_w = conv.pack_weights(&w, &mut wbuf);
+    // the output on a 64-byte line, as the interpreter's buffers are
+    obuf.resize(conv.output_len() + 15, 0f32);
+    let start = obuf.as_ptr().align_offset(64).min(15);
+    let out = &mut obuf[start..start + conv.output_len()];
     let flops = 2.0 * (cout * cin * 9 * hw * hw) as f64;
     let all = median_secs(reps, || {
         let image = conv.pack_image(&x, &mut ibuf);
-        conv.run(&packed_w, image, &mut out, 1);
-        conv.unpad(&out, None, &mut y);
+        conv.run(&packed_w, image, out, 1);
+        conv.unpad(out, None, &mut y);
     });
     let image = conv.pack_image(&x, &mut ibuf).to_vec();
-    let products = median_secs(reps, || conv.run(&packed_w, &image, &mut out, 1));
+    let products = median_secs(reps, || conv.run(&packed_w, &image, out, 1));
     println!(
         "{:<28} {cout:>5} {cin:>5} {hw:>5} {:>9.1} {:>9.1}",
         "",

@@ -20,32 +20,30 @@ pub fn available() -> bool {
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use imp::{block, implicit_conv, implicit_weight_grad};
 
-/// How [`implicit_weight_grad`] finds its operands (see `implicit_conv.rs`).
-pub struct WeightGradGeometry {
-    /// Channel planes of the plain bf16 image (a multiple of 32).
-    pub channels: usize,
-    /// bf16 values per plane.
-    pub plane: usize,
+/// How [`implicit_conv`] finds its operands (see `implicit_conv.rs`; sizes in words/elements).
+pub struct ForwardGeometry {
+    /// Channel pairs per image row (a multiple of 16).
+    pub pairs: usize,
     /// Row length of the padded grid (w + 2).
     pub row: usize,
-    /// Row stride of the sums (output channels rounded up to whole B panels).
-    pub stride: usize,
+    /// Row stride of the output (output channels rounded up to whole panels).
+    pub out_stride: usize,
 }
 
-/// How [`implicit_conv`] finds its operands (see `implicit_conv.rs`; sizes in words/elements).
-pub struct ImplicitGeometry {
-    /// Output channels (rows of the packed weights: whole tiles, padded with zeros).
+/// How [`implicit_weight_grad`] finds its operands (see `implicit_conv.rs`).
+pub struct WeightGradGeometry {
+    /// Output channels (rows of dy, rounded up to 32 with zero rows).
     pub cout: usize,
-    /// Channel pairs of the image (a multiple of 16).
-    pub pairs: usize,
-    /// Words per channel-pair plane of the padded image.
-    pub plane: usize,
+    /// Input channels (columns of the image rows before their zero padding).
+    pub cin: usize,
+    /// Channel columns of the image rows (a multiple of 32).
+    pub channels: usize,
+    /// Rows of the image per parity.
+    pub pairs_per_parity: usize,
     /// Row length of the padded grid (w + 2).
     pub row: usize,
-    /// Words per row of the packed weights (9 * pairs).
-    pub depth: usize,
-    /// Row stride of the padded output (a multiple of 32).
-    pub positions: usize,
+    /// Words per row of dy (a multiple of 16).
+    pub dy_words: usize,
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -55,7 +53,7 @@ mod imp {
     use std::ops::Range;
 
     use super::super::gemm::{mask, PackedA, PackedB, NR, PAIR_STEP, ROW_STEP};
-    use super::{ImplicitGeometry, WeightGradGeometry};
+    use super::{ForwardGeometry, WeightGradGeometry};
 
     /// Rows (and columns) of the C block one call computes: two tiles each way.
     const BLOCK: usize = 2 * ROW_STEP;
@@ -218,127 +216,118 @@ mod imp {
         tile_op!("tilerelease");
     }
 
-    /// out[co, j] = sum over taps and channel pairs of weights x the image shifted by the tap,
-    /// for the positions `range` (whole blocks of 32) and every output channel.
+    /// out[j, co] = sum over taps and channel pairs of the image rows shifted by the tap x the
+    /// packed weights, for the positions `range` (whole blocks of 32) and every output channel.
     ///
     /// # Safety
-    /// [`super::available`] is true; `weights`, `image` and `out` have the lengths
-    /// `ImplicitConv` gives them for this geometry, and `range` lies within `g.positions`.
+    /// [`super::available`] is true; `image` and `out` are 64-byte aligned and have the lengths
+    /// `ImplicitConv` gives them for this geometry, `weights` has k = 9 * pairs.
     pub unsafe fn implicit_conv(
-        g: &ImplicitGeometry,
-        weights: &[u32],
-        image: &[u32],
+        g: &ForwardGeometry,
+        weights: &PackedB,
+        image: *const u32,
         out: *mut f32,
         range: Range<usize>,
     ) {
-        debug_assert!(
-            g.pairs.is_multiple_of(PAIR_STEP)
-                && range.end <= g.positions
-                && range.start.is_multiple_of(BLOCK)
-        );
-        debug_assert!(weights.len() >= g.cout.next_multiple_of(ROW_STEP) * g.depth);
-        debug_assert!(image.len() >= g.pairs * g.plane && g.positions + 2 * g.row + 2 <= g.plane);
+        debug_assert!(g.pairs.is_multiple_of(PAIR_STEP) && weights.kp == 9 * g.pairs);
+        debug_assert!(range.start.is_multiple_of(BLOCK) && g.out_stride.is_multiple_of(NR));
         let config = TileConfig::all_full();
         asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly));
-        let (a_stride, b_stride, o_stride) = (g.depth * 4, g.plane * 4, g.positions * 4);
-        // Blocked so that A comes from L1: per 32 output channels and 16 channel pairs, the
-        // weights of the nine taps (18 KiB) serve every position block, whose partial sums go
-        // out to `out` (in L2) between channel blocks. The nine taps of one position block
-        // read overlapping lines of the image, which stay in L1 too.
-        for co0 in (0..g.cout).step_by(BLOCK) {
-            let two_rows = g.cout - co0 > ROW_STEP;
-            let a0 = weights.as_ptr().add(co0 * g.depth);
-            let a1 = a0.wrapping_add(ROW_STEP * g.depth);
-            for c0 in (0..g.pairs).step_by(PAIR_STEP) {
-                for j0 in range.clone().step_by(BLOCK) {
-                    let op = out.add(co0 * g.positions + j0);
-                    let op1 = op.wrapping_add(ROW_STEP * g.positions);
-                    if c0 == 0 {
-                        tile_op!("tilezero tmm0");
-                        tile_op!("tilezero tmm1");
-                        tile_op!("tilezero tmm2");
-                        tile_op!("tilezero tmm3");
-                    } else {
-                        tile_load!("tmm0", op, o_stride);
-                        tile_load!("tmm1", op.add(16), o_stride);
-                        if two_rows {
-                            tile_load!("tmm2", op1, o_stride);
-                            tile_load!("tmm3", op1.add(16), o_stride);
-                        }
-                    }
-                    for tap in 0..9 {
-                        let shift = tap / 3 * g.row + tap % 3;
-                        let k = tap * g.pairs + c0;
-                        let bp = image.as_ptr().add(c0 * g.plane + j0 + shift);
+        let (a_stride, b_stride, c_stride) = (g.pairs * 4, NR * 4, g.out_stride * 4);
+        let kp = weights.kp;
+        for j0 in range.step_by(BLOCK) {
+            for jp in 0..weights.n.div_ceil(NR) {
+                tile_op!("tilezero tmm0");
+                tile_op!("tilezero tmm1");
+                tile_op!("tilezero tmm2");
+                tile_op!("tilezero tmm3");
+                // a panel of 16 channels or fewer needs only its first B tile
+                let two_cols = weights.n - jp * NR > 16;
+                let panel = weights.data.as_ptr().add(jp * kp * NR);
+                for tap in 0..9 {
+                    let shift = tap / 3 * g.row + tap % 3;
+                    let a0 = image.add((j0 + shift) * g.pairs);
+                    let a1 = a0.add(ROW_STEP * g.pairs);
+                    for c0 in (0..g.pairs).step_by(PAIR_STEP) {
+                        let bp = panel.add((tap * g.pairs + c0) * NR);
+                        tile_load!("tmm4", a0.add(c0), a_stride);
                         tile_load!("tmm6", bp, b_stride);
-                        tile_load!("tmm7", bp.add(16), b_stride);
-                        tile_load!("tmm4", a0.add(k), a_stride);
                         tile_op!("tdpbf16ps tmm0, tmm4, tmm6");
-                        tile_op!("tdpbf16ps tmm1, tmm4, tmm7");
-                        if two_rows {
-                            tile_load!("tmm5", a1.add(k), a_stride);
-                            tile_op!("tdpbf16ps tmm2, tmm5, tmm6");
+                        tile_load!("tmm5", a1.add(c0), a_stride);
+                        tile_op!("tdpbf16ps tmm2, tmm5, tmm6");
+                        if two_cols {
+                            tile_load!("tmm7", bp.add(16), b_stride);
+                            tile_op!("tdpbf16ps tmm1, tmm4, tmm7");
                             tile_op!("tdpbf16ps tmm3, tmm5, tmm7");
                         }
                     }
-                    tile_store!("tmm0", op, o_stride);
-                    tile_store!("tmm1", op.add(16), o_stride);
-                    if two_rows {
-                        tile_store!("tmm2", op1, o_stride);
-                        tile_store!("tmm3", op1.add(16), o_stride);
-                    }
+                }
+                let op = out.add(j0 * g.out_stride + jp * NR);
+                tile_store!("tmm0", op, c_stride);
+                tile_store!("tmm2", op.add(ROW_STEP * g.out_stride), c_stride);
+                if two_cols {
+                    tile_store!("tmm1", op.add(16), c_stride);
+                    tile_store!("tmm3", op.add(ROW_STEP * g.out_stride + 16), c_stride);
                 }
             }
         }
         tile_op!("tilerelease");
     }
 
-    /// acc[(tap, c), co] += sum over position pairs p of (image[c, 2p + shift(tap)],
-    /// image[c, 2p + 1 + shift(tap)]) . dy's packed pair (p, co).
+    /// acc[co, tap, c] += sum over position pairs p of dy's pair p of row co x the image's pair
+    /// at positions (2p + shift(tap), 2p + 1 + shift(tap)) of channel c.
     ///
     /// # Safety
-    /// [`super::available`] is true; `image` holds `g.channels` planes of `g.plane` bf16 values
-    /// covering every position pair of `dy` at the largest shift; `acc` holds 9 * g.channels rows
-    /// of `g.stride` >= the panels of `dy` times 32.
+    /// [`super::available`] is true; `image`, `dy` and `acc` are 64-byte aligned and have the
+    /// lengths `ImplicitConv` gives them for this geometry.
     pub unsafe fn implicit_weight_grad(
         g: &WeightGradGeometry,
-        image: *const u16,
-        dy: &PackedB,
+        image: *const u32,
+        dy: *const u32,
         acc: *mut f32,
     ) {
-        debug_assert!(g.channels.is_multiple_of(BLOCK) && dy.kp.is_multiple_of(PAIR_STEP));
-        debug_assert!(2 * dy.kp + 2 * g.row + 2 <= g.plane && dy.n.div_ceil(NR) * NR <= g.stride);
+        debug_assert!(g.channels.is_multiple_of(BLOCK) && g.dy_words.is_multiple_of(PAIR_STEP));
         let config = TileConfig::all_full();
         asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly));
-        let (a_stride, b_stride, c_stride) = (g.plane * 2, NR * 4, g.stride * 4);
-        let kp = dy.kp;
-        for jp in 0..dy.n.div_ceil(NR) {
-            let panel = dy.data.as_ptr().add(jp * kp * NR);
-            for tap in 0..9 {
-                let shift = tap / 3 * g.row + tap % 3;
-                for c0 in (0..g.channels).step_by(BLOCK) {
-                    let cp = acc.add((tap * g.channels + c0) * g.stride + jp * NR);
+        let acc_row = 9 * g.channels;
+        let (a_stride, b_stride, c_stride) = (g.dy_words * 4, g.channels * 4, acc_row * 4);
+        for tap in 0..9 {
+            let shift = tap / 3 * g.row + tap % 3;
+            // pairs starting at an odd position live in the second copy
+            let b_rows = image.add((shift % 2 * g.pairs_per_parity + shift / 2) * g.channels);
+            for c0 in (0..g.channels).step_by(BLOCK) {
+                // blocks with 16 channels or 16 output channels or fewer skip the other half
+                let two_cols = g.cin - c0 > ROW_STEP;
+                for co0 in (0..g.cout).step_by(BLOCK) {
+                    let two_rows = g.cout - co0 > ROW_STEP;
+                    let cp = acc.add(co0 * acc_row + tap * g.channels + c0);
                     tile_load!("tmm0", cp, c_stride);
                     tile_load!("tmm1", cp.add(16), c_stride);
-                    tile_load!("tmm2", cp.add(16 * g.stride), c_stride);
-                    tile_load!("tmm3", cp.add(16 * g.stride + 16), c_stride);
-                    let a0 = image.add(c0 * g.plane + shift);
-                    let a1 = a0.add(ROW_STEP * g.plane);
-                    for p0 in (0..kp).step_by(PAIR_STEP) {
-                        let bp = panel.add(p0 * NR);
+                    tile_load!("tmm2", cp.add(ROW_STEP * acc_row), c_stride);
+                    tile_load!("tmm3", cp.add(ROW_STEP * acc_row + 16), c_stride);
+                    let a0 = dy.add(co0 * g.dy_words);
+                    let a1 = a0.add(ROW_STEP * g.dy_words);
+                    for p0 in (0..g.dy_words).step_by(PAIR_STEP) {
+                        let bp = b_rows.add(p0 * g.channels + c0);
+                        tile_load!("tmm4", a0.add(p0), a_stride);
                         tile_load!("tmm6", bp, b_stride);
-                        tile_load!("tmm7", bp.add(16), b_stride);
-                        tile_load!("tmm4", a0.add(2 * p0), a_stride);
                         tile_op!("tdpbf16ps tmm0, tmm4, tmm6");
-                        tile_op!("tdpbf16ps tmm1, tmm4, tmm7");
-                        tile_load!("tmm5", a1.add(2 * p0), a_stride);
-                        tile_op!("tdpbf16ps tmm2, tmm5, tmm6");
-                        tile_op!("tdpbf16ps tmm3, tmm5, tmm7");
+                        if two_cols {
+                            tile_load!("tmm7", bp.add(16), b_stride);
+                            tile_op!("tdpbf16ps tmm1, tmm4, tmm7");
+                        }
+                        if two_rows {
+                            tile_load!("tmm5", a1.add(p0), a_stride);
+                            tile_op!("tdpbf16ps tmm2, tmm5, tmm6");
+                            if two_cols {
+                                tile_op!("tdpbf16ps tmm3, tmm5, tmm7");
+                            }
+                        }
                     }
                     tile_store!("tmm0", cp, c_stride);
                     tile_store!("tmm1", cp.add(16), c_stride);
-                    tile_store!("tmm2", cp.add(16 * g.stride), c_stride);
-                    tile_store!("tmm3", cp.add(16 * g.stride + 16), c_stride);
+                    tile_store!("tmm2", cp.add(ROW_STEP * acc_row), c_stride);
+                    tile_store!("tmm3", cp.add(ROW_STEP * acc_row + 16), c_stride);
                 }
             }
         }
@@ -369,9 +358,9 @@ pub unsafe fn implicit_weight_grad(
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 pub unsafe fn implicit_conv(
-    _: &ImplicitGeometry,
-    _: &[u32],
-    _: &[u32],
+    _: &ForwardGeometry,
+    _: &super::gemm::PackedB,
+    _: *const u32,
     _: *mut f32,
     _: std::ops::Range<usize>,
 ) {

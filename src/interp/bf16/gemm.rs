@@ -132,12 +132,15 @@ pub struct PackedB<'a> {
     pub(super) data: &'a [u32],
 }
 
-/// `v[..len]`, growing `v` when it is too short.
+/// `len` words of `v` starting on a 64-byte line (AMX tile loads that straddle lines run about
+/// three times slower), growing `v` when it is too short.
 pub(super) fn words(v: &mut Vec<u32>, len: usize) -> &mut [u32] {
-    if v.len() < len {
-        v.resize(len, 0);
+    const LINE_WORDS: usize = 16;
+    if v.len() < len + LINE_WORDS - 1 {
+        v.resize(len + LINE_WORDS - 1, 0);
     }
-    &mut v[..len]
+    let start = v.as_ptr().align_offset(64).min(LINE_WORDS - 1);
+    &mut v[start..start + len]
 }
 
 fn pair(lo: f32, hi: f32) -> u32 {
@@ -387,18 +390,6 @@ pub fn matmul(
     packed_matmul(kernel, dst, ldd, &pa, &pb, accumulate, threads);
 }
 
-/// `out[i]` = the bf16 pair (`lo[i]`, `hi[i]`) (`hi` absent: zero), for every i of `out`.
-pub(super) fn interleave_row_pair(lo: &[f32], hi: Option<&[f32]>, out: &mut [u32]) {
-    assert_available();
-    let n = out.len();
-    assert!(lo.len() >= n && hi.is_none_or(|h| h.len() >= n));
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has the features (asserted above); reads and writes are masked to n.
-    unsafe {
-        avx512::interleave_row_pair(lo.as_ptr(), hi.map(|h| h.as_ptr()), n, out.as_mut_ptr())
-    }
-}
-
 /// `out[i]` = `src[i]` rounded to bf16, for every i of `out`.
 pub(super) fn convert_plain(src: &[f32], out: &mut [u16]) {
     assert_available();
@@ -482,27 +473,6 @@ mod avx512 {
             let v = _mm512_maskz_loadu_ps(m, src.add(j));
             let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
             _mm256_mask_storeu_epi16(out.add(j).cast(), m, h);
-        }
-    }
-
-    /// `n` words at `out` from `n` values of `lo` and `hi` (absent: zeros).
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub unsafe fn interleave_row_pair(lo: *const f32, hi: Option<*const f32>, n: usize, out: *mut u32) {
-        let idx = pair_index();
-        for j in (0..n).step_by(32) {
-            let rem = n - j;
-            for h in 0..2 {
-                let m = mask(rem.saturating_sub(16 * h));
-                if m == 0 {
-                    break;
-                }
-                let a = _mm512_maskz_loadu_ps(m, lo.wrapping_add(j + 16 * h));
-                let b = hi
-                    .map_or(_mm512_setzero_ps(), |hi| _mm512_maskz_loadu_ps(m, hi.wrapping_add(j + 16 * h)));
-                let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(b, a));
-                let words = _mm512_permutexvar_epi16(idx, v);
-                _mm512_mask_storeu_epi32(out.add(j + 16 * h).cast(), m, words);
-            }
         }
     }
 

@@ -3,27 +3,31 @@
 //!
 //! On a padded, flattened grid (rows of W + 2 positions, a zero row above and below and a zero
 //! column each side), output position j = y (W + 2) + x reads input position
-//! j + ky (W + 2) + kx for tap (ky, kx): each tap is the whole image shifted by a constant. The
-//! image is stored once in bf16 with its channels in pairs (a word holds channels 2c and 2c+1
-//! at one position), so 16 channel pairs at one tap and 16 consecutive positions form a B tile:
-//! 16 rows of 64 bytes, one channel-pair plane apart. The weights are packed with k ordered
-//! (tap, channel pair), so the matching A tile holds the same 16 channel pairs at that tap.
+//! j + shift(tap), shift = ky (W + 2) + kx: each tap is the whole image shifted by a constant.
 //! Outputs on the padding columns (x >= W) are computed and dropped: W / (W + 2) of the work is
 //! useful (28x28: 93 %, 7x7: 78 %), against im2col's copy, conversion and packing of every
 //! column, which cost more than the products on AMX.
 //!
-//! The weight gradient sums over positions instead: dW^T[(tap, c), co] = sum over j of
-//! x[c, j + shift(tap)] dy[co, j]. Its left operand, 16 channels at one tap by 16 pairs of
-//! positions, is the image stored plainly in bf16 (one plane per channel) and read from the
-//! tap's shift: consecutive positions are already the pairs a tile row wants. Its right operand
-//! is dy on the padded grid (zero on the padding columns, so they add nothing), transposed and
-//! packed like any B.
+//! Every tile load reads whole, aligned 64-byte lines: a tile row that straddles two lines
+//! makes `TILELOADD` about three times slower (measured: 2.5 against 0.87 TFLOP/s a core in a
+//! loop of four loads and four products). So the shifts move by whole rows of the layouts:
+//! - Forward (and dx, the flipped conv): C[j, co] = sum over (tap, c) of x[j + shift, c] w[co, c, tap].
+//!   A is the image channels-last on the grid, a row per position holding its channel pairs, so
+//!   the tile of 16 positions at a tap starts `shift` rows further on. B is the weights, packed
+//!   like any B with k ordered (tap, channel pair). C comes out position-major and is transposed
+//!   back to channel planes as it is unpadded.
+//! - Weight gradient: C[co, (tap, c)] = sum over j of dy[co, j] x[j + shift, c]. A is dy in plain
+//!   bf16 rows on the grid (zero on the padding columns, so they add nothing): consecutive
+//!   positions are already the pairs a tile row holds. B pairs positions (2p + shift,
+//!   2p + 1 + shift) for 16 channels: the image stored twice, position pairs starting at even
+//!   and at odd positions, so any shift is whole rows of one of the two.
 
-use super::gemm::{convert_plain, interleave_row_pair, words, PackedB, NR, PAIR_STEP, ROW_STEP};
+use super::gemm::{convert_plain, words, PackedB, NR, PAIR_STEP, ROW_STEP};
+use super::transpose;
 use super::SendPtr;
 
 /// Positions per C block: two tiles of 16.
-const POSITION_BLOCK: usize = 32;
+const POSITION_BLOCK: usize = 2 * ROW_STEP;
 
 /// The sizes of one 3x3, stride-1, padding-1 convolution of one image on the padded grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +47,7 @@ impl ImplicitConv {
         (worth_it && super::amx::available()).then_some(ImplicitConv { cin, cout, h, w })
     }
 
-    /// Channel pairs, padded to whole tiles.
+    /// Channel pairs, padded to whole tile rows.
     fn pairs(&self) -> usize {
         self.cin.div_ceil(2).next_multiple_of(PAIR_STEP)
     }
@@ -51,111 +55,106 @@ impl ImplicitConv {
     fn row(&self) -> usize {
         self.w + 2
     }
-    /// Words per word-plane of the padded image: the grid plus room for the last position
-    /// block's overshoot at the largest tap offset.
-    fn plane(&self) -> usize {
-        ((self.h + 2) * self.row() + POSITION_BLOCK + 16).next_multiple_of(16)
+    /// Largest tap shift.
+    fn max_shift(&self) -> usize {
+        2 * self.row() + 2
     }
-    /// Output positions computed (all of the grid's rows 1..=h, padding columns included),
-    /// rounded up to whole blocks: the row stride of the padded output.
+    /// Output positions computed (the grid's rows 1..=h, padding columns included), rounded up
+    /// to whole blocks.
     fn positions(&self) -> usize {
         (self.h * self.row()).next_multiple_of(POSITION_BLOCK)
     }
-    /// Words per row of the packed weights.
-    fn depth(&self) -> usize {
-        9 * self.pairs()
+    /// Grid positions the forward's image holds: every one a tap of a computed position reads.
+    fn grid_positions(&self) -> usize {
+        self.positions() + self.max_shift()
     }
-    /// Rows of the packed weights and of the padded output (whole tiles).
-    fn out_rows(&self) -> usize {
-        self.cout.next_multiple_of(ROW_STEP)
-    }
-
-    fn weights_len(&self) -> usize {
-        self.out_rows() * self.depth()
-    }
-    fn image_len(&self) -> usize {
-        self.pairs() * self.plane()
-    }
-    /// Elements of the padded output buffer.
-    pub fn output_len(&self) -> usize {
-        self.out_rows() * self.positions()
+    /// Output channels rounded up to whole B panels: the row stride of the forward's output.
+    fn cout_padded(&self) -> usize {
+        self.cout.next_multiple_of(NR)
     }
 
-    /// Packs weights [cout, cin, 3, 3] (fp32) into `buf`: row co, word tap * pairs + c = the
-    /// bf16 pair (w[co, 2c, tap], w[co, 2c + 1, tap]); padding rows and pairs zero.
-    pub fn pack_weights<'a>(&self, weight: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
-        let (cin, pairs, depth) = (self.cin, self.pairs(), self.depth());
+    /// Packs weights [cout, cin, 3, 3] (fp32) as the forward's B: k = tap * pairs + c holds
+    /// the bf16 pair (w[co, 2c, tap], w[co, 2c + 1, tap]), in panels of 32 output channels.
+    pub fn pack_weights<'a>(&self, weight: &[f32], buf: &'a mut Vec<u32>) -> PackedB<'a> {
+        let (cin, pairs) = (self.cin, self.pairs());
         assert_eq!(weight.len(), self.cout * cin * 9, "weights of a {cin} -> {} 3x3 conv", self.cout);
-        let out = words(buf, self.weights_len());
+        let kp = 9 * pairs;
+        let out = words(buf, self.cout_padded() / NR * kp * NR);
         out.fill(0);
-        for (co, row) in out.chunks_exact_mut(depth).take(self.cout).enumerate() {
+        for co in 0..self.cout {
+            let (panel, j) = (co / NR, co % NR);
             let w = &weight[co * cin * 9..(co + 1) * cin * 9];
-            for tap in 0..9 {
-                for c in 0..cin.div_ceil(2) {
+            for c in 0..cin.div_ceil(2) {
+                for tap in 0..9 {
                     let lo = w[2 * c * 9 + tap];
                     let hi = if 2 * c + 1 < cin { w[(2 * c + 1) * 9 + tap] } else { 0.0 };
-                    row[tap * pairs + c] = super::to_bf16(lo) as u32 | (super::to_bf16(hi) as u32) << 16;
+                    out[(panel * kp + tap * pairs + c) * NR + j] =
+                        super::to_bf16(lo) as u32 | (super::to_bf16(hi) as u32) << 16;
+                }
+            }
+        }
+        PackedB { n: self.cout, kp, data: out }
+    }
+
+    /// Packs one image [cin, h, w] (fp32) as the forward's A: channels-last on the padded grid,
+    /// row i (a grid position) holding the bf16 channel pairs there.
+    pub fn pack_image<'a>(&self, x: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
+        let (h, w, row, pairs, cin) = (self.h, self.w, self.row(), self.pairs(), self.cin);
+        assert_eq!(x.len(), cin * h * w, "an image of {cin} channels of {h}x{w}");
+        let out = words(buf, self.grid_positions() * pairs);
+        out.fill(0);
+        let given = cin.div_ceil(2);
+        let (src, dst) = (x.as_ptr(), out.as_mut_ptr());
+        for y in 0..h {
+            let at = (y + 1) * row + 1;
+            for x0 in (0..w).step_by(16) {
+                for c0 in (0..given).step_by(16) {
+                    let lo = |c: usize| src.wrapping_add(2 * (c0 + c) * h * w + y * w + x0);
+                    let hi = |c: usize| {
+                        if 2 * (c0 + c) + 1 < cin {
+                            src.wrapping_add((2 * (c0 + c) + 1) * h * w + y * w + x0)
+                        } else {
+                            std::ptr::null()
+                        }
+                    };
+                    let to = |i: usize| dst.wrapping_add((at + x0 + i) * pairs + c0);
+                    // SAFETY: the CPU has AVX512_BF16 (AMX implies it, checked in `new`); reads
+                    // are masked to the row's min(16, w - x0) values of existing channels, writes
+                    // to min(16, given - c0) pairs of grid rows inside `out`.
+                    unsafe {
+                        transpose::pair_and_transpose((given - c0).min(16), (w - x0).min(16), lo, hi, to)
+                    }
                 }
             }
         }
         out
     }
 
-    /// Packs one image [cin, h, w] (fp32) into `buf`, on the padded grid in channel pairs.
-    pub fn pack_image<'a>(&self, x: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
-        let (h, w, row, plane) = (self.h, self.w, self.row(), self.plane());
-        assert_eq!(x.len(), self.cin * h * w, "an image of {} channels of {h}x{w}", self.cin);
-        let out = words(buf, self.image_len());
-        let given = self.cin.div_ceil(2);
-        out[given * plane..].fill(0);
-        for c in 0..given {
-            let lo = &x[2 * c * h * w..(2 * c + 1) * h * w];
-            let hi = (2 * c + 1 < self.cin).then(|| &x[(2 * c + 1) * h * w..(2 * c + 2) * h * w]);
-            let dst = &mut out[c * plane..(c + 1) * plane];
-            self.zero_padding(dst, 0);
-            for y in 0..h {
-                let at = (y + 1) * row + 1;
-                let (lo, hi) = (&lo[y * w..(y + 1) * w], hi.map(|hi| &hi[y * w..(y + 1) * w]));
-                interleave_row_pair(lo, hi, &mut dst[at..at + w]);
-            }
-        }
-        out
+    /// Elements of the forward's output buffer.
+    pub fn output_len(&self) -> usize {
+        self.positions() * self.cout_padded()
     }
 
-    /// Zeroes everything of a plane on the padded grid but the image's positions (which the
-    /// caller writes): one pass over the padding instead of two over the plane.
-    fn zero_padding<W: Copy>(&self, plane: &mut [W], zero: W) {
-        let mut at = 0;
-        for y in 0..self.h {
-            let start = (y + 1) * self.row() + 1;
-            plane[at..start].fill(zero);
-            at = start + self.w;
-        }
-        plane[at..].fill(zero);
-    }
-
-    /// out (padded, [`Self::output_len`]) = the convolution of the packed image by the packed
-    /// weights, the position blocks split over `threads` rayon tasks.
-    pub fn run(&self, weights: &[u32], image: &[u32], out: &mut [f32], threads: usize) {
-        assert!(weights.len() == self.weights_len() && image.len() == self.image_len());
-        assert!(out.len() == self.output_len());
+    /// out [positions, cout padded] = the convolution of the packed image by the packed
+    /// weights, the position blocks split over `threads` rayon tasks. `out` must start on a
+    /// 64-byte line.
+    pub fn run(&self, weights: &PackedB, image: &[u32], out: &mut [f32], threads: usize) {
+        assert!(weights.n == self.cout && weights.kp == 9 * self.pairs());
+        assert!(image.len() == self.grid_positions() * self.pairs() && out.len() == self.output_len());
         let blocks = self.positions() / POSITION_BLOCK;
         let tasks = threads.clamp(1, blocks);
-        let geometry = super::amx::ImplicitGeometry {
-            cout: self.cout,
+        let geometry = super::amx::ForwardGeometry {
             pairs: self.pairs(),
-            plane: self.plane(),
             row: self.row(),
-            depth: self.depth(),
-            positions: self.positions(),
+            out_stride: self.cout_padded(),
         };
         let out = SendPtr(out.as_mut_ptr());
         let task = |t: usize| {
             let range = blocks * t / tasks * POSITION_BLOCK..blocks * (t + 1) / tasks * POSITION_BLOCK;
             // SAFETY: AMX is available (checked in `new`); the buffers have the lengths asserted
-            // above, which cover every tile read and write (see `plane` and `positions`); tasks
+            // above, which cover every tile read (positions + largest shift) and write; tasks
             // write disjoint position ranges.
-            unsafe { super::amx::implicit_conv(&geometry, weights, image, out.get(), range) }
+            unsafe { super::amx::implicit_conv(&geometry, weights, image.as_ptr(), out.get(), range) }
         };
         if tasks == 1 {
             task(0);
@@ -165,125 +164,144 @@ impl ImplicitConv {
         }
     }
 
-    /// Channels of the plain image: whole pairs of tiles (two A tiles per block), zero planes past cin.
-    fn plain_channels(&self) -> usize {
-        self.cin.next_multiple_of(2 * ROW_STEP)
-    }
-    /// bf16 values per channel plane of the plain image: every position a tile reads at the
-    /// largest shift, rounded to whole words.
-    fn plain_plane(&self) -> usize {
-        (self.positions() + 2 * self.row() + 2 + 2 * PAIR_STEP).next_multiple_of(2 * PAIR_STEP)
-    }
-    /// Row stride of the weight-gradient sums: whole B panels.
-    fn grad_stride(&self) -> usize {
-        self.cout.next_multiple_of(NR)
-    }
-    /// Elements of the weight-gradient sums [`Self::add_weight_grad`] adds to.
-    pub fn weight_grad_len(&self) -> usize {
-        9 * self.plain_channels() * self.grad_stride()
+    /// y [cout, h, w] = the valid positions of the output, transposed back to channel planes,
+    /// plus `bias` when given.
+    pub fn unpad(&self, out: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        let (h, w, row, stride, cout) = (self.h, self.w, self.row(), self.cout_padded(), self.cout);
+        assert!(y.len() == cout * h * w && out.len() == self.output_len());
+        assert!(bias.is_none_or(|b| b.len() >= cout));
+        let (src, dst) = (out.as_ptr(), y.as_mut_ptr());
+        for yy in 0..h {
+            for x0 in (0..w).step_by(16) {
+                for c0 in (0..cout).step_by(16) {
+                    let (n, nc) = ((w - x0).min(16), (cout - c0).min(16));
+                    let from = |i: usize| src.wrapping_add((yy * row + x0 + i) * stride + c0);
+                    let to = |c: usize| dst.wrapping_add(((c0 + c) * h + yy) * w + x0);
+                    // SAFETY: AVX-512 is present (AMX implies it); reads stay inside `out`'s
+                    // rows of computed positions, writes inside y's planes (masked to n, nc).
+                    unsafe { transpose::transpose_block_bias(n, nc, from, bias.map(|b| &b[c0..c0 + nc]), to) }
+                }
+            }
+        }
     }
 
-    /// Packs one image [cin, h, w] (fp32) into `buf` as plain bf16 planes on the padded grid.
-    pub fn pack_image_plain<'a>(&self, x: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
-        let (h, w, row, plane) = (self.h, self.w, self.row(), self.plain_plane());
-        assert_eq!(x.len(), self.cin * h * w, "an image of {} channels of {h}x{w}", self.cin);
-        let out = words(buf, self.plain_channels() * plane / 2);
+    /// Columns of the weight gradient's image layout: channels rounded up to two B tiles.
+    fn grad_channels(&self) -> usize {
+        self.cin.next_multiple_of(2 * PAIR_STEP)
+    }
+    /// Position pairs the weight gradient's image holds per parity.
+    fn grad_pairs(&self) -> usize {
+        (self.positions() + self.max_shift()) / 2 + 1
+    }
+    /// Words per row of the weight gradient's dy: the computed positions, two to a word.
+    fn dy_words(&self) -> usize {
+        self.positions() / 2
+    }
+
+    /// Packs one image [cin, h, w] (fp32) as the weight gradient's B: for parity q in 0, 1, row
+    /// t holds, for each channel, the bf16 pair at grid positions (2t + q, 2t + q + 1).
+    pub fn pack_image_pairs<'a>(&self, x: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
+        let (h, w, row, cols, rows, cin) =
+            (self.h, self.w, self.row(), self.grad_channels(), self.grad_pairs(), self.cin);
+        assert_eq!(x.len(), cin * h * w, "an image of {cin} channels of {h}x{w}");
+        // the two parities, then 16 channels' grid planes in plain bf16 (staging)
+        let plane = 2 * rows + 2;
+        let out = words(buf, 2 * rows * cols + 16 * plane / 2);
+        let (out, staging) = out.split_at_mut(2 * rows * cols);
+        out.fill(0);
+        // SAFETY: u16 halves of the u32 words: same allocation, alignment 2 <= 4, twice the count
+        let halves =
+            unsafe { std::slice::from_raw_parts_mut(staging.as_mut_ptr().cast::<u16>(), staging.len() * 2) };
+        for c0 in (0..cin).step_by(16) {
+            let nc = (cin - c0).min(16);
+            for (c, src) in x[c0 * h * w..(c0 + nc) * h * w].chunks_exact(h * w).enumerate() {
+                let plane_c = &mut halves[c * plane..(c + 1) * plane];
+                self.zero_padding(plane_c);
+                for (y, src) in src.chunks_exact(w).enumerate() {
+                    let at = (y + 1) * row + 1;
+                    convert_plain(src, &mut plane_c[at..at + w]);
+                }
+            }
+            let (from, dst) = (halves.as_ptr(), out.as_mut_ptr());
+            for q in 0..2 {
+                for t0 in (0..rows).step_by(16) {
+                    let lanes = (rows - t0).min(16);
+                    // channel c's words at grid positions (2t + q, 2t + q + 1), unaligned for q = 1
+                    let src = |c: usize| from.wrapping_add(c * plane + 2 * t0 + q).cast::<u32>();
+                    let to = |t: usize| dst.wrapping_add((q * rows + t0 + t) * cols + c0);
+                    // SAFETY: AVX-512 is present (AMX implies it); reads are masked to `lanes`
+                    // words inside the staged planes (2 * rows + 2 values each), writes to `nc`
+                    // channels of rows inside `out`.
+                    unsafe { transpose::transpose_block(nc, lanes, src, to) }
+                }
+            }
+        }
+        out
+    }
+
+    /// Zeroes the padding of a grid plane (everything but the image's positions).
+    fn zero_padding(&self, plane: &mut [u16]) {
+        let mut at = 0;
+        for y in 0..self.h {
+            let start = (y + 1) * self.row() + 1;
+            plane[at..start].fill(0);
+            at = start + self.w;
+        }
+        plane[at..].fill(0);
+    }
+
+    /// Packs dy [cout, h, w] (fp32) as the weight gradient's A: a row per output channel of the
+    /// computed positions in plain bf16 (zero on the padding columns), rows rounded up to tiles.
+    pub fn pack_output_grad<'a>(&self, dy: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
+        let (h, w, row, cout, dy_words) = (self.h, self.w, self.row(), self.cout, self.dy_words());
+        assert_eq!(dy.len(), cout * h * w, "a gradient of {cout} channels of {h}x{w}");
+        let out = words(buf, cout.next_multiple_of(2 * ROW_STEP) * dy_words);
+        out.fill(0);
         // SAFETY: u16 halves of the u32 words: same allocation, alignment 2 <= 4, twice the count
         let halves = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u16>(), out.len() * 2) };
-        halves[self.cin * plane..].fill(0);
-        for (c, src) in x.chunks_exact(h * w).enumerate() {
-            self.zero_padding(&mut halves[c * plane..(c + 1) * plane], 0);
-            for (y, src) in src.chunks_exact(w).enumerate() {
-                let at = c * plane + (y + 1) * row + 1;
+        for (co, plane) in dy.chunks_exact(h * w).enumerate() {
+            for (y, src) in plane.chunks_exact(w).enumerate() {
+                let at = 2 * co * dy_words + y * row;
                 convert_plain(src, &mut halves[at..at + w]);
             }
         }
         out
     }
 
-    /// Packs dy [cout, h, w] as the right operand of the weight gradient: pairs of consecutive
-    /// positions on the padded grid (zero on the padding) are one word of a plain bf16 row, so
-    /// the packing is dy converted to rows (`rows`), then those words transposed into panels
-    /// (`buf`).
-    pub fn pack_output_grad<'a>(
-        &self,
-        dy: &[f32],
-        rows: &mut Vec<u32>,
-        buf: &'a mut Vec<u32>,
-    ) -> PackedB<'a> {
-        let (h, w, row, cout, positions) = (self.h, self.w, self.row(), self.cout, self.positions());
-        assert_eq!(dy.len(), cout * h * w, "a gradient of {cout} channels of {h}x{w}");
-        let kp = positions / 2;
-        let plain = words(rows, cout * kp);
-        plain.fill(0);
-        // SAFETY: u16 halves of the u32 words: same allocation, alignment 2 <= 4, twice the count
-        let halves =
-            unsafe { std::slice::from_raw_parts_mut(plain.as_mut_ptr().cast::<u16>(), plain.len() * 2) };
-        for (co, plane) in dy.chunks_exact(h * w).enumerate() {
-            for (y, src) in plane.chunks_exact(w).enumerate() {
-                let at = co * positions + y * row;
-                convert_plain(src, &mut halves[at..at + w]);
-            }
-        }
-        let panels = cout.div_ceil(NR);
-        let out = words(buf, panels * kp * NR);
-        // word (p, j) of panel jp = word p of row jp * NR + j, in blocks that stay in L1
-        const P_BLOCK: usize = 64;
-        for (jp, panel) in out.chunks_exact_mut(kp * NR).enumerate() {
-            let cols = NR.min(cout - jp * NR);
-            for p0 in (0..kp).step_by(P_BLOCK) {
-                let p1 = (p0 + P_BLOCK).min(kp);
-                for j in 0..NR {
-                    if j < cols {
-                        let src = &plain[(jp * NR + j) * kp..][p0..p1];
-                        for (p, &v) in (p0..p1).zip(src) {
-                            panel[p * NR + j] = v;
-                        }
-                    } else {
-                        (p0..p1).for_each(|p| panel[p * NR + j] = 0);
-                    }
-                }
-            }
-        }
-        PackedB { n: cout, kp, data: out }
+    /// Elements of the weight-gradient sums: [cout rounded to 32, 9, grad channels].
+    pub fn weight_grad_len(&self) -> usize {
+        self.cout.next_multiple_of(2 * ROW_STEP) * 9 * self.grad_channels()
     }
 
-    /// acc[(tap, c), co] += the weight gradient of one image (see [`Self::weight_grad_into`]).
-    pub fn add_weight_grad(&self, image: &[u32], dy: &PackedB, acc: &mut [f32]) {
-        assert!(image.len() == self.plain_channels() * self.plain_plane() / 2);
+    /// acc[co, tap, c] += the weight gradient of one image, from [`Self::pack_image_pairs`] and
+    /// [`Self::pack_output_grad`]. `acc` must start on a 64-byte line.
+    pub fn add_weight_grad(&self, image: &[u32], dy: &[u32], acc: &mut [f32]) {
+        assert!(image.len() == 2 * self.grad_pairs() * self.grad_channels());
+        assert!(dy.len() == self.cout.next_multiple_of(2 * ROW_STEP) * self.dy_words());
         assert!(acc.len() == self.weight_grad_len());
         let geometry = super::amx::WeightGradGeometry {
-            channels: self.plain_channels(),
-            plane: self.plain_plane(),
+            cout: self.cout,
+            cin: self.cin,
+            channels: self.grad_channels(),
+            pairs_per_parity: self.grad_pairs(),
             row: self.row(),
-            stride: self.grad_stride(),
+            dy_words: self.dy_words(),
         };
         // SAFETY: AMX is available (checked in `new`); the buffers have the lengths asserted
-        // above and `dy` was packed by `pack_output_grad` for this geometry.
-        unsafe { super::amx::implicit_weight_grad(&geometry, image.as_ptr().cast(), dy, acc.as_mut_ptr()) }
+        // above, which cover every tile read (see `grad_pairs`) and write.
+        unsafe { super::amx::implicit_weight_grad(&geometry, image.as_ptr(), dy.as_ptr(), acc.as_mut_ptr()) }
     }
 
     /// dweight [cout, cin, 3, 3] += the sums `acc` of [`Self::add_weight_grad`].
     pub fn add_sums_to_weight_grad(&self, acc: &[f32], dweight: &mut [f32]) {
-        let (cin, stride, channels) = (self.cin, self.grad_stride(), self.plain_channels());
+        let (cin, channels) = (self.cin, self.grad_channels());
         assert!(acc.len() == self.weight_grad_len() && dweight.len() == self.cout * cin * 9);
         for (co, dw) in dweight.chunks_exact_mut(cin * 9).enumerate() {
+            let sums = &acc[co * 9 * channels..(co + 1) * 9 * channels];
             for (c, taps) in dw.chunks_exact_mut(9).enumerate() {
                 for (tap, d) in taps.iter_mut().enumerate() {
-                    *d += acc[(tap * channels + c) * stride + co];
+                    *d += sums[tap * channels + c];
                 }
-            }
-        }
-    }
-
-    /// y [cout, h, w] = the valid positions of the padded output, plus `bias` when given.
-    pub fn unpad(&self, out: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-        let (h, w, row, stride) = (self.h, self.w, self.row(), self.positions());
-        for (co, plane) in y.chunks_exact_mut(h * w).take(self.cout).enumerate() {
-            let b = bias.map_or(0.0, |b| b[co]);
-            for (yy, dst) in plane.chunks_exact_mut(w).enumerate() {
-                let src = &out[co * stride + yy * row..co * stride + yy * row + w];
-                dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
             }
         }
     }

@@ -6,6 +6,7 @@
 mod amx;
 mod gemm;
 mod implicit_conv;
+mod transpose;
 
 pub use gemm::{matmul, pack_a, pack_b, packed_matmul, Kernel, PackedA, PairPacker, RowPacker, Src};
 pub use implicit_conv::ImplicitConv;

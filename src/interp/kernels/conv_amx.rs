@@ -6,7 +6,7 @@
 use super::conv::{flip_kernel, ConvGeom};
 use crate::interp::bf16::{ImplicitConv, Precision};
 use crate::interp::real::Real;
-use crate::interp::workspace::{sized, Workers};
+use crate::interp::workspace::{sized, sized_aligned, Workers};
 
 const F32_ONLY: &str = "implicit convs are planned for f32 data only";
 
@@ -36,8 +36,8 @@ pub(super) fn forward<T: Real>(
     workers.par_images(batch, y, g.out_len(), |images, y, s| {
         for (i, n) in images.enumerate() {
             let image = implicit.pack_image(&x[n * g.in_len()..(n + 1) * g.in_len()], &mut s.pb);
-            let out = f32s_mut(sized(&mut s.a, implicit.output_len()));
-            implicit.run(w, image, out, s.gemm_threads);
+            let out = f32s_mut(sized_aligned(&mut s.a, implicit.output_len()));
+            implicit.run(&w, image, out, s.gemm_threads);
             implicit.unpad(out, Some(bias), f32s_mut(&mut y[i * g.out_len()..(i + 1) * g.out_len()]));
         }
     });
@@ -91,7 +91,7 @@ pub(super) fn backward<T: Real>(
     });
     let used = workers.par_images(batch, dx, per_image, |images, dx, s| {
         super::with_avx2(|| {
-            let sums = sized(&mut s.acc, dw.weight_grad_len());
+            let sums = sized_aligned(&mut s.acc, dw.weight_grad_len());
             sums.fill(0.0);
             let db = sized(&mut s.c, cout);
             db.fill(T::ZERO);
@@ -100,12 +100,12 @@ pub(super) fn backward<T: Real>(
                 for (b, row) in db.iter_mut().zip(dyn_.chunks_exact(pos)) {
                     *b += T::from_f32(super::sum_map(row, |v| v));
                 }
-                let image = dw.pack_image_plain(&x[n * g.in_len()..(n + 1) * g.in_len()], &mut s.pa);
-                let dy_packed = dw.pack_output_grad(dyn_, &mut s.pc, &mut s.pb);
-                dw.add_weight_grad(image, &dy_packed, sums);
+                let image = dw.pack_image_pairs(&x[n * g.in_len()..(n + 1) * g.in_len()], &mut s.pa);
+                let dy_rows = dw.pack_output_grad(dyn_, &mut s.pc);
+                dw.add_weight_grad(image, dy_rows, sums);
                 if let Some((conv, w)) = &input_grad {
                     let image = conv.pack_image(dyn_, &mut s.pb);
-                    let out = f32s_mut(sized(&mut s.a, conv.output_len()));
+                    let out = f32s_mut(sized_aligned(&mut s.a, conv.output_len()));
                     conv.run(w, image, out, s.gemm_threads);
                     conv.unpad(out, None, f32s_mut(&mut dx[i * per_image..(i + 1) * per_image]));
                 }
@@ -114,8 +114,8 @@ pub(super) fn backward<T: Real>(
     });
     workers.shared = shared;
     workers.shared_packed = packed;
-    for s in &workers.scratch[..used] {
-        dw.add_sums_to_weight_grad(&s.acc[..dw.weight_grad_len()], f32s_mut(dweight));
+    for s in &mut workers.scratch[..used] {
+        dw.add_sums_to_weight_grad(sized_aligned(&mut s.acc, dw.weight_grad_len()), f32s_mut(dweight));
         for (d, &p) in dbias.iter_mut().zip(&s.c[..cout]) {
             *d += p;
         }
