@@ -11,6 +11,18 @@ mod imp {
 
     use super::super::gemm::mask;
 
+    /// bf16 lane indices that interleave `cvtne2ps(h, l)` (l[i] in lane i, h[i] in lane 16 + i)
+    /// into pairs (l[i], h[i]).
+    const PAIR_INTERLEAVE: [u16; 32] = {
+        let mut t = [0u16; 32];
+        let mut i = 0;
+        while i < 32 {
+            t[i] = if i % 2 == 0 { (i / 2) as u16 } else { (16 + i / 2) as u16 };
+            i += 1;
+        }
+        t
+    };
+
     /// Lane indices of the butterfly stages (see [`transpose16`]): for distance d = 8 >> s,
     /// `[s][0]` makes row i (from rows i and i + d), `[s][1]` row i + d.
     const BUTTERFLY: [[[i32; 16]; 2]; 4] = {
@@ -30,19 +42,24 @@ mod imp {
     };
 
     /// Transposes 16 rows of 16 lanes in place: four butterfly stages (distance 8, 4, 2, 1),
-    /// each swapping the off-diagonal blocks of the rows `d` apart.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn transpose16(r: &mut [__m512i; 16]) {
-        for (s, [lo, hi]) in BUTTERFLY.iter().enumerate() {
-            let d = 8 >> s;
-            let (lo, hi) = (_mm512_loadu_si512(lo.as_ptr().cast()), _mm512_loadu_si512(hi.as_ptr().cast()));
-            for i in (0..16).filter(|i| i & d == 0) {
-                let (a, b) = (r[i], r[i + d]);
-                r[i] = _mm512_permutex2var_epi32(a, lo, b);
-                r[i + d] = _mm512_permutex2var_epi32(a, hi, b);
+    /// each swapping the off-diagonal blocks of the rows `d` apart. A macro, not a function, so
+    /// that it is always inlined into the AVX-512 functions using it (and closures there would
+    /// not inherit their target features).
+    macro_rules! transpose16 {
+        ($r:ident) => {
+            for (s, [lo, hi]) in BUTTERFLY.iter().enumerate() {
+                let d = 8 >> s;
+                let (lo, hi) =
+                    (_mm512_loadu_si512(lo.as_ptr().cast()), _mm512_loadu_si512(hi.as_ptr().cast()));
+                for i in 0..16 {
+                    if i & d == 0 {
+                        let (a, b) = ($r[i], $r[i + d]);
+                        $r[i] = _mm512_permutex2var_epi32(a, lo, b);
+                        $r[i + d] = _mm512_permutex2var_epi32(a, hi, b);
+                    }
+                }
             }
-        }
+        };
     }
 
     /// Rows `0..rows` of a block: `src(i)` points at row i's first lane; lanes past `lanes`
@@ -51,13 +68,11 @@ mod imp {
     #[target_feature(enable = "avx512f")]
     unsafe fn load_block(rows: usize, lanes: usize, src: impl Fn(usize) -> *const u32) -> [__m512i; 16] {
         let m = mask(lanes);
-        std::array::from_fn(|i| {
-            if i < rows {
-                _mm512_maskz_loadu_epi32(m, src(i).cast())
-            } else {
-                _mm512_setzero_si512()
-            }
-        })
+        let mut r = [_mm512_setzero_si512(); 16];
+        for (i, v) in r.iter_mut().enumerate().take(rows) {
+            *v = _mm512_maskz_loadu_epi32(m, src(i).cast());
+        }
+        r
     }
 
     /// dst(i)[0..lanes] = lane i of rows `0..lanes` (16 x 16 transpose of 32-bit values):
@@ -71,7 +86,7 @@ mod imp {
         dst: impl Fn(usize) -> *mut u32,
     ) {
         let mut r = load_block(rows, lanes, src);
-        transpose16(&mut r);
+        transpose16!(r);
         let m = mask(rows);
         for (i, v) in r.iter().enumerate().take(lanes) {
             _mm512_mask_storeu_epi32(dst(i).cast(), m, *v);
@@ -88,7 +103,7 @@ mod imp {
         dst: impl Fn(usize) -> *mut f32,
     ) {
         let mut r = load_block(rows, lanes, |i| src(i).cast());
-        transpose16(&mut r);
+        transpose16!(r);
         let m = mask(rows);
         for (i, v) in r.iter().enumerate().take(lanes) {
             let mut v = _mm512_castsi512_ps(*v);
@@ -111,19 +126,18 @@ mod imp {
         dst: impl Fn(usize) -> *mut u32,
     ) {
         // bf16 element i of cvtne2ps(h, l) is l[i] (i < 16) or h[i - 16]: interleave them
-        let idx: [u16; 32] =
-            std::array::from_fn(|i| if i % 2 == 0 { (i / 2) as u16 } else { (16 + i / 2) as u16 });
-        let idx = _mm512_loadu_si512(idx.as_ptr().cast());
+        let idx = _mm512_loadu_si512(PAIR_INTERLEAVE.as_ptr().cast());
         let m = mask(n);
-        let mut r: [__m512i; 16] = std::array::from_fn(|c| {
-            if c >= pairs {
-                return _mm512_setzero_si512();
-            }
+        let mut r = [_mm512_setzero_si512(); 16];
+        for (c, v) in r.iter_mut().enumerate().take(pairs) {
             let l = _mm512_maskz_loadu_ps(m, lo(c));
             let h = if hi(c).is_null() { _mm512_setzero_ps() } else { _mm512_maskz_loadu_ps(m, hi(c)) };
-            _mm512_permutexvar_epi16(idx, std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l)))
-        });
-        transpose16(&mut r);
+            *v = _mm512_permutexvar_epi16(
+                idx,
+                std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l)),
+            );
+        }
+        transpose16!(r);
         let m = mask(pairs);
         for (x, v) in r.iter().enumerate().take(n) {
             _mm512_mask_storeu_epi32(dst(x).cast(), m, *v);

@@ -33,6 +33,13 @@ pub fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Whether the CPU has AVX2 and FMA (for kernels with their own feature-enabled entry points,
+/// whose loops are too big for [`with_avx2`]'s closure to inline).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// Sum with eight independent accumulators: vectorises, and rounds less than one long chain.
 #[inline]
 pub(crate) fn sum_map<T: Real>(xs: &[T], f: impl Fn(T) -> T) -> T {
