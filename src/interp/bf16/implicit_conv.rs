@@ -136,8 +136,8 @@ impl ImplicitConv {
     }
 
     /// out [positions, cout padded] = the convolution of the packed image by the packed
-    /// weights, the position blocks split over `threads` rayon tasks. `out` must start on a
-    /// 64-byte line.
+    /// weights, the position blocks split over `threads` rayon tasks. Start `out` on a 64-byte
+    /// line (see the module's note on tile loads): any other start is correct but slower.
     pub fn run(&self, weights: &PackedB, image: &[u32], out: &mut [f32], threads: usize) {
         assert!(weights.n == self.cout && weights.kp == 9 * self.pairs());
         assert!(image.len() == self.grid_positions() * self.pairs() && out.len() == self.output_len());
@@ -274,7 +274,7 @@ impl ImplicitConv {
     }
 
     /// acc[co, tap, c] += the weight gradient of one image, from [`Self::pack_image_pairs`] and
-    /// [`Self::pack_output_grad`]. `acc` must start on a 64-byte line.
+    /// [`Self::pack_output_grad`]. Start `acc` on a 64-byte line, as `out` of [`Self::run`].
     pub fn add_weight_grad(&self, image: &[u32], dy: &[u32], acc: &mut [f32]) {
         assert!(image.len() == 2 * self.grad_pairs() * self.grad_channels());
         assert!(dy.len() == self.cout.next_multiple_of(2 * ROW_STEP) * self.dy_words());
