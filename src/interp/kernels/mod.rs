@@ -33,12 +33,34 @@ pub fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Whether the CPU has AVX2 and FMA (for kernels with their own feature-enabled entry points,
-/// whose loops are too big for [`with_avx2`]'s closure to inline).
+/// Whether the CPU has AVX2 and FMA (see [`call_with_avx2`]).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
+
+/// `f::<T>(args)` compiled for AVX2+FMA where the CPU has them, for loops too big for
+/// [`with_avx2`]: a closure that big is not inlined into the feature-enabled function and stays
+/// SSE2 (GroupNorm's did, unnoticed, until perf annotate showed `mulps` on xmm registers). The
+/// macro defines a feature-enabled wrapper taking the arguments as written (`name: type`, the
+/// names being locals of the caller) and returns its result from the enclosing closure or
+/// function; `f` must be `#[inline(always)]` so that it is compiled into the wrapper.
+macro_rules! call_with_avx2 {
+    ($f:ident::<$t:ty>($($arg:ident: $ty:ty),* $(,)?)) => {{
+        #[cfg(target_arch = "x86_64")]
+        if $crate::interp::kernels::has_avx2_fma() {
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx2<T: Real>($($arg: $ty),*) {
+                $f($($arg),*)
+            }
+            // SAFETY: the CPU has the features `avx2` is compiled for.
+            return unsafe { avx2::<$t>($($arg),*) };
+        }
+        $f($($arg),*)
+    }};
+}
+pub(crate) use call_with_avx2;
 
 /// Sum with eight independent accumulators: vectorises, and rounds less than one long chain.
 #[inline]

@@ -40,31 +40,21 @@ pub fn forward<T: Real>(
     silu: bool,
 ) {
     workers.par_images2(batch, y, g.per_image(), stats, 2 * g.groups, |images, y, st, _| {
-        #[cfg(target_arch = "x86_64")]
-        if super::has_avx2_fma() {
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            fn avx2<T: Real>(
-                g: &GroupNormGeom,
-                images: std::ops::Range<usize>,
-                x: &[T],
-                gb: (&[T], &[T]),
-                y: &mut [T],
-                st: &mut [T],
-                silu: bool,
-            ) {
-                forward_images(g, images, x, gb, y, st, silu)
-            }
-            // SAFETY: the CPU has the features `avx2` is compiled for.
-            return unsafe { avx2(g, images, x, (gamma, beta), y, st, silu) };
-        }
-        forward_images(g, images, x, (gamma, beta), y, st, silu)
+        let gb = (gamma, beta);
+        super::call_with_avx2!(forward_images::<T>(
+            g: &GroupNormGeom,
+            images: std::ops::Range<usize>,
+            x: &[T],
+            gb: (&[T], &[T]),
+            y: &mut [T],
+            st: &mut [T],
+            silu: bool,
+        ))
     });
 }
 
 /// [`forward`] on the images `images` of `x` (outputs and statistics from 0 in `y` and `st`).
-/// Always inlined: into `forward`'s AVX2 function, which compiles it for 8 lanes and FMA (a
-/// closure handed to `with_avx2` this big would not inline, and would stay SSE2).
+/// Always inlined, so `call_with_avx2!` compiles it for 8 lanes and FMA.
 #[inline(always)]
 fn forward_images<T: Real>(
     g: &GroupNormGeom,
@@ -127,27 +117,18 @@ pub fn backward<T: Real>(
 ) {
     let (c, per) = (g.channels, g.per_image());
     let used = workers.par_images2(batch, dx, per, dy, per, |images, dx, dy, s| {
-        #[cfg(target_arch = "x86_64")]
-        if super::has_avx2_fma() {
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            fn avx2<T: Real>(
-                g: &GroupNormGeom,
-                images: std::ops::Range<usize>,
-                x: &[T],
-                gb: (&[T], &[T]),
-                stats: &[T],
-                dy: &mut [T],
-                dx: &mut [T],
-                partial: &mut Vec<T>,
-                silu: bool,
-            ) {
-                backward_images(g, images, x, gb, stats, dy, dx, partial, silu)
-            }
-            // SAFETY: the CPU has the features `avx2` is compiled for.
-            return unsafe { avx2(g, images, x, (gamma, beta), stats, dy, dx, &mut s.c, silu) };
-        }
-        backward_images(g, images, x, (gamma, beta), stats, dy, dx, &mut s.c, silu)
+        let (gb, partial) = ((gamma, beta), &mut s.c);
+        super::call_with_avx2!(backward_images::<T>(
+            g: &GroupNormGeom,
+            images: std::ops::Range<usize>,
+            x: &[T],
+            gb: (&[T], &[T]),
+            stats: &[T],
+            dy: &mut [T],
+            dx: &mut [T],
+            partial: &mut Vec<T>,
+            silu: bool,
+        ))
     });
     for s in &workers.scratch[..used] {
         for (d, &p) in dgamma.iter_mut().zip(&s.c[..c]) {
