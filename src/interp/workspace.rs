@@ -69,10 +69,10 @@ pub fn sized<T: Real>(v: &mut Vec<T>, len: usize) -> &mut [T] {
 /// `len` elements of `v` starting on a 64-byte line (buffers that AMX tiles load and store:
 /// a tile row that straddles two lines loads about three times slower), growing `v` the first
 /// time it is too short. The same `v` and `len` give the same elements every time.
-pub fn sized_aligned<T: Real>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+pub fn sized_aligned<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
     let line = 64 / std::mem::size_of::<T>();
     if v.len() < len + line - 1 {
-        v.resize(len + line - 1, T::ZERO);
+        v.resize(len + line - 1, T::default());
     }
     let start = v.as_ptr().align_offset(64).min(line - 1);
     &mut v[start..start + len]

@@ -135,12 +135,7 @@ pub struct PackedB<'a> {
 /// `len` words of `v` starting on a 64-byte line (AMX tile loads that straddle lines run about
 /// three times slower), growing `v` when it is too short.
 pub(super) fn words(v: &mut Vec<u32>, len: usize) -> &mut [u32] {
-    const LINE_WORDS: usize = 16;
-    if v.len() < len + LINE_WORDS - 1 {
-        v.resize(len + LINE_WORDS - 1, 0);
-    }
-    let start = v.as_ptr().align_offset(64).min(LINE_WORDS - 1);
-    &mut v[start..start + len]
+    crate::interp::workspace::sized_aligned(v, len)
 }
 
 fn pair(lo: f32, hi: f32) -> u32 {
