@@ -93,8 +93,8 @@ fn conv_forward_and_gradients_in_bf16_are_within_the_rounding_bound() {
         geom(64, 17, 3, 1, 1, 9),
     ];
     let mut worst = 0f64;
-    for (c, g) in cases.iter().enumerate() {
-        let n = 3;
+    // three images (split across the workers), and one (its products split across the threads)
+    for (c, (g, n)) in cases.iter().flat_map(|g| [(g, 3), (g, 1)]).enumerate() {
         let mut rng = Rng::new(c as u64);
         let x = random(&mut rng, n * g.cin * g.h * g.w);
         let w = random(&mut rng, g.cout * g.kdim());
