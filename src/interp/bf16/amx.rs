@@ -275,7 +275,7 @@ mod imp {
     }
 
     /// acc[co, tap, c] += sum over position pairs p of dy's pair p of row co x the image's pair
-    /// at positions (2p + shift(tap), 2p + 1 + shift(tap)) of channel c.
+    /// at positions (2p + shift(tap), 2p + 1 + shift(tap)) of channel c, for the taps `taps`.
     ///
     /// # Safety
     /// [`super::available`] is true; `image`, `dy` and `acc` are 64-byte aligned and have the
@@ -285,13 +285,14 @@ mod imp {
         image: *const u32,
         dy: *const u32,
         acc: *mut f32,
+        taps: Range<usize>,
     ) {
         debug_assert!(g.channels.is_multiple_of(BLOCK) && g.dy_words.is_multiple_of(PAIR_STEP));
         let config = TileConfig::all_full();
         asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly));
         let acc_row = 9 * g.channels;
         let (a_stride, b_stride, c_stride) = (g.dy_words * 4, g.channels * 4, acc_row * 4);
-        for tap in 0..9 {
+        for tap in taps {
             let shift = tap / 3 * g.row + tap % 3;
             // pairs starting at an odd position live in the second copy
             let b_rows = image.add((shift % 2 * g.pairs_per_parity + shift / 2) * g.channels);
@@ -349,9 +350,10 @@ mod imp {
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 pub unsafe fn implicit_weight_grad(
     _: &WeightGradGeometry,
-    _: *const u16,
-    _: &super::gemm::PackedB,
+    _: *const u32,
+    _: *const u32,
     _: *mut f32,
+    _: std::ops::Range<usize>,
 ) {
     unreachable!("the AMX kernel is never chosen where `available` is false")
 }

@@ -274,8 +274,9 @@ impl ImplicitConv {
     }
 
     /// acc[co, tap, c] += the weight gradient of one image, from [`Self::pack_image_pairs`] and
-    /// [`Self::pack_output_grad`]. Start `acc` on a 64-byte line, as `out` of [`Self::run`].
-    pub fn add_weight_grad(&self, image: &[u32], dy: &[u32], acc: &mut [f32]) {
+    /// [`Self::pack_output_grad`], the taps split over `threads` rayon tasks. Start `acc` on a
+    /// 64-byte line, as `out` of [`Self::run`].
+    pub fn add_weight_grad(&self, image: &[u32], dy: &[u32], acc: &mut [f32], threads: usize) {
         assert!(image.len() == 2 * self.grad_pairs() * self.grad_channels());
         assert!(dy.len() == self.cout.next_multiple_of(2 * ROW_STEP) * self.dy_words());
         assert!(acc.len() == self.weight_grad_len());
@@ -287,9 +288,23 @@ impl ImplicitConv {
             row: self.row(),
             dy_words: self.dy_words(),
         };
-        // SAFETY: AMX is available (checked in `new`); the buffers have the lengths asserted
-        // above, which cover every tile read (see `grad_pairs`) and write.
-        unsafe { super::amx::implicit_weight_grad(&geometry, image.as_ptr(), dy.as_ptr(), acc.as_mut_ptr()) }
+        let tasks = threads.clamp(1, 9);
+        let acc = SendPtr(acc.as_mut_ptr());
+        let task = |t: usize| {
+            let taps = 9 * t / tasks..9 * (t + 1) / tasks;
+            // SAFETY: AMX is available (checked in `new`); the buffers have the lengths asserted
+            // above, which cover every tile read (see `grad_pairs`) and write; tasks write
+            // disjoint taps.
+            unsafe {
+                super::amx::implicit_weight_grad(&geometry, image.as_ptr(), dy.as_ptr(), acc.get(), taps)
+            }
+        };
+        if tasks == 1 {
+            task(0);
+        } else {
+            use rayon::prelude::*;
+            (0..tasks).into_par_iter().for_each(task);
+        }
     }
 
     /// dweight [cout, cin, 3, 3] += the sums `acc` of [`Self::add_weight_grad`].

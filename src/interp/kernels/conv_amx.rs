@@ -102,7 +102,7 @@ pub(super) fn backward<T: Real>(
                 }
                 let image = dw.pack_image_pairs(&x[n * g.in_len()..(n + 1) * g.in_len()], &mut s.pa);
                 let dy_rows = dw.pack_output_grad(dyn_, &mut s.pc);
-                dw.add_weight_grad(image, dy_rows, sums);
+                dw.add_weight_grad(image, dy_rows, sums, s.gemm_threads);
                 if let Some((conv, w)) = &input_grad {
                     let image = conv.pack_image(dyn_, &mut s.pb);
                     let out = f32s_mut(sized_aligned(&mut s.a, conv.output_len()));
