@@ -146,7 +146,7 @@ mod imp {
         accumulate: bool,
     ) {
         let (m, n, kp) = (a.m, b.n, a.kp);
-        debug_assert!(kp % PAIR_STEP == 0 && a.data.len() >= m.next_multiple_of(ROW_STEP) * kp);
+        debug_assert!(kp.is_multiple_of(PAIR_STEP) && a.data.len() >= m.next_multiple_of(ROW_STEP) * kp);
         let config = TileConfig::all_full();
         asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly));
         let (a_stride, b_stride, c_stride) = (kp * 4, NR * 4, ldc * 4);

@@ -102,8 +102,19 @@ impl ImplicitConv {
         let (h, w, row, pairs, cin) = (self.h, self.w, self.row(), self.pairs(), self.cin);
         assert_eq!(x.len(), cin * h * w, "an image of {cin} channels of {h}x{w}");
         let out = words(buf, self.grid_positions() * pairs);
-        out.fill(0);
         let given = cin.div_ceil(2);
+        // zeros where nothing is written below: the padding positions, and the channel pairs
+        // past cin of the image's positions
+        for gap in self.padding_runs(row + 1, self.grid_positions()) {
+            out[gap.start * pairs..gap.end * pairs].fill(0);
+        }
+        if given < pairs {
+            for y in 0..h {
+                for i in (y + 1) * row + 1..(y + 1) * row + 1 + w {
+                    out[i * pairs + given..(i + 1) * pairs].fill(0);
+                }
+            }
+        }
         let (src, dst) = (x.as_ptr(), out.as_mut_ptr());
         for y in 0..h {
             let at = (y + 1) * row + 1;
@@ -208,7 +219,10 @@ impl ImplicitConv {
         let plane = 2 * rows + 2;
         let out = words(buf, 2 * rows * cols + 16 * plane / 2);
         let (out, staging) = out.split_at_mut(2 * rows * cols);
-        out.fill(0);
+        // every row gets channels 0..cin below; the columns past them stay zero
+        if cin < cols {
+            out.chunks_exact_mut(cols).for_each(|r| r[cin..].fill(0));
+        }
         // SAFETY: u16 halves of the u32 words: same allocation, alignment 2 <= 4, twice the count
         let halves =
             unsafe { std::slice::from_raw_parts_mut(staging.as_mut_ptr().cast::<u16>(), staging.len() * 2) };
@@ -216,7 +230,9 @@ impl ImplicitConv {
             let nc = (cin - c0).min(16);
             for (c, src) in x[c0 * h * w..(c0 + nc) * h * w].chunks_exact(h * w).enumerate() {
                 let plane_c = &mut halves[c * plane..(c + 1) * plane];
-                self.zero_padding(plane_c);
+                for gap in self.padding_runs(row + 1, plane) {
+                    plane_c[gap].fill(0);
+                }
                 for (y, src) in src.chunks_exact(w).enumerate() {
                     let at = (y + 1) * row + 1;
                     convert_plain(src, &mut plane_c[at..at + w]);
@@ -239,15 +255,16 @@ impl ImplicitConv {
         out
     }
 
-    /// Zeroes the padding of a grid plane (everything but the image's positions).
-    fn zero_padding(&self, plane: &mut [u16]) {
-        let mut at = 0;
-        for y in 0..self.h {
-            let start = (y + 1) * self.row() + 1;
-            plane[at..start].fill(0);
-            at = start + self.w;
-        }
-        plane[at..].fill(0);
+    /// The positions of a grid of `len` that are not the image's, as runs: the image's row y
+    /// is at `first + y (w + 2)` .. + w (the forward's padded images: `first` = w + 3; dy on
+    /// the grid of computed positions: 0).
+    fn padding_runs(&self, first: usize, len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let (h, w, row) = (self.h, self.w, self.row());
+        (0..=h).map(move |y| {
+            let start = if y == 0 { 0 } else { first + (y - 1) * row + w };
+            let end = if y == h { len } else { first + y * row };
+            start.min(len)..end.min(len)
+        })
     }
 
     /// Packs dy [cout, h, w] (fp32) as the weight gradient's A: a row per output channel of the
@@ -256,9 +273,16 @@ impl ImplicitConv {
         let (h, w, row, cout, dy_words) = (self.h, self.w, self.row(), self.cout, self.dy_words());
         assert_eq!(dy.len(), cout * h * w, "a gradient of {cout} channels of {h}x{w}");
         let out = words(buf, cout.next_multiple_of(2 * ROW_STEP) * dy_words);
-        out.fill(0);
         // SAFETY: u16 halves of the u32 words: same allocation, alignment 2 <= 4, twice the count
         let halves = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u16>(), out.len() * 2) };
+        // zeros where nothing is written below: the padding columns, and the rows past cout
+        let (rows_given, rows_past_cout) = halves.split_at_mut(cout * 2 * dy_words);
+        rows_past_cout.fill(0);
+        for r in rows_given.chunks_exact_mut(2 * dy_words) {
+            for gap in self.padding_runs(0, 2 * dy_words) {
+                r[gap].fill(0);
+            }
+        }
         for (co, plane) in dy.chunks_exact(h * w).enumerate() {
             for (y, src) in plane.chunks_exact(w).enumerate() {
                 let at = 2 * co * dy_words + y * row;
@@ -318,6 +342,36 @@ impl ImplicitConv {
                     *d += sums[tap * channels + c];
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every packer writes every word it hands out: packing into a buffer full of NaN pairs
+    /// (what stale data could hold: 0 x NaN in a padded product would poison a sum) gives the
+    /// same words as packing into a fresh one.
+    #[test]
+    fn packers_overwrite_stale_buffers() {
+        // channel counts off the tile sizes, an odd width, cin both below and above one tile
+        for (cin, cout, h, w) in [(20, 24, 5, 7), (40, 17, 6, 9), (16, 40, 4, 4)] {
+            let Some(conv) = ImplicitConv::new(cin, cout, h, w) else {
+                eprintln!("skipped: this CPU has no AMX");
+                return;
+            };
+            let x: Vec<f32> = (0..cin * h * w).map(|i| (i % 13) as f32 - 6.0).collect();
+            let dy: Vec<f32> = (0..cout * h * w).map(|i| (i % 7) as f32 - 3.0).collect();
+            let nan = 0x7fc0_7fc0u32;
+            let check = |what: &str, pack: &dyn Fn(&mut Vec<u32>) -> Vec<u32>| {
+                let fresh = pack(&mut Vec::new());
+                let stale = pack(&mut vec![nan; fresh.len() * 3]);
+                assert_eq!(fresh, stale, "{what} of {cin} -> {cout} at {h}x{w} left stale words");
+            };
+            check("pack_image", &|b| conv.pack_image(&x, b).to_vec());
+            check("pack_image_pairs", &|b| conv.pack_image_pairs(&x, b).to_vec());
+            check("pack_output_grad", &|b| conv.pack_output_grad(&dy, b).to_vec());
         }
     }
 }
