@@ -40,11 +40,12 @@ pub struct ImplicitConv {
 
 impl ImplicitConv {
     /// The implicit convolution for `cin` -> `cout` channels on `h` x `w` images, where it
-    /// applies and pays: AMX present, and at least 8 channel pairs (fewer are padded with zeros
+    /// applies and pays: AMX in use ([`super::Kernel::best`], so `MDC_BF16_KERNEL=avx512` turns
+    /// these off too), and at least 8 channel pairs (fewer are padded with zeros
     /// to a tile's 16, and with one or a few input channels im2col's columns are cheap anyway).
     pub fn new(cin: usize, cout: usize, h: usize, w: usize) -> Option<ImplicitConv> {
         let worth_it = cin.div_ceil(2) >= PAIR_STEP / 2 && h > 0 && w > 0 && cout > 0;
-        (worth_it && super::amx::available()).then_some(ImplicitConv { cin, cout, h, w })
+        (worth_it && super::Kernel::best() == super::Kernel::Amx).then_some(ImplicitConv { cin, cout, h, w })
     }
 
     /// Channel pairs, padded to whole tile rows.
