@@ -206,10 +206,7 @@ impl fmt::Display for BenchReport {
             self.params,
             self.flops_per_image as f64 / 1e6,
             self.threads,
-            match o.precision {
-                crate::interp::bf16::Precision::Bf16 => format!("bf16 ({})", crate::interp::bf16::Kernel::best().name()),
-                crate::interp::bf16::Precision::Fp32 => "fp32".to_string(),
-            },
+            o.precision.describe(),
             o.iters.max(1),
             o.warmup
         )?;

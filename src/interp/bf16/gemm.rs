@@ -78,6 +78,7 @@ impl Kernel {
         all
     }
 
+    /// The instruction set's name, for reports.
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Avx512 => "AVX512_BF16",

@@ -64,8 +64,7 @@ pub fn resolve(asked: Precision, explicitly: bool) -> Result<(Precision, Option<
 /// Whether bf16 products beat fp32 on this CPU: with AMX tiles (16 times the work of a
 /// `VDPBF16PS`), or on AMD (Zen 4 and 5 issue `VDPBF16PS` at twice their fp32 FMA rate). Intel
 /// cores without AMX issue it at their fp32 FMA rate, and the conversions make bf16 slower:
-/// measured on a Sapphire Rapids-class Xeon, a `models/unet.toml` step at batch 64 took 336 ms
-/// on `VDPBF16PS` against 271 ms in fp32 (201 ms on AMX).
+/// measured on a 2-core Xeon with AMX (family 6 model 167; README, Benchmarks).
 pub fn faster_than_fp32() -> bool {
     available() && (amx::available() || cpu_is_amd())
 }
@@ -80,6 +79,16 @@ fn cpu_is_amd() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
+    }
+}
+
+impl Precision {
+    /// The name, with the kernel that runs bf16 products on this CPU ("bf16 (AMX-BF16)").
+    pub fn describe(self) -> String {
+        match self {
+            Precision::Bf16 => format!("bf16 ({})", Kernel::best().name()),
+            Precision::Fp32 => self.name().to_string(),
+        }
     }
 }
 

@@ -16,7 +16,10 @@ use super::real::Real;
 
 /// Runs `f` compiled for AVX2+FMA when the CPU has them (the crate's baseline target is SSE2,
 /// 4 lanes; the element-wise loops inlined into `f` then use 8). Inlining `f` into the
-/// feature-enabled function is what recompiles it, so `f` should be a closure over the loop.
+/// feature-enabled function is what recompiles it, so `f` must be a small closure over the
+/// loop: LLVM does not inline a big one, which then silently stays SSE2. For big loops use
+/// [`call_with_avx2`]. (Still SSE2 for that reason: the bias-gradient row sums in the conv
+/// backward closures, a small part of a step.)
 #[inline(always)]
 pub fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
