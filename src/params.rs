@@ -21,6 +21,12 @@ pub const CHECKPOINT_PARTS: [&str; 4] = [CHECKPOINT_MODEL, CHECKPOINT_EMA, "adam
 /// The checkpoint metadata key holding [`tensors_digest`] of its tensors.
 pub const CHECKPOINT_DIGEST: &str = "tensors_sha256";
 
+/// The optional fifth parameter set of a checkpoint: the autoguidance guide, the EMA weights as
+/// they were at step `guide_step` (metadata), with their own digest under `guide_sha256`.
+pub const CHECKPOINT_GUIDE: &str = "guide.";
+pub const GUIDE_STEP: &str = "guide_step";
+pub const GUIDE_DIGEST: &str = "guide_sha256";
+
 /// SHA-256 (hex) over every tensor's little-endian bytes, the parts in [`CHECKPOINT_PARTS`]
 /// order and each in the graph's parameter order: what a checkpoint records so damaged bytes
 /// are caught.
@@ -28,10 +34,7 @@ pub fn tensors_digest(parts: [&Params; 4]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for p in parts {
-        for t in &p.tensors {
-            let bytes: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
-            h.update(&bytes);
-        }
+        p.hash_into(&mut h);
     }
     format!("{:x}", h.finalize())
 }
@@ -205,6 +208,65 @@ impl Params {
         }
         let [model, ema, _, _] = Self::checkpoint_parts(&bytes, &metadata, graph, &origin)?;
         Ok((if prefer_ema { ema } else { model }, metadata))
+    }
+
+    /// The autoguidance guide a training checkpoint holds (the step it was taken at and its
+    /// weights, checked against its digest), or None where the run kept none.
+    pub fn checkpoint_guide(
+        bytes: &[u8],
+        metadata: &std::collections::HashMap<String, String>,
+        graph: &Graph,
+        origin: &str,
+    ) -> Result<Option<(u64, Params)>, WeightsError> {
+        let corrupt = |reason: String| WeightsError::Corrupt { path: origin.to_string(), reason };
+        let Some(step) = metadata.get(GUIDE_STEP) else {
+            return Ok(None);
+        };
+        let step: u64 = step
+            .parse()
+            .map_err(|_| corrupt(format!("metadata `{GUIDE_STEP}` = {step:?} is not a number")))?;
+        let digest = metadata
+            .get(GUIDE_DIGEST)
+            .ok_or_else(|| corrupt(format!("checkpoint metadata `{GUIDE_DIGEST}` is missing")))?;
+        let guide = Self::from_safetensors(bytes, graph, CHECKPOINT_GUIDE, origin)?;
+        if guide.digest() != *digest {
+            return Err(corrupt(format!(
+                "the guide's tensor data does not match its recorded SHA-256 (`{GUIDE_DIGEST}`): damaged bytes"
+            )));
+        }
+        Ok(Some((step, guide)))
+    }
+
+    /// Reads the autoguidance guide from a file mdc wrote: None for a plain weights file or a
+    /// checkpoint without one.
+    pub fn load_guide(path: &Path, graph: &Graph) -> Result<Option<(u64, Params)>, WeightsError> {
+        let origin = path.display().to_string();
+        let bytes =
+            std::fs::read(path).map_err(|source| WeightsError::Io { path: origin.clone(), source })?;
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::Corrupt {
+                path: origin.clone(),
+                reason: format!("not a valid safetensors file ({e})"),
+            })?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        Self::checkpoint_guide(&bytes, &metadata, graph, &origin)
+    }
+
+    /// SHA-256 (hex) of this parameter set's tensors, as [`tensors_digest`] hashes each part.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        self.hash_into(&mut h);
+        format!("{:x}", h.finalize())
+    }
+
+    /// Feeds every tensor's little-endian bytes, in parameter order, to `h`.
+    fn hash_into(&self, h: &mut sha2::Sha256) {
+        use sha2::Digest;
+        for t in &self.tensors {
+            let bytes: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+            h.update(&bytes);
+        }
     }
 
     /// The four parts of a training checkpoint ([`CHECKPOINT_PARTS`]: weights, EMA, Adam moments)

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use mdc::cli::sample::class_plan;
 use mdc::data::{Dataset, Labels};
-use mdc::diffusion::{ClassGuidance, Denoiser, InterpDenoiser, NoiseSchedule, ScheduleKind};
+use mdc::diffusion::{ClassGuidance, Denoiser, InterpDenoiser, NoiseSchedule, Prediction, ScheduleKind};
 use mdc::graph::Graph;
 use mdc::interp::Executor;
 use mdc::params::Params;
@@ -277,11 +277,13 @@ fn guided_sampling_with_a_class_plan_runs_every_sampler() {
             batch: 4,
             sampler,
             clip_x0: true,
+            prediction: Prediction::Noise,
             seed: 1,
             guidance: Some(guidance(&[0, 0, 1, 1, 2, 3], 3.0)),
         };
         let images =
-            mdc::diffusion::sample_images(&g, params.clone(), &schedule, [1, 8, 8], &opts, false).unwrap();
+            mdc::diffusion::sample_images(&g, params.clone(), None, &schedule, [1, 8, 8], &opts, false)
+                .unwrap();
         assert_eq!(images.shape(), &[6, 1, 8, 8]);
         assert!(images.iter().all(|v| v.is_finite()), "{sampler}");
     }
@@ -290,10 +292,11 @@ fn guided_sampling_with_a_class_plan_runs_every_sampler() {
         batch: 2,
         sampler: mdc::diffusion::Sampler::Ddim { steps: 2, eta: 0.0 },
         clip_x0: true,
+        prediction: Prediction::Noise,
         seed: 1,
         guidance: Some(guidance(&[0, 5], 3.0)),
     };
-    let err = mdc::diffusion::sample_images(&g, params, &schedule, [1, 8, 8], &bad, false).unwrap_err();
+    let err = mdc::diffusion::sample_images(&g, params, None, &schedule, [1, 8, 8], &bad, false).unwrap_err();
     assert!(err.to_string().contains("class 5 does not exist"), "{err}");
 }
 

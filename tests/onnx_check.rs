@@ -14,8 +14,17 @@ fn exported_models_pass_onnx_checker() {
     let dir = tempfile::tempdir().unwrap();
     let models =
         shipped_models().into_iter().chain(test_models().into_iter().map(|(n, g)| (n.to_string(), g)));
-    let paths: Vec<_> =
+    let mut paths: Vec<_> =
         models.map(|(name, g)| export(&g, &random_params(&g, 1), dir.path(), &name)).collect();
+    // An autoguided export holds two copies of the network.
+    for (name, g) in shipped_models().into_iter().filter(|(n, _)| n == "unet.toml" || n == "unet-cond.toml") {
+        let mut info = info_for(&g);
+        info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { weight: 3.0, guide_step: 7 });
+        let path = dir.path().join(format!("guided-{name}.onnx"));
+        let guide = random_params(&g, 2);
+        mdc::onnx::export_to_file(&g, &random_params(&g, 1), Some(&guide), &info, &path).unwrap();
+        paths.push(path);
+    }
     let out = Command::new("python3").arg(script).args(&paths).output();
     let out = match out {
         Ok(o) => o,

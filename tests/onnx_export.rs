@@ -241,6 +241,7 @@ fn export_refuses_a_damaged_checkpoint() {
         model_hash: grey.hash.clone(),
         config: mdc::train::TrainConfig::default(),
         class_names: Vec::new(),
+        guide: None,
     };
     let path = dir.path().join("checkpoint.safetensors");
     ck.save(&path).unwrap();

@@ -93,7 +93,10 @@ fn trained_checkpoint_exports_match_interpreter() {
         let (params, _) = Params::load_for_inference(&ckpt, &model.graph, prefer_ema).unwrap();
         assert_ne!(params, init, "training changed the weights");
         let onnx = dir.path().join(format!("tiny-ema-{prefer_ema}.onnx"));
-        let mut args = vec!["export", "onnx", model_file, "--weights", ckpt.to_str().unwrap()];
+        // The model alone: the run keeps a guide, whose built-in autoguidance an_autoguided_export_*
+        // (onnx_sampling) checks.
+        let mut args =
+            vec!["export", "onnx", model_file, "--weights", ckpt.to_str().unwrap(), "--autoguidance", "1"];
         args.extend(flag);
         args.extend(["-o", onnx.to_str().unwrap()]);
         mdc(&args);

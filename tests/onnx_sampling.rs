@@ -6,7 +6,7 @@ use crate::onnx_common;
 
 use std::time::Instant;
 
-use mdc::diffusion::{sample, InterpDenoiser, SampleOptions, Sampler};
+use mdc::diffusion::{sample, AutoGuided, Denoiser, InterpDenoiser, Prediction, SampleOptions, Sampler};
 use mdc::interp::Executor;
 use mdc::runtime::{Device, OrtDenoiser};
 use onnx_common::*;
@@ -19,26 +19,135 @@ fn samplers_through_onnxruntime_match_the_interpreter() {
     let (name, graph) = shipped_models().into_iter().find(|(n, _)| n == "unet.toml").unwrap();
     let params = random_params(&graph, 21);
     let dir = tempfile::tempdir().unwrap();
-    let path = export(&graph, &params, dir.path(), &name);
-
-    let mut ort = OrtDenoiser::open(&path, Device::Cpu).unwrap();
-    let schedule = ort.info().schedule.noise_schedule().unwrap();
-    let image = ort.info().image();
-    let mut interp = InterpDenoiser { executor: Executor::new(graph.clone()), params };
-    for sampler in [Sampler::Ddim { steps: 8, eta: 0.0 }, Sampler::DpmSolver2M { steps: 8 }] {
-        let opts = SampleOptions { count: 3, batch: 2, sampler, clip_x0: true, seed: 5, guidance: None };
+    let mut interp = InterpDenoiser { executor: Executor::new(graph.clone()), params: params.clone() };
+    // The sampler reads what the output means from the export's metadata.
+    for (prediction, sampler) in [
+        (Prediction::Noise, Sampler::Ddim { steps: 8, eta: 0.0 }),
+        (Prediction::Noise, Sampler::DpmSolver2M { steps: 8 }),
+        (Prediction::Velocity, Sampler::Ddim { steps: 8, eta: 0.0 }),
+    ] {
+        let mut info = info_for(&graph);
+        info.schedule.prediction = prediction;
+        let path = dir.path().join(format!("{name}-{prediction}.onnx"));
+        mdc::onnx::export_to_file(&graph, &params, None, &info, &path).unwrap();
+        let mut ort = OrtDenoiser::open(&path, Device::Cpu).unwrap();
+        assert_eq!(ort.info().schedule.prediction, prediction);
+        let schedule = ort.info().schedule.noise_schedule().unwrap();
+        let image = ort.info().image();
+        let opts = SampleOptions {
+            count: 3,
+            batch: 2,
+            sampler,
+            clip_x0: true,
+            prediction: ort.info().schedule.prediction,
+            seed: 5,
+            guidance: None,
+        };
         let start = Instant::now();
         let from_ort = sample(&mut ort, &schedule, image, &opts, &mut |_, _| {}).unwrap();
         let ort_s = start.elapsed().as_secs_f64();
         let from_interp = sample(&mut interp, &schedule, image, &opts, &mut |_, _| {}).unwrap();
         let diff = max_abs_diff(&from_ort, &from_interp);
         eprintln!(
-            "{sampler}, 3 images: max |ort - interp| = {diff:.2e}; onnxruntime {:.1} images/s",
+            "{prediction} {sampler}, 3 images: max |ort - interp| = {diff:.2e}; onnxruntime {:.1} images/s",
             3.0 / ort_s
         );
-        assert!(diff <= 1e-3, "{sampler}: images differ by {diff}");
+        assert!(diff <= 1e-3, "{prediction} {sampler}: images differ by {diff}");
         assert!(from_ort.iter().all(|v| v.is_finite()));
     }
+}
+
+/// A checkpoint that keeps a guide exports with autoguidance built in: both networks in one file,
+/// the output guide + w (model - guide) as the interpreter computes it, the weight and the
+/// guide's step in the metadata, and `mdc sample` says so and refuses another weight.
+#[test]
+fn an_autoguided_export_matches_the_interpreter_and_says_so() {
+    if !onnxruntime_available("an_autoguided_export_matches_the_interpreter_and_says_so") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet-cond.toml"));
+    let loaded = mdc::model::load(model).unwrap();
+    let graph = loaded.graph.clone();
+    let (ema, guide) = (random_params(&graph, 2), random_params(&graph, 5));
+    let ck = mdc::train::Checkpoint {
+        step: 40,
+        model: random_params(&graph, 1),
+        ema: ema.clone(),
+        adam_m: random_params(&graph, 3),
+        adam_v: random_params(&graph, 4),
+        rng: [1, 2, 3, 4],
+        data_epoch: 0,
+        data_position: 0,
+        model_hash: loaded.hash.clone(),
+        config: mdc::train::TrainConfig { autoguidance: 2.5, ..Default::default() },
+        class_names: Vec::new(),
+        guide: Some(mdc::train::Guide { step: 10, weights: guide.clone() }),
+    };
+    let ckpt = dir.path().join("checkpoint.safetensors");
+    ck.save(&ckpt).unwrap();
+    let onnx = dir.path().join("guided.onnx");
+    let mdc =
+        |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_mdc")).args(args).output().unwrap();
+    let export = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["export", "onnx", model.to_str().unwrap(), "--weights", ckpt.to_str().unwrap()];
+        args.extend(extra);
+        args.extend(["-o", out.to_str().unwrap()]);
+        mdc(&args)
+    };
+    let o = export(&onnx, &[]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("autoguidance 2.5 built in") && stdout.contains("step 10"), "{stdout}");
+
+    let mut ort = OrtDenoiser::open(&onnx, Device::Cpu).unwrap();
+    let info = ort.info().clone();
+    assert_eq!(info.autoguidance, Some(mdc::onnx::AutoguidanceInfo { weight: 2.5, guide_step: 10 }));
+    let x = random_images(3, 1, 28, 28, 9);
+    let t = [3.0, 500.0, 999.0];
+    let y = [0, 7, 10];
+    let from_ort = ort.predict_noise(&x, &t, Some(&y)).unwrap();
+    let mut model_den = InterpDenoiser { executor: Executor::new(graph.clone()), params: ema };
+    let mut guide_den = InterpDenoiser { executor: Executor::new(graph.clone()), params: guide };
+    let mut guided = AutoGuided { model: &mut model_den, guide: &mut guide_den, weight: 2.5 };
+    let from_interp = guided.predict_noise(&x, &t, Some(&y)).unwrap();
+    let plain = guided.model.predict_noise(&x, &t, Some(&y)).unwrap();
+    let diff = max_abs_diff(&from_ort, &from_interp);
+    assert!(diff <= 1e-3, "guided outputs differ by {diff}");
+    assert!(max_abs_diff(&from_ort, &plain) > 0.05, "the export must not be the model alone");
+
+    let png = dir.path().join("g.png");
+    let sample = |extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            onnx.to_str().unwrap(),
+            "-n",
+            "2",
+            "--steps",
+            "3",
+            "--class",
+            "1",
+            "-o",
+            png.to_str().unwrap(),
+            "-q",
+        ];
+        args.extend(extra);
+        mdc(&args)
+    };
+    let o = sample(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("autoguidance 2.5 (built in)"));
+    let o = sample(&["--autoguidance", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has autoguidance 2.5 built in"));
+
+    // `--autoguidance 1` exports the model alone.
+    let alone = dir.path().join("alone.onnx");
+    let o = export(&alone, &["--autoguidance", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut ort = OrtDenoiser::open(&alone, Device::Cpu).unwrap();
+    assert_eq!(ort.info().autoguidance, None);
+    assert!(max_abs_diff(&ort.predict_noise(&x, &t, Some(&y)).unwrap(), &plain) <= 1e-3);
 }
 
 /// `mdc sample model.onnx` needs nothing but the .onnx file.

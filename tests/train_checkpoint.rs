@@ -2,7 +2,7 @@
 
 use mdc::graph::{blocks::mini_unet, Graph};
 use mdc::params::Params;
-use mdc::train::{Checkpoint, CheckpointError, TrainConfig};
+use mdc::train::{Checkpoint, CheckpointError, Guide, TrainConfig};
 
 fn tiny() -> Graph {
     mini_unet(1, 8, [8, 16, 16, 16], 4, 8, 16).unwrap()
@@ -21,6 +21,7 @@ fn checkpoint(graph: &Graph) -> Checkpoint {
         model_hash: "ab".repeat(32),
         config: TrainConfig { steps: 99, lr: 3e-4, ..TrainConfig::default() },
         class_names: vec!["cat".into(), "dog, \"big\"".into()],
+        guide: Some(Guide { step: 11, weights: Params::init(graph, 5) }),
     }
 }
 
@@ -65,6 +66,16 @@ fn damaged_files_are_reported_not_loaded() {
     std::fs::write(&p, &flipped).unwrap();
     let e = load(&p, &g).unwrap_err().to_string();
     assert!(e.contains("does not match its recorded SHA-256"), "{e}");
+
+    // A flipped byte in the guide is caught by the guide's own digest.
+    let (header_len, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let name = g.params()[0].0.clone();
+    let (start, _) = header.info(&format!("guide.{name}")).expect("the guide is stored").data_offsets;
+    let mut flipped = bytes.clone();
+    flipped[8 + header_len + start] ^= 0x40;
+    std::fs::write(&p, &flipped).unwrap();
+    let e = load(&p, &g).unwrap_err().to_string();
+    assert!(e.contains("the guide's tensor data does not match"), "{e}");
 
     std::fs::write(&p, b"").unwrap();
     assert!(load(&p, &g).unwrap_err().to_string().contains("is corrupt"));

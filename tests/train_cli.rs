@@ -355,3 +355,38 @@ fn usage_errors_exit_with_2() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--model MODEL.toml is required"), "{}", r.stderr);
 }
+
+/// A run keeps its guide, and `mdc sample` uses it at the run's weight unless told otherwise;
+/// a run without one refuses --autoguidance instead of quietly sampling the model alone.
+#[test]
+fn sampling_uses_the_runs_guide_and_refuses_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guided, plain) = (dir.path().join("guided"), dir.path().join("plain"));
+    let r = mdc(&["train", TINY, "--out", s(&guided), "--samples", "0", "--guide-at", "0.5", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("guide_at          0.5 (step 3)"), "{}", r.stdout);
+    let grid = |name: &str| dir.path().join(name);
+    let sample = |run: &Path, out: &Path, extra: &[&str]| {
+        let ck = run.join("checkpoint.safetensors");
+        let mut args = vec!["sample", s(&ck), "--model", TINY, "-n", "2", "--steps", "4", "-o", s(out), "-q"];
+        args.extend(extra);
+        mdc(&args)
+    };
+    let r = sample(&guided, &grid("a.png"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("autoguidance 3: guided by the EMA weights of step 3"), "{}", r.stdout);
+    let r = sample(&guided, &grid("b.png"), &["--autoguidance", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("autoguidance"), "{}", r.stdout);
+    let read = |name: &str| std::fs::read(grid(name)).unwrap();
+    assert_ne!(read("a.png"), read("b.png"), "the guide changes the samples");
+
+    let r = mdc(&["train", TINY, "--out", s(&plain), "--samples", "0", "--guide-at", "0", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = sample(&plain, &grid("c.png"), &["--autoguidance", "2"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("holds no guide") && r.stderr.contains("guide_at"), "{}", r.stderr);
+    let r = sample(&plain, &grid("c.png"), &["--autoguidance", "0.5"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("expected a weight from 1"), "{}", r.stderr);
+}

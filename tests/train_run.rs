@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use mdc::data::{DataOrder, Dataset};
+use mdc::diffusion::Prediction;
 use mdc::graph::{blocks::mini_unet, Graph};
 use mdc::interp::bf16::{self, Precision};
 use mdc::train::{read_loss_log, train, Checkpoint, Diverged, TrainConfig, TrainJob};
@@ -262,4 +263,77 @@ fn checkpoints_resume_in_the_other_precision() {
         let gap = mean_relative_gap(&losses, &reference);
         assert!(gap < 0.01, "{first} then {second}: loss strays from fp32's by {:.1}%", 100.0 * gap);
     }
+}
+
+/// A velocity model trains, records what it predicts, and resumes bit for bit like a noise model.
+#[test]
+fn a_velocity_run_learns_records_its_target_and_resumes_exactly() {
+    let g = tiny();
+    let cfg = |steps| TrainConfig { prediction: Prediction::Velocity, ..config(steps) };
+    let dir = tempfile::tempdir().unwrap();
+    let out = train(job(&g, dir.path(), cfg(60), squares())).unwrap();
+    let l = losses(dir.path());
+    let first: f64 = l[..10].iter().map(|p| p.1).sum::<f64>() / 10.0;
+    let last: f64 = l[50..].iter().map(|p| p.1).sum::<f64>() / 10.0;
+    assert!(last < 0.7 * first, "loss should fall: first 10 steps {first}, last 10 {last}");
+    let ck = Checkpoint::load(&out.checkpoint, &g, HASH, "tiny").unwrap();
+    assert_eq!(ck.config.prediction, Prediction::Velocity);
+    let (_, meta) = mdc::params::Params::load_for_inference(&out.checkpoint, &g, true).unwrap();
+    assert_eq!(meta.get("prediction").map(String::as_str), Some("velocity"));
+    // The same seed with the noise as target gives another run.
+    let noise = tempfile::tempdir().unwrap();
+    train(job(&g, noise.path(), TrainConfig { prediction: Prediction::Noise, ..config(10) }, squares()))
+        .unwrap();
+    assert_ne!(losses(noise.path())[0], l[0], "the target changes the loss from step 1 on");
+
+    let whole = tempfile::tempdir().unwrap();
+    train(job(&g, whole.path(), cfg(10), squares())).unwrap();
+    let parts = tempfile::tempdir().unwrap();
+    let mut first = job(&g, parts.path(), cfg(10), squares());
+    first.stop_after = Some(4);
+    train(first).unwrap();
+    let ck = Checkpoint::load(&parts.path().join("checkpoint.safetensors"), &g, HASH, "tiny").unwrap();
+    let mut second = job(&g, parts.path(), cfg(10), squares());
+    second.resume = Some(ck);
+    train(second).unwrap();
+    assert_eq!(losses(whole.path()), losses(parts.path()));
+}
+
+/// The guide is the EMA weights as they were after `guide_at` of the run: the same as a run
+/// stopped there holds, kept unchanged to the end, and resumed runs take the same one whether
+/// they resume before or after that step.
+#[test]
+fn the_guide_is_the_ema_at_guide_at_and_survives_resume() {
+    let g = tiny();
+    let cfg = |steps| TrainConfig { guide_at: 0.5, ..config(steps) };
+    assert_eq!(cfg(10).guide_step(), Some(5));
+    let whole = tempfile::tempdir().unwrap();
+    let out = train(job(&g, whole.path(), cfg(10), squares())).unwrap();
+    let end = Checkpoint::load(&out.checkpoint, &g, HASH, "tiny").unwrap();
+    let guide = end.guide.clone().expect("a run past guide_at keeps a guide");
+    assert_eq!(guide.step, 5);
+    assert_ne!(guide.weights, end.ema, "the guide stays at step 5 while the EMA moves on");
+
+    let at5 = tempfile::tempdir().unwrap();
+    let mut stopped = job(&g, at5.path(), cfg(10), squares());
+    stopped.stop_after = Some(5);
+    let five = Checkpoint::load(&train(stopped).unwrap().checkpoint, &g, HASH, "tiny").unwrap();
+    assert_eq!(five.guide.as_ref().map(|g| &g.weights), Some(&five.ema));
+    assert_eq!(five.guide.unwrap().weights, guide.weights);
+
+    for stop in [3, 7] {
+        let parts = tempfile::tempdir().unwrap();
+        let mut first = job(&g, parts.path(), cfg(10), squares());
+        first.stop_after = Some(stop);
+        let ck = Checkpoint::load(&train(first).unwrap().checkpoint, &g, HASH, "tiny").unwrap();
+        assert_eq!(ck.guide.is_some(), stop >= 5, "stopped at {stop}");
+        let mut second = job(&g, parts.path(), cfg(10), squares());
+        second.resume = Some(ck);
+        let resumed = Checkpoint::load(&train(second).unwrap().checkpoint, &g, HASH, "tiny").unwrap();
+        assert_eq!(resumed, end, "resumed from step {stop}");
+    }
+
+    let off = tempfile::tempdir().unwrap();
+    let out = train(job(&g, off.path(), TrainConfig { guide_at: 0.0, ..config(10) }, squares())).unwrap();
+    assert_eq!(Checkpoint::load(&out.checkpoint, &g, HASH, "tiny").unwrap().guide, None);
 }

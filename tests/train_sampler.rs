@@ -1,7 +1,7 @@
 //! Samplers against oracle denoisers: when the data distribution is known, the optimal noise
 //! prediction has a closed form, and a correct sampler must reproduce the data distribution.
 
-use mdc::diffusion::{sample, Denoiser, NoiseSchedule, SampleOptions, Sampler, ScheduleKind};
+use mdc::diffusion::{sample, Denoiser, NoiseSchedule, Prediction, SampleOptions, Sampler, ScheduleKind};
 use ndarray::{Array4, Axis};
 
 /// Data: every pixel independent N(mu, sd^2). Then E[eps | x_t] = sqrt(1-a) (x_t - sqrt(a) mu) / (a sd^2 + 1 - a).
@@ -64,8 +64,55 @@ impl Denoiser for TwoImageOracle {
     }
 }
 
+/// The same oracle as a velocity model: v = sqrt(a) eps - sqrt(1 - a) x0 with x0 the clean
+/// image its noise estimate implies, which simplifies to v = (eps - sqrt(1 - a) x_t) / sqrt(a).
+struct AsVelocity<D> {
+    noise: D,
+    schedule: NoiseSchedule,
+}
+
+impl<D: Denoiser> Denoiser for AsVelocity<D> {
+    fn predict_noise(
+        &mut self,
+        x: &Array4<f32>,
+        t: &[f32],
+        labels: Option<&[u32]>,
+    ) -> anyhow::Result<Array4<f32>> {
+        let mut out = self.noise.predict_noise(x, t, labels)?;
+        for ((mut img, xi), &ti) in out.axis_iter_mut(Axis(0)).zip(x.axis_iter(Axis(0))).zip(t) {
+            let a = self.schedule.alphas_cumprod[ti as usize];
+            img.zip_mut_with(&xi, |e, &xv| {
+                *e = ((*e as f64 - (1.0 - a).sqrt() * xv as f64) / a.sqrt()) as f32;
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The oracle as it predicts `prediction`.
+fn oracle_for<D: Denoiser + 'static>(
+    noise: D,
+    schedule: &NoiseSchedule,
+    prediction: Prediction,
+) -> Box<dyn Denoiser> {
+    match prediction {
+        Prediction::Noise => Box::new(noise),
+        Prediction::Velocity => Box::new(AsVelocity { noise, schedule: schedule.clone() }),
+    }
+}
+
+const PREDICTIONS: [Prediction; 2] = [Prediction::Noise, Prediction::Velocity];
+
 fn opts(sampler: Sampler, count: usize, batch: usize, clip: bool) -> SampleOptions {
-    SampleOptions { count, batch, sampler, clip_x0: clip, seed: 11, guidance: None }
+    SampleOptions {
+        count,
+        batch,
+        sampler,
+        clip_x0: clip,
+        prediction: Prediction::Noise,
+        seed: 11,
+        guidance: None,
+    }
 }
 
 fn moments(x: &Array4<f32>) -> (f64, f64) {
@@ -77,9 +124,12 @@ fn moments(x: &Array4<f32>) -> (f64, f64) {
 
 #[test]
 fn every_sampler_reproduces_a_gaussian_data_distribution() {
-    for kind in [ScheduleKind::Linear, ScheduleKind::Cosine] {
+    for (kind, prediction) in
+        [ScheduleKind::Linear, ScheduleKind::Cosine].into_iter().flat_map(|k| PREDICTIONS.map(|p| (k, p)))
+    {
         let schedule = NoiseSchedule::new(kind, 1000);
-        let mut oracle = GaussianOracle { schedule: schedule.clone(), mu: 0.3, sd: 0.5 };
+        let gaussian = GaussianOracle { schedule: schedule.clone(), mu: 0.3, sd: 0.5 };
+        let mut oracle = oracle_for(gaussian, &schedule, prediction);
         for sampler in [
             Sampler::Ddpm,
             Sampler::Ddim { steps: 250, eta: 0.0 },
@@ -88,11 +138,11 @@ fn every_sampler_reproduces_a_gaussian_data_distribution() {
         ] {
             // Few-step DDIM shrinks the spread (a discretisation error that vanishes as steps grow),
             // so this checks the samplers near their continuous limit.
-            let x = sample(&mut oracle, &schedule, [1, 8, 8], &opts(sampler, 128, 64, false), &mut |_, _| {})
-                .unwrap();
+            let opts = SampleOptions { prediction, ..opts(sampler, 128, 64, false) };
+            let x = sample(oracle.as_mut(), &schedule, [1, 8, 8], &opts, &mut |_, _| {}).unwrap();
             let (mean, sd) = moments(&x);
-            assert!((mean - 0.3).abs() < 0.03, "{kind} {sampler}: mean {mean}");
-            assert!((sd - 0.5).abs() < 0.03, "{kind} {sampler}: sd {sd}");
+            assert!((mean - 0.3).abs() < 0.03, "{kind} {prediction} {sampler}: mean {mean}");
+            assert!((sd - 0.5).abs() < 0.03, "{kind} {prediction} {sampler}: sd {sd}");
         }
     }
 }
@@ -102,23 +152,30 @@ fn samplers_land_on_one_of_two_training_images_not_a_blend() {
     let schedule = NoiseSchedule::new(ScheduleKind::Linear, 1000);
     let a: Vec<f64> = (0..16).map(|i| if i % 2 == 0 { 0.8 } else { -0.8 }).collect();
     let b: Vec<f64> = (0..16).map(|i| if i < 8 { -0.6 } else { 0.6 }).collect();
-    let mut oracle = TwoImageOracle { schedule: schedule.clone(), images: [a.clone(), b.clone()] };
-    for sampler in [
-        Sampler::Ddpm,
-        Sampler::Ddim { steps: 100, eta: 0.0 },
-        Sampler::Ddim { steps: 20, eta: 1.0 },
-        Sampler::DpmSolver2M { steps: 20 },
-    ] {
-        let x =
-            sample(&mut oracle, &schedule, [1, 4, 4], &opts(sampler, 40, 16, true), &mut |_, _| {}).unwrap();
+    for (prediction, sampler) in PREDICTIONS.into_iter().flat_map(|p| {
+        [
+            Sampler::Ddpm,
+            Sampler::Ddim { steps: 100, eta: 0.0 },
+            Sampler::Ddim { steps: 20, eta: 1.0 },
+            Sampler::DpmSolver2M { steps: 20 },
+        ]
+        .map(|s| (p, s))
+    }) {
+        let two = TwoImageOracle { schedule: schedule.clone(), images: [a.clone(), b.clone()] };
+        let mut oracle = oracle_for(two, &schedule, prediction);
+        let opts = SampleOptions { prediction, ..opts(sampler, 40, 16, true) };
+        let x = sample(oracle.as_mut(), &schedule, [1, 4, 4], &opts, &mut |_, _| {}).unwrap();
         let mut hits = [0, 0];
         for img in x.axis_iter(Axis(0)) {
             let d = |m: &[f64]| img.iter().zip(m).map(|(&v, m)| (v as f64 - m).abs()).fold(0.0, f64::max);
             let (da, db) = (d(&a), d(&b));
-            assert!(da.min(db) < 0.02, "{sampler}: image is {da} from a and {db} from b");
+            assert!(da.min(db) < 0.02, "{prediction} {sampler}: image is {da} from a and {db} from b");
             hits[if da < db { 0 } else { 1 }] += 1;
         }
-        assert!(hits[0] >= 8 && hits[1] >= 8, "{sampler}: both modes should appear, got {hits:?}");
+        assert!(
+            hits[0] >= 8 && hits[1] >= 8,
+            "{prediction} {sampler}: both modes should appear, got {hits:?}"
+        );
     }
 }
 

@@ -6,10 +6,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
+use super::UsageError;
+use crate::diffusion::Prediction;
 use crate::model::{self, Model};
-use crate::onnx::{self, ClassInfo, ModelInfo, ScheduleInfo};
+use crate::onnx::{self, AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
 use crate::params::{Params, CHECKPOINT_FORMAT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,6 +38,11 @@ pub struct Args {
     /// Seed of the initialisation when no --weights are given.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Autoguidance weight w built into the export, from a checkpoint that keeps a guide
+    /// (`guide_at`): the output is guide + w (model - guide) and the file holds both networks;
+    /// 1 exports the model alone [default: the run's `autoguidance`].
+    #[arg(long, value_name = "W", value_parser = super::sample::autoguidance_weight)]
+    pub autoguidance: Option<f32>,
     /// Where to write the .onnx file (written atomically).
     #[arg(short, long, value_name = "model.onnx")]
     pub output: PathBuf,
@@ -73,8 +80,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             short(&model.hash)
         );
     }
-    let info = model_info(&model, &weights_meta, weights_desc)?;
-    let bytes = onnx::export_to_file(&model.graph, &params, &info, &args.output)?;
+    let mut info = model_info(&model, &weights_meta, weights_desc)?;
+    let guide = match args.weights.as_deref().map(|p| Params::load_guide(p, &model.graph)).transpose()?.flatten() {
+        Some((guide_step, weights)) => {
+            let trained: Option<crate::train::TrainConfig> =
+                weights_meta.get("config").and_then(|c| serde_json::from_str(c).ok());
+            let weight = args.autoguidance.unwrap_or_else(|| trained.map_or(1.0, |c| c.autoguidance as f32));
+            (weight != 1.0).then(|| {
+                info.autoguidance = Some(AutoguidanceInfo { weight, guide_step });
+                weights
+            })
+        }
+        None if args.autoguidance.is_some_and(|w| w != 1.0) => bail!(UsageError(format!(
+            "--autoguidance needs a training checkpoint that keeps a guide (`guide_at` > 0, trained past that step); {} has none",
+            args.weights.as_deref().map_or("random init".to_string(), |p| p.display().to_string())
+        ))),
+        None => None,
+    };
+    let bytes = onnx::export_to_file(&model.graph, &params, guide.as_ref(), &info, &args.output)?;
     println!(
         "wrote {} ({:.1} MB): inputs x [N, {}, {}, {}] and t [N] (float32){}, output eps; {} parameters; \
          schedule {} over {} steps; weights: {}",
@@ -93,6 +116,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         info.schedule.timesteps,
         info.weights
     );
+    if let Some(a) = &info.autoguidance {
+        println!(
+            "  autoguidance {} built in: the output is guide + {} (model - guide), the guide being the EMA weights of step {} (both networks are in the file)",
+            a.weight, a.weight, a.guide_step
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -118,6 +147,15 @@ fn model_info(
     if let Some(t) = weights_meta.get("timesteps").and_then(|t| t.parse().ok()) {
         schedule.timesteps = t;
     }
+    // A checkpoint from before `prediction` was recorded predicts the noise, whatever the model
+    // file's [train] says today.
+    if weights_meta.contains_key("timesteps") {
+        schedule.prediction = match weights_meta.get("prediction") {
+            Some(p) => Prediction::parse(p)
+                .ok_or_else(|| anyhow::anyhow!("unknown prediction {p:?} in the weights' metadata"))?,
+            None => Prediction::Noise,
+        };
+    }
     Ok(ModelInfo {
         mdc_version: env!("CARGO_PKG_VERSION").to_string(),
         model_file: file_name(&model.path),
@@ -131,6 +169,7 @@ fn model_info(
             .graph
             .classes()
             .map(|count| ClassInfo { count, names: class_names_from_meta(weights_meta).unwrap_or_default() }),
+        autoguidance: None,
     })
 }
 

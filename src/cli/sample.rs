@@ -11,8 +11,8 @@ use ndarray::{Array4, Axis};
 
 use super::UsageError;
 use crate::diffusion::{
-    sample_images, sample_with_progress, ClassGuidance, NoiseSchedule, SampleOptions, Sampler, ScheduleKind,
-    DEFAULT_GUIDANCE,
+    sample_images, sample_with_progress, ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler,
+    ScheduleKind, DEFAULT_GUIDANCE,
 };
 use crate::image_io::{image_png, write_grid, GridLayout};
 use crate::params::{Params, CHECKPOINT_FORMAT};
@@ -91,6 +91,19 @@ pub struct Args {
     /// ignored), larger follows the class more strictly [default: 2, chosen by measurement: docs/conditional.md].
     #[arg(long, value_name = "S", value_parser = guidance_scale)]
     pub guidance: Option<f32>,
+    /// Autoguidance weight w: guide + w (model - guide), the guide being the same run's early EMA
+    /// weights that the checkpoint keeps (`guide_at`); 1 the model alone [default: the run's
+    /// `autoguidance`; an ONNX export has its weight built in].
+    #[arg(long, value_name = "W", value_parser = autoguidance_weight)]
+    pub autoguidance: Option<f32>,
+}
+
+pub fn autoguidance_weight(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && (1.0..=20.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("expected a weight from 1 (the model alone) to 20, found {v}")),
+        Err(_) => Err(format!("expected a number (e.g. 3), found {s:?}")),
+    }
 }
 
 fn guidance_scale(s: &str) -> Result<f32, String> {
@@ -206,6 +219,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         batch: args.batch,
         sampler,
         clip_x0: !args.no_clip,
+        prediction: Prediction::Noise,
         seed: args.seed,
         guidance: None,
     };
@@ -265,6 +279,16 @@ fn sample_checkpoint(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(A
         (None, None) => 1000,
     };
     let schedule = NoiseSchedule::new(schedule_kind, timesteps);
+    // Checkpoints from before `prediction` existed predict the noise.
+    opts.prediction = match meta.get("prediction") {
+        Some(p) => Prediction::parse(p).with_context(|| {
+            format!(
+                "{}: unknown prediction {p:?} in metadata (expected noise or velocity)",
+                args.checkpoint.display()
+            )
+        })?,
+        None => Prediction::Noise,
+    };
     let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
     let names = super::export::class_names_from_meta(&meta).unwrap_or_default();
     let model_name = model_path.display().to_string();
@@ -280,14 +304,42 @@ fn sample_checkpoint(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(A
     let plan = guidance.as_ref().map_or(String::new(), |g| format!(", {}", describe_plan(g, &names)));
     opts.guidance = guidance;
     println!(
-        "sampling {} images {c}x{h}x{w} from {} ({} weights) with {}, {schedule_kind} schedule T={timesteps}, seed {}{plan}",
+        "sampling {} images {c}x{h}x{w} from {} ({} weights) with {}, {schedule_kind} schedule T={timesteps}{}, seed {}{plan}",
         opts.count,
         args.checkpoint.display(),
         if is_checkpoint && !args.no_ema { "EMA" } else { "raw" },
         opts.sampler,
+        prediction_note(opts.prediction),
         args.seed
     );
-    Ok((sample_images(&model.graph, params, &schedule, [c, h, w], opts, !args.quiet)?, columns))
+    let guide = match Params::load_guide(&args.checkpoint, &model.graph)? {
+        Some((step, weights)) => {
+            let trained: Option<crate::train::TrainConfig> =
+                meta.get("config").and_then(|c| serde_json::from_str(c).ok());
+            let weight = args.autoguidance.unwrap_or_else(|| trained.map_or(1.0, |c| c.autoguidance as f32));
+            (weight != 1.0).then_some((step, weights, weight))
+        }
+        None if args.autoguidance.is_some_and(|w| w != 1.0) => bail!(UsageError(format!(
+            "--autoguidance: {} holds no guide (a run keeps one with `guide_at` > 0, from that step on); \
+             sample it without --autoguidance",
+            args.checkpoint.display()
+        ))),
+        None => None,
+    };
+    if let Some((step, _, weight)) = &guide {
+        println!("autoguidance {weight}: guided by the EMA weights of step {step}");
+    }
+    let guide = guide.map(|(_, weights, weight)| (weights, weight));
+    Ok((sample_images(&model.graph, params, guide, &schedule, [c, h, w], opts, !args.quiet)?, columns))
+}
+
+/// What the sampling line says about the model's output: nothing for the noise (the classic
+/// case), else what it predicts.
+fn prediction_note(prediction: Prediction) -> String {
+    match prediction {
+        Prediction::Noise => String::new(),
+        other => format!(", {other} prediction"),
+    }
 }
 
 /// The onnxruntime path: image size and noise schedule come from the model's metadata.
@@ -320,6 +372,21 @@ fn sample_onnx(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(Array4<
         );
     }
     let schedule = NoiseSchedule::new(kind, timesteps);
+    opts.prediction = info.schedule.prediction;
+    match (&info.autoguidance, args.autoguidance) {
+        (Some(a), Some(w)) if w != a.weight => bail!(UsageError(format!(
+            "--autoguidance {w}: {path} has autoguidance {} built in (export it again with --autoguidance {w})",
+            a.weight
+        ))),
+        (None, Some(w)) if w != 1.0 => bail!(UsageError(format!(
+            "--autoguidance {w}: {path} was exported without a guide (export a checkpoint that keeps one, \
+             with --autoguidance {w})"
+        ))),
+        (Some(a), _) => {
+            println!("autoguidance {} (built in): guided by the EMA weights of step {}", a.weight, a.guide_step)
+        }
+        _ => {}
+    }
     let [c, h, w] = info.image();
     let names = info.classes.as_ref().map(|c| c.names.clone()).unwrap_or_default();
     let (guidance, columns) = class_plan(
@@ -334,8 +401,8 @@ fn sample_onnx(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(Array4<
     let plan = guidance.as_ref().map_or(String::new(), |g| format!(", {}", describe_plan(g, &names)));
     opts.guidance = guidance;
     println!(
-        "sampling {} images {c}x{h}x{w} from {path} (onnxruntime, {}; weights: {}) with {}, {kind} schedule T={timesteps}, seed {}{plan}",
-        opts.count, args.device, info.weights, opts.sampler, args.seed
+        "sampling {} images {c}x{h}x{w} from {path} (onnxruntime, {}; weights: {}) with {}, {kind} schedule T={timesteps}{}, seed {}{plan}",
+        opts.count, args.device, info.weights, opts.sampler, prediction_note(opts.prediction), args.seed
     );
     Ok((sample_with_progress(&mut den, &schedule, info.image(), opts, !args.quiet)?, columns))
 }

@@ -5,22 +5,31 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
 
-use super::{sample, Denoiser, InterpDenoiser, NoiseSchedule, SampleOptions};
+use super::{sample, AutoGuided, Denoiser, InterpDenoiser, NoiseSchedule, SampleOptions};
 use crate::graph::Graph;
 use crate::interp::Executor;
 use crate::params::Params;
 
-/// Samples images with the interpreter, showing a progress bar when asked.
+/// Samples images with the interpreter, showing a progress bar when asked; with `guide` =
+/// (guide weights, w), autoguided ([`AutoGuided`]).
 pub fn sample_images(
     graph: &Graph,
     params: Params,
+    guide: Option<(Params, f32)>,
     schedule: &NoiseSchedule,
     image: [usize; 3],
     opts: &SampleOptions,
     progress: bool,
 ) -> anyhow::Result<Array4<f32>> {
     let mut den = InterpDenoiser { executor: Executor::new(graph.clone()), params };
-    sample_with_progress(&mut den, schedule, image, opts, progress)
+    match guide {
+        None => sample_with_progress(&mut den, schedule, image, opts, progress),
+        Some((weights, weight)) => {
+            let mut guide = InterpDenoiser { executor: Executor::new(graph.clone()), params: weights };
+            let mut guided = AutoGuided { model: &mut den, guide: &mut guide, weight };
+            sample_with_progress(&mut guided, schedule, image, opts, progress)
+        }
+    }
 }
 
 /// Samples images with any denoiser (the interpreter, onnxruntime), showing a progress bar when

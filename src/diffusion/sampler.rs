@@ -5,7 +5,7 @@
 use anyhow::{bail, Context};
 use ndarray::{concatenate, s, Array4, Axis, Zip};
 
-use super::{Denoiser, NoiseSchedule};
+use super::{Denoiser, NoiseSchedule, Prediction};
 use crate::rng::Rng;
 
 /// Which reverse process to run.
@@ -71,6 +71,8 @@ pub struct SampleOptions {
     /// Clamp each predicted x_0 to [-1, 1] (the data range), as the DDPM reference code does;
     /// it keeps short-trained models from drifting out of range.
     pub clip_x0: bool,
+    /// What the denoiser's output is (the noise, or the velocity).
+    pub prediction: Prediction,
     pub seed: u64,
     /// Class-conditional sampling with classifier-free guidance (None: unconditional model, or a
     /// conditional one sampled with the null label throughout).
@@ -185,20 +187,20 @@ pub fn sample(
         for (k, &t) in ts.iter().enumerate() {
             let prev = ts.get(k + 1).copied();
             let tv = vec![t as f32; end - start];
-            let eps = match &opts.guidance {
+            let out = match &opts.guidance {
                 None => denoiser.predict_noise(&x, &tv, None),
                 Some(g) => g.predict(denoiser, &x, &tv, &g.labels[start..end]),
             }
             .with_context(|| format!("denoiser failed at timestep {t}"))?;
-            if eps.shape() != x.shape() {
-                bail!("the denoiser returned shape {:?} for input {:?}", eps.shape(), x.shape());
+            if out.shape() != x.shape() {
+                bail!("the denoiser returned shape {:?} for input {:?}", out.shape(), x.shape());
             }
             let z = if step_noise_scale(opts.sampler, schedule, t, prev) > 0.0 {
                 Some(draw_noise(&mut rngs, [c, h, w]))
             } else {
                 None
             };
-            let (x0, eps) = predictions(schedule, t, &x, &eps, opts.clip_x0);
+            let (x0, eps) = predictions(schedule, opts.prediction, t, &x, &out, opts.clip_x0);
             x = match opts.sampler {
                 Sampler::DpmSolver2M { .. } => dpm_solver_step(schedule, t, prev, &x, x0, &mut history),
                 _ => step(opts.sampler, schedule, t, prev, &x, &x0, &eps, z.as_ref()),
@@ -234,29 +236,32 @@ fn step_noise_scale(sampler: Sampler, s: &NoiseSchedule, t: usize, prev: Option<
     }
 }
 
-/// The clean image x0_hat = (x_t - sqrt(1 - abar) eps_hat) / sqrt(abar) and the noise estimate,
-/// with x0_hat clamped to [-1, 1] when asked and the noise estimate made consistent with it.
+/// The clean image x0_hat and the noise estimate eps_hat from the denoiser's `output` (see
+/// [`Prediction::estimates`]), with x0_hat clamped to [-1, 1] when asked and the noise estimate
+/// made consistent with it.
 fn predictions(
     s: &NoiseSchedule,
+    prediction: Prediction,
     t: usize,
     x: &Array4<f32>,
-    eps: &Array4<f32>,
+    output: &Array4<f32>,
     clip_x0: bool,
 ) -> (Array4<f32>, Array4<f32>) {
     let ab = s.alpha_bar(Some(t));
     let (sqrt_ab, sqrt_1m_ab) = (ab.sqrt(), (1.0 - ab).sqrt());
     let mut x0 = Array4::zeros(x.raw_dim());
-    let mut e_out = eps.clone();
-    Zip::from(&mut x0).and(&mut e_out).and(x).for_each(|x0, e, &xv| {
-        let (xv, ev) = (xv as f64, *e as f64);
-        let mut v = (xv - sqrt_1m_ab * ev) / sqrt_ab;
+    let mut eps = Array4::zeros(x.raw_dim());
+    Zip::from(&mut x0).and(&mut eps).and(x).and(output).for_each(|x0, e, &xv, &ov| {
+        let xv = xv as f64;
+        let (mut x0v, mut ev) = prediction.estimates(ab, xv, ov as f64);
         if clip_x0 {
-            v = v.clamp(-1.0, 1.0);
-            *e = ((xv - sqrt_ab * v) / sqrt_1m_ab) as f32;
+            x0v = x0v.clamp(-1.0, 1.0);
+            ev = (xv - sqrt_ab * x0v) / sqrt_1m_ab;
         }
-        *x0 = v as f32;
+        *x0 = x0v as f32;
+        *e = ev as f32;
     });
-    (x0, e_out)
+    (x0, eps)
 }
 
 /// One DDPM or DDIM step from x_t to x_prev given the predicted clean image and noise and fresh

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::diffusion::{NoiseSchedule, ScheduleKind};
+use crate::diffusion::{NoiseSchedule, Prediction, ScheduleKind};
 use crate::dsl::{MAX_CHANNELS, MAX_SIZE};
 use crate::train::{Origin, Recipe, TrainConfig};
 
@@ -12,13 +12,15 @@ use crate::train::{Origin, Recipe, TrainConfig};
 /// training recipe's limit.
 pub const MAX_TIMESTEPS: usize = crate::train::MAX_TIMESTEPS as usize;
 
-/// The DDPM noise schedule a model was trained with: what `mdc train` uses (the [train] keys
-/// `schedule` and `timesteps`, or what the checkpoint records).
+/// The DDPM noise schedule a model was trained with, and what its output predicts: what
+/// `mdc train` uses (the [train] keys `schedule`, `timesteps` and `prediction`, or what the
+/// checkpoint records).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduleInfo {
     /// `linear` or `cosine`.
     pub name: String,
     pub timesteps: usize,
+    pub prediction: Prediction,
 }
 
 impl Default for ScheduleInfo {
@@ -29,11 +31,11 @@ impl Default for ScheduleInfo {
 }
 
 impl ScheduleInfo {
-    /// Reads `schedule` and `timesteps` from a model file's `[train]` table, each falling back
-    /// to the default when absent. A wrong type or an unknown schedule is an error.
+    /// Reads `schedule`, `timesteps` and `prediction` from a model file's `[train]` table, each
+    /// falling back to the default when absent. A wrong type or an unknown value is an error.
     pub fn from_train_table(train: Option<&toml::Table>) -> Result<ScheduleInfo, String> {
         let mut recipe = Recipe::new(TrainConfig::default(), Origin::ModelFile);
-        for key in ["schedule", "timesteps"] {
+        for key in ["schedule", "timesteps", "prediction"] {
             if let Some(v) = train.and_then(|t| t.get(key)) {
                 recipe.set(key, v, Origin::ModelFile).map_err(|e| format!("[train] {e}"))?;
             }
@@ -43,7 +45,11 @@ impl ScheduleInfo {
 
     /// The schedule a training recipe uses.
     pub fn of(config: &TrainConfig) -> ScheduleInfo {
-        ScheduleInfo { name: config.schedule.name().to_string(), timesteps: config.timesteps }
+        ScheduleInfo {
+            name: config.schedule.name().to_string(),
+            timesteps: config.timesteps,
+            prediction: config.prediction,
+        }
     }
 
     /// The schedule as `mdc train` uses it (linear 1e-4..0.02 scaled by 1000/T, or cosine).
@@ -81,6 +87,16 @@ pub struct ModelInfo {
     pub width: usize,
     /// The classes of a class-conditional model (input `y`), None for an unconditional one.
     pub classes: Option<ClassInfo>,
+    /// Autoguidance built into the graph, None for the model alone.
+    pub autoguidance: Option<AutoguidanceInfo>,
+}
+
+/// The autoguidance an export computes: its output is guide + weight (model - guide).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoguidanceInfo {
+    pub weight: f32,
+    /// The training step whose EMA weights are the guide.
+    pub guide_step: u64,
 }
 
 /// What a conditional model's labels mean.
@@ -111,6 +127,9 @@ pub mod keys {
     pub const WEIGHTS: &str = "weights";
     pub const SCHEDULE: &str = "schedule";
     pub const TIMESTEPS: &str = "timesteps";
+    /// `noise` or `velocity`: what the output is. Absent in exports from before it existed,
+    /// which predict the noise.
+    pub const PREDICTION: &str = "prediction";
     /// Not read back (derived from the two above), for other clients: the first and last beta
     /// and every beta_t, comma-separated.
     pub const BETA_START: &str = "beta_start";
@@ -127,12 +146,20 @@ pub mod keys {
     pub const CLASSES: &str = "classes";
     pub const NULL_LABEL: &str = "null_label";
     pub const CLASS_NAMES: &str = "class_names";
+    /// Autoguided exports only: the weight w built into the output and the step of the guide.
+    pub const AUTOGUIDANCE: &str = "autoguidance";
+    pub const GUIDE_STEP: &str = "guide_step";
 }
 
 /// Human-readable description of the model's signature, stored under [`keys::INPUTS`].
 pub const INPUTS_DESCRIPTION: &str =
     "x: float32 [N, C, H, W] noisy images; t: float32 [N] timesteps (0 .. timesteps-1, not normalised)";
 pub const OUTPUT_DESCRIPTION: &str = "eps: float32 [N, C, H, W] predicted noise (epsilon)";
+/// [`OUTPUT_DESCRIPTION`] for a model that predicts the velocity. The output keeps its name, so
+/// a client finds it the same way in every mdc export and reads `prediction` to interpret it.
+pub const VELOCITY_OUTPUT_DESCRIPTION: &str = "eps: float32 [N, C, H, W] predicted velocity \
+     v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0, not the noise (metadata `prediction`); \
+     x0 = sqrt(alpha_bar_t) x - sqrt(1 - alpha_bar_t) v, eps = sqrt(1 - alpha_bar_t) x + sqrt(alpha_bar_t) v";
 /// What a conditional model's `y` is, added to [`INPUTS_DESCRIPTION`].
 pub const LABEL_DESCRIPTION: &str = "y: int64 [N] class labels (0 .. classes-1; null_label = classes for \
      no class: classifier-free guidance runs both and takes eps_null + S (eps_class - eps_null))";
@@ -156,6 +183,7 @@ impl ModelInfo {
             (WEIGHTS, self.weights.clone()),
             (SCHEDULE, s.name.clone()),
             (TIMESTEPS, s.timesteps.to_string()),
+            (PREDICTION, s.prediction.to_string()),
             (BETA_START, format!("{:e}", betas[0])),
             (BETA_END, format!("{:e}", betas[betas.len() - 1])),
             (BETAS, listed.join(",")),
@@ -163,9 +191,14 @@ impl ModelInfo {
             (HEIGHT, self.height.to_string()),
             (WIDTH, self.width.to_string()),
             (INPUTS, self.inputs_description()),
-            (OUTPUT, OUTPUT_DESCRIPTION.to_string()),
+            (OUTPUT, self.output_description().to_string()),
         ]
         .into_iter()
+        .chain(
+            self.autoguidance
+                .iter()
+                .flat_map(|a| [(AUTOGUIDANCE, a.weight.to_string()), (GUIDE_STEP, a.guide_step.to_string())]),
+        )
         .chain(self.classes.iter().flat_map(|c| {
             [
                 (CLASSES, c.count.to_string()),
@@ -175,6 +208,14 @@ impl ModelInfo {
         }))
         .map(|(k, v)| (k.to_string(), v))
         .collect())
+    }
+
+    /// The model's output in words (also in the ONNX doc string).
+    pub fn output_description(&self) -> &'static str {
+        match self.schedule.prediction {
+            Prediction::Noise => OUTPUT_DESCRIPTION,
+            Prediction::Velocity => VELOCITY_OUTPUT_DESCRIPTION,
+        }
     }
 
     /// The model's inputs in words (also the ONNX doc string).
@@ -214,6 +255,12 @@ impl ModelInfo {
                 "{origin}: metadata `{SCHEDULE}` = {schedule:?} is not a noise schedule: expected \"linear\" or \"cosine\""
             ));
         }
+        let prediction = match props.get(PREDICTION) {
+            None => Prediction::Noise,
+            Some(p) => Prediction::parse(p).ok_or_else(|| {
+                format!("{origin}: metadata `{PREDICTION}` = {p:?} is not a prediction: expected \"noise\" or \"velocity\"")
+            })?,
+        };
         let classes = match props.get(CLASSES) {
             None => None,
             Some(_) => {
@@ -233,13 +280,27 @@ impl ModelInfo {
                 Some(ClassInfo { count, names })
             }
         };
+        let autoguidance = match props.get(AUTOGUIDANCE) {
+            None => None,
+            Some(w) => {
+                let weight = w.trim().parse::<f32>().ok().filter(|w| w.is_finite()).ok_or_else(|| {
+                    format!("{origin}: metadata `{AUTOGUIDANCE}` = {w:?} is not a valid number")
+                })?;
+                Some(AutoguidanceInfo { weight, guide_step: num(GUIDE_STEP, 1, usize::MAX)? as u64 })
+            }
+        };
         Ok(ModelInfo {
             classes,
+            autoguidance,
             mdc_version,
             model_file: props.get(MODEL_FILE).cloned().unwrap_or_default(),
             model_hash: props.get(MODEL_HASH).cloned().unwrap_or_default(),
             weights: props.get(WEIGHTS).cloned().unwrap_or_default(),
-            schedule: ScheduleInfo { name: schedule, timesteps: num(TIMESTEPS, 1, MAX_TIMESTEPS)? },
+            schedule: ScheduleInfo {
+                name: schedule,
+                timesteps: num(TIMESTEPS, 1, MAX_TIMESTEPS)?,
+                prediction,
+            },
             channels: num(CHANNELS, 1, MAX_CHANNELS)?,
             height: num(HEIGHT, 1, MAX_SIZE)?,
             width: num(WIDTH, 1, MAX_SIZE)?,
@@ -258,11 +319,16 @@ mod tests {
             model_file: "unet.toml".into(),
             model_hash: "ab12".into(),
             weights: "ckpt.safetensors (ema)".into(),
-            schedule: ScheduleInfo { name: "cosine".into(), timesteps: 500 },
+            schedule: ScheduleInfo {
+                name: "cosine".into(),
+                timesteps: 500,
+                prediction: Prediction::Velocity,
+            },
             channels: 3,
             height: 32,
             width: 32,
             classes: None,
+            autoguidance: Some(AutoguidanceInfo { weight: 2.5, guide_step: 725 }),
         };
         let props: HashMap<String, String> = info.to_props().unwrap().into_iter().collect();
         assert_eq!(props[keys::BETAS].split(',').count(), 500);
@@ -271,6 +337,11 @@ mod tests {
         missing.remove(keys::TIMESTEPS);
         let err = ModelInfo::from_props(&missing, "m.onnx").unwrap_err();
         assert!(err.contains("`timesteps` is missing"), "{err}");
+        assert!(props[keys::OUTPUT].contains("predicted velocity"), "{}", props[keys::OUTPUT]);
+        // Exports from before the key existed predict the noise.
+        let mut older = props.clone();
+        older.remove(keys::PREDICTION);
+        assert_eq!(ModelInfo::from_props(&older, "m.onnx").unwrap().schedule.prediction, Prediction::Noise);
 
         let names = vec!["zero, or nothing".to_string(), "one \"1\"".to_string()];
         let cond = ModelInfo { classes: Some(ClassInfo { count: 2, names }), ..info };
@@ -295,6 +366,7 @@ mod tests {
             height: 8,
             width: 8,
             classes: None,
+            autoguidance: None,
         };
         let props: HashMap<String, String> = info.to_props().unwrap().into_iter().collect();
         for (key, value, expected) in [
@@ -315,6 +387,7 @@ mod tests {
                 "quadratic",
                 "m.onnx: metadata `schedule` = \"quadratic\" is not a noise schedule",
             ),
+            (keys::PREDICTION, "x0", "m.onnx: metadata `prediction` = \"x0\" is not a prediction"),
         ] {
             let mut edited = props.clone();
             edited.insert(key.to_string(), value.to_string());
@@ -333,17 +406,26 @@ mod tests {
         assert!(ScheduleInfo::from_train_table(Some(&bad)).unwrap_err().contains("timesteps"));
         let unknown: toml::Table = toml::from_str("schedule = \"quadratic\"").unwrap();
         assert!(ScheduleInfo::from_train_table(Some(&unknown)).unwrap_err().contains("quadratic"));
+        let v: toml::Table = toml::from_str("prediction = \"velocity\"").unwrap();
+        assert_eq!(ScheduleInfo::from_train_table(Some(&v)).unwrap().prediction, Prediction::Velocity);
+        let x0: toml::Table = toml::from_str("prediction = \"x0\"").unwrap();
+        let err = ScheduleInfo::from_train_table(Some(&x0)).unwrap_err();
+        assert!(err.contains("prediction") && err.contains("velocity"), "{err}");
+    }
+
+    fn linear_info() -> ScheduleInfo {
+        ScheduleInfo { name: "linear".into(), timesteps: 1000, prediction: Prediction::Noise }
     }
 
     #[test]
     fn betas_follow_the_training_definitions() {
-        let linear = ScheduleInfo { name: "linear".into(), timesteps: 1000 }.betas().unwrap();
+        let linear = linear_info().betas().unwrap();
         assert_eq!(linear.len(), 1000);
         assert!((linear[0] - 1e-4).abs() < 1e-15 && (linear[999] - 0.02).abs() < 1e-15);
         // Fewer steps: the same range scaled by 1000/T.
-        let short = ScheduleInfo { name: "linear".into(), timesteps: 100 }.betas().unwrap();
+        let short = ScheduleInfo { timesteps: 100, ..linear_info() }.betas().unwrap();
         assert!((short[0] - 1e-3).abs() < 1e-15 && (short[99] - 0.2).abs() < 1e-12);
-        let cosine = ScheduleInfo { name: "cosine".into(), timesteps: 1000 }.betas().unwrap();
+        let cosine = ScheduleInfo { name: "cosine".into(), ..linear_info() }.betas().unwrap();
         let alpha_bar_end: f64 = cosine.iter().map(|b| 1.0 - b).product();
         assert!(cosine.iter().all(|&b| b > 0.0 && b <= 0.999) && alpha_bar_end < 1e-4);
     }

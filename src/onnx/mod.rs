@@ -13,14 +13,14 @@ pub mod metadata;
 #[rustfmt::skip]
 pub mod proto;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use prost::Message;
 
 use crate::graph::{Graph, NodeId, Shape};
 use crate::params::Params;
-pub use metadata::{ClassInfo, ModelInfo, ScheduleInfo};
+pub use metadata::{AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
 use proto::{
     tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ModelProto, OperatorSetIdProto,
     StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto,
@@ -55,29 +55,53 @@ pub enum ExportError {
 
 /// Builds the ONNX model for `graph` with `params` (checked against the graph first).
 pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelProto, ExportError> {
+    export_guided(graph, params, None, info)
+}
+
+/// Prefix of the guide's values and weights in an autoguided export (`guide/enc1.conv1.weight`).
+const GUIDE_PREFIX: &str = "guide/";
+
+/// [`export`], with autoguidance built in when `guide` holds the guide's weights: both networks
+/// read the same `x`, `t` (and `y`), and the output is guide + w (model - guide), w from
+/// `info.autoguidance`, so any client samples the guided model with one call.
+pub fn export_guided(
+    graph: &Graph,
+    params: &Params,
+    guide: Option<&Params>,
+    info: &ModelInfo,
+) -> Result<ModelProto, ExportError> {
     check_params(graph, params)?;
+    let guided = match (guide, &info.autoguidance) {
+        (Some(g), Some(a)) => {
+            check_params(graph, g)?;
+            Some((g, a.weight))
+        }
+        (None, None) => None,
+        _ => panic!("an autoguided export needs both the guide's weights and its metadata"),
+    };
     let props = info.to_props().map_err(ExportError::Schedule)?;
     let (c, _, _) = graph
         .input_shape()
         .as_image()
         .ok_or_else(|| ExportError::InputNotImage(graph.input_shape().clone()))?;
 
-    let value_names = value_names(graph);
-    let live = live_nodes(graph);
-    let mut lowerer = lower::Lowerer::new(params.by_name().into_iter().collect());
-    for (id, node) in graph.nodes.iter().enumerate() {
-        // The graph's inputs lower to nothing: they are declared below.
-        if !live.contains(&id) {
-            continue;
-        }
-        let ins: Vec<&str> = node.inputs.iter().map(|&i| value_names[i].as_str()).collect();
-        lowerer.lower(node, &ins, &value_names[id]);
+    let mut weights: HashMap<String, &ndarray::ArrayD<f32>> =
+        params.by_name().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    if let Some((g, _)) = guided {
+        weights.extend(g.by_name().into_iter().map(|(k, v)| (format!("{GUIDE_PREFIX}{k}"), v)));
     }
-    let mut b = lowerer.b;
-    // A graph whose output is an input (an identity model) still needs a node producing `y`.
-    if value_names[graph.output] != OUTPUT_EPS {
-        b.node("Identity", OUTPUT_EPS, &[&value_names[graph.output]], &[OUTPUT_EPS], vec![]);
+    let mut lowerer = lower::Lowerer::new(weights.iter().map(|(k, v)| (k.as_str(), *v)).collect());
+    let model_out = if guided.is_some() { "eps/model" } else { OUTPUT_EPS };
+    lower_graph(&mut lowerer, graph, "", model_out);
+    if let Some((_, w)) = guided {
+        lower_graph(&mut lowerer, &renamed(graph, GUIDE_PREFIX), GUIDE_PREFIX, "eps/guide");
+        let b = &mut lowerer.b;
+        let w = b.const_f32(&format!("autoguidance{w}"), &[], &[w]);
+        b.node("Sub", "autoguidance/diff", &["eps/model", "eps/guide"], &["autoguidance/diff"], vec![]);
+        b.node("Mul", "autoguidance/scaled", &["autoguidance/diff", &w], &["autoguidance/scaled"], vec![]);
+        b.node("Add", OUTPUT_EPS, &["eps/guide", "autoguidance/scaled"], &[OUTPUT_EPS], vec![]);
     }
+    let b = lowerer.b;
 
     let sym = |s: &str| dimension::Value::DimParam(s.to_string());
     let fixed = |v: usize| dimension::Value::DimValue(v as i64);
@@ -115,7 +139,7 @@ pub fn export(graph: &Graph, params: &Params, info: &ModelInfo) -> Result<ModelP
             "Diffusion U-Net exported by mdc from {}. {}; {}.",
             info.model_file,
             info.inputs_description(),
-            metadata::OUTPUT_DESCRIPTION
+            info.output_description()
         )),
         graph: Some(graph_proto),
         metadata_props: props
@@ -133,14 +157,16 @@ pub fn encode(model: &ModelProto) -> Vec<u8> {
     model.encode_to_vec()
 }
 
-/// Exports and writes the model to `path` atomically.
+/// Exports (with the guide's weights built in when `guide` is given, see [`export_guided`]) and
+/// writes the model to `path` atomically.
 pub fn export_to_file(
     graph: &Graph,
     params: &Params,
+    guide: Option<&Params>,
     info: &ModelInfo,
     path: &Path,
 ) -> Result<usize, ExportError> {
-    let bytes = encode(&export(graph, params, info)?);
+    let bytes = encode(&export_guided(graph, params, guide, info)?);
     crate::fsutil::write_atomic(path, &bytes)
         .map_err(|source| ExportError::Write { path: path.display().to_string(), source })?;
     Ok(bytes.len())
@@ -164,6 +190,42 @@ fn value_info(name: &str, elem_type: DataType, dims: Vec<dimension::Value>) -> V
         }),
         ..Default::default()
     }
+}
+
+/// Lowers the nodes `graph`'s output depends on, naming values as [`value_names`] (after
+/// `prefix`) and the output `out`.
+fn lower_graph(lowerer: &mut lower::Lowerer, graph: &Graph, prefix: &str, out: &str) {
+    let mut names = value_names(graph);
+    let output_source = names[graph.output].clone();
+    for (id, name) in names.iter_mut().enumerate() {
+        if ![graph.input, graph.timestep].contains(&id) && Some(id) != graph.label {
+            *name = format!("{prefix}{name}");
+        }
+    }
+    names[graph.output] = out.to_string();
+    let live = live_nodes(graph);
+    for (id, node) in graph.nodes.iter().enumerate() {
+        // The graph's inputs lower to nothing: they are declared by the caller.
+        if !live.contains(&id) || [graph.input, graph.timestep].contains(&id) || Some(id) == graph.label {
+            continue;
+        }
+        let ins: Vec<&str> = node.inputs.iter().map(|&i| names[i].as_str()).collect();
+        lowerer.lower(node, &ins, &names[id]);
+    }
+    // A graph whose output is an input (an identity model) still needs a node producing it.
+    if [graph.input, graph.timestep].contains(&graph.output) {
+        lowerer.b.node("Identity", out, &[&output_source], &[out], vec![]);
+    }
+}
+
+/// `graph` with every node renamed `prefix` + name, so its weights are looked up under that
+/// prefix and its ONNX nodes do not collide with the original's.
+fn renamed(graph: &Graph, prefix: &str) -> Graph {
+    let mut g = graph.clone();
+    for n in &mut g.nodes {
+        n.name = format!("{prefix}{}", n.name);
+    }
+    g
 }
 
 /// The ONNX value each node produces: `x`, `t`, `y` for the signature, the node name otherwise

@@ -83,6 +83,7 @@ pub fn time_sampling(model: &mut OrtDenoiser, images: usize, steps: usize) -> an
         batch: images,
         sampler: Sampler::Ddim { steps, eta: 0.0 },
         clip_x0: true,
+        prediction: info.schedule.prediction,
         seed: 0,
     };
     let start = Instant::now();

@@ -8,7 +8,8 @@ use std::path::Path;
 use super::TrainConfig;
 use crate::graph::Graph;
 use crate::params::{
-    tensors_digest, Params, WeightsError, CHECKPOINT_DIGEST, CHECKPOINT_FORMAT, CHECKPOINT_PARTS as PARTS,
+    tensors_digest, Params, WeightsError, CHECKPOINT_DIGEST, CHECKPOINT_FORMAT, CHECKPOINT_GUIDE,
+    CHECKPOINT_PARTS as PARTS, GUIDE_DIGEST, GUIDE_STEP,
 };
 
 /// The file name of a run's checkpoint inside its output folder.
@@ -32,6 +33,17 @@ pub struct Checkpoint {
     pub config: TrainConfig,
     /// A conditional model's class names in label order, when the data named them (folders).
     pub class_names: Vec<String>,
+    /// The autoguidance guide, once the run has passed `guide_at`.
+    pub guide: Option<Guide>,
+}
+
+/// The weaker model that autoguidance steers away from (Karras et al. 2024): the EMA weights as
+/// they were early in the same run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guide {
+    /// The step whose EMA weights these are.
+    pub step: u64,
+    pub weights: Params,
 }
 
 /// What is wrong with a checkpoint file, in terms a user can act on.
@@ -57,6 +69,9 @@ impl Checkpoint {
         for (prefix, p) in PARTS.iter().zip(parts) {
             views.extend(p.named_views(prefix));
         }
+        if let Some(g) = &self.guide {
+            views.extend(g.weights.named_views(CHECKPOINT_GUIDE));
+        }
         let meta: HashMap<String, String> =
             [
                 ("format", CHECKPOINT_FORMAT.to_string()),
@@ -67,6 +82,7 @@ impl Checkpoint {
                 ("model_hash", self.model_hash.clone()),
                 ("schedule", self.config.schedule.to_string()),
                 ("timesteps", self.config.timesteps.to_string()),
+                ("prediction", self.config.prediction.to_string()),
                 ("config", serde_json::to_string(&self.config).expect("config serialises")),
                 (CHECKPOINT_DIGEST, tensors_digest(parts)),
                 ("mdc_version", env!("CARGO_PKG_VERSION").to_string()),
@@ -75,6 +91,11 @@ impl Checkpoint {
             .chain((!self.class_names.is_empty()).then(|| {
                 ("class_names", serde_json::to_string(&self.class_names).expect("strings serialise"))
             }))
+            .chain(
+                self.guide
+                    .iter()
+                    .flat_map(|g| [(GUIDE_STEP, g.step.to_string()), (GUIDE_DIGEST, g.weights.digest())]),
+            )
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         let bytes = safetensors::serialize(views, Some(meta)).expect("f32 tensors serialise");
@@ -132,6 +153,8 @@ impl Checkpoint {
                 .map_err(|e| corrupt(format!("metadata `class_names` is not a JSON list of names ({e})")))?,
         };
         let [weights, ema, adam_m, adam_v] = Params::checkpoint_parts(&bytes, &meta, graph, &origin)?;
+        let guide = Params::checkpoint_guide(&bytes, &meta, graph, &origin)?
+            .map(|(step, weights)| Guide { step, weights });
         Ok(Checkpoint {
             step,
             model: weights,
@@ -144,6 +167,7 @@ impl Checkpoint {
             model_hash: model_hash.to_string(),
             config,
             class_names,
+            guide,
         })
     }
 }

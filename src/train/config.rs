@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::{SamplerKind, ScheduleKind};
+use crate::diffusion::{Prediction, SamplerKind, ScheduleKind};
 use crate::interp::bf16::Precision;
 
 /// Steps of the default recipe: the wall time of the earlier 800 steps of the 32-64-128-128 U-Net
@@ -262,6 +262,16 @@ impl Choice for SamplerKind {
     }
     fn name(self) -> &'static str {
         SamplerKind::name(self)
+    }
+}
+
+impl Choice for Prediction {
+    const NAMES: &'static str = "\"noise\" or \"velocity\"";
+    fn all() -> &'static [Self] {
+        &[Prediction::Noise, Prediction::Velocity]
+    }
+    fn name(self) -> &'static str {
+        Prediction::name(self)
     }
 }
 
@@ -542,6 +552,34 @@ settings! {
         legacy: 0.0,
         show: |c: &TrainConfig| if c.min_snr_gamma > 0.0 { c.min_snr_gamma.to_string() } else { "off".into() },
     }
+    prediction: Prediction {
+        default: Prediction::Velocity,
+        limits: Limits::Any,
+        on_resume: Fixed,
+        flag: true,
+        doc: "what the network learns to predict from the noisy image: `noise` (Ho et al. 2020) or `velocity`, \
+              v = sqrt(abar) noise - sqrt(1 - abar) x0 (Salimans & Ho 2022); recorded in checkpoints and exports",
+        legacy: Prediction::Noise,
+    }
+    guide_at: f64 {
+        default: 0.25,
+        limits: Limits::closed(0.0, 1.0),
+        on_resume: Fixed,
+        flag: true,
+        doc: "fraction of the run's steps after which the EMA weights are kept as the autoguidance guide \
+              (Karras et al. 2024), a weaker version of the model that sampling steers away from (0: keep none)",
+        legacy: 0.0,
+        show: |c: &TrainConfig| if c.guide_at > 0.0 { format!("{} (step {})", c.guide_at, c.guide_step().unwrap_or(0)) } else { "off".into() },
+    }
+    autoguidance: f64 {
+        default: 3.0,
+        limits: Limits::closed(1.0, 20.0),
+        on_resume: MayChange,
+        flag: true,
+        doc: "autoguidance weight w of the final grid and of `mdc sample`'s default: guide + w (model - guide) \
+              (1: the model alone; needs `guide_at` > 0)",
+        legacy: 1.0,
+    }
     builtin_digits: usize {
         default: crate::data::BUILTIN_DIGITS,
         limits: Limits::int(1, crate::data::BUILTIN_DIGITS as u64),
@@ -645,6 +683,11 @@ impl TrainConfig {
     pub fn final_sampler(&self) -> crate::diffusion::Sampler {
         let kind = if self.sample_steps == 0 { SamplerKind::Ddpm } else { self.sampler };
         kind.with_steps(self.sample_steps, self.sample_eta as f32)
+    }
+
+    /// The step after which the EMA weights are kept as the autoguidance guide (None: no guide).
+    pub fn guide_step(&self) -> Option<u64> {
+        (self.guide_at > 0.0).then(|| ((self.guide_at * self.steps as f64).round() as u64).max(1))
     }
 
     pub fn warmup_steps(&self) -> u64 {
@@ -835,7 +878,16 @@ mod tests {
     #[test]
     fn recipes_from_older_checkpoints_keep_their_old_meaning() {
         let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
-        for key in ["precision", "sampler", "sample_every", "min_snr_gamma", "builtin_digits"] {
+        let keys = [
+            "precision",
+            "sampler",
+            "sample_every",
+            "min_snr_gamma",
+            "prediction",
+            "guide_at",
+            "autoguidance",
+        ];
+        for key in keys.into_iter().chain(["builtin_digits"]) {
             old.as_object_mut().unwrap().remove(key).expect("the key is serialised");
         }
         let c: TrainConfig = serde_json::from_value(old).unwrap();
@@ -851,6 +903,9 @@ mod tests {
                 min_snr_gamma: 0.0,
                 sample_every: 0,
                 builtin_digits: 1000,
+                prediction: Prediction::Noise,
+                guide_at: 0.0,
+                autoguidance: 1.0,
                 ..TrainConfig::default()
             }
         );
@@ -864,6 +919,7 @@ mod tests {
         let c: TrainConfig = serde_json::from_str(json).unwrap();
         assert_eq!((c.steps, c.lr, c.min_snr_gamma, c.builtin_digits), (800, 1e-3, 0.0, 1000));
         assert_eq!((c.sampler, c.sample_every, c.precision), (SamplerKind::Ddim, 0, Precision::Fp32));
+        assert_eq!((c.prediction, c.guide_step(), c.autoguidance), (Prediction::Noise, None, 1.0));
         assert_eq!(c.check_ranges(), Ok(()));
 
         // A current recipe round-trips unchanged (a present key is never replaced by its legacy value).

@@ -11,7 +11,7 @@ mod lr;
 mod plot;
 mod state;
 
-pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
+pub use checkpoint::{Checkpoint, CheckpointError, Guide, CHECKPOINT_FILE};
 pub use config::{
     check_setting, recipe_keys, settings_markdown, Limits, OnResume, Origin, Recipe, Setting, SettingProblem,
     TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, MAX_IMAGES, MAX_TIMESTEPS, SETTINGS,
@@ -31,7 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::Dataset;
 use crate::diffusion::{
-    sample_images, ClassGuidance, NoiseSchedule, SampleOptions, Sampler, DEFAULT_GUIDANCE,
+    sample_images, ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, DEFAULT_GUIDANCE,
 };
 use crate::graph::Graph;
 use crate::image_io::{write_grid, GridLayout};
@@ -190,7 +190,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
         if cfg.sample_every > 0 && step % cfg.sample_every == 0 && step < cfg.steps {
             let t0 = Instant::now();
             let path = job.out_dir.join(PREVIEW_DIR).join(format!("step-{step:06}.png"));
-            write_preview(&path, job.graph, &state.ema, &schedule, image, cfg.seed)?;
+            write_preview(&path, job.graph, &state.ema, &schedule, cfg.prediction, image, cfg.seed)?;
             preview_seconds += t0.elapsed().as_secs_f64();
         }
         if step % cfg.checkpoint_every == 0 || step == end {
@@ -227,16 +227,25 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
             batch: count.min(64),
             sampler: cfg.final_sampler(),
             clip_x0: true,
+            prediction: cfg.prediction,
             seed: cfg.seed,
             guidance,
         };
+        let guide = state.guide.filter(|_| cfg.autoguidance != 1.0);
         if job.progress {
             let per_row = per_class.map_or(String::new(), |k| {
                 format!(", one row of {k} per class, guidance {DEFAULT_GUIDANCE}")
             });
-            eprintln!("sampling {} images with the EMA weights, {}{per_row}", opts.count, opts.sampler);
+            let guided = guide.as_ref().map_or(String::new(), |g| {
+                format!(", autoguidance {} from step {}", cfg.autoguidance, g.step)
+            });
+            eprintln!(
+                "sampling {} images with the EMA weights, {}{per_row}{guided}",
+                opts.count, opts.sampler
+            );
         }
-        let images = sample_images(job.graph, state.ema, &schedule, image, &opts, job.progress)?;
+        let guide = guide.map(|g| (g.weights, cfg.autoguidance as f32));
+        let images = sample_images(job.graph, state.ema, guide, &schedule, image, &opts, job.progress)?;
         let layout =
             GridLayout { columns: per_class.unwrap_or(0), ..GridLayout::auto(image[1].max(image[2])) };
         write_grid(&path, &images, layout)?;
@@ -264,6 +273,7 @@ fn write_preview(
     graph: &Graph,
     ema: &Params,
     schedule: &NoiseSchedule,
+    prediction: Prediction,
     image: [usize; 3],
     seed: u64,
 ) -> anyhow::Result<()> {
@@ -282,10 +292,11 @@ fn write_preview(
         batch: PREVIEW_IMAGES,
         sampler: Sampler::DpmSolver2M { steps },
         clip_x0: true,
+        prediction,
         seed,
         guidance,
     };
-    let images = sample_images(graph, ema.clone(), schedule, image, &opts, false)?;
+    let images = sample_images(graph, ema.clone(), None, schedule, image, &opts, false)?;
     write_grid(path, &images, GridLayout::auto(image[1].max(image[2])))
 }
 

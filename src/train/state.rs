@@ -1,11 +1,11 @@
 //! Everything that changes while training runs - exactly what a checkpoint stores - and one
 //! training step on it.
 
-use ndarray::{Array1, Array4, Axis, Zip};
+use ndarray::{Array1, Array4, ArrayView4, Axis, Zip};
 
-use super::{learning_rate, update_ema, Checkpoint, TrainConfig};
+use super::{learning_rate, update_ema, Checkpoint, Guide, TrainConfig};
 use crate::data::{DataOrder, Dataset};
-use crate::diffusion::NoiseSchedule;
+use crate::diffusion::{NoiseSchedule, Prediction};
 use crate::graph::Graph;
 use crate::interp::Executor;
 use crate::optim::{clip_grad_norm, AdamW, AdamWHyper};
@@ -21,6 +21,8 @@ pub struct TrainState {
     /// Draws timesteps and noise.
     pub rng: Rng,
     pub order: DataOrder,
+    /// The autoguidance guide, taken once the run passes its `guide_step`.
+    pub guide: Option<Guide>,
 }
 
 /// A conditional model's training labels: each is replaced by `null` with probability `drop`,
@@ -68,6 +70,7 @@ impl TrainState {
             params,
             rng: Rng::new(cfg.seed ^ 0x5EED_F00D_D1FF_0000_u64),
             order: DataOrder::new(data_len, cfg.seed),
+            guide: None,
         }
     }
 
@@ -83,6 +86,7 @@ impl TrainState {
             opt,
             rng: Rng::from_state(ck.rng),
             order: DataOrder::restore(data_len, cfg.seed, ck.data_epoch, ck.data_position),
+            guide: ck.guide,
         }
     }
 
@@ -100,6 +104,7 @@ impl TrainState {
             model_hash: model_hash.to_string(),
             config: cfg.clone(),
             class_names: class_names.to_vec(),
+            guide: self.guide.clone(),
         }
     }
 
@@ -131,8 +136,10 @@ impl TrainState {
         let xt = schedule.add_noise(x0.view(), noise.view(), &t);
         let tf = Array1::from_iter(t.iter().map(|&v| v as f32));
         let pred = exec.forward_labeled(&self.params, xt.view(), tf.view(), labels.as_deref(), true);
-        let weights: Vec<f64> = t.iter().map(|&ti| loss_weight(schedule, ti, cfg.min_snr_gamma)).collect();
-        let (loss, per_image, dy) = mse_and_grad(&pred, &noise, &weights);
+        let target = training_target(schedule, cfg.prediction, x0.view(), noise, &t);
+        let weights: Vec<f64> =
+            t.iter().map(|&ti| loss_weight(schedule, cfg.prediction, ti, cfg.min_snr_gamma)).collect();
+        let (loss, per_image, dy) = mse_and_grad(&pred, &target, &weights);
         let quarters = quarter_means(&t, &per_image, cfg.timesteps);
         if !loss.is_finite() {
             return Err(NonFinite { what: "loss", value: loss, lr });
@@ -146,19 +153,42 @@ impl TrainState {
         self.opt.step(&mut self.params, grads, lr as f32);
         update_ema(&mut self.ema, &self.params, cfg.ema_decay, step);
         self.step = step;
+        // At or after (a resumed run may have been given fewer steps) the guide step.
+        if self.guide.is_none() && cfg.guide_step().is_some_and(|g| step >= g) {
+            self.guide = Some(Guide { step, weights: self.ema.clone() });
+        }
         Ok(StepStats { loss, lr, grad_norm, quarters })
     }
 }
 
-/// The weight of an image's loss at timestep `t`: 1, or with min-SNR-gamma weighting (for
-/// noise prediction) min(SNR, gamma) / SNR, SNR = alpha_bar / (1 - alpha_bar).
-pub fn loss_weight(schedule: &NoiseSchedule, t: usize, min_snr_gamma: f64) -> f64 {
-    if min_snr_gamma <= 0.0 {
-        return 1.0;
+/// What the network should output for each image: the noise itself, or the velocity mixed from
+/// the image and its noise at the image's timestep.
+fn training_target(
+    schedule: &NoiseSchedule,
+    prediction: Prediction,
+    x0: ArrayView4<f32>,
+    noise: Array4<f32>,
+    t: &[usize],
+) -> Array4<f32> {
+    if prediction == Prediction::Noise {
+        return noise;
     }
+    let mut target = noise;
+    for (i, &ti) in t.iter().enumerate() {
+        let ab = schedule.alpha_bar(Some(ti));
+        Zip::from(target.index_axis_mut(Axis(0), i))
+            .and(x0.index_axis(Axis(0), i))
+            .for_each(|v, &x| *v = prediction.target(ab, x as f64, *v as f64) as f32);
+    }
+    target
+}
+
+/// The weight of an image's loss at timestep `t`: 1, or with min-SNR-gamma weighting the x0
+/// error weighted by min(SNR, gamma), written for the target `prediction` (for the noise,
+/// min(SNR, gamma) / SNR), SNR = alpha_bar / (1 - alpha_bar).
+pub fn loss_weight(schedule: &NoiseSchedule, prediction: Prediction, t: usize, min_snr_gamma: f64) -> f64 {
     let ab = schedule.alpha_bar(Some(t));
-    let snr = ab / (1.0 - ab);
-    snr.min(min_snr_gamma) / snr
+    prediction.min_snr_weight(ab / (1.0 - ab), min_snr_gamma)
 }
 
 /// The weighted mean over images of each image's mean squared error between prediction and
@@ -226,14 +256,30 @@ mod tests {
     }
 
     #[test]
+    fn velocity_targets_mix_image_and_noise_at_each_images_timestep() {
+        let s = NoiseSchedule::new(crate::diffusion::ScheduleKind::Cosine, 1000);
+        let x0 = Array4::from_shape_fn([2, 1, 2, 2], |(i, _, y, x)| 0.5 - (i + y + 2 * x) as f32 * 0.25);
+        let noise =
+            Array4::from_shape_fn([2, 1, 2, 2], |(i, _, y, x)| (i * 4 + y * 2 + x) as f32 * 0.3 - 1.0);
+        let t = [3, 800];
+        assert_eq!(training_target(&s, Prediction::Noise, x0.view(), noise.clone(), &t), noise);
+        let v = training_target(&s, Prediction::Velocity, x0.view(), noise.clone(), &t);
+        for ((i, c, y, x), &got) in v.indexed_iter() {
+            let ab = s.alphas_cumprod[t[i]];
+            let want = ab.sqrt() * noise[[i, c, y, x]] as f64 - (1.0 - ab).sqrt() * x0[[i, c, y, x]] as f64;
+            assert!((got as f64 - want).abs() < 1e-6, "image {i}: {got} vs {want}");
+        }
+    }
+
+    #[test]
     fn min_snr_weights_cap_the_easy_timesteps_only() {
         let s = NoiseSchedule::new(crate::diffusion::ScheduleKind::Linear, 1000);
-        assert_eq!(loss_weight(&s, 10, 0.0), 1.0);
+        assert_eq!(loss_weight(&s, Prediction::Noise, 10, 0.0), 1.0);
         // SNR falls with t: near t = 0 it is huge and the weight is gamma / SNR; where the SNR is
         // below gamma the weight is 1.
         let snr = |t: usize| s.alphas_cumprod[t] / (1.0 - s.alphas_cumprod[t]);
-        assert!((loss_weight(&s, 10, 5.0) - 5.0 / snr(10)).abs() < 1e-12);
-        assert_eq!(loss_weight(&s, 900, 5.0), 1.0);
+        assert!((loss_weight(&s, Prediction::Noise, 10, 5.0) - 5.0 / snr(10)).abs() < 1e-12);
+        assert_eq!(loss_weight(&s, Prediction::Noise, 900, 5.0), 1.0);
         assert_eq!(
             quarter_means(&[0, 999, 260, 250], &[1.0, 2.0, 3.0, 5.0], 1000),
             [Some(1.0), Some(4.0), None, Some(2.0)]

@@ -40,13 +40,14 @@ pub fn info_for(graph: &Graph) -> ModelInfo {
         height: h,
         width: w,
         classes: graph.classes().map(|count| mdc::onnx::ClassInfo { count, names: Vec::new() }),
+        autoguidance: None,
     }
 }
 
 /// Exports to `dir/name.onnx` and returns the path.
 pub fn export(graph: &Graph, params: &Params, dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.onnx"));
-    export_to_file(graph, params, &info_for(graph), &path).expect("export");
+    export_to_file(graph, params, None, &info_for(graph), &path).expect("export");
     path
 }
 
