@@ -35,6 +35,9 @@ fn main() -> anyhow::Result<()> {
             Some(*ab)
         })
         .collect();
+    // The output is the noise, or the velocity v = sqrt(ab) eps - sqrt(1 - ab) x0 (older exports
+    // have no key and predict the noise).
+    let velocity = meta.custom("prediction").as_deref() == Some("velocity");
     drop(meta);
     let t: usize = match args.next() {
         Some(s) => s.parse()?,
@@ -50,10 +53,22 @@ fn main() -> anyhow::Result<()> {
         "x" => TensorRef::from_array_view(&x)?,
         "t" => TensorRef::from_array_view(&tt)?,
     ])?;
-    let eps = outputs["eps"].try_extract_array::<f32>()?;
+    let output = outputs["eps"].try_extract_array::<f32>()?;
+    let ab: f64 = alpha_bar[t];
+    // As noise: eps = sqrt(1 - ab) x + sqrt(ab) v for a velocity model.
+    let eps: Vec<f32> = output
+        .iter()
+        .zip(x.iter())
+        .map(|(&o, &xv)| {
+            if velocity {
+                ((1.0 - ab).sqrt() * xv as f64 + ab.sqrt() * o as f64) as f32
+            } else {
+                o
+            }
+        })
+        .collect();
 
     // DDPM posterior mean + sigma_t z, sigma_t^2 = beta_t.
-    let ab: f64 = alpha_bar[t];
     let ab_prev = if t > 0 { alpha_bar[t - 1] } else { 1.0 };
     let alpha = ab / ab_prev;
     let beta = 1.0 - alpha;
