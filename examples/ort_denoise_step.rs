@@ -59,13 +59,15 @@ fn main() -> anyhow::Result<()> {
     let eps: Vec<f32> = output
         .iter()
         .zip(x.iter())
-        .map(|(&o, &xv)| {
-            if velocity {
-                ((1.0 - ab).sqrt() * xv as f64 + ab.sqrt() * o as f64) as f32
-            } else {
-                o
-            }
-        })
+        .map(
+            |(&o, &xv)| {
+                if velocity {
+                    ((1.0 - ab).sqrt() * xv as f64 + ab.sqrt() * o as f64) as f32
+                } else {
+                    o
+                }
+            },
+        )
         .collect();
 
     // DDPM posterior mean + sigma_t z, sigma_t^2 = beta_t.

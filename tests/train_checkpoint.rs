@@ -152,3 +152,30 @@ fn a_recipe_out_of_range_in_the_metadata_is_a_corrupt_checkpoint() {
         assert!(e.contains(&format!("metadata `config`: {want}")), "{e}");
     }
 }
+
+/// What a file's metadata says the network predicts: checkpoints from before the setting predict
+/// the noise; a plain weights file says nothing (its model file decides).
+#[test]
+fn recorded_prediction_reads_old_and_new_files() {
+    use mdc::diffusion::Prediction;
+    use mdc::train::{recorded_autoguidance, recorded_prediction};
+    let meta = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    assert_eq!(recorded_prediction(&meta(&[("timesteps", "1000")])), Ok(Some(Prediction::Noise)));
+    let v = meta(&[("timesteps", "1000"), ("prediction", "velocity")]);
+    assert_eq!(recorded_prediction(&v), Ok(Some(Prediction::Velocity)));
+    assert_eq!(recorded_prediction(&meta(&[])), Ok(None));
+    let err = recorded_prediction(&meta(&[("prediction", "x0")])).unwrap_err();
+    assert!(err.contains("\"x0\"") && err.contains("velocity"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("checkpoint.safetensors");
+    let g = tiny();
+    let mut ck = checkpoint(&g);
+    ck.config.autoguidance = 2.5;
+    ck.save(&p).unwrap();
+    let (_, m) = Params::load_for_inference(&p, &g, true).unwrap();
+    assert_eq!((recorded_prediction(&m), recorded_autoguidance(&m)), (Ok(Some(ck.config.prediction)), 2.5));
+    assert_eq!(recorded_autoguidance(&meta(&[])), 1.0);
+}

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use super::UsageError;
-use crate::diffusion::Prediction;
 use crate::model::{self, Model};
 use crate::onnx::{self, AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
 use crate::params::{Params, CHECKPOINT_FORMAT};
+use crate::train::{recorded_autoguidance, recorded_prediction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -83,9 +83,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut info = model_info(&model, &weights_meta, weights_desc)?;
     let guide = match args.weights.as_deref().map(|p| Params::load_guide(p, &model.graph)).transpose()?.flatten() {
         Some((guide_step, weights)) => {
-            let trained: Option<crate::train::TrainConfig> =
-                weights_meta.get("config").and_then(|c| serde_json::from_str(c).ok());
-            let weight = args.autoguidance.unwrap_or_else(|| trained.map_or(1.0, |c| c.autoguidance as f32));
+            let weight = args.autoguidance.unwrap_or_else(|| recorded_autoguidance(&weights_meta));
             (weight != 1.0).then(|| {
                 info.autoguidance = Some(AutoguidanceInfo { weight, guide_step });
                 weights
@@ -149,12 +147,8 @@ fn model_info(
     }
     // A checkpoint from before `prediction` was recorded predicts the noise, whatever the model
     // file's [train] says today.
-    if weights_meta.contains_key("timesteps") {
-        schedule.prediction = match weights_meta.get("prediction") {
-            Some(p) => Prediction::parse(p)
-                .ok_or_else(|| anyhow::anyhow!("unknown prediction {p:?} in the weights' metadata"))?,
-            None => Prediction::Noise,
-        };
+    if let Some(p) = recorded_prediction(weights_meta).map_err(anyhow::Error::msg)? {
+        schedule.prediction = p;
     }
     Ok(ModelInfo {
         mdc_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -279,15 +279,17 @@ fn sample_checkpoint(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(A
         (None, None) => 1000,
     };
     let schedule = NoiseSchedule::new(schedule_kind, timesteps);
-    // Checkpoints from before `prediction` existed predict the noise.
-    opts.prediction = match meta.get("prediction") {
-        Some(p) => Prediction::parse(p).with_context(|| {
-            format!(
-                "{}: unknown prediction {p:?} in metadata (expected noise or velocity)",
-                args.checkpoint.display()
-            )
-        })?,
-        None => Prediction::Noise,
+    // Checkpoints record it (those from before the setting predict the noise); for plain weights
+    // the model file's [train] says.
+    opts.prediction = match crate::train::recorded_prediction(&meta)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.checkpoint.display()))?
+    {
+        Some(p) => p,
+        None => {
+            crate::onnx::ScheduleInfo::from_train_table(model.train.as_ref())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", model_path.display()))?
+                .prediction
+        }
     };
     let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
     let names = super::export::class_names_from_meta(&meta).unwrap_or_default();
@@ -314,9 +316,7 @@ fn sample_checkpoint(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(A
     );
     let guide = match Params::load_guide(&args.checkpoint, &model.graph)? {
         Some((step, weights)) => {
-            let trained: Option<crate::train::TrainConfig> =
-                meta.get("config").and_then(|c| serde_json::from_str(c).ok());
-            let weight = args.autoguidance.unwrap_or_else(|| trained.map_or(1.0, |c| c.autoguidance as f32));
+            let weight = args.autoguidance.unwrap_or_else(|| crate::train::recorded_autoguidance(&meta));
             (weight != 1.0).then_some((step, weights, weight))
         }
         None if args.autoguidance.is_some_and(|w| w != 1.0) => bail!(UsageError(format!(

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::TrainConfig;
+use crate::diffusion::Prediction;
 use crate::graph::Graph;
 use crate::params::{
     tensors_digest, Params, WeightsError, CHECKPOINT_DIGEST, CHECKPOINT_FORMAT, CHECKPOINT_GUIDE,
@@ -44,6 +45,24 @@ pub struct Guide {
     /// The step whose EMA weights these are.
     pub step: u64,
     pub weights: Params,
+}
+
+/// What the network of a weights file predicts, by its metadata: a checkpoint records it; one
+/// from before the setting existed (it records `timesteps` but no `prediction`) predicts the
+/// noise; None for a file that says nothing (plain weights: the model file's [train] decides).
+pub fn recorded_prediction(meta: &HashMap<String, String>) -> Result<Option<Prediction>, String> {
+    match meta.get("prediction") {
+        Some(p) => Prediction::parse(p)
+            .map(Some)
+            .ok_or_else(|| format!("unknown prediction {p:?} in metadata (expected noise or velocity)")),
+        None => Ok(meta.contains_key("timesteps").then_some(Prediction::Noise)),
+    }
+}
+
+/// The autoguidance weight a checkpoint's recipe sets (1, the model alone, when it has none).
+pub fn recorded_autoguidance(meta: &HashMap<String, String>) -> f32 {
+    let config: Option<TrainConfig> = meta.get("config").and_then(|c| serde_json::from_str(c).ok());
+    config.map_or(1.0, |c| c.autoguidance as f32)
 }
 
 /// What is wrong with a checkpoint file, in terms a user can act on.
