@@ -162,7 +162,9 @@ fn recorded_prediction_reads_old_and_new_files() {
     let meta = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     };
-    assert_eq!(recorded_prediction(&meta(&[("timesteps", "1000")])), Ok(Some(Prediction::Noise)));
+    let old = meta(&[("format", mdc::params::CHECKPOINT_FORMAT), ("timesteps", "1000")]);
+    assert_eq!(recorded_prediction(&old), Ok(Some(Prediction::Noise)));
+    assert_eq!(recorded_prediction(&meta(&[("timesteps", "1000")])), Ok(None), "not a checkpoint");
     let v = meta(&[("timesteps", "1000"), ("prediction", "velocity")]);
     assert_eq!(recorded_prediction(&v), Ok(Some(Prediction::Velocity)));
     assert_eq!(recorded_prediction(&meta(&[])), Ok(None));

@@ -48,7 +48,7 @@ pub enum ExportError {
     #[error("the model's input must be an image [N, C, H, W], found {0}")]
     InputNotImage(Shape),
     #[error("{0}")]
-    Schedule(String),
+    Metadata(String),
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
 }
@@ -77,9 +77,13 @@ pub fn export_guided(
             Some((g, a.weight))
         }
         (None, None) => None,
-        _ => panic!("an autoguided export needs both the guide's weights and its metadata"),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ExportError::Metadata(
+                "an autoguided export needs both the guide's weights and its weight w in the metadata".into(),
+            ))
+        }
     };
-    let props = info.to_props().map_err(ExportError::Schedule)?;
+    let props = info.to_props().map_err(ExportError::Metadata)?;
     let (c, _, _) = graph
         .input_shape()
         .as_image()

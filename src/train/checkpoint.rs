@@ -48,14 +48,17 @@ pub struct Guide {
 }
 
 /// What the network of a weights file predicts, by its metadata: a checkpoint records it; one
-/// from before the setting existed (it records `timesteps` but no `prediction`) predicts the
-/// noise; None for a file that says nothing (plain weights: the model file's [train] decides).
+/// from before the setting existed predicts the noise; None for a file that says nothing (plain
+/// weights: the model file's [train] decides).
 pub fn recorded_prediction(meta: &HashMap<String, String>) -> Result<Option<Prediction>, String> {
     match meta.get("prediction") {
         Some(p) => Prediction::parse(p)
             .map(Some)
             .ok_or_else(|| format!("unknown prediction {p:?} in metadata (expected noise or velocity)")),
-        None => Ok(meta.contains_key("timesteps").then_some(Prediction::Noise)),
+        None => {
+            let checkpoint = meta.get("format").map(String::as_str) == Some(CHECKPOINT_FORMAT);
+            Ok(checkpoint.then_some(Prediction::Noise))
+        }
     }
 }
 
