@@ -381,6 +381,14 @@ fn sampling_uses_the_runs_guide_and_refuses_a_missing_one() {
     let read = |name: &str| std::fs::read(grid(name)).unwrap();
     assert_ne!(read("a.png"), read("b.png"), "the guide changes the samples");
 
+    // A run stopped before its guide step samples without one, and says so.
+    let early = dir.path().join("early");
+    let r = mdc(&["train", TINY, "--out", s(&early), "--guide-at", "0.5", "--stop-after", "2", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = sample(&early, &grid("e.png"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("holds no guide yet"), "{}", r.stderr);
+
     let r = mdc(&["train", TINY, "--out", s(&plain), "--samples", "0", "--guide-at", "0", "-q"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = sample(&plain, &grid("c.png"), &["--autoguidance", "2"]);

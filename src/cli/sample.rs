@@ -324,7 +324,15 @@ fn sample_checkpoint(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(A
              sample it without --autoguidance",
             args.checkpoint.display()
         ))),
-        None => None,
+        None => {
+            if args.autoguidance.is_none() && crate::train::recorded_autoguidance(&meta) != 1.0 {
+                eprintln!(
+                    "note: {} holds no guide yet (the run keeps one from its `guide_at` step on): sampling without autoguidance",
+                    args.checkpoint.display()
+                );
+            }
+            None
+        }
     };
     if let Some((step, _, weight)) = &guide {
         println!("autoguidance {weight}: guided by the EMA weights of step {step}");
