@@ -1,6 +1,7 @@
-//! DDPM training on the interpreter: noise-prediction MSE at uniform timesteps, AdamW with
-//! warmup + cosine learning rate, gradient clipping, an EMA of the weights, atomic checkpoints
-//! that resume bit-for-bit, a loss log (overall and per quarter of the timesteps) and plot,
+//! DDPM training on the interpreter: noise- or velocity-prediction MSE at uniform timesteps,
+//! AdamW with warmup + cosine learning rate, gradient clipping, an EMA of the weights (and, from
+//! `guide_at` on, its early copy kept as the autoguidance guide), atomic checkpoints that resume
+//! bit-for-bit, a loss log (overall and per quarter of the timesteps) and plot,
 //! small preview grids from the EMA weights while it runs, and a sample grid at the end.
 
 mod checkpoint;

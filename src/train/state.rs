@@ -109,7 +109,7 @@ impl TrainState {
     }
 
     /// One step: a batch at uniform timesteps (with, for a conditional model, its labels, each
-    /// replaced by the null label with the dropout's probability), noise-prediction MSE,
+    /// replaced by the null label with the dropout's probability), the MSE to the noise or velocity,
     /// backward, clipping, AdamW, EMA. `grads` is scratch space shaped like the parameters.
     pub fn step(
         &mut self,
