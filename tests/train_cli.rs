@@ -394,6 +394,12 @@ fn sampling_uses_the_runs_guide_and_refuses_a_missing_one() {
     let r = sample(&plain, &grid("c.png"), &["--autoguidance", "2"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("holds no guide") && r.stderr.contains("guide_at"), "{}", r.stderr);
+    // Export reads the same guide the same way.
+    let ck = plain.join("checkpoint.safetensors");
+    let onnx = dir.path().join("plain.onnx");
+    let r = mdc(&["export", "onnx", TINY, "--weights", s(&ck), "--autoguidance", "2", "-o", s(&onnx)]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("holds no guide") && !onnx.exists(), "{}", r.stderr);
     let r = sample(&plain, &grid("c.png"), &["--autoguidance", "0.5"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("expected a weight from 1"), "{}", r.stderr);

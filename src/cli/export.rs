@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
-use super::UsageError;
 use crate::model::{self, Model};
 use crate::onnx::{self, AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
 use crate::params::{Params, CHECKPOINT_FORMAT};
-use crate::train::{recorded_autoguidance, recorded_prediction};
+use crate::train::recorded_prediction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -81,20 +80,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     let mut info = model_info(&model, &weights_meta, weights_desc)?;
-    let guide = match args.weights.as_deref().map(|p| Params::load_guide(p, &model.graph)).transpose()?.flatten() {
-        Some((guide_step, weights)) => {
-            let weight = args.autoguidance.unwrap_or_else(|| recorded_autoguidance(&weights_meta));
-            (weight != 1.0).then(|| {
-                info.autoguidance = Some(AutoguidanceInfo { weight, guide_step });
-                weights
-            })
-        }
-        None if args.autoguidance.is_some_and(|w| w != 1.0) => bail!(UsageError(format!(
-            "--autoguidance needs a training checkpoint that keeps a guide (`guide_at` > 0, trained past that step); {} has none",
-            args.weights.as_deref().map_or("random init".to_string(), |p| p.display().to_string())
-        ))),
-        None => None,
-    };
+    let guide =
+        super::guide::chosen_guide(args.weights.as_deref(), &model.graph, &weights_meta, args.autoguidance)?
+            .map(|g| {
+                info.autoguidance = Some(AutoguidanceInfo { weight: g.weight, guide_step: g.step });
+                g.weights
+            });
     let bytes = onnx::export_to_file(&model.graph, &params, guide.as_ref(), &info, &args.output)?;
     println!(
         "wrote {} ({:.1} MB): inputs x [N, {}, {}, {}] and t [N] (float32){}, output eps; {} parameters; \

@@ -6,6 +6,7 @@ pub mod check;
 pub mod eval;
 pub mod export;
 pub mod graph;
+mod guide;
 pub mod sample;
 pub mod train;
 

@@ -314,30 +314,11 @@ fn sample_checkpoint(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(A
         prediction_note(opts.prediction),
         args.seed
     );
-    let guide = match Params::load_guide(&args.checkpoint, &model.graph)? {
-        Some((step, weights)) => {
-            let weight = args.autoguidance.unwrap_or_else(|| crate::train::recorded_autoguidance(&meta));
-            (weight != 1.0).then_some((step, weights, weight))
-        }
-        None if args.autoguidance.is_some_and(|w| w != 1.0) => bail!(UsageError(format!(
-            "--autoguidance: {} holds no guide (a run keeps one with `guide_at` > 0, from that step on); \
-             sample it without --autoguidance",
-            args.checkpoint.display()
-        ))),
-        None => {
-            if args.autoguidance.is_none() && crate::train::recorded_autoguidance(&meta) != 1.0 {
-                eprintln!(
-                    "note: {} holds no guide yet (the run keeps one from its `guide_at` step on): sampling without autoguidance",
-                    args.checkpoint.display()
-                );
-            }
-            None
-        }
-    };
-    if let Some((step, _, weight)) = &guide {
-        println!("autoguidance {weight}: guided by the EMA weights of step {step}");
+    let guide = super::guide::chosen_guide(Some(&args.checkpoint), &model.graph, &meta, args.autoguidance)?;
+    if let Some(g) = &guide {
+        println!("autoguidance {}: guided by the EMA weights of step {}", g.weight, g.step);
     }
-    let guide = guide.map(|(_, weights, weight)| (weights, weight));
+    let guide = guide.map(|g| (g.weights, g.weight));
     Ok((sample_images(&model.graph, params, guide, &schedule, [c, h, w], opts, !args.quiet)?, columns))
 }
 
