@@ -52,6 +52,19 @@ fn tiny_cond() -> (Graph, f64) {
     (m.graph, m.label_drop.expect("a conditional model"))
 }
 
+/// A `[condition]` that leaves `drop` out trains with the rate measured for the shipped
+/// conditional model (docs/conditional.md), so the two cannot drift apart unnoticed.
+#[test]
+fn an_omitted_drop_is_the_shipped_models_rate() {
+    let source = TINY_COND.replace("drop = 0.25\n", "");
+    let omitted =
+        mdc::model::from_bytes(Path::new("tiny-cond.toml"), source.as_bytes()).expect("checks clean");
+    let shipped = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet-cond.toml"));
+    let shipped = mdc::model::from_bytes(shipped, &std::fs::read(shipped).unwrap()).expect("checks clean");
+    assert_eq!(omitted.label_drop, Some(0.75));
+    assert_eq!(shipped.label_drop, omitted.label_drop);
+}
+
 fn inputs(n: usize, seed: u64) -> (Array4<f32>, Vec<f32>) {
     let mut rng = Rng::new(seed);
     let x = Array4::from_shape_simple_fn([n, 1, 8, 8], || rng.normal() as f32);
