@@ -56,19 +56,16 @@ fn main() -> anyhow::Result<()> {
     let output = outputs["eps"].try_extract_array::<f32>()?;
     let ab: f64 = alpha_bar[t];
     // As noise: eps = sqrt(1 - ab) x + sqrt(ab) v for a velocity model.
-    let eps: Vec<f32> = output
-        .iter()
-        .zip(x.iter())
-        .map(
-            |(&o, &xv)| {
-                if velocity {
-                    ((1.0 - ab).sqrt() * xv as f64 + ab.sqrt() * o as f64) as f32
-                } else {
-                    o
-                }
-            },
-        )
-        .collect();
+    let eps: Vec<f32> = if velocity {
+        let (sqrt_1m_ab, sqrt_ab) = ((1.0 - ab).sqrt(), ab.sqrt());
+        output
+            .iter()
+            .zip(x.iter())
+            .map(|(&v, &xv)| (sqrt_1m_ab * xv as f64 + sqrt_ab * v as f64) as f32)
+            .collect()
+    } else {
+        output.iter().copied().collect()
+    };
 
     // DDPM posterior mean + sigma_t z, sigma_t^2 = beta_t.
     let ab_prev = if t > 0 { alpha_bar[t - 1] } else { 1.0 };
