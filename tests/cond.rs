@@ -61,7 +61,7 @@ fn an_omitted_drop_is_the_shipped_models_rate() {
         mdc::model::from_bytes(Path::new("tiny-cond.toml"), source.as_bytes()).expect("checks clean");
     let shipped = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet-cond.toml"));
     let shipped = mdc::model::from_bytes(shipped, &std::fs::read(shipped).unwrap()).expect("checks clean");
-    assert_eq!(omitted.label_drop, Some(0.75));
+    assert_eq!(omitted.label_drop, Some(0.8));
     assert_eq!(shipped.label_drop, omitted.label_drop);
 }
 

@@ -17,8 +17,8 @@ use super::{
 const CONDITION_DROP: FieldSpec = FieldSpec {
     name: "drop",
     kind: FieldKind::Float { lo: 0.0, hi: 0.99 },
-    default: FieldDefault::Float(0.75),
-    doc: "probability that training replaces a label by the null label (what `--guidance 0` learns from; 0.75 by measurement on the built-in digits, docs/conditional.md)",
+    default: FieldDefault::Float(0.8),
+    doc: "probability that training replaces a label by the null label (what `--guidance 0` learns from; 0.8 by measurement on the built-in digits, docs/conditional.md)",
 };
 use crate::train::check_setting;
 
