@@ -242,7 +242,7 @@ impl<'f> Build<'f> {
                     .field(field)
                     .expected("a model with a [condition] section, or an input other than `y`")
                     .found("an unconditional model (no [condition])")
-                    .help("declare the classes: `[condition]` with `classes = 10` (and `drop`, how often training hides the label; 0.8 if left out)"),
+                    .help("declare the classes: `[condition]` with `classes = 10` (and optionally `drop`, how often training hides the label)"),
             );
         }
         // After wiring, blocks nothing reads are known: a renamed block is often one of them.

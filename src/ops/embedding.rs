@@ -1,6 +1,7 @@
 //! A learnt vector per class: out[n] = weight[y[n]], [] -> [features]. Params: weight
 //! [rows, features], rows = classes + 1 (the last row is the null label's), drawn N(0, 1) as
-//! PyTorch's `nn.Embedding`. Added to the time embedding (DiT), it conditions the resblocks that read the sum as their `time`.
+//! PyTorch's `nn.Embedding`. Added to the time embedding (DiT), it conditions the resblocks that
+//! read the sum as their `time`.
 
 use super::{arity, Init, ParamSpec, PrimitiveOp, Rank, ShapeError};
 use super::{Backward, Forward};
