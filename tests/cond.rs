@@ -65,6 +65,54 @@ fn an_omitted_drop_is_the_shipped_models_rate() {
     assert_eq!(shipped.label_drop, omitted.label_drop);
 }
 
+/// TINY_COND with the label hidden at timesteps below `below`.
+fn tiny_cond_hiding(below: usize) -> Graph {
+    let source = TINY_COND.replace("drop = 0.25\n", &format!("drop = 0.25\nhide_below = {below}\n"));
+    mdc::model::from_bytes(Path::new("tiny-cond.toml"), source.as_bytes()).expect("checks clean").graph
+}
+
+/// The largest absolute difference between image `i` of `a` and of `b`.
+fn image_gap(a: &Array4<f32>, b: &Array4<f32>, i: usize) -> f32 {
+    let d = &a.slice(s![i, .., .., ..]) - &b.slice(s![i, .., .., ..]);
+    d.iter().map(|v| v.abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn a_hide_below_that_is_not_a_timestep_is_an_error_at_its_line() {
+    for bad in ["-5", "2.5", "\"early\""] {
+        let source = TINY_COND.replace("drop = 0.25\n", &format!("drop = 0.25\nhide_below = {bad}\n"));
+        let checked = mdc::check::check(&source);
+        assert!(checked.has_errors(), "hide_below = {bad} was accepted");
+        let report =
+            mdc::dsl::Report { path: "c.toml".into(), source, diagnostics: checked.diagnostics }.render();
+        assert!(report.contains("hide_below") && report.contains("c.toml:16"), "{report}");
+    }
+}
+
+#[test]
+fn below_hide_below_every_label_reads_as_the_null_label() {
+    let g = tiny_cond_hiding(500);
+    assert_eq!(g.label_input().map(|l| (l.classes, l.hide_below)), Some((3, 500)));
+    let mut den = denoiser(&g, 5);
+    let (x, t) = inputs(8, 6);
+    let labels = [0, 1, 2, 0, 1, 2, 0, 1];
+    let labelled = den.predict_noise(&x, &t, Some(&labels)).unwrap();
+    let nulls = den.predict_noise(&x, &t, None).unwrap();
+    for (i, &ti) in t.iter().enumerate() {
+        let gap = image_gap(&labelled, &nulls, i);
+        if ti < 500.0 {
+            assert_eq!(gap, 0.0, "t = {ti} is below 500: the label must not matter");
+        } else {
+            assert!(gap > 1e-3, "t = {ti} is not below 500: the label must matter (gap {gap})");
+        }
+    }
+    // So guidance changes nothing there, whatever its scale.
+    let guided = guidance(&labels, 4.0).predict(&mut den, &x, &t, &labels).unwrap();
+    for (i, &ti) in t.iter().enumerate() {
+        assert_eq!(ti < 500.0, image_gap(&guided, &nulls, i) == 0.0, "t = {ti}");
+    }
+}
+
 fn inputs(n: usize, seed: u64) -> (Array4<f32>, Vec<f32>) {
     let mut rng = Rng::new(seed);
     let x = Array4::from_shape_simple_fn([n, 1, 8, 8], || rng.normal() as f32);
@@ -178,6 +226,32 @@ fn interpreter_and_onnxruntime_agree_on_mixed_real_and_null_labels() {
     assert!((&none - &nulls).iter().all(|v| v.abs() <= 1e-4 * scale.max(1.0)));
     let err = ort.predict_noise(&x, &t, Some(&[0, 4, 0, 0, 0, 0])).unwrap_err().to_string();
     assert!(err.contains("label 4 is out of range") && err.contains("cond.onnx"), "{err}");
+}
+
+#[test]
+fn interpreter_and_onnxruntime_hide_the_same_labels() {
+    if !onnx_common::onnxruntime_available("interpreter_and_onnxruntime_hide_the_same_labels") {
+        return;
+    }
+    let g = tiny_cond_hiding(411);
+    let params = onnx_common::random_params(&g, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = onnx_common::export(&g, &params, dir.path(), "hiding");
+    let mut ort = onnx_common::open(&path);
+    let mut interp = InterpDenoiser { executor: Executor::new(g.clone()), params };
+    // t = 0, 137, 274, 411 (the first one shown), 548, 685, 822, 959
+    let (x, t) = inputs(8, 9);
+    let labels = [0, 1, 2, 0, 3, 1, 2, 0];
+    let a = interp.predict_noise(&x, &t, Some(&labels)).unwrap();
+    let b = ort.predict_noise(&x, &t, Some(&labels)).unwrap();
+    let scale = a.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1.0);
+    let gap = (&a - &b).iter().map(|v| v.abs()).fold(0.0, f32::max);
+    assert!(gap <= 1e-4 * scale, "max difference {gap} (output scale {scale})");
+    let nulls = ort.predict_noise(&x, &t, None).unwrap();
+    for (i, &ti) in t.iter().enumerate() {
+        let hidden = image_gap(&b, &nulls, i) <= 1e-6 * scale;
+        assert_eq!(hidden, ti < 411.0 || labels[i] == 3, "onnxruntime at t = {ti}, label {}", labels[i]);
+    }
 }
 
 /// 12 labelled 1x8x8 images: a bright square whose corner is its class.
@@ -453,6 +527,32 @@ fn a_conditional_model_refuses_unlabelled_data_and_too_few_classes_before_traini
         assert!(!out.join("checkpoint.safetensors").exists(), "nothing was trained");
         stderr
     };
+    // A label hidden at every timestep would never be learnt.
+    let hiding = dir.path().join("hiding.toml");
+    let source =
+        TINY_COND.replace("classes = 3", "classes = 2").replace("drop = 0.25\n", "hide_below = 100\n");
+    std::fs::write(&hiding, source).unwrap();
+    let pets = p(&class_folders(dir.path()));
+    let args = [
+        "train",
+        &p(&hiding),
+        "--data",
+        &pets,
+        "--timesteps",
+        "100",
+        "--steps",
+        "2",
+        "--out",
+        &p(&out),
+        "-q",
+    ];
+    let (code, stdout, stderr) = mdc(&args);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(
+        stderr.contains("hide_below = 100") && stderr.contains("every one of the 100 timesteps"),
+        "{stderr}"
+    );
+    assert!(!out.join("checkpoint.safetensors").exists(), "nothing was trained");
     let e = refused(2, &flat);
     assert!(e.contains("classes = 2") && e.contains("flat"), "{e}");
     let e = refused(1, &class_folders(dir.path()));

@@ -203,7 +203,7 @@ fn class_embedding_gradients_through_a_conditioned_resblock() {
     // batch 5 with labels 0, 2, 0, 2, 0 (the null one among them): rows gather several images,
     // so the scatter-add is checked, and the untouched rows' zero gradient too.
     let g = graph_of(4, 3, 3, |b, x, t| {
-        let y = b.add("y", "y", Label { classes: 3 }, &[]).unwrap();
+        let y = b.add("y", "y", Label { classes: 3, hide_below: 0 }, &[]).unwrap();
         let e = b.add("label", "label", Embedding { rows: 4, features: 6 }, &[y]).unwrap();
         let temb = blocks::time_mlp(b, "time", t, 4, 6).unwrap();
         let cond = b.add("cond", "cond", Add, &[temb, e]).unwrap();

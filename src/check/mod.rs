@@ -394,8 +394,12 @@ impl<'f> Build<'f> {
             Vertex::T => self.builder.add("t", "t", Timestep, &[]).ok(),
             Vertex::Time => self.expand_time(),
             Vertex::Y => {
-                let classes = self.file.condition.as_ref().map(|c| c.classes.value);
-                classes.and_then(|classes| self.builder.add("y", "y", Label { classes }, &[]).ok())
+                let label = self
+                    .file
+                    .condition
+                    .as_ref()
+                    .map(|c| Label { classes: c.classes.value, hide_below: c.hide_below.value });
+                label.and_then(|label| self.builder.add("y", "y", label, &[]).ok())
             }
             Vertex::Block(i) => {
                 let block = &self.file.blocks[i];

@@ -106,8 +106,16 @@ fn print_text(o: &Outcome) {
     match (report.has_errors(), graph, checked) {
         (false, Some(g), Some(c)) => {
             let name = c.file.as_ref().and_then(|f| f.name.as_deref()).unwrap_or("model");
-            let labels = g.classes().map_or(String::new(), |c| {
-                format!(", class labels y [N] (0-{}, {c} = no label)", c.saturating_sub(1))
+            let labels = g.label_input().map_or(String::new(), |l| {
+                let hidden = match l.hide_below {
+                    0 => String::new(),
+                    t => format!(", hidden at t < {t}"),
+                };
+                format!(
+                    ", class labels y [N] (0-{}, {} = no label{hidden})",
+                    l.classes.saturating_sub(1),
+                    l.classes
+                )
             });
             println!(
                 "{}: {name}, input {}{labels} -> output {}",

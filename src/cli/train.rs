@@ -203,8 +203,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         dataset = dataset.first(cfg.builtin_digits);
     }
     dataset.check_fits([c, h, w], &model_name)?;
-    if let Some(classes) = model.graph.classes() {
-        dataset.check_labels(classes, &model_name)?;
+    if let Some(label) = model.graph.label_input() {
+        dataset.check_labels(label.classes, &model_name)?;
+        if label.hide_below >= cfg.timesteps {
+            bail!(
+                "{model_name}: [condition] hide_below = {} hides the label at every one of the {} timesteps, so the \
+                 model would never learn the classes\n  hint: a value below `timesteps` (the shipped model hides \
+                 t < 400 of 1000)",
+                label.hide_below,
+                cfg.timesteps
+            );
+        }
     }
 
     println!(

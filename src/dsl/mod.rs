@@ -125,6 +125,9 @@ pub struct ConditionDecl {
     pub classes: Val<usize>,
     /// Probability of replacing a training label by the null label (classifier-free guidance).
     pub drop: Val<f64>,
+    /// Timesteps below this one never see the label: training and sampling give them the null
+    /// label (0: every timestep sees it).
+    pub hide_below: Val<usize>,
 }
 
 #[derive(Debug, Clone)]

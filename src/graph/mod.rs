@@ -8,6 +8,7 @@ mod shape;
 pub use crate::ops::{Init, Op, ParamSpec, ShapeError};
 pub use shape::Shape;
 
+use crate::ops::label::Label;
 use crate::ops::timestep::Timestep;
 
 /// Index of a node in [`Graph::nodes`]; also names the value the node produces.
@@ -61,8 +62,13 @@ impl Graph {
     /// How many classes a conditional model knows (its null label is this number), or None for
     /// an unconditional model.
     pub fn classes(&self) -> Option<usize> {
+        self.label_input().map(|l| l.classes)
+    }
+
+    /// The label input of a conditional model: its classes and the timesteps it is hidden at.
+    pub fn label_input(&self) -> Option<&Label> {
         match &self.nodes[self.label?].op {
-            Op::Label(l) => Some(l.classes),
+            Op::Label(l) => Some(l),
             _ => None,
         }
     }

@@ -191,7 +191,12 @@ impl<T: Real> Engine<T> {
         let labels: Vec<T> = match (g.classes(), y) {
             (Some(_), Some(y)) => {
                 assert_eq!(y.len(), batch, "one label per image expected");
-                y.to_vec()
+                match g.label_input() {
+                    Some(l) if l.hide_below > 0 => {
+                        y.iter().zip(t).map(|(&y, &t)| T::from_f64(l.shown(y.to_f64(), t.to_f64()))).collect()
+                    }
+                    _ => y.to_vec(),
+                }
             }
             (Some(null), None) => vec![T::from_f64(null as f64); batch],
             (None, Some(_)) => panic!("interp: labels given to a model without a [condition]"),

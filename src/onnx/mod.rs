@@ -19,6 +19,7 @@ use std::path::Path;
 use prost::Message;
 
 use crate::graph::{Graph, NodeId, Shape};
+use crate::ops::label::Label;
 use crate::params::Params;
 pub use metadata::{AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
 use proto::{
@@ -208,6 +209,11 @@ fn lower_graph(lowerer: &mut lower::Lowerer, graph: &Graph, prefix: &str, out: &
     }
     names[graph.output] = out.to_string();
     let live = live_nodes(graph);
+    if let (Some(id), Some(label)) = (graph.label, graph.label_input()) {
+        if label.hide_below > 0 && live.contains(&id) {
+            names[id] = hide_labels(lowerer, label, prefix);
+        }
+    }
     for (id, node) in graph.nodes.iter().enumerate() {
         // The graph's inputs lower to nothing: they are declared by the caller.
         if !live.contains(&id) || [graph.input, graph.timestep].contains(&id) || Some(id) == graph.label {
@@ -220,6 +226,19 @@ fn lower_graph(lowerer: &mut lower::Lowerer, graph: &Graph, prefix: &str, out: &
     if [graph.input, graph.timestep].contains(&graph.output) {
         lowerer.b.node("Identity", out, &[&output_source], &[out], vec![]);
     }
+}
+
+/// The labels the network reads: `y`, except the null label where `t < hide_below` (what the
+/// interpreter feeds, see [`Label::shown`]). Returns the value's name.
+fn hide_labels(lowerer: &mut lower::Lowerer, label: &Label, prefix: &str) -> String {
+    let b = &mut lowerer.b;
+    let below = b.const_f32(&format!("hide_below{}", label.hide_below), &[1], &[label.hide_below as f32]);
+    let null = b.const_i64(&[label.null() as i64]);
+    let hidden = format!("{prefix}y:hidden");
+    let shown = format!("{prefix}y:shown");
+    b.node("Less", &hidden, &[INPUT_T, &below], &[&hidden], vec![]);
+    b.node("Where", &shown, &[&hidden, &null, INPUT_Y], &[&shown], vec![]);
+    shown
 }
 
 /// `graph` with every node renamed `prefix` + name, so its weights are looked up under that
