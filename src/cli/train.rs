@@ -208,8 +208,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         if label.hide_below >= cfg.timesteps {
             bail!(
                 "{model_name}: [condition] hide_below = {} hides the label at every one of the {} timesteps, so the \
-                 model would never learn the classes\n  hint: a value below `timesteps` (the shipped model hides \
-                 t < 400 of 1000)",
+                 model would never learn the classes\n  hint: a value below `timesteps`, e.g. 400 of 1000, which keeps \
+                 the label for the noisiest 60 % of the steps",
                 label.hide_below,
                 cfg.timesteps
             );
