@@ -20,13 +20,6 @@ const CONDITION_DROP: FieldSpec = FieldSpec {
     default: FieldDefault::Float(0.8),
     doc: "probability that training replaces a label by the null label (what `--guidance 0` learns from; 0.8 by measurement on the built-in digits, docs/conditional.md)",
 };
-/// `[condition] hide_below`, read like a block's integer field.
-const CONDITION_HIDE_BELOW: FieldSpec = FieldSpec {
-    name: "hide_below",
-    kind: FieldKind::Int { lo: 0, hi: MAX_TIMESTEPS as usize },
-    default: FieldDefault::Int(0),
-    doc: "timestep below which the label is hidden (the null label in training and sampling): by then the image shows its class, so those steps train the unconditional prediction (0: never hidden)",
-};
 use crate::train::{check_setting, MAX_TIMESTEPS};
 
 const TOP_LEVEL: [&str; 7] = ["model", "vars", "input", "time", "condition", "blocks", "train"];
@@ -403,8 +396,7 @@ impl<'s> Parser<'s> {
         self.unknown_fields(s, &["classes", "drop", "hide_below"], &[]);
         let classes = self.int(s, "classes", FieldDefault::Required, 1, MAX_CLASSES);
         let drop = self.float(s, &CONDITION_DROP, 0.0, 0.99);
-        let FieldKind::Int { lo, hi } = CONDITION_HIDE_BELOW.kind else { unreachable!("an integer field") };
-        let hide_below = self.int(s, CONDITION_HIDE_BELOW.name, CONDITION_HIDE_BELOW.default, lo, hi);
+        let hide_below = self.int(s, "hide_below", FieldDefault::Int(0), 0, MAX_TIMESTEPS as usize);
         Some(ConditionDecl { span: s.span.clone(), classes: classes?, drop: drop?, hide_below: hide_below? })
     }
 

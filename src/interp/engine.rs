@@ -188,17 +188,12 @@ impl<T: Real> Engine<T> {
         let g = &self.graph;
         assert_eq!(x.len(), batch * g.input_shape().numel(), "input x has the wrong number of elements");
         assert_eq!(t.len(), batch, "one timestep per image expected");
-        let labels: Vec<T> = match (g.classes(), y) {
-            (Some(_), Some(y)) => {
+        let labels: Vec<T> = match (g.label_input(), y) {
+            (Some(l), Some(y)) => {
                 assert_eq!(y.len(), batch, "one label per image expected");
-                match g.label_input() {
-                    Some(l) if l.hide_below > 0 => {
-                        y.iter().zip(t).map(|(&y, &t)| T::from_f64(l.shown(y.to_f64(), t.to_f64()))).collect()
-                    }
-                    _ => y.to_vec(),
-                }
+                y.iter().zip(t).map(|(&y, &t)| T::from_f64(l.shown(y.to_f64(), t.to_f64()))).collect()
             }
-            (Some(null), None) => vec![T::from_f64(null as f64); batch],
+            (Some(l), None) => vec![T::from_f64(l.null() as f64); batch],
             (None, Some(_)) => panic!("interp: labels given to a model without a [condition]"),
             (None, None) => Vec::new(),
         };
