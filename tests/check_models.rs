@@ -84,6 +84,25 @@ fn load_reports_hash_train_section_and_io_errors() {
     assert!(missing.to_string().contains("nope.toml"));
 }
 
+/// `film = 1` on the conditional model's 7x7 resblocks adds one Linear(time -> channels) each,
+/// scaling the normalised features; `film = 2` is refused with the field's range.
+#[test]
+fn film_resblocks_add_a_time_scale() {
+    let src = std::fs::read_to_string(path("models/unet-cond.toml")).unwrap();
+    let base = model::load(&path("models/unet-cond.toml")).unwrap();
+    let film = src.replace(r#"time = "cond" }"#, r#"time = "cond", film = 1 }"#);
+    let m = model::from_bytes(Path::new("film.toml"), film.as_bytes()).unwrap();
+    // enc3, mid1, mid2 and dec3 (64 channels each): a 128 -> 64 Linear each.
+    let added = 4 * (128 * 64 + 64);
+    assert_eq!(m.graph.param_count(), base.graph.param_count() + added);
+    let scaled: Vec<&str> =
+        m.graph.nodes.iter().filter(|n| n.op.kind() == "scale_channels").map(|n| n.name.as_str()).collect();
+    assert_eq!(scaled, ["enc3.scale_time", "mid1.scale_time", "mid2.scale_time", "dec3.scale_time"]);
+    let bad = src.replacen(r#"time = "cond" }"#, r#"time = "cond", film = 2 }"#, 1);
+    let err = model::from_bytes(Path::new("bad.toml"), bad.as_bytes()).unwrap_err().to_string();
+    assert!(err.contains("film") && err.contains("enc3") && err.contains('2'), "{err}");
+}
+
 #[test]
 fn block_order_in_the_file_does_not_matter() {
     let src = std::fs::read_to_string(path("models/unet.toml")).unwrap();

@@ -12,7 +12,8 @@ use common::graph_of;
 use mdc::graph::Graph;
 use mdc::interp::{Engine, Executor};
 use mdc::ops::{
-    Add, AddChannelBias, Attention, Concat, ConvTranspose2d, Embedding, Label, Linear, Silu, UpsampleNearest,
+    Add, AddChannelBias, Attention, Concat, ConvTranspose2d, Embedding, Label, Linear, Op, ScaleChannels,
+    Silu, UpsampleNearest,
 };
 use mdc::params::Params;
 use mdc::rng::Rng;
@@ -199,19 +200,35 @@ fn attention_gradients_with_several_heads() {
 
 #[test]
 fn class_embedding_gradients_through_a_conditioned_resblock() {
-    // A table of 3 classes + null, 6 wide, added to the time MLP as in models/unet-cond.toml;
-    // batch 5 with labels 0, 2, 0, 2, 0 (the null one among them): rows gather several images,
-    // so the scatter-add is checked, and the untouched rows' zero gradient too.
+    // A table of 3 classes + null, 6 wide, added to the time MLP as in models/unet-cond.toml,
+    // read by a resblock with and without the FiLM scale; batch 5 with labels 0, 2, 0, 2, 0 (the
+    // null one among them): rows gather several images, so the scatter-add is checked, and the
+    // untouched rows' zero gradient too.
+    for film in [false, true] {
+        let g = graph_of(4, 3, 3, |b, x, t| {
+            let y = b.add("y", "y", Label { classes: 3, hide_below: 0 }, &[]).unwrap();
+            let e = b.add("label", "label", Embedding { rows: 4, features: 6 }, &[y]).unwrap();
+            let temb = blocks::time_mlp(b, "time", t, 4, 6).unwrap();
+            let cond = b.add("cond", "cond", Add, &[temb, e]).unwrap();
+            blocks::resblock(b, "res", x, cond, 4, 2, film).unwrap()
+        });
+        assert_eq!(g.classes(), Some(3));
+        let scaled = g.nodes.iter().any(|n| matches!(n.op, Op::ScaleChannels(_)));
+        assert_eq!(scaled, film, "the FiLM scale is in the graph exactly when asked for");
+        let n = check_graph(g, 5, 24, 44);
+        assert!(n > 100, "compared {n}");
+    }
+}
+
+#[test]
+fn channel_scale_gradients() {
+    // x * (1 + Linear(temb)) per channel, the FiLM scale of a `film = 1` resblock
     let g = graph_of(4, 3, 3, |b, x, t| {
-        let y = b.add("y", "y", Label { classes: 3, hide_below: 0 }, &[]).unwrap();
-        let e = b.add("label", "label", Embedding { rows: 4, features: 6 }, &[y]).unwrap();
-        let temb = blocks::time_mlp(b, "time", t, 4, 6).unwrap();
-        let cond = b.add("cond", "cond", Add, &[temb, e]).unwrap();
-        blocks::resblock(b, "res", x, cond, 4, 2).unwrap()
+        let temb = blocks::time_mlp(b, "time", t, 6, 5).unwrap();
+        let proj = b.add("proj", "proj", Linear { in_features: 5, out_features: 4 }, &[temb]).unwrap();
+        b.add("scale", "scale", ScaleChannels, &[x, proj]).unwrap()
     });
-    assert_eq!(g.classes(), Some(3));
-    let n = check_graph(g, 5, 24, 44);
-    assert!(n > 100, "compared {n}");
+    check_graph(g, 3, 16, 61);
 }
 
 #[test]
@@ -256,7 +273,7 @@ fn timestep_embedding_linear_and_channel_bias_gradients() {
 fn resblock_gradients() {
     let g = graph_of(4, 4, 4, |b, x, t| {
         let temb = blocks::time_mlp(b, "time", t, 4, 6).unwrap();
-        blocks::resblock(b, "res", x, temb, 6, 2).unwrap()
+        blocks::resblock(b, "res", x, temb, 6, 2, false).unwrap()
     });
     check_graph(g, 2, 8, 70);
 }

@@ -7,8 +7,8 @@ use mdc::graph::{Graph, GraphBuilder};
 
 use mdc::interp::Executor;
 use mdc::ops::{
-    Add, AddChannelBias, Attention, Concat, Conv2d, ConvTranspose2d, GroupNorm, Input, Linear, Silu,
-    Timestep, TimestepEmbedding, UpsampleNearest,
+    Add, AddChannelBias, Attention, Concat, Conv2d, ConvTranspose2d, GroupNorm, Input, Linear, Op,
+    ScaleChannels, Silu, Timestep, TimestepEmbedding, UpsampleNearest,
 };
 use mdc::params::Params;
 use ndarray::{Array4, ArrayD};
@@ -287,19 +287,16 @@ fn attention_heads_and_layout() {
     }
 }
 
-/// x [D, 1, 1] + Linear(TimestepEmbedding(t)): embedding, linear and the channel bias together.
-#[test]
-fn timestep_embedding_linear_channel_bias() {
-    if !onnxruntime_available("timestep_embedding_linear_channel_bias") {
-        return;
-    }
+/// x [D, 2, 1] combined per channel with Linear(TimestepEmbedding(t)) by `op` (the bias or the
+/// FiLM scale), against `reference(x, linear)`: embedding, linear and the channel op together.
+fn embedding_linear_then<O: Into<Op>>(name: &str, op: O, reference: fn(f64, f64) -> f64) {
     let (dim, out) = (16, 6);
     let mut b = GraphBuilder::new();
     let x = input(&mut b, out, 2, 1);
     let t = b.add("t", "t", Timestep, &[]).unwrap();
     let e = b.add("time.embed", "time", TimestepEmbedding { dim }, &[t]).unwrap();
     let l = b.add("time.linear", "time", Linear { in_features: dim, out_features: out }, &[e]).unwrap();
-    let y = b.add("bias", "bias", AddChannelBias, &[x, l]).unwrap();
+    let y = b.add("channels", "channels", op, &[x, l]).unwrap();
     let g = b.finish(y);
     let p = random_params(&g, 4);
     let ts = timesteps(4, 8);
@@ -308,9 +305,26 @@ fn timestep_embedding_linear_channel_bias() {
     let expected = Array4::from_shape_fn((4, out, 2, 1), |(n, o, i, j)| {
         let emb = embedding_ref(ts[n], dim);
         let lin: f64 = bias[[o]] as f64 + (0..dim).map(|k| w[[o, k]] as f64 * emb[k]).sum::<f64>();
-        (xs[[n, o, i, j]] as f64 + lin) as f32
+        reference(xs[[n, o, i, j]] as f64, lin) as f32
     });
-    check("embedding_linear", &g, &p, &xs, ts.as_slice().unwrap(), &expected);
+    check(name, &g, &p, &xs, ts.as_slice().unwrap(), &expected);
+}
+
+#[test]
+fn timestep_embedding_linear_channel_bias() {
+    if !onnxruntime_available("timestep_embedding_linear_channel_bias") {
+        return;
+    }
+    embedding_linear_then("embedding_linear_bias", AddChannelBias, |x, lin| x + lin);
+}
+
+/// The FiLM scale of a `film = 1` resblock: x (1 + Linear(t)).
+#[test]
+fn timestep_embedding_linear_channel_scale() {
+    if !onnxruntime_available("timestep_embedding_linear_channel_scale") {
+        return;
+    }
+    embedding_linear_then("embedding_linear_scale", ScaleChannels, |x, lin| x * (1.0 + lin));
 }
 
 /// Batch and image size are dynamic: one export runs other batch sizes and (for a fully

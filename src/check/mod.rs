@@ -510,9 +510,9 @@ impl<'f> Build<'f> {
                 let in_features = b.shape(ins[0]).as_vector().unwrap_or(0);
                 b.add(name, name, Linear { in_features, out_features: features.value }, &[ins[0]])
             }
-            BlockOp::Resblock { channels, groups } => {
+            BlockOp::Resblock { channels, groups, film } => {
                 let temb = temb.expect("resblocks always read a time embedding");
-                blocks::resblock(b, name, ins[0], temb, channels.value, groups.value)
+                blocks::resblock(b, name, ins[0], temb, channels.value, groups.value, film.value == 1)
             }
             BlockOp::Downsample => blocks::downsample(b, name, ins[0]),
             BlockOp::Upsample => blocks::upsample(b, name, ins[0]),
@@ -1083,7 +1083,7 @@ struct BlockParams<'a> {
 impl<'a> BlockParams<'a> {
     fn of(op: &'a BlockOp) -> Self {
         match op {
-            BlockOp::Resblock { channels, groups } => {
+            BlockOp::Resblock { channels, groups, .. } => {
                 BlockParams { channels: Some(channels), groups: Some(groups), heads: None }
             }
             BlockOp::GroupNorm { groups } => BlockParams { groups: Some(groups), ..Default::default() },

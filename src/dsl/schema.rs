@@ -192,6 +192,7 @@ blocks! {
         "conv-norm-SiLU, + SiLU(Linear(t)), conv-norm-SiLU, + skip (1x1 conv when channels change)" {
         channels: int(1, MAX_CHANNELS) = Required, "output channels";
         groups: int(1, MAX_CHANNELS) = Var("groups"), "GroupNorm groups";
+        film: int(0, 1) = Int(0), "1: `time` also scales the first normalised features, h (1 + Linear(t)) (FiLM), so a class label can reshape them";
     } @time = "time", "the time-embedding block it reads";
     Downsample "downsample", inputs (1, 1), "3x3 conv, stride 2, same channels" {}
     Upsample "upsample", inputs (1, 1), "nearest 2x, then 3x3 conv, same channels" {}

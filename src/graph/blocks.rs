@@ -7,7 +7,7 @@
 
 use super::{GraphBuilder, NodeError, NodeId};
 use crate::ops::{
-    Add, AddChannelBias, Attention, Concat, Conv2d, GroupNorm, Input, Linear, Silu, Timestep,
+    Add, AddChannelBias, Attention, Concat, Conv2d, GroupNorm, Input, Linear, ScaleChannels, Silu, Timestep,
     TimestepEmbedding, UpsampleNearest,
 };
 
@@ -64,7 +64,9 @@ pub fn group_norm(
 
 /// The classic DDPM ResBlock:
 /// h = SiLU(GN(conv1(x))); h = h + SiLU(time_proj(temb)); h = SiLU(GN(conv2(h))); out = h + skip(x),
-/// skip a 1x1 conv when the channel count changes, else the identity.
+/// skip a 1x1 conv when the channel count changes, else the identity. With `film` the time
+/// embedding also scales the first normalised features, SiLU(GN(conv1(x)) * (1 + time_scale(temb)))
+/// (FiLM, Perez et al. 2018), so a class label added to it can reshape them, not only shift them.
 pub fn resblock(
     b: &mut GraphBuilder,
     name: &str,
@@ -72,13 +74,21 @@ pub fn resblock(
     temb: NodeId,
     out_channels: usize,
     groups: usize,
+    film: bool,
 ) -> Result<NodeId, NodeError> {
     let n = |s: &str| format!("{name}.{s}");
     let in_channels = channels_of(b, x);
     let h = conv(b, &n("conv1"), name, x, out_channels, 3, 1, 1)?;
     let h = group_norm(b, &n("norm1"), name, h, groups)?;
-    let h = b.add(n("silu1"), name, Silu, &[h])?;
     let tdim = b.shape(temb).as_vector().unwrap_or(0);
+    let h = if film {
+        let linear = Linear { in_features: tdim, out_features: out_channels };
+        let scale = b.add(n("time_scale"), name, linear, &[temb])?;
+        b.add(n("scale_time"), name, ScaleChannels, &[h, scale])?
+    } else {
+        h
+    };
+    let h = b.add(n("silu1"), name, Silu, &[h])?;
     let tp =
         b.add(n("time_proj"), name, Linear { in_features: tdim, out_features: out_channels }, &[temb])?;
     let tp = b.add(n("time_silu"), name, Silu, &[tp])?;
@@ -139,21 +149,21 @@ pub fn mini_unet(
     let t = b.add("t", "t", Timestep, &[])?;
     let temb = time_mlp(&mut b, "time", t, time_dim, time_hidden)?;
     let h0 = conv(&mut b, "init", "init", x, c0, 3, 1, 1)?;
-    let e1 = resblock(&mut b, "enc1", h0, temb, c1, groups)?;
+    let e1 = resblock(&mut b, "enc1", h0, temb, c1, groups, false)?;
     let d1 = downsample(&mut b, "down1", e1)?;
-    let e2 = resblock(&mut b, "enc2", d1, temb, c2, groups)?;
+    let e2 = resblock(&mut b, "enc2", d1, temb, c2, groups, false)?;
     let d2 = downsample(&mut b, "down2", e2)?;
-    let e3 = resblock(&mut b, "enc3", d2, temb, c3, groups)?;
-    let m = resblock(&mut b, "mid1", e3, temb, c3, groups)?;
-    let m = resblock(&mut b, "mid2", m, temb, c3, groups)?;
+    let e3 = resblock(&mut b, "enc3", d2, temb, c3, groups, false)?;
+    let m = resblock(&mut b, "mid1", e3, temb, c3, groups, false)?;
+    let m = resblock(&mut b, "mid2", m, temb, c3, groups, false)?;
     let cat3 = b.add("cat3", "cat3", Concat, &[m, e3])?;
-    let u3 = resblock(&mut b, "dec3", cat3, temb, c2, groups)?;
+    let u3 = resblock(&mut b, "dec3", cat3, temb, c2, groups, false)?;
     let u3 = upsample(&mut b, "up3", u3)?;
     let cat2 = b.add("cat2", "cat2", Concat, &[u3, e2])?;
-    let u2 = resblock(&mut b, "dec2", cat2, temb, c1, groups)?;
+    let u2 = resblock(&mut b, "dec2", cat2, temb, c1, groups, false)?;
     let u2 = upsample(&mut b, "up2", u2)?;
     let cat1 = b.add("cat1", "cat1", Concat, &[u2, e1])?;
-    let u1 = resblock(&mut b, "dec1", cat1, temb, c0, groups)?;
+    let u1 = resblock(&mut b, "dec1", cat1, temb, c0, groups, false)?;
     let o = group_norm(&mut b, "out_norm", "out_norm", u1, groups)?;
     let o = b.add("out_silu", "out_silu", Silu, &[o])?;
     let o = conv(&mut b, "out", "out", o, in_channels, 3, 1, 1)?;

@@ -1,6 +1,6 @@
 //! [C, H, W] + [C] broadcast over H, W (the projected time embedding added to a feature map).
 
-use super::{arity, image, vector, ParamSpec, PrimitiveOp, ShapeError};
+use super::{image_and_channel_vector, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
 use crate::graph::{Node, Shape};
 use crate::interp::kernels::elementwise;
@@ -20,13 +20,7 @@ impl PrimitiveOp for AddChannelBias {
     }
 
     fn infer_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError> {
-        arity(inputs, 2)?;
-        let (c, _, _) = image(inputs, 0)?;
-        let d = vector(inputs, 1)?;
-        if d != c {
-            return Err(ShapeError::ChannelMismatch { input: 1, expected: c, found: d });
-        }
-        Ok(inputs[0].clone())
+        image_and_channel_vector(inputs)
     }
 
     fn flops(&self, _: &[&Shape], output: &Shape) -> u128 {

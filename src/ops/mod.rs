@@ -145,6 +145,18 @@ pub(crate) fn vector(inputs: &[&Shape], k: usize) -> Result<usize, ShapeError> {
     })
 }
 
+/// An image and one value per channel of it (the time embedding's projection), as taken by the
+/// per-channel bias and scale: the image's shape, or the error naming the input that does not fit.
+pub(crate) fn image_and_channel_vector(inputs: &[&Shape]) -> Result<Shape, ShapeError> {
+    arity(inputs, 2)?;
+    let (c, _, _) = image(inputs, 0)?;
+    let d = vector(inputs, 1)?;
+    if d != c {
+        return Err(ShapeError::ChannelMismatch { input: 1, expected: c, found: d });
+    }
+    Ok(inputs[0].clone())
+}
+
 /// The one list of primitive ops. Each line is `module::Type`: the macro declares the module
 /// (`src/ops/module.rs`), re-exports its type, and generates the [`Op`] enum (variant `Type`),
 /// `From` conversions and the exhaustive dispatch of every [`PrimitiveOp`] method.
@@ -213,6 +225,7 @@ registry! {
     silu::Silu,
     add::Add,
     add_channel_bias::AddChannelBias,
+    scale_channels::ScaleChannels,
     concat::Concat,
     upsample_nearest::UpsampleNearest,
     attention::Attention,

@@ -1,4 +1,4 @@
-//! Add, the per-channel broadcast add of the time embedding, and channel concatenation.
+//! Add, the per-channel broadcast add and scale of the time embedding, and channel concatenation.
 //! Memory-bound, but split across threads anyway: run serially they would leave the other
 //! core idle between the convolutions.
 
@@ -50,6 +50,44 @@ pub fn add_channel_bias_backward<T: Real>(hw: usize, dy: &[T], dbias: &mut [T]) 
         .zip(dy.par_chunks(hw))
         .with_min_len(min_len)
         .for_each(|(d, row)| *d = super::sum_map(row, |v| v));
+}
+
+/// y [N, C, HW] = x * (1 + scale [N, C]) broadcast over HW.
+pub fn scale_channels<T: Real>(hw: usize, x: &[T], scale: &[T], y: &mut [T]) {
+    let min_len = (CHUNK / hw).max(1);
+    y.par_chunks_mut(hw).zip(x.par_chunks(hw)).zip(scale.par_iter()).with_min_len(min_len).for_each(
+        |((yc, xc), &s)| {
+            let f = T::ONE + s;
+            for (o, &v) in yc.iter_mut().zip(xc) {
+                *o = v * f;
+            }
+        },
+    );
+}
+
+/// The backward of [`scale_channels`]: dx = dy (1 + scale), dscale [N, C] = sum over HW of dy x.
+pub fn scale_channels_backward<T: Real>(
+    hw: usize,
+    x: &[T],
+    scale: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    dscale: &mut [T],
+) {
+    let min_len = (CHUNK / hw).max(1);
+    dx.par_chunks_mut(hw)
+        .zip(dscale.par_iter_mut())
+        .zip(dy.par_chunks(hw).zip(x.par_chunks(hw)).zip(scale.par_iter()))
+        .with_min_len(min_len)
+        .for_each(|((dxc, ds), ((dyc, xc), &s))| {
+            let f = T::ONE + s;
+            let mut acc = T::ZERO;
+            for ((d, &g), &v) in dxc.iter_mut().zip(dyc).zip(xc) {
+                *d = g * f;
+                acc += g * v;
+            }
+            *ds = acc;
+        });
 }
 
 /// Copies each input's per-image block (`sizes[i]` elements) one after another into each image of y.
