@@ -6,7 +6,9 @@ use std::path::Path;
 
 use mdc::cli::sample::class_plan;
 use mdc::data::{Dataset, Labels};
-use mdc::diffusion::{ClassGuidance, Denoiser, InterpDenoiser, NoiseSchedule, Prediction, ScheduleKind};
+use mdc::diffusion::{
+    AutoGuided, ClassGuidance, Denoiser, InterpDenoiser, NoiseSchedule, Prediction, ScheduleKind,
+};
 use mdc::graph::Graph;
 use mdc::interp::Executor;
 use mdc::params::Params;
@@ -168,19 +170,6 @@ fn with_every_label_null_the_output_does_not_depend_on_the_scale() {
 
 #[test]
 fn guidance_runs_one_doubled_batch_and_extrapolates_from_the_null_prediction() {
-    /// Counts the calls and the batch each gets.
-    struct Counting<'a>(&'a mut InterpDenoiser, Vec<usize>);
-    impl Denoiser for Counting<'_> {
-        fn predict_noise(
-            &mut self,
-            x: &Array4<f32>,
-            t: &[f32],
-            y: Option<&[u32]>,
-        ) -> anyhow::Result<Array4<f32>> {
-            self.1.push(x.shape()[0]);
-            self.0.predict_noise(x, t, y)
-        }
-    }
     let (g, _) = tiny_cond();
     let mut den = denoiser(&g, 5);
     let (x, t) = inputs(4, 6);
@@ -193,6 +182,100 @@ fn guidance_runs_one_doubled_batch_and_extrapolates_from_the_null_prediction() {
     let want = &uncond + &((&cond - &uncond) * 3.0);
     let gap = (&guided - &want).iter().map(|v| v.abs()).fold(0.0, f32::max);
     assert!(gap < 1e-4, "guided differs from eps_null + 3 (eps_y - eps_null) by {gap}");
+}
+
+/// Counts the calls a denoiser gets and the batch of each.
+struct Counting<'a>(&'a mut InterpDenoiser, Vec<usize>);
+
+impl Denoiser for Counting<'_> {
+    fn predict_noise(
+        &mut self,
+        x: &Array4<f32>,
+        t: &[f32],
+        y: Option<&[u32]>,
+    ) -> anyhow::Result<Array4<f32>> {
+        self.1.push(x.shape()[0]);
+        self.0.predict_noise(x, t, y)
+    }
+}
+
+fn max_gap(a: &Array4<f32>, b: &Array4<f32>) -> f32 {
+    (a - b).iter().map(|v| v.abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn with_autoguidance_class_guidance_adds_its_push_to_the_autoguided_prediction() {
+    let (g, _) = tiny_cond();
+    let (mut model, mut guide) = (denoiser(&g, 11), denoiser(&g, 12));
+    let (x, t) = inputs(4, 13);
+    let labels = [0, 1, 3, 2];
+    let nulls = [3; 4];
+    let (w, s) = (3.0, 2.5);
+    let m_y = model.predict_noise(&x, &t, Some(&labels)).unwrap();
+    let m_null = model.predict_noise(&x, &t, Some(&nulls)).unwrap();
+    let g_y = guide.predict_noise(&x, &t, Some(&labels)).unwrap();
+    let g_null = guide.predict_noise(&x, &t, Some(&nulls)).unwrap();
+    let autoguided_y = &g_y + &((&m_y - &g_y) * w);
+    let autoguided_null = &g_null + &((&m_null - &g_null) * w);
+
+    let (mut counted_model, mut counted_guide) = (Counting(&mut model, vec![]), Counting(&mut guide, vec![]));
+    let mut den = AutoGuided { model: &mut counted_model, guide: &mut counted_guide, weight: w };
+    let guided = guidance(&labels, s).predict(&mut den, &x, &t, &labels).unwrap();
+    // The sum of the two guidances, not class guidance of the autoguided model.
+    let want = &autoguided_y + &((&m_y - &m_null) * (s - 1.0));
+    assert!(
+        max_gap(&guided, &want) < 1e-4,
+        "differs from A(y) + (S - 1) (m(y) - m(null)) by {}",
+        max_gap(&guided, &want)
+    );
+    let product = &autoguided_null + &((&autoguided_y - &autoguided_null) * s);
+    assert!(max_gap(&guided, &product) > 1e-2, "the product form must differ for the test to mean anything");
+    // The model runs the labelled and null halves as one batch; the guide only the labelled half.
+    assert_eq!((counted_model.1.clone(), counted_guide.1.clone()), (vec![8], vec![4]));
+
+    // S = 1 is the autoguided conditional model; S = 0 the autoguided unconditional one.
+    let mut den = AutoGuided { model: &mut model, guide: &mut guide, weight: w };
+    let one = guidance(&labels, 1.0).predict(&mut den, &x, &t, &labels).unwrap();
+    assert!(max_gap(&one, &autoguided_y) < 1e-5);
+    let zero = guidance(&labels, 0.0).predict(&mut den, &x, &t, &labels).unwrap();
+    assert!(max_gap(&zero, &autoguided_null) < 1e-5);
+    // An image asked for no class gets A(null) at any scale.
+    let mixed = [0, 3, 1, 3];
+    let out = guidance(&mixed, 4.0).predict(&mut den, &x, &t, &mixed).unwrap();
+    for i in [1, 3] {
+        assert!(image_gap(&out, &autoguided_null, i) < 1e-4, "image {i} has the null label");
+    }
+}
+
+#[test]
+fn interpreter_and_onnxruntime_agree_on_autoguided_class_guidance() {
+    if !onnx_common::onnxruntime_available("interpreter_and_onnxruntime_agree_on_autoguided_class_guidance") {
+        return;
+    }
+    let (g, _) = tiny_cond();
+    let (params, guide_params) = (onnx_common::random_params(&g, 21), onnx_common::random_params(&g, 22));
+    let w = 2.5;
+    let mut info = onnx_common::info_for(&g);
+    info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { weight: w, guide_step: 5 });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guided.onnx");
+    mdc::onnx::export_to_file(&g, &params, Some(&guide_params), &info, &path).unwrap();
+    let mut ort = onnx_common::open(&path);
+    let mut model = InterpDenoiser { executor: Executor::new(g.clone()), params };
+    let mut guide = InterpDenoiser { executor: Executor::new(g.clone()), params: guide_params };
+    let mut interp = AutoGuided { model: &mut model, guide: &mut guide, weight: w };
+    let (x, t) = inputs(5, 23);
+    let labels = [2, 0, 3, 1, 0];
+    for s in [0.0, 1.0, 3.0] {
+        let a = guidance(&labels, s).predict(&mut interp, &x, &t, &labels).unwrap();
+        let b = guidance(&labels, s).predict(&mut ort, &x, &t, &labels).unwrap();
+        let scale = a.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1.0);
+        assert!(
+            max_gap(&a, &b) <= 5e-4 * scale,
+            "S = {s}: max difference {} (scale {scale})",
+            max_gap(&a, &b)
+        );
+    }
 }
 
 #[test]
@@ -464,7 +547,7 @@ fn class_folders_train_a_conditional_model_whose_names_reach_sampling_and_the_ex
         &p(&dir.path().join("d.png")),
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("class dog, guidance 2"), "{stdout}");
+    assert!(stdout.contains("class dog, guidance 6"), "{stdout}");
     let (code, _, stderr) = mdc(&[
         "sample",
         &p(&ckpt),

@@ -110,6 +110,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "  autoguidance {} built in: the output is guide + {} (model - guide), the guide being the EMA weights of step {} (both networks are in the file)",
             a.weight, a.weight, a.guide_step
         );
+        if info.classes.is_some() {
+            println!(
+                "  second output eps_model: the model without its guide, whose class direction class guidance follows"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,7 @@
 use anyhow::bail;
 use ndarray::{Array4, Zip};
 
-use super::Denoiser;
+use super::{predict_labelled_and_null, Denoiser, GuidanceParts};
 
 /// A model steered away from its guide with weight `weight` (1: the model alone).
 pub struct AutoGuided<'a> {
@@ -35,10 +35,36 @@ impl Denoiser for AutoGuided<'_> {
         if out.shape() != model.shape() {
             bail!("the guide returned shape {:?}, the model {:?}", out.shape(), model.shape());
         }
-        let w = self.weight;
-        Zip::from(&mut out).and(&model).for_each(|g, &m| *g += w * (m - *g));
+        steer(&mut out, &model, self.weight);
         Ok(out)
     }
+
+    /// Class guidance adds its push to the autoguided conditional prediction (see
+    /// [`super::ClassGuidance`]): the model runs the labelled and null halves as one batch of 2N,
+    /// the guide only the labelled half.
+    fn guidance_parts(
+        &mut self,
+        x: &Array4<f32>,
+        t: &[f32],
+        labels: &[u32],
+        null: u32,
+    ) -> anyhow::Result<GuidanceParts> {
+        let (model_labelled, model_null) = predict_labelled_and_null(self.model, x, t, labels, null)?;
+        if self.weight == 1.0 {
+            return Ok(GuidanceParts { labelled: model_labelled.clone(), model_labelled, model_null });
+        }
+        let mut labelled = self.guide.predict_noise(x, t, Some(labels))?;
+        if labelled.shape() != model_labelled.shape() {
+            bail!("the guide returned shape {:?}, the model {:?}", labelled.shape(), model_labelled.shape());
+        }
+        steer(&mut labelled, &model_labelled, self.weight);
+        Ok(GuidanceParts { labelled, model_labelled, model_null })
+    }
+}
+
+/// guide + w (model - guide), in place of `guide`.
+fn steer(guide: &mut Array4<f32>, model: &Array4<f32>, w: f32) {
+    Zip::from(guide).and(model).for_each(|g, &m| *g += w * (m - *g));
 }
 
 #[cfg(test)]

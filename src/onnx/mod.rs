@@ -40,6 +40,10 @@ pub const INPUT_T: &str = "t";
 pub const INPUT_Y: &str = "y";
 pub const OUTPUT_EPS: &str = "eps";
 pub const LEGACY_OUTPUT: &str = "y";
+/// The second output of an autoguided conditional export: the model's own prediction, without
+/// the guide. Class guidance pushes along its labelled-minus-null difference
+/// ([`crate::diffusion::ClassGuidance`]), which `eps` alone cannot give.
+pub const OUTPUT_EPS_MODEL: &str = "eps_model";
 
 /// Why a model could not be exported.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +68,8 @@ const GUIDE_PREFIX: &str = "guide/";
 
 /// [`export`], with autoguidance built in when `guide` holds the guide's weights: both networks
 /// read the same `x`, `t` (and `y`), and the output is guide + w (model - guide), w from
-/// `info.autoguidance`, so any client samples the guided model with one call.
+/// `info.autoguidance`, so any client samples the guided model with one call. A conditional
+/// model also outputs the model's own prediction ([`OUTPUT_EPS_MODEL`]) for class guidance.
 pub fn export_guided(
     graph: &Graph,
     params: &Params,
@@ -105,6 +110,9 @@ pub fn export_guided(
         b.node("Sub", "autoguidance/diff", &["eps/model", "eps/guide"], &["autoguidance/diff"], vec![]);
         b.node("Mul", "autoguidance/scaled", &["autoguidance/diff", &w], &["autoguidance/scaled"], vec![]);
         b.node("Add", OUTPUT_EPS, &["eps/guide", "autoguidance/scaled"], &[OUTPUT_EPS], vec![]);
+        if graph.label.is_some() {
+            b.node("Identity", OUTPUT_EPS_MODEL, &["eps/model"], &[OUTPUT_EPS_MODEL], vec![]);
+        }
     }
     let b = lowerer.b;
 
@@ -127,12 +135,16 @@ pub fn export_guided(
     if graph.label.is_some() {
         inputs.push(value_info(INPUT_Y, DataType::Int64, vec![sym("N")]));
     }
+    let mut outputs = vec![value_info(OUTPUT_EPS, DataType::Float, y_dims.clone())];
+    if guided.is_some() && graph.label.is_some() {
+        outputs.push(value_info(OUTPUT_EPS_MODEL, DataType::Float, y_dims));
+    }
     let graph_proto = proto::GraphProto {
         name: Some(info.model_file.clone()),
         node: b.nodes,
         initializer: b.initializers,
         input: inputs,
-        output: vec![value_info(OUTPUT_EPS, DataType::Float, y_dims)],
+        output: outputs,
         ..Default::default()
     };
     let mut model = ModelProto {
@@ -267,7 +279,7 @@ fn value_names(graph: &Graph) -> Vec<String> {
                 INPUT_Y.to_string()
             } else if id == graph.output {
                 OUTPUT_EPS.to_string()
-            } else if [INPUT_X, INPUT_T, INPUT_Y, OUTPUT_EPS].contains(&n.name.as_str()) {
+            } else if [INPUT_X, INPUT_T, INPUT_Y, OUTPUT_EPS, OUTPUT_EPS_MODEL].contains(&n.name.as_str()) {
                 format!("{}:value", n.name)
             } else {
                 n.name.clone()

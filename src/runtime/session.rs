@@ -4,15 +4,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use ndarray::{Array4, ArrayView1, ArrayView4, Ix4};
+use ndarray::{Array4, ArrayView1, ArrayView4, Axis, Ix4};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::discover;
-use crate::diffusion::Denoiser;
+use crate::diffusion::{predict_labelled_and_null, Denoiser, GuidanceParts};
 use crate::onnx::digest::{self, Integrity};
-use crate::onnx::{ModelInfo, INPUT_T, INPUT_X, INPUT_Y, LEGACY_OUTPUT, OUTPUT_EPS};
+use crate::onnx::{ModelInfo, INPUT_T, INPUT_X, INPUT_Y, LEGACY_OUTPUT, OUTPUT_EPS, OUTPUT_EPS_MODEL};
 
 /// Where onnxruntime runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -52,6 +52,8 @@ pub struct OrtDenoiser {
     integrity: Integrity,
     /// The output's name: `eps`, or `y` in files exported before conditional models.
     output: String,
+    /// `eps_model`, the model's own prediction, where an autoguided conditional export has it.
+    model_output: Option<String>,
 }
 
 impl OrtDenoiser {
@@ -88,8 +90,16 @@ impl OrtDenoiser {
             Device::Cpu => anyhow::anyhow!("onnxruntime cannot load {}: {e}", path.display()),
         })?;
         let info = read_info(&session, path)?;
-        let output = check_signature(&session, path, info.classes.is_some())?;
-        Ok(OrtDenoiser { session, info, path: path.to_path_buf(), device: config.device, integrity, output })
+        let (output, model_output) = check_signature(&session, path, info.classes.is_some())?;
+        Ok(OrtDenoiser {
+            session,
+            info,
+            path: path.to_path_buf(),
+            device: config.device,
+            integrity,
+            output,
+            model_output,
+        })
     }
 
     /// The metadata the exporter wrote: image size, noise schedule, provenance.
@@ -135,6 +145,18 @@ impl OrtDenoiser {
         t: ArrayView1<f32>,
         y: Option<&[u32]>,
     ) -> anyhow::Result<Array4<f32>> {
+        Ok(self.run(x, t, y, false)?.0)
+    }
+
+    /// Runs the session: `eps`, and `eps_model` too when `with_model` (the caller checked that the
+    /// file has it).
+    fn run(
+        &mut self,
+        x: ArrayView4<f32>,
+        t: ArrayView1<f32>,
+        y: Option<&[u32]>,
+        with_model: bool,
+    ) -> anyhow::Result<(Array4<f32>, Option<Array4<f32>>)> {
         let (n, c, _, _) = x.dim();
         let labels: Option<ndarray::Array1<i64>> = match (&self.info.classes, y) {
             (None, None) => None,
@@ -190,11 +212,19 @@ impl OrtDenoiser {
             .session
             .run(inputs)
             .with_context(|| format!("onnxruntime failed running {}", self.path.display()))?;
-        let y = outputs[self.output.as_str()].try_extract_array::<f32>()?;
-        let y = y
-            .into_dimensionality::<Ix4>()
-            .with_context(|| format!("{}: output `y` is not 4-D", self.path.display()))?;
-        Ok(y.to_owned())
+        let image = |name: &str| -> anyhow::Result<Array4<f32>> {
+            let v = outputs[name].try_extract_array::<f32>()?;
+            let v = v
+                .into_dimensionality::<Ix4>()
+                .with_context(|| format!("{}: output `{name}` is not 4-D", self.path.display()))?;
+            Ok(v.to_owned())
+        };
+        let eps = image(&self.output)?;
+        let model = match (&self.model_output, with_model) {
+            (Some(name), true) => Some(image(name)?),
+            _ => None,
+        };
+        Ok((eps, model))
     }
 }
 
@@ -206,6 +236,44 @@ impl Denoiser for OrtDenoiser {
         y: Option<&[u32]>,
     ) -> anyhow::Result<Array4<f32>> {
         self.forward_labeled(x.view(), ArrayView1::from(t), y)
+    }
+
+    /// An autoguided export computes guide + w (model - guide) inside the graph; class guidance
+    /// pushes along the model's own class direction, read from its second output `eps_model`
+    /// in the same run of 2N.
+    fn guidance_parts(
+        &mut self,
+        x: &Array4<f32>,
+        t: &[f32],
+        labels: &[u32],
+        null: u32,
+    ) -> anyhow::Result<GuidanceParts> {
+        if self.info.autoguidance.is_none() {
+            let (model_labelled, model_null) = predict_labelled_and_null(self, x, t, labels, null)?;
+            return Ok(GuidanceParts { labelled: model_labelled.clone(), model_labelled, model_null });
+        }
+        if self.model_output.is_none() {
+            anyhow::bail!(
+                "{}: class guidance on this autoguided model needs its output `{OUTPUT_EPS_MODEL}` (the model \
+                 without its guide), which mdc {} did not export; export it again, or sample with \
+                 --guidance 0 or 1",
+                self.path.display(),
+                self.info.mdc_version
+            );
+        }
+        let n = labels.len();
+        let xx = ndarray::concatenate![Axis(0), x.view(), x.view()];
+        let tt: Vec<f32> = [t, t].concat();
+        let yy = [labels, &vec![null; n][..]].concat();
+        let (eps, model) = self.run(xx.view(), ArrayView1::from(&tt), Some(&yy), true)?;
+        let model = model.expect("asked for the model's output");
+        let (labelled, _) = eps.view().split_at(Axis(0), n);
+        let (model_labelled, model_null) = model.view().split_at(Axis(0), n);
+        Ok(GuidanceParts {
+            labelled: labelled.to_owned(),
+            model_labelled: model_labelled.to_owned(),
+            model_null: model_null.to_owned(),
+        })
     }
 }
 
@@ -242,13 +310,26 @@ fn read_info(session: &Session, path: &Path) -> anyhow::Result<ModelInfo> {
 
 /// The model must take `x`, `t` (and `y` when its metadata declares classes) and give `eps`
 /// (`y` in files exported before conditional models), as mdc exports it. Returns the output's name.
-fn check_signature(session: &Session, path: &Path, conditional: bool) -> anyhow::Result<String> {
+fn check_signature(
+    session: &Session,
+    path: &Path,
+    conditional: bool,
+) -> anyhow::Result<(String, Option<String>)> {
     let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
     let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
     let expected: &[&str] = if conditional { &[INPUT_X, INPUT_T, INPUT_Y] } else { &[INPUT_X, INPUT_T] };
-    let output = [OUTPUT_EPS, LEGACY_OUTPUT].into_iter().find(|o| outputs == [*o] && !inputs.contains(o));
+    let output = if conditional && outputs == [OUTPUT_EPS, OUTPUT_EPS_MODEL] {
+        Some((OUTPUT_EPS, Some(OUTPUT_EPS_MODEL.to_string())))
+    } else {
+        [OUTPUT_EPS, LEGACY_OUTPUT]
+            .into_iter()
+            .find(|o| outputs == [*o] && !inputs.contains(o))
+            .map(|o| (o, None))
+    };
     match output {
-        Some(o) if inputs.len() == expected.len() && expected.iter().all(|e| inputs.contains(e)) => Ok(o.into()),
+        Some((o, model)) if inputs.len() == expected.len() && expected.iter().all(|e| inputs.contains(e)) => {
+            Ok((o.into(), model))
+        }
         _ => anyhow::bail!(
             "{}: expected inputs {} and output `eps` (an mdc export{}), found inputs {inputs:?}, outputs {outputs:?}",
             path.display(),
