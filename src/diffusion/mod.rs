@@ -15,7 +15,7 @@ pub use progress::{sample_images, sample_with_progress};
 pub use sampler::{sample, ClassGuidance, SampleOptions, Sampler, SamplerKind};
 pub use schedule::{NoiseSchedule, ScheduleKind};
 
-use ndarray::Array4;
+use ndarray::{Array4, Axis};
 
 /// Classifier-free guidance scale S used when none is given (`mdc sample --guidance`, the
 /// training run's grids): chosen by measurement on three training runs, see docs/conditional.md
@@ -31,8 +31,8 @@ pub trait Denoiser {
         -> anyhow::Result<Array4<f32>>;
 
     /// What classifier-free guidance combines (see [`GuidanceParts`]) for images labelled
-    /// `labels` and the same images with the `null` label. This default is a plain model: one
-    /// batch of 2N, conditional half first. A denoiser that is itself a guided combination
+    /// `labels` and the same images with the `null` label. This default is a plain model
+    /// ([`plain_guidance_parts`]). A denoiser that is itself a guided combination
     /// ([`AutoGuided`]) overrides it, so that class guidance steers the model alone.
     fn guidance_parts(
         &mut self,
@@ -41,8 +41,7 @@ pub trait Denoiser {
         labels: &[u32],
         null: u32,
     ) -> anyhow::Result<GuidanceParts> {
-        let (model_labelled, model_null) = predict_labelled_and_null(self, x, t, labels, null)?;
-        Ok(GuidanceParts { labelled: model_labelled.clone(), model_labelled, model_null })
+        plain_guidance_parts(self, x, t, labels, null)
     }
 }
 
@@ -58,26 +57,37 @@ pub struct GuidanceParts {
     pub model_null: Array4<f32>,
 }
 
-/// `den`'s predictions for `labels` and for the null label, run as ONE batch of 2N.
-pub fn predict_labelled_and_null<D: Denoiser + ?Sized>(
+/// [`GuidanceParts`] of a plain model: its predictions for `labels` and for the null label, run
+/// as ONE batch of 2N; the labelled half is also what S = 1 gives.
+pub fn plain_guidance_parts<D: Denoiser + ?Sized>(
     den: &mut D,
     x: &Array4<f32>,
     t: &[f32],
     labels: &[u32],
     null: u32,
-) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
-    let n = labels.len();
-    let xx = ndarray::concatenate![ndarray::Axis(0), x.view(), x.view()];
-    let tt = [t, t].concat();
-    let yy = [labels, &vec![null; n][..]].concat();
+) -> anyhow::Result<GuidanceParts> {
+    let (xx, tt, yy) = labelled_and_null_batch(x, t, labels, null);
     let both = den.predict_noise(&xx, &tt, Some(&yy))?;
-    if both.len_of(ndarray::Axis(0)) != 2 * n {
-        anyhow::bail!(
-            "the denoiser returned {} images for a batch of {}",
-            both.len_of(ndarray::Axis(0)),
-            2 * n
-        );
+    let (model_labelled, model_null) = halves(both, labels.len())?;
+    Ok(GuidanceParts { labelled: model_labelled.clone(), model_labelled, model_null })
+}
+
+/// The batch of 2N that guidance runs: the images with their labels, then again with `null`.
+pub fn labelled_and_null_batch(
+    x: &Array4<f32>,
+    t: &[f32],
+    labels: &[u32],
+    null: u32,
+) -> (Array4<f32>, Vec<f32>, Vec<u32>) {
+    let xx = ndarray::concatenate![Axis(0), x.view(), x.view()];
+    (xx, [t, t].concat(), [labels, &vec![null; labels.len()][..]].concat())
+}
+
+/// Splits a prediction for [`labelled_and_null_batch`] into its labelled and null halves.
+pub fn halves(both: Array4<f32>, n: usize) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
+    if both.len_of(Axis(0)) != 2 * n {
+        anyhow::bail!("the denoiser returned {} images for a batch of {}", both.len_of(Axis(0)), 2 * n);
     }
-    let (labelled, null) = both.view().split_at(ndarray::Axis(0), n);
+    let (labelled, null) = both.view().split_at(Axis(0), n);
     Ok((labelled.to_owned(), null.to_owned()))
 }

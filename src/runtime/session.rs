@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use ndarray::{Array4, ArrayView1, ArrayView4, Axis, Ix4};
+use ndarray::{Array4, ArrayView1, ArrayView4, Ix4};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::discover;
-use crate::diffusion::{predict_labelled_and_null, Denoiser, GuidanceParts};
+use crate::diffusion::{halves, labelled_and_null_batch, plain_guidance_parts, Denoiser, GuidanceParts};
 use crate::onnx::digest::{self, Integrity};
 use crate::onnx::{ModelInfo, INPUT_T, INPUT_X, INPUT_Y, LEGACY_OUTPUT, OUTPUT_EPS, OUTPUT_EPS_MODEL};
 
@@ -249,8 +249,7 @@ impl Denoiser for OrtDenoiser {
         null: u32,
     ) -> anyhow::Result<GuidanceParts> {
         if self.info.autoguidance.is_none() {
-            let (model_labelled, model_null) = predict_labelled_and_null(self, x, t, labels, null)?;
-            return Ok(GuidanceParts { labelled: model_labelled.clone(), model_labelled, model_null });
+            return plain_guidance_parts(self, x, t, labels, null);
         }
         if self.model_output.is_none() {
             anyhow::bail!(
@@ -261,19 +260,14 @@ impl Denoiser for OrtDenoiser {
                 self.info.mdc_version
             );
         }
-        let n = labels.len();
-        let xx = ndarray::concatenate![Axis(0), x.view(), x.view()];
-        let tt: Vec<f32> = [t, t].concat();
-        let yy = [labels, &vec![null; n][..]].concat();
+        let (xx, tt, yy) = labelled_and_null_batch(x, t, labels, null);
         let (eps, model) = self.run(xx.view(), ArrayView1::from(&tt), Some(&yy), true)?;
-        let model = model.expect("asked for the model's output");
-        let (labelled, _) = eps.view().split_at(Axis(0), n);
-        let (model_labelled, model_null) = model.view().split_at(Axis(0), n);
-        Ok(GuidanceParts {
-            labelled: labelled.to_owned(),
-            model_labelled: model_labelled.to_owned(),
-            model_null: model_null.to_owned(),
-        })
+        let (labelled, _) = halves(eps, labels.len())?;
+        let model = model.with_context(|| {
+            format!("{}: onnxruntime returned no `{OUTPUT_EPS_MODEL}`", self.path.display())
+        })?;
+        let (model_labelled, model_null) = halves(model, labels.len())?;
+        Ok(GuidanceParts { labelled, model_labelled, model_null })
     }
 }
 
