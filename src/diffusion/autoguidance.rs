@@ -11,7 +11,7 @@
 use anyhow::bail;
 use ndarray::{Array4, Zip};
 
-use super::{plain_guidance_parts, Denoiser, GuidanceParts};
+use super::{halves, labelled_and_null_batch, plain_guidance_parts, Denoiser, GuidanceParts};
 
 /// A model steered away from its guide with weight `weight` (1: the model alone).
 pub struct AutoGuided<'a> {
@@ -49,21 +49,18 @@ impl Denoiser for AutoGuided<'_> {
         labels: &[u32],
         null: u32,
     ) -> anyhow::Result<GuidanceParts> {
-        let mut parts = plain_guidance_parts(self.model, x, t, labels, null)?;
         if self.weight == 1.0 {
-            return Ok(parts);
+            return plain_guidance_parts(self.model, x, t, labels, null);
         }
+        let (xx, tt, yy) = labelled_and_null_batch(x, t, labels, null);
+        let (model_labelled, model_null) =
+            halves(self.model.predict_noise(&xx, &tt, Some(&yy))?, labels.len())?;
         let mut labelled = self.guide.predict_noise(x, t, Some(labels))?;
-        if labelled.shape() != parts.model_labelled.shape() {
-            bail!(
-                "the guide returned shape {:?}, the model {:?}",
-                labelled.shape(),
-                parts.model_labelled.shape()
-            );
+        if labelled.shape() != model_labelled.shape() {
+            bail!("the guide returned shape {:?}, the model {:?}", labelled.shape(), model_labelled.shape());
         }
-        steer(&mut labelled, &parts.model_labelled, self.weight);
-        parts.labelled = labelled;
-        Ok(parts)
+        steer(&mut labelled, &model_labelled, self.weight);
+        Ok(GuidanceParts { labelled, model_labelled, model_null })
     }
 }
 
