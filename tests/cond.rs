@@ -279,6 +279,43 @@ fn interpreter_and_onnxruntime_agree_on_autoguided_class_guidance() {
 }
 
 #[test]
+fn an_autoguided_export_without_eps_model_refuses_class_guidance_by_name() {
+    if !onnx_common::onnxruntime_available(
+        "an_autoguided_export_without_eps_model_refuses_class_guidance_by_name",
+    ) {
+        return;
+    }
+    // What an earlier mdc wrote: the guided `eps` alone, no `eps_model`.
+    let (g, _) = tiny_cond();
+    let mut info = onnx_common::info_for(&g);
+    info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { weight: 2.0, guide_step: 5 });
+    let (params, guide) = (onnx_common::random_params(&g, 31), onnx_common::random_params(&g, 32));
+    let mut model = mdc::onnx::export_guided(&g, &params, Some(&guide), &info).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let eps_model = mdc::onnx::OUTPUT_EPS_MODEL;
+    assert!(graph.output.iter().any(|o| o.name.as_deref() == Some(eps_model)), "today's export has it");
+    graph.output.retain(|o| o.name.as_deref() != Some(eps_model));
+    graph.node.retain(|n| !n.output.iter().any(|o| o == eps_model));
+    model.metadata_props.retain(|e| e.key.as_deref() != Some(mdc::onnx::digest::KEY));
+    mdc::onnx::digest::seal(&mut model);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("older.onnx");
+    std::fs::write(&path, mdc::onnx::encode(&model)).unwrap();
+    let mut ort = onnx_common::open(&path);
+    let (x, t) = inputs(2, 33);
+    let labels = [0, 2];
+    let err = guidance(&labels, 3.0).predict(&mut ort, &x, &t, &labels).unwrap_err().to_string();
+    assert!(
+        err.contains("older.onnx") && err.contains("eps_model") && err.contains("export it again"),
+        "{err}"
+    );
+    // Unguided by class (S = 0) and plainly conditional (S = 1) need only `eps`.
+    for s in [0.0, 1.0] {
+        assert!(guidance(&labels, s).predict(&mut ort, &x, &t, &labels).is_ok(), "S = {s}");
+    }
+}
+
+#[test]
 fn interpreter_and_onnxruntime_agree_on_mixed_real_and_null_labels() {
     if !onnx_common::onnxruntime_available("interpreter_and_onnxruntime_agree_on_mixed_real_and_null_labels")
     {
