@@ -7,7 +7,7 @@ use std::path::Path;
 use mdc::cli::sample::class_plan;
 use mdc::data::{Dataset, Labels};
 use mdc::diffusion::{
-    AutoGuided, ClassGuidance, Denoiser, InterpDenoiser, NoiseSchedule, Prediction, ScheduleKind,
+    AutoGuided, ClassGuidance, Denoiser, InterpDenoiser, NoiseSchedule, Prediction, ScheduleKind, Steering,
 };
 use mdc::graph::Graph;
 use mdc::interp::Executor;
@@ -219,7 +219,11 @@ fn with_autoguidance_class_guidance_adds_its_push_to_the_autoguided_prediction()
     let autoguided_null = &g_null + &((&m_null - &g_null) * w);
 
     let (mut counted_model, mut counted_guide) = (Counting(&mut model, vec![]), Counting(&mut guide, vec![]));
-    let mut den = AutoGuided { model: &mut counted_model, guide: &mut counted_guide, weight: w };
+    let mut den = AutoGuided {
+        model: &mut counted_model,
+        guide: &mut counted_guide,
+        steering: Steering::everywhere(w),
+    };
     let guided = guidance(&labels, s).predict(&mut den, &x, &t, &labels).unwrap();
     // The sum of the two guidances, not class guidance of the autoguided model.
     let want = &autoguided_y + &((&m_y - &m_null) * (s - 1.0));
@@ -234,7 +238,7 @@ fn with_autoguidance_class_guidance_adds_its_push_to_the_autoguided_prediction()
     assert_eq!((counted_model.1.clone(), counted_guide.1.clone()), (vec![8], vec![4]));
 
     // S = 1 is the autoguided conditional model; S = 0 the autoguided unconditional one.
-    let mut den = AutoGuided { model: &mut model, guide: &mut guide, weight: w };
+    let mut den = AutoGuided { model: &mut model, guide: &mut guide, steering: Steering::everywhere(w) };
     let one = guidance(&labels, 1.0).predict(&mut den, &x, &t, &labels).unwrap();
     assert!(max_gap(&one, &autoguided_y) < 1e-5);
     let zero = guidance(&labels, 0.0).predict(&mut den, &x, &t, &labels).unwrap();
@@ -245,6 +249,16 @@ fn with_autoguidance_class_guidance_adds_its_push_to_the_autoguided_prediction()
     for i in [1, 3] {
         assert!(image_gap(&out, &autoguided_null, i) < 1e-4, "image {i} has the null label");
     }
+
+    // Steering up to t = 100 (t is 0, 137, 274, 411): above it A(y) is the model's own
+    // prediction, and the class push is unchanged.
+    den.steering.max_t = Some(100);
+    let guided = guidance(&labels, s).predict(&mut den, &x, &t, &labels).unwrap();
+    let unsteered = &m_y + &((&m_y - &m_null) * (s - 1.0));
+    assert!(image_gap(&guided, &want, 0) < 1e-4, "t = 0 is steered");
+    for i in 1..4 {
+        assert!(image_gap(&guided, &unsteered, i) < 1e-4, "image {i} is above max_t");
+    }
 }
 
 #[test]
@@ -254,27 +268,31 @@ fn interpreter_and_onnxruntime_agree_on_autoguided_class_guidance() {
     }
     let (g, _) = tiny_cond();
     let (params, guide_params) = (onnx_common::random_params(&g, 21), onnx_common::random_params(&g, 22));
-    let w = 2.5;
-    let mut info = onnx_common::info_for(&g);
-    info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { weight: w, guide_step: 5 });
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("guided.onnx");
-    mdc::onnx::export_to_file(&g, &params, Some(&guide_params), &info, &path).unwrap();
-    let mut ort = onnx_common::open(&path);
-    let mut model = InterpDenoiser { executor: Executor::new(g.clone()), params };
-    let mut guide = InterpDenoiser { executor: Executor::new(g.clone()), params: guide_params };
-    let mut interp = AutoGuided { model: &mut model, guide: &mut guide, weight: w };
     let (x, t) = inputs(5, 23);
     let labels = [2, 0, 3, 1, 0];
-    for s in [0.0, 1.0, 3.0] {
-        let a = guidance(&labels, s).predict(&mut interp, &x, &t, &labels).unwrap();
-        let b = guidance(&labels, s).predict(&mut ort, &x, &t, &labels).unwrap();
-        let scale = a.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1.0);
-        assert!(
-            max_gap(&a, &b) <= 5e-4 * scale,
-            "S = {s}: max difference {} (scale {scale})",
-            max_gap(&a, &b)
-        );
+    // Steering at every step, and only up to t = 300: t is 0, 137, 274, 411 and 548 here, so the
+    // last two images get the model alone.
+    for steering in [Steering::everywhere(2.5), Steering { weight: 2.5, max_t: Some(300) }] {
+        let mut info = onnx_common::info_for(&g);
+        let Steering { weight, max_t } = steering;
+        info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { weight, guide_step: 5, max_t });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guided.onnx");
+        mdc::onnx::export_to_file(&g, &params, Some(&guide_params), &info, &path).unwrap();
+        let mut ort = onnx_common::open(&path);
+        let mut model = InterpDenoiser { executor: Executor::new(g.clone()), params: params.clone() };
+        let mut guide = InterpDenoiser { executor: Executor::new(g.clone()), params: guide_params.clone() };
+        let mut interp = AutoGuided { model: &mut model, guide: &mut guide, steering };
+        for s in [0.0, 1.0, 3.0] {
+            let a = guidance(&labels, s).predict(&mut interp, &x, &t, &labels).unwrap();
+            let b = guidance(&labels, s).predict(&mut ort, &x, &t, &labels).unwrap();
+            let scale = a.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1.0);
+            assert!(
+                max_gap(&a, &b) <= 5e-4 * scale,
+                "{steering}, S = {s}: max difference {} (scale {scale})",
+                max_gap(&a, &b)
+            );
+        }
     }
 }
 
@@ -288,7 +306,7 @@ fn an_autoguided_export_without_eps_model_refuses_class_guidance_by_name() {
     // What an earlier mdc wrote: the guided `eps` alone, no `eps_model`.
     let (g, _) = tiny_cond();
     let mut info = onnx_common::info_for(&g);
-    info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { weight: 2.0, guide_step: 5 });
+    info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { weight: 2.0, guide_step: 5, max_t: None });
     let (params, guide) = (onnx_common::random_params(&g, 31), onnx_common::random_params(&g, 32));
     let mut model = mdc::onnx::export_guided(&g, &params, Some(&guide), &info).unwrap();
     let graph = model.graph.as_mut().unwrap();

@@ -6,7 +6,9 @@ use crate::onnx_common;
 
 use std::time::Instant;
 
-use mdc::diffusion::{sample, AutoGuided, Denoiser, InterpDenoiser, Prediction, SampleOptions, Sampler};
+use mdc::diffusion::{
+    sample, AutoGuided, Denoiser, InterpDenoiser, Prediction, SampleOptions, Sampler, Steering,
+};
 use mdc::interp::Executor;
 use mdc::runtime::{Device, OrtDenoiser};
 use onnx_common::*;
@@ -102,14 +104,18 @@ fn an_autoguided_export_matches_the_interpreter_and_says_so() {
 
     let mut ort = OrtDenoiser::open(&onnx, Device::Cpu).unwrap();
     let info = ort.info().clone();
-    assert_eq!(info.autoguidance, Some(mdc::onnx::AutoguidanceInfo { weight: 2.5, guide_step: 10 }));
+    assert_eq!(
+        info.autoguidance,
+        Some(mdc::onnx::AutoguidanceInfo { weight: 2.5, guide_step: 10, max_t: None })
+    );
     let x = random_images(3, 1, 28, 28, 9);
     let t = [3.0, 500.0, 999.0];
     let y = [0, 7, 10];
     let from_ort = ort.predict_noise(&x, &t, Some(&y)).unwrap();
     let mut model_den = InterpDenoiser { executor: Executor::new(graph.clone()), params: ema };
     let mut guide_den = InterpDenoiser { executor: Executor::new(graph.clone()), params: guide };
-    let mut guided = AutoGuided { model: &mut model_den, guide: &mut guide_den, weight: 2.5 };
+    let mut guided =
+        AutoGuided { model: &mut model_den, guide: &mut guide_den, steering: Steering::everywhere(2.5) };
     let from_interp = guided.predict_noise(&x, &t, Some(&y)).unwrap();
     let plain = guided.model.predict_noise(&x, &t, Some(&y)).unwrap();
     let diff = max_abs_diff(&from_ort, &from_interp);
@@ -140,6 +146,38 @@ fn an_autoguided_export_matches_the_interpreter_and_says_so() {
     let o = sample(&["--autoguidance", "2"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("has autoguidance 2.5 built in"));
+
+    // `--autoguidance-max-t 500`: the image at t = 999 gets the model alone, the others are
+    // steered, as in the interpreter.
+    let below = dir.path().join("below.onnx");
+    let o = export(&below, &["--autoguidance-max-t", "500"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("autoguidance 2.5 at t <= 500 built in"), "{stdout}");
+    let mut ort = OrtDenoiser::open(&below, Device::Cpu).unwrap();
+    assert_eq!(ort.info().autoguidance.as_ref().and_then(|a| a.max_t), Some(500));
+    let from_ort = ort.predict_noise(&x, &t, Some(&y)).unwrap();
+    guided.steering.max_t = Some(500);
+    let from_interp = guided.predict_noise(&x, &t, Some(&y)).unwrap();
+    assert!(
+        max_abs_diff(&from_ort, &from_interp) <= 1e-3,
+        "differ by {}",
+        max_abs_diff(&from_ort, &from_interp)
+    );
+    let image = |a: &ndarray::Array4<f32>, i: usize| a.slice(ndarray::s![i..i + 1, .., .., ..]).to_owned();
+    assert!(max_abs_diff(&image(&from_ort, 2), &image(&plain, 2)) <= 1e-3, "t = 999 is above max_t");
+    assert!(max_abs_diff(&image(&from_ort, 1), &image(&plain, 1)) > 0.05, "t = 500 is steered");
+    let sample_below = |extra: &[&str]| {
+        let mut args = vec!["sample", below.to_str().unwrap(), "-n", "1", "--steps", "2", "-o"];
+        args.extend([png.to_str().unwrap(), "-q"]);
+        args.extend(extra);
+        mdc(&args)
+    };
+    assert!(String::from_utf8_lossy(&sample_below(&[]).stdout)
+        .contains("autoguidance 2.5 at t <= 500 (built in)"));
+    let o = sample_below(&["--autoguidance-max-t", "600"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("export it again with --autoguidance-max-t 600"));
 
     // `--autoguidance 1` exports the model alone.
     let alone = dir.path().join("alone.onnx");

@@ -157,7 +157,7 @@ fn a_recipe_out_of_range_in_the_metadata_is_a_corrupt_checkpoint() {
 /// the noise; a plain weights file says nothing (its model file decides).
 #[test]
 fn recorded_prediction_reads_old_and_new_files() {
-    use mdc::diffusion::Prediction;
+    use mdc::diffusion::{Prediction, Steering};
     use mdc::train::{recorded_autoguidance, recorded_prediction};
     let meta = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -176,8 +176,13 @@ fn recorded_prediction_reads_old_and_new_files() {
     let g = tiny();
     let mut ck = checkpoint(&g);
     ck.config.autoguidance = 2.5;
+    ck.config.autoguidance_max_t = Some(850);
     ck.save(&p).unwrap();
     let (_, m) = Params::load_for_inference(&p, &g, true).unwrap();
-    assert_eq!((recorded_prediction(&m), recorded_autoguidance(&m)), (Ok(Some(ck.config.prediction)), 2.5));
-    assert_eq!(recorded_autoguidance(&meta(&[])), 1.0);
+    let steering = Steering { weight: 2.5, max_t: Some(850) };
+    assert_eq!(
+        (recorded_prediction(&m), recorded_autoguidance(&m)),
+        (Ok(Some(ck.config.prediction)), steering)
+    );
+    assert_eq!(recorded_autoguidance(&meta(&[])), Steering::everywhere(1.0));
 }

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::guide::SteeringRequest;
+use crate::diffusion::Steering;
 use crate::model::{self, Model};
 use crate::onnx::{self, AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
 use crate::params::{Params, CHECKPOINT_FORMAT};
@@ -42,6 +44,10 @@ pub struct Args {
     /// 1 exports the model alone [default: the run's `autoguidance`].
     #[arg(long, value_name = "W", value_parser = super::sample::autoguidance_weight)]
     pub autoguidance: Option<f32>,
+    /// The noisiest timestep the built-in autoguidance steers at; above it the output is the
+    /// model alone [default: the run's `autoguidance_max_t`].
+    #[arg(long, value_name = "T")]
+    pub autoguidance_max_t: Option<u64>,
     /// Where to write the .onnx file (written atomically).
     #[arg(short, long, value_name = "model.onnx")]
     pub output: PathBuf,
@@ -80,10 +86,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     let mut info = model_info(&model, &weights_meta, weights_desc)?;
+    let steering_request = SteeringRequest { weight: args.autoguidance, max_t: args.autoguidance_max_t };
     let guide =
-        super::guide::chosen_guide(args.weights.as_deref(), &model.graph, &weights_meta, args.autoguidance)?
+        super::guide::chosen_guide(args.weights.as_deref(), &model.graph, &weights_meta, steering_request)?
             .map(|g| {
-                info.autoguidance = Some(AutoguidanceInfo { weight: g.weight, guide_step: g.step });
+                let Steering { weight, max_t } = g.steering;
+                info.autoguidance = Some(AutoguidanceInfo { weight, guide_step: g.step, max_t });
                 g.weights
             });
     let bytes = onnx::export_to_file(&model.graph, &params, guide.as_ref(), &info, &args.output)?;
@@ -108,8 +116,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(a) = &info.autoguidance {
         println!(
             "  autoguidance {} built in: the output is guide + {} (model - guide), the guide being the EMA weights of step {} (both networks are in the file)",
-            a.weight, a.weight, a.guide_step
+            a.steering(), a.weight, a.guide_step
         );
+        if let Some(max_t) = a.max_t {
+            println!("  above t = {max_t} the output is the model alone (w = 1)");
+        }
         if info.classes.is_some() {
             println!(
                 "  second output eps_model: the model without its guide, whose class direction class guidance follows"

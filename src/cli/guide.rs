@@ -1,5 +1,6 @@
 //! Which autoguidance `mdc sample` and `mdc export` use: the guide a training checkpoint keeps,
-//! at the weight `--autoguidance` asks for or else the one the run's recipe sets.
+//! at the weight (`--autoguidance`) and up to the timestep (`--autoguidance-max-t`) asked for, or
+//! else the ones the run's recipe sets.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,15 +8,23 @@ use std::path::Path;
 use anyhow::bail;
 
 use super::UsageError;
+use crate::diffusion::Steering;
 use crate::graph::Graph;
 use crate::params::Params;
 use crate::train::recorded_autoguidance;
 
-/// A guide to steer by: the EMA weights of `step`, at weight `weight` (never 1).
+/// A guide to steer by: the EMA weights of `step`, as `steering` says (its weight never 1).
 pub struct ChosenGuide {
     pub step: u64,
     pub weights: Params,
-    pub weight: f32,
+    pub steering: Steering,
+}
+
+/// What the command line asks of autoguidance; None leaves the run's recipe to decide.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SteeringRequest {
+    pub weight: Option<f32>,
+    pub max_t: Option<u64>,
 }
 
 /// The guide for the weights file `path` (None: freshly initialised weights) whose metadata is
@@ -26,7 +35,7 @@ pub fn chosen_guide(
     path: Option<&Path>,
     graph: &Graph,
     meta: &HashMap<String, String>,
-    requested: Option<f32>,
+    requested: SteeringRequest,
 ) -> anyhow::Result<Option<ChosenGuide>> {
     let kept = match path {
         Some(p) => Params::load_guide(p, graph)?,
@@ -35,15 +44,22 @@ pub fn chosen_guide(
     let file = path.map_or("random init".to_string(), |p| p.display().to_string());
     match kept {
         Some((step, weights)) => {
-            let weight = requested.unwrap_or_else(|| recorded_autoguidance(meta));
-            Ok((weight != 1.0).then_some(ChosenGuide { step, weights, weight }))
+            let recorded = recorded_autoguidance(meta);
+            let steering = Steering {
+                weight: requested.weight.unwrap_or(recorded.weight),
+                max_t: requested.max_t.or(recorded.max_t),
+            };
+            Ok((steering.weight != 1.0).then_some(ChosenGuide { step, weights, steering }))
         }
-        None if requested.is_some_and(|w| w != 1.0) => bail!(UsageError(format!(
-            "--autoguidance: {file} holds no guide (a training run keeps one once it passes `guide_at` > 0); \
-             leave out --autoguidance"
-        ))),
+        None if requested.weight.is_some_and(|w| w != 1.0) || requested.max_t.is_some() => {
+            let flag = if requested.max_t.is_some() { "--autoguidance-max-t" } else { "--autoguidance" };
+            bail!(UsageError(format!(
+                "{flag}: {file} holds no guide (a training run keeps one once it passes `guide_at` > 0); \
+                 leave out {flag}"
+            )))
+        }
         None => {
-            if requested.is_none() && recorded_autoguidance(meta) != 1.0 {
+            if requested.weight.is_none() && recorded_autoguidance(meta).weight != 1.0 {
                 eprintln!(
                     "note: {file} holds no guide yet (the run keeps one from its `guide_at` step on): \
                      no autoguidance"

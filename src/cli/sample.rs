@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use ndarray::{Array4, Axis};
 
+use super::guide::SteeringRequest;
 use super::UsageError;
 use crate::diffusion::{
     sample_images, sample_with_progress, ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler,
@@ -98,6 +99,18 @@ pub struct Args {
     /// `autoguidance`; an ONNX export has its weight built in].
     #[arg(long, value_name = "W", value_parser = autoguidance_weight)]
     pub autoguidance: Option<f32>,
+    /// The noisiest timestep autoguidance steers at; above it the model samples alone (T - 1
+    /// steers at every step) [default: the run's `autoguidance_max_t`; an ONNX export has it
+    /// built in].
+    #[arg(long, value_name = "T")]
+    pub autoguidance_max_t: Option<u64>,
+}
+
+impl Args {
+    /// What the command line asks of autoguidance.
+    pub fn steering_request(&self) -> SteeringRequest {
+        SteeringRequest { weight: self.autoguidance, max_t: self.autoguidance_max_t }
+    }
 }
 
 pub fn autoguidance_weight(s: &str) -> Result<f32, String> {
@@ -316,11 +329,12 @@ fn sample_checkpoint(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(A
         prediction_note(opts.prediction),
         args.seed
     );
-    let guide = super::guide::chosen_guide(Some(&args.checkpoint), &model.graph, &meta, args.autoguidance)?;
+    let guide =
+        super::guide::chosen_guide(Some(&args.checkpoint), &model.graph, &meta, args.steering_request())?;
     if let Some(g) = &guide {
-        println!("autoguidance {}: guided by the EMA weights of step {}", g.weight, g.step);
+        println!("autoguidance {}: guided by the EMA weights of step {}", g.steering, g.step);
     }
-    let guide = guide.map(|g| (g.weights, g.weight));
+    let guide = guide.map(|g| (g.weights, g.steering));
     Ok((sample_images(&model.graph, params, guide, &schedule, [c, h, w], opts, !args.quiet)?, columns))
 }
 
@@ -374,8 +388,19 @@ fn sample_onnx(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(Array4<
              with --autoguidance {w})"
         ))),
         (Some(a), _) => {
-            println!("autoguidance {} (built in): guided by the EMA weights of step {}", a.weight, a.guide_step)
+            println!("autoguidance {} (built in): guided by the EMA weights of step {}", a.steering(), a.guide_step)
         }
+        _ => {}
+    }
+    match (&info.autoguidance, args.autoguidance_max_t) {
+        (Some(a), Some(t)) if Some(t) != a.max_t => bail!(UsageError(format!(
+            "--autoguidance-max-t {t}: {path} has autoguidance {} built in (export it again with \
+             --autoguidance-max-t {t})",
+            a.steering()
+        ))),
+        (None, Some(t)) => bail!(UsageError(format!(
+            "--autoguidance-max-t {t}: {path} was exported without a guide (export a checkpoint that keeps one)"
+        ))),
         _ => {}
     }
     let [c, h, w] = info.image();

@@ -8,7 +8,7 @@ mod progress;
 mod sampler;
 mod schedule;
 
-pub use autoguidance::AutoGuided;
+pub use autoguidance::{AutoGuided, Steering};
 pub use interp_denoiser::InterpDenoiser;
 pub use prediction::Prediction;
 pub use progress::{sample_images, sample_with_progress};

@@ -5,17 +5,17 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
 
-use super::{sample, AutoGuided, Denoiser, InterpDenoiser, NoiseSchedule, SampleOptions};
+use super::{sample, AutoGuided, Denoiser, InterpDenoiser, NoiseSchedule, SampleOptions, Steering};
 use crate::graph::Graph;
 use crate::interp::Executor;
 use crate::params::Params;
 
 /// Samples images with the interpreter, showing a progress bar when asked; with `guide` =
-/// (guide weights, w), autoguided ([`AutoGuided`]).
+/// (guide weights, how to steer), autoguided ([`AutoGuided`]).
 pub fn sample_images(
     graph: &Graph,
     params: Params,
-    guide: Option<(Params, f32)>,
+    guide: Option<(Params, Steering)>,
     schedule: &NoiseSchedule,
     image: [usize; 3],
     opts: &SampleOptions,
@@ -24,9 +24,9 @@ pub fn sample_images(
     let mut den = InterpDenoiser { executor: Executor::new(graph.clone()), params };
     match guide {
         None => sample_with_progress(&mut den, schedule, image, opts, progress),
-        Some((weights, weight)) => {
+        Some((weights, steering)) => {
             let mut guide = InterpDenoiser { executor: Executor::new(graph.clone()), params: weights };
-            let mut guided = AutoGuided { model: &mut den, guide: &mut guide, weight };
+            let mut guided = AutoGuided { model: &mut den, guide: &mut guide, steering };
             sample_with_progress(&mut guided, schedule, image, opts, progress)
         }
     }

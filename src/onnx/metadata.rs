@@ -91,12 +91,21 @@ pub struct ModelInfo {
     pub autoguidance: Option<AutoguidanceInfo>,
 }
 
-/// The autoguidance an export computes: its output is guide + weight (model - guide).
+/// The autoguidance an export computes: its output is guide + weight (model - guide), and the
+/// model alone where t > `max_t`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoguidanceInfo {
     pub weight: f32,
     /// The training step whose EMA weights are the guide.
     pub guide_step: u64,
+    /// The noisiest timestep it steers at (None: every step).
+    pub max_t: Option<u64>,
+}
+
+impl AutoguidanceInfo {
+    pub fn steering(&self) -> crate::diffusion::Steering {
+        crate::diffusion::Steering { weight: self.weight, max_t: self.max_t }
+    }
 }
 
 /// What a conditional model's labels mean.
@@ -146,9 +155,11 @@ pub mod keys {
     pub const CLASSES: &str = "classes";
     pub const NULL_LABEL: &str = "null_label";
     pub const CLASS_NAMES: &str = "class_names";
-    /// Autoguided exports only: the weight w built into the output and the step of the guide.
+    /// Autoguided exports only: the weight w built into the output and the step of the guide;
+    /// and, where steering stops short of the noisiest steps, the last timestep it steers at.
     pub const AUTOGUIDANCE: &str = "autoguidance";
     pub const GUIDE_STEP: &str = "guide_step";
+    pub const AUTOGUIDANCE_MAX_T: &str = "autoguidance_max_t";
 }
 
 /// Human-readable description of the model's signature, stored under [`keys::INPUTS`].
@@ -199,6 +210,7 @@ impl ModelInfo {
                 .iter()
                 .flat_map(|a| [(AUTOGUIDANCE, a.weight.to_string()), (GUIDE_STEP, a.guide_step.to_string())]),
         )
+        .chain(self.autoguidance.iter().filter_map(|a| a.max_t).map(|t| (AUTOGUIDANCE_MAX_T, t.to_string())))
         .chain(self.classes.iter().flat_map(|c| {
             [
                 (CLASSES, c.count.to_string()),
@@ -286,7 +298,11 @@ impl ModelInfo {
                 let weight = w.trim().parse::<f32>().ok().filter(|w| w.is_finite()).ok_or_else(|| {
                     format!("{origin}: metadata `{AUTOGUIDANCE}` = {w:?} is not a valid number")
                 })?;
-                Some(AutoguidanceInfo { weight, guide_step: num(GUIDE_STEP, 1, usize::MAX)? as u64 })
+                let max_t = match props.get(AUTOGUIDANCE_MAX_T) {
+                    None => None,
+                    Some(_) => Some(num(AUTOGUIDANCE_MAX_T, 0, usize::MAX)? as u64),
+                };
+                Some(AutoguidanceInfo { weight, guide_step: num(GUIDE_STEP, 1, usize::MAX)? as u64, max_t })
             }
         };
         Ok(ModelInfo {
@@ -328,7 +344,7 @@ mod tests {
             height: 32,
             width: 32,
             classes: None,
-            autoguidance: Some(AutoguidanceInfo { weight: 2.5, guide_step: 725 }),
+            autoguidance: Some(AutoguidanceInfo { weight: 2.5, guide_step: 725, max_t: Some(850) }),
         };
         let props: HashMap<String, String> = info.to_props().unwrap().into_iter().collect();
         assert_eq!(props[keys::BETAS].split(',').count(), 500);
@@ -342,6 +358,9 @@ mod tests {
         let mut older = props.clone();
         older.remove(keys::PREDICTION);
         assert_eq!(ModelInfo::from_props(&older, "m.onnx").unwrap().schedule.prediction, Prediction::Noise);
+        // ... and autoguided ones from before `autoguidance_max_t` steer at every step.
+        older.remove(keys::AUTOGUIDANCE_MAX_T);
+        assert_eq!(ModelInfo::from_props(&older, "m.onnx").unwrap().autoguidance.unwrap().max_t, None);
 
         let names = vec!["zero, or nothing".to_string(), "one \"1\"".to_string()];
         let cond = ModelInfo { classes: Some(ClassInfo { count: 2, names }), ..info };

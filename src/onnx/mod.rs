@@ -68,8 +68,9 @@ const GUIDE_PREFIX: &str = "guide/";
 
 /// [`export`], with autoguidance built in when `guide` holds the guide's weights: both networks
 /// read the same `x`, `t` (and `y`), and the output is guide + w (model - guide), w from
-/// `info.autoguidance`, so any client samples the guided model with one call. A conditional
-/// model also outputs the model's own prediction ([`OUTPUT_EPS_MODEL`]) for class guidance.
+/// `info.autoguidance` (1, the model alone, where t is above its `max_t`), so any client samples
+/// the guided model with one call. A conditional model also outputs the model's own prediction
+/// ([`OUTPUT_EPS_MODEL`]) for class guidance.
 pub fn export_guided(
     graph: &Graph,
     params: &Params,
@@ -80,7 +81,7 @@ pub fn export_guided(
     let guided = match (guide, &info.autoguidance) {
         (Some(g), Some(a)) => {
             check_params(graph, g)?;
-            Some((g, a.weight))
+            Some((g, a.weight, a.max_t))
         }
         (None, None) => None,
         (Some(_), None) | (None, Some(_)) => {
@@ -97,16 +98,19 @@ pub fn export_guided(
 
     let mut weights: HashMap<String, &ndarray::ArrayD<f32>> =
         params.by_name().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    if let Some((g, _)) = guided {
+    if let Some((g, _, _)) = guided {
         weights.extend(g.by_name().into_iter().map(|(k, v)| (format!("{GUIDE_PREFIX}{k}"), v)));
     }
     let mut lowerer = lower::Lowerer::new(weights.iter().map(|(k, v)| (k.as_str(), *v)).collect());
     let model_out = if guided.is_some() { "eps/model" } else { OUTPUT_EPS };
     lower_graph(&mut lowerer, graph, "", model_out);
-    if let Some((_, w)) = guided {
+    if let Some((_, w, max_t)) = guided {
         lower_graph(&mut lowerer, &renamed(graph, GUIDE_PREFIX), GUIDE_PREFIX, "eps/guide");
         let b = &mut lowerer.b;
-        let w = b.const_f32(&format!("autoguidance{w}"), &[], &[w]);
+        let mut w = b.const_f32(&format!("autoguidance{w}"), &[], &[w]);
+        if let Some(max_t) = max_t {
+            w = weight_up_to(b, &w, max_t);
+        }
         b.node("Sub", "autoguidance/diff", &["eps/model", "eps/guide"], &["autoguidance/diff"], vec![]);
         b.node("Mul", "autoguidance/scaled", &["autoguidance/diff", &w], &["autoguidance/scaled"], vec![]);
         b.node("Add", OUTPUT_EPS, &["eps/guide", "autoguidance/scaled"], &[OUTPUT_EPS], vec![]);
@@ -251,6 +255,18 @@ fn hide_labels(lowerer: &mut lower::Lowerer, label: &Label, prefix: &str) -> Str
     b.node("Less", &hidden, &[INPUT_T, &below], &[&hidden], vec![]);
     b.node("Where", &shown, &[&hidden, &null, INPUT_Y], &[&shown], vec![]);
     shown
+}
+
+/// Each image's autoguidance weight as [N, 1, 1, 1]: the scalar `w` where t <= `max_t`, 1 (the
+/// model alone) above it, as [`crate::diffusion::Steering::weight_at`] has it. Returns its name.
+fn weight_up_to(b: &mut builder::GraphBuilder, w: &str, max_t: u64) -> String {
+    let max = b.const_f32(&format!("autoguidance_max_t{max_t}"), &[1], &[max_t as f32]);
+    let alone = b.const_f32("autoguidance_model_alone", &[1], &[1.0]);
+    let shape = b.const_i64(&[-1, 1, 1, 1]);
+    b.node("LessOrEqual", "autoguidance/steered", &[INPUT_T, &max], &["autoguidance/steered"], vec![]);
+    b.node("Where", "autoguidance/w_t", &["autoguidance/steered", w, &alone], &["autoguidance/w_t"], vec![]);
+    b.node("Reshape", "autoguidance/w", &["autoguidance/w_t", &shape], &["autoguidance/w"], vec![]);
+    "autoguidance/w".to_string()
 }
 
 /// `graph` with every node renamed `prefix` + name, so its weights are looked up under that

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::TrainConfig;
-use crate::diffusion::Prediction;
+use crate::diffusion::{Prediction, Steering};
 use crate::graph::Graph;
 use crate::params::{
     tensors_digest, Params, WeightsError, CHECKPOINT_DIGEST, CHECKPOINT_FORMAT, CHECKPOINT_GUIDE,
@@ -62,10 +62,10 @@ pub fn recorded_prediction(meta: &HashMap<String, String>) -> Result<Option<Pred
     }
 }
 
-/// The autoguidance weight a checkpoint's recipe sets (1, the model alone, when it has none).
-pub fn recorded_autoguidance(meta: &HashMap<String, String>) -> f32 {
+/// The autoguidance a checkpoint's recipe sets (weight 1, the model alone, when it has none).
+pub fn recorded_autoguidance(meta: &HashMap<String, String>) -> Steering {
     let config: Option<TrainConfig> = meta.get("config").and_then(|c| serde_json::from_str(c).ok());
-    config.map_or(1.0, |c| c.autoguidance as f32)
+    config.map_or(Steering::everywhere(1.0), |c| c.steering())
 }
 
 /// What is wrong with a checkpoint file, in terms a user can act on.

@@ -580,6 +580,16 @@ settings! {
               (1: the model alone; needs `guide_at` > 0)",
         legacy: 1.0,
     }
+    autoguidance_max_t: Option<u64> {
+        default: None,
+        limits: Limits::int(0, MAX_TIMESTEPS),
+        on_resume: MayChange,
+        flag: true,
+        doc: "the noisiest timestep autoguidance steers at: above it the model samples alone, so steering \
+              does not exaggerate which classes it favours where a sample's class is settled (Kynkäänniemi \
+              et al. 2024) (auto: every step)",
+        show: |c: &TrainConfig| c.autoguidance_max_t.map_or("every step".into(), |t| format!("t <= {t}")),
+    }
     builtin_digits: usize {
         default: crate::data::BUILTIN_DIGITS,
         limits: Limits::int(1, crate::data::BUILTIN_DIGITS as u64),
@@ -656,6 +666,13 @@ impl Recipe {
                 c.steps
             ));
         }
+        if let Some(max_t) = c.autoguidance_max_t.filter(|&t| t >= c.timesteps as u64) {
+            return Err(format!(
+                "`autoguidance_max_t` ({max_t}) must be below the schedule's `timesteps` ({}); leave it out to \
+                 steer at every step",
+                c.timesteps
+            ));
+        }
         if c.sample_steps > c.timesteps {
             return Err(format!(
                 "`sample_steps` ({}) exceeds the schedule's `timesteps` ({})",
@@ -688,6 +705,11 @@ impl TrainConfig {
     /// The step after which the EMA weights are kept as the autoguidance guide (None: no guide).
     pub fn guide_step(&self) -> Option<u64> {
         (self.guide_at > 0.0).then(|| ((self.guide_at * self.steps as f64).round() as u64).max(1))
+    }
+
+    /// How the final grid and `mdc sample` steer by the guide (`autoguidance`, `autoguidance_max_t`).
+    pub fn steering(&self) -> crate::diffusion::Steering {
+        crate::diffusion::Steering { weight: self.autoguidance as f32, max_t: self.autoguidance_max_t }
     }
 
     pub fn warmup_steps(&self) -> u64 {
@@ -926,6 +948,25 @@ mod tests {
         let now = TrainConfig::default();
         let back: TrainConfig = serde_json::from_value(serde_json::to_value(&now).unwrap()).unwrap();
         assert_eq!(back, now);
+    }
+
+    #[test]
+    fn autoguidance_max_t_must_fall_inside_the_schedule() {
+        let mut r = Recipe::new(TrainConfig::default(), Origin::Default);
+        let table: toml::Table = toml::from_str("autoguidance_max_t = 850").unwrap();
+        r.apply_table(&table, Origin::ModelFile).unwrap();
+        assert_eq!(r.validate(), Ok(()));
+        assert_eq!(r.config.steering(), crate::diffusion::Steering { weight: 3.0, max_t: Some(850) });
+        assert!(r.describe().contains("t <= 850"), "{}", r.describe());
+        r.config.timesteps = 850;
+        let e = r.validate().unwrap_err();
+        assert!(
+            e.contains("`autoguidance_max_t` (850) must be below the schedule's `timesteps` (850)"),
+            "{e}"
+        );
+        let table: toml::Table = toml::from_str("autoguidance_max_t = -1").unwrap();
+        let e = r.apply_table(&table, Origin::ModelFile).unwrap_err();
+        assert_eq!(e[0].0, "autoguidance_max_t");
     }
 
     #[test]

@@ -239,15 +239,15 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
             let per_row = per_class.map_or(String::new(), |k| {
                 format!(", one row of {k} per class, guidance {DEFAULT_GUIDANCE}")
             });
-            let guided = guide.as_ref().map_or(String::new(), |g| {
-                format!(", autoguidance {} from step {}", cfg.autoguidance, g.step)
-            });
+            let guided = guide
+                .as_ref()
+                .map_or(String::new(), |g| format!(", autoguidance {} from step {}", cfg.steering(), g.step));
             eprintln!(
                 "sampling {} images with the EMA weights, {}{per_row}{guided}",
                 opts.count, opts.sampler
             );
         }
-        let guide = guide.map(|g| (g.weights, cfg.autoguidance as f32));
+        let guide = guide.map(|g| (g.weights, cfg.steering()));
         let images = sample_images(job.graph, state.ema, guide, &schedule, image, &opts, job.progress)?;
         let layout =
             GridLayout { columns: per_class.unwrap_or(0), ..GridLayout::auto(image[1].max(image[2])) };
