@@ -250,14 +250,19 @@ fn with_autoguidance_class_guidance_adds_its_push_to_the_autoguided_prediction()
         assert!(image_gap(&out, &autoguided_null, i) < 1e-4, "image {i} has the null label");
     }
 
-    // Steering up to t = 100 (t is 0, 137, 274, 411): above it A(y) is the model's own
-    // prediction, and the class push is unchanged.
+    // Steering unlabelled images up to t = 100 (t is 0, 137, 274, 411): an image with a label is
+    // steered at every step; one with the null label (image 2) gets the model alone above it.
     den.steering.max_t = Some(100);
     let guided = guidance(&labels, s).predict(&mut den, &x, &t, &labels).unwrap();
-    let unsteered = &m_y + &((&m_y - &m_null) * (s - 1.0));
-    assert!(image_gap(&guided, &want, 0) < 1e-4, "t = 0 is steered");
+    for i in [0, 1, 3] {
+        assert!(image_gap(&guided, &want, i) < 1e-4, "image {i} has a label");
+    }
+    assert!(image_gap(&guided, &m_null, 2) < 1e-4, "image 2 has none and is above max_t");
+    assert!(image_gap(&want, &m_null, 2) > 1e-2, "steering must show for the test to mean anything");
+    let zero = guidance(&labels, 0.0).predict(&mut den, &x, &t, &labels).unwrap();
+    assert!(image_gap(&zero, &autoguided_null, 0) < 1e-5, "t = 0 is steered");
     for i in 1..4 {
-        assert!(image_gap(&guided, &unsteered, i) < 1e-4, "image {i} is above max_t");
+        assert!(image_gap(&zero, &m_null, i) < 1e-5, "S = 0: image {i} is above max_t");
     }
 }
 
@@ -269,9 +274,10 @@ fn interpreter_and_onnxruntime_agree_on_autoguided_class_guidance() {
     let (g, _) = tiny_cond();
     let (params, guide_params) = (onnx_common::random_params(&g, 21), onnx_common::random_params(&g, 22));
     let (x, t) = inputs(5, 23);
-    let labels = [2, 0, 3, 1, 0];
-    // Steering at every step, and only up to t = 300: t is 0, 137, 274, 411 and 548 here, so the
-    // last two images get the model alone.
+    let labels = [2, 0, 3, 1, 3];
+    // Steering at every step, and unlabelled images only up to t = 300: t is 0, 137, 274, 411 and
+    // 548 here, so the last image (null label) gets the model alone, the one before it (label 1)
+    // is steered.
     for steering in [Steering::everywhere(2.5), Steering { weight: 2.5, max_t: Some(300) }] {
         let mut info = onnx_common::info_for(&g);
         let Steering { weight, max_t } = steering;

@@ -147,8 +147,8 @@ fn an_autoguided_export_matches_the_interpreter_and_says_so() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("has autoguidance 2.5 built in"));
 
-    // `--autoguidance-max-t 500`: the image at t = 999 gets the model alone, the others are
-    // steered, as in the interpreter.
+    // `--autoguidance-max-t 500`: the image at t = 999 has the null label and gets the model
+    // alone, the others are steered, as in the interpreter.
     let below = dir.path().join("below.onnx");
     let o = export(&below, &["--autoguidance-max-t", "500"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -167,6 +167,18 @@ fn an_autoguided_export_matches_the_interpreter_and_says_so() {
     let image = |a: &ndarray::Array4<f32>, i: usize| a.slice(ndarray::s![i..i + 1, .., .., ..]).to_owned();
     assert!(max_abs_diff(&image(&from_ort, 2), &image(&plain, 2)) <= 1e-3, "t = 999 is above max_t");
     assert!(max_abs_diff(&image(&from_ort, 1), &image(&plain, 1)) > 0.05, "t = 500 is steered");
+    // Above the limit an image with a label is still steered.
+    let late = [999.0; 3];
+    let from_ort = ort.predict_noise(&x, &late, Some(&y)).unwrap();
+    let from_interp = guided.predict_noise(&x, &late, Some(&y)).unwrap();
+    assert!(
+        max_abs_diff(&from_ort, &from_interp) <= 1e-3,
+        "differ by {}",
+        max_abs_diff(&from_ort, &from_interp)
+    );
+    let plain_late = guided.model.predict_noise(&x, &late, Some(&y)).unwrap();
+    assert!(max_abs_diff(&image(&from_ort, 0), &image(&plain_late, 0)) > 0.05, "label 0 is steered");
+    assert!(max_abs_diff(&image(&from_ort, 2), &image(&plain_late, 2)) <= 1e-3, "the null label is not");
     let sample_below = |extra: &[&str]| {
         let mut args = vec!["sample", below.to_str().unwrap(), "-n", "1", "--steps", "2", "-o"];
         args.extend([png.to_str().unwrap(), "-q"]);

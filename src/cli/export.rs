@@ -44,8 +44,8 @@ pub struct Args {
     /// 1 exports the model alone [default: the run's `autoguidance`].
     #[arg(long, value_name = "W", value_parser = super::sample::autoguidance_weight)]
     pub autoguidance: Option<f32>,
-    /// The noisiest timestep the built-in autoguidance steers at; above it the output is the
-    /// model alone [default: the run's `autoguidance_max_t`].
+    /// The noisiest timestep at which the built-in autoguidance steers images without a class
+    /// label; above it their output is the model alone [default: the run's `autoguidance_max_t`].
     #[arg(long, value_name = "T")]
     pub autoguidance_max_t: Option<u64>,
     /// Where to write the .onnx file (written atomically).
@@ -119,7 +119,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             a.steering(), a.weight, a.guide_step
         );
         if let Some(max_t) = a.max_t {
-            println!("  above t = {max_t} the output is the model alone (w = 1)");
+            println!("  above t = {max_t} the output for an image without a class label is the model alone (w = 1)");
         }
         if info.classes.is_some() {
             println!(

@@ -99,9 +99,9 @@ pub struct Args {
     /// `autoguidance`; an ONNX export has its weight built in].
     #[arg(long, value_name = "W", value_parser = autoguidance_weight)]
     pub autoguidance: Option<f32>,
-    /// The noisiest timestep autoguidance steers at; above it the model samples alone (T - 1
-    /// steers at every step) [default: the run's `autoguidance_max_t`; an ONNX export has it
-    /// built in].
+    /// The noisiest timestep at which autoguidance steers images without a class label; above it
+    /// they get the model alone (T - 1 steers at every step; images with a label always are)
+    /// [default: the run's `autoguidance_max_t`; an ONNX export has it built in].
     #[arg(long, value_name = "T")]
     pub autoguidance_max_t: Option<u64>,
 }

@@ -23,4 +23,8 @@ impl Denoiser for InterpDenoiser {
         }
         Ok(self.executor.forward_labeled(&self.params, x.view(), ArrayView1::from(t), y, false))
     }
+
+    fn null_label(&self) -> Option<u32> {
+        self.executor.graph().classes().map(|c| c as u32)
+    }
 }

@@ -43,6 +43,11 @@ pub trait Denoiser {
     ) -> anyhow::Result<GuidanceParts> {
         plain_guidance_parts(self, x, t, labels, null)
     }
+
+    /// The label that means "no class" (None: not a class-conditional model).
+    fn null_label(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The three predictions class guidance combines into

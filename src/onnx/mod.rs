@@ -109,7 +109,7 @@ pub fn export_guided(
         let b = &mut lowerer.b;
         let mut w = b.const_f32(&format!("autoguidance{w}"), &[], &[w]);
         if let Some(max_t) = max_t {
-            w = weight_up_to(b, &w, max_t);
+            w = weight_up_to(b, &w, max_t, graph.label_input().map(|l| l.null()));
         }
         b.node("Sub", "autoguidance/diff", &["eps/model", "eps/guide"], &["autoguidance/diff"], vec![]);
         b.node("Mul", "autoguidance/scaled", &["autoguidance/diff", &w], &["autoguidance/scaled"], vec![]);
@@ -257,14 +257,39 @@ fn hide_labels(lowerer: &mut lower::Lowerer, label: &Label, prefix: &str) -> Str
     shown
 }
 
-/// Each image's autoguidance weight as [N, 1, 1, 1]: the scalar `w` where t <= `max_t`, 1 (the
-/// model alone) above it, as [`crate::diffusion::Steering::weight_at`] has it. Returns its name.
-fn weight_up_to(b: &mut builder::GraphBuilder, w: &str, max_t: u64) -> String {
+/// Each image's autoguidance weight as [N, 1, 1, 1]: the scalar `w` where t <= `max_t` or the
+/// image has a class label (`y` is not `null`, for a conditional model), 1 (the model alone)
+/// elsewhere, as [`crate::diffusion::Steering::weight_at`] has it. Returns its name.
+fn weight_up_to(b: &mut builder::GraphBuilder, w: &str, max_t: u64, null: Option<usize>) -> String {
     let max = b.const_f32(&format!("autoguidance_max_t{max_t}"), &[1], &[max_t as f32]);
     let alone = b.const_f32("autoguidance_model_alone", &[1], &[1.0]);
     let shape = b.const_i64(&[-1, 1, 1, 1]);
-    b.node("LessOrEqual", "autoguidance/steered", &[INPUT_T, &max], &["autoguidance/steered"], vec![]);
-    b.node("Where", "autoguidance/w_t", &["autoguidance/steered", w, &alone], &["autoguidance/w_t"], vec![]);
+    let low_noise = "autoguidance/low_noise";
+    b.node("LessOrEqual", low_noise, &[INPUT_T, &max], &[low_noise], vec![]);
+    let steered = match null {
+        None => low_noise,
+        Some(null) => {
+            let null = b.const_i64(&[null as i64]);
+            b.node(
+                "Equal",
+                "autoguidance/unlabelled",
+                &[INPUT_Y, &null],
+                &["autoguidance/unlabelled"],
+                vec![],
+            );
+            b.node(
+                "Not",
+                "autoguidance/labelled",
+                &["autoguidance/unlabelled"],
+                &["autoguidance/labelled"],
+                vec![],
+            );
+            let either = [low_noise, "autoguidance/labelled"];
+            b.node("Or", "autoguidance/steered", &either, &["autoguidance/steered"], vec![]);
+            "autoguidance/steered"
+        }
+    };
+    b.node("Where", "autoguidance/w_t", &[steered, w, &alone], &["autoguidance/w_t"], vec![]);
     b.node("Reshape", "autoguidance/w", &["autoguidance/w_t", &shape], &["autoguidance/w"], vec![]);
     "autoguidance/w".to_string()
 }

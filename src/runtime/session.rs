@@ -238,6 +238,10 @@ impl Denoiser for OrtDenoiser {
         self.forward_labeled(x.view(), ArrayView1::from(t), y)
     }
 
+    fn null_label(&self) -> Option<u32> {
+        self.info.classes.as_ref().map(|c| c.null() as u32)
+    }
+
     /// An autoguided export computes guide + w (model - guide) inside the graph; class guidance
     /// pushes along the model's own class direction, read from its second output `eps_model`
     /// in the same run of 2N.

@@ -585,9 +585,10 @@ settings! {
         limits: Limits::int(0, MAX_TIMESTEPS),
         on_resume: MayChange,
         flag: true,
-        doc: "the noisiest timestep autoguidance steers at: above it the model samples alone, so steering \
-              does not exaggerate which classes it favours where a sample's class is settled (Kynkäänniemi \
-              et al. 2024) (auto: every step)",
+        doc: "the noisiest timestep at which autoguidance steers images without a class label (all of an \
+              unconditional model's, `--guidance 0`): above it the model samples alone, so steering does not \
+              exaggerate which classes it favours where a sample's class is settled (Kynkäänniemi et al. 2024); \
+              an image with a label is steered at every step (auto: every step)",
         show: |c: &TrainConfig| c.autoguidance_max_t.map_or("every step".into(), |t| format!("t <= {t}")),
     }
     builtin_digits: usize {
