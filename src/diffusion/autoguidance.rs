@@ -133,8 +133,8 @@ mod tests {
     use super::*;
 
     /// Predicts a constant for every pixel, and counts its calls (so a test can tell whether
-    /// the guide ran).
-    struct Constant(f32, usize);
+    /// the guide ran); a conditional model when it has a null label.
+    struct Constant(f32, usize, Option<u32>);
 
     impl Denoiser for Constant {
         fn predict_noise(
@@ -146,13 +146,17 @@ mod tests {
             self.1 += 1;
             Ok(Array4::from_elem(x.raw_dim(), self.0))
         }
+
+        fn null_label(&self) -> Option<u32> {
+            self.2
+        }
     }
 
     #[test]
     fn extrapolates_from_the_guide_through_the_model() {
         let x = Array4::zeros([2, 1, 2, 2]);
         for (w, want) in [(1.0, 0.5), (3.0, 0.5 + 2.0 * (0.5 - -0.25)), (0.0, -0.25)] {
-            let (mut model, mut guide) = (Constant(0.5, 0), Constant(-0.25, 0));
+            let (mut model, mut guide) = (Constant(0.5, 0, None), Constant(-0.25, 0, None));
             let mut g =
                 AutoGuided { model: &mut model, guide: &mut guide, steering: Steering::everywhere(w) };
             let out = g.predict_noise(&x, &[1.0, 2.0], None).unwrap();
@@ -164,7 +168,7 @@ mod tests {
     fn above_max_t_each_image_gets_the_model_alone() {
         let x = Array4::zeros([3, 1, 2, 2]);
         let steering = Steering { weight: 3.0, max_t: Some(500) };
-        let (mut model, mut guide) = (Constant(0.5, 0), Constant(-0.25, 0));
+        let (mut model, mut guide) = (Constant(0.5, 0, None), Constant(-0.25, 0, None));
         let mut g = AutoGuided { model: &mut model, guide: &mut guide, steering };
         // One image at the limit (steered), one above it (the model alone), one far below.
         let out = g.predict_noise(&x, &[500.0, 501.0, 10.0], None).unwrap();
@@ -181,29 +185,11 @@ mod tests {
         assert_eq!(guide.1, 1, "the guide ran for a chunk above max_t");
     }
 
-    /// A conditional model: null label 10.
-    struct Conditional(Constant);
-
-    impl Denoiser for Conditional {
-        fn predict_noise(
-            &mut self,
-            x: &Array4<f32>,
-            t: &[f32],
-            y: Option<&[u32]>,
-        ) -> anyhow::Result<Array4<f32>> {
-            self.0.predict_noise(x, t, y)
-        }
-
-        fn null_label(&self) -> Option<u32> {
-            Some(10)
-        }
-    }
-
     #[test]
     fn above_max_t_an_image_with_a_label_is_still_steered() {
         let x = Array4::zeros([3, 1, 2, 2]);
         let steering = Steering { weight: 3.0, max_t: Some(500) };
-        let (mut model, mut guide) = (Conditional(Constant(0.5, 0)), Constant(-0.25, 0));
+        let (mut model, mut guide) = (Constant(0.5, 0, Some(10)), Constant(-0.25, 0, None));
         let mut g = AutoGuided { model: &mut model, guide: &mut guide, steering };
         let out = g.predict_noise(&x, &[900.0; 3], Some(&[7, 10, 0])).unwrap();
         let steered = 0.5 + 2.0 * (0.5 - -0.25);
