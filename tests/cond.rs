@@ -280,8 +280,7 @@ fn interpreter_and_onnxruntime_agree_on_autoguided_class_guidance() {
     // is steered.
     for steering in [Steering::everywhere(2.5), Steering { weight: 2.5, max_t: Some(300) }] {
         let mut info = onnx_common::info_for(&g);
-        let Steering { weight, max_t } = steering;
-        info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { weight, guide_step: 5, max_t });
+        info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { steering, guide_step: 5 });
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("guided.onnx");
         mdc::onnx::export_to_file(&g, &params, Some(&guide_params), &info, &path).unwrap();
@@ -312,7 +311,8 @@ fn an_autoguided_export_without_eps_model_refuses_class_guidance_by_name() {
     // What an earlier mdc wrote: the guided `eps` alone, no `eps_model`.
     let (g, _) = tiny_cond();
     let mut info = onnx_common::info_for(&g);
-    info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { weight: 2.0, guide_step: 5, max_t: None });
+    info.autoguidance =
+        Some(mdc::onnx::AutoguidanceInfo { steering: Steering::everywhere(2.0), guide_step: 5 });
     let (params, guide) = (onnx_common::random_params(&g, 31), onnx_common::random_params(&g, 32));
     let mut model = mdc::onnx::export_guided(&g, &params, Some(&guide), &info).unwrap();
     let graph = model.graph.as_mut().unwrap();

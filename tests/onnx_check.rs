@@ -19,7 +19,10 @@ fn exported_models_pass_onnx_checker() {
     // An autoguided export holds two copies of the network.
     for (name, g) in shipped_models().into_iter().filter(|(n, _)| n == "unet.toml" || n == "unet-cond.toml") {
         let mut info = info_for(&g);
-        info.autoguidance = Some(mdc::onnx::AutoguidanceInfo { weight: 3.0, guide_step: 7, max_t: None });
+        info.autoguidance = Some(mdc::onnx::AutoguidanceInfo {
+            steering: mdc::diffusion::Steering::everywhere(3.0),
+            guide_step: 7,
+        });
         let path = dir.path().join(format!("guided-{name}.onnx"));
         let guide = random_params(&g, 2);
         mdc::onnx::export_to_file(&g, &random_params(&g, 1), Some(&guide), &info, &path).unwrap();

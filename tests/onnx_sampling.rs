@@ -106,7 +106,7 @@ fn an_autoguided_export_matches_the_interpreter_and_says_so() {
     let info = ort.info().clone();
     assert_eq!(
         info.autoguidance,
-        Some(mdc::onnx::AutoguidanceInfo { weight: 2.5, guide_step: 10, max_t: None })
+        Some(mdc::onnx::AutoguidanceInfo { steering: Steering::everywhere(2.5), guide_step: 10 })
     );
     let x = random_images(3, 1, 28, 28, 9);
     let t = [3.0, 500.0, 999.0];
@@ -155,7 +155,7 @@ fn an_autoguided_export_matches_the_interpreter_and_says_so() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("autoguidance 2.5 at t <= 500 built in"), "{stdout}");
     let mut ort = OrtDenoiser::open(&below, Device::Cpu).unwrap();
-    assert_eq!(ort.info().autoguidance.as_ref().and_then(|a| a.max_t), Some(500));
+    assert_eq!(ort.info().autoguidance.as_ref().and_then(|a| a.steering.max_t), Some(500));
     let from_ort = ort.predict_noise(&x, &t, Some(&y)).unwrap();
     guided.steering.max_t = Some(500);
     let from_interp = guided.predict_noise(&x, &t, Some(&y)).unwrap();

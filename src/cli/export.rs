@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::guide::SteeringRequest;
-use crate::diffusion::Steering;
 use crate::model::{self, Model};
 use crate::onnx::{self, AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
 use crate::params::{Params, CHECKPOINT_FORMAT};
@@ -90,8 +89,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let guide =
         super::guide::chosen_guide(args.weights.as_deref(), &model.graph, &weights_meta, steering_request)?
             .map(|g| {
-                let Steering { weight, max_t } = g.steering;
-                info.autoguidance = Some(AutoguidanceInfo { weight, guide_step: g.step, max_t });
+                info.autoguidance = Some(AutoguidanceInfo { steering: g.steering, guide_step: g.step });
                 g.weights
             });
     let bytes = onnx::export_to_file(&model.graph, &params, guide.as_ref(), &info, &args.output)?;
@@ -116,9 +114,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(a) = &info.autoguidance {
         println!(
             "  autoguidance {} built in: the output is guide + {} (model - guide), the guide being the EMA weights of step {} (both networks are in the file)",
-            a.steering(), a.weight, a.guide_step
+            a.steering, a.steering.weight, a.guide_step
         );
-        if let Some(max_t) = a.max_t {
+        if let Some(max_t) = a.steering.max_t {
             println!("  above t = {max_t} the output for an image without a class label is the model alone (w = 1)");
         }
         if info.classes.is_some() {

@@ -378,30 +378,39 @@ fn sample_onnx(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(Array4<
     }
     let schedule = NoiseSchedule::new(kind, timesteps);
     opts.prediction = info.schedule.prediction;
-    match (&info.autoguidance, args.autoguidance) {
-        (Some(a), Some(w)) if w != a.weight => bail!(UsageError(format!(
-            "--autoguidance {w}: {path} has autoguidance {} built in (export it again with --autoguidance {w})",
-            a.weight
-        ))),
-        (None, Some(w)) if w != 1.0 => bail!(UsageError(format!(
-            "--autoguidance {w}: {path} was exported without a guide (export a checkpoint that keeps one, \
-             with --autoguidance {w})"
-        ))),
-        (Some(a), _) => {
-            println!("autoguidance {} (built in): guided by the EMA weights of step {}", a.steering(), a.guide_step)
+    // The export's autoguidance is fixed in its graph: a flag can only restate it.
+    let SteeringRequest { weight, max_t } = args.steering_request();
+    match &info.autoguidance {
+        Some(a) => {
+            let built_in = a.steering;
+            if let Some(w) = weight.filter(|&w| w != built_in.weight) {
+                bail!(UsageError(format!(
+                    "--autoguidance {w}: {path} has autoguidance {built_in} built in (export it again with \
+                     --autoguidance {w})"
+                )));
+            }
+            if let Some(t) = max_t.filter(|&t| Some(t) != built_in.max_t) {
+                bail!(UsageError(format!(
+                    "--autoguidance-max-t {t}: {path} has autoguidance {built_in} built in (export it again \
+                     with --autoguidance-max-t {t})"
+                )));
+            }
+            println!("autoguidance {built_in} (built in): guided by the EMA weights of step {}", a.guide_step)
         }
-        _ => {}
-    }
-    match (&info.autoguidance, args.autoguidance_max_t) {
-        (Some(a), Some(t)) if Some(t) != a.max_t => bail!(UsageError(format!(
-            "--autoguidance-max-t {t}: {path} has autoguidance {} built in (export it again with \
-             --autoguidance-max-t {t})",
-            a.steering()
-        ))),
-        (None, Some(t)) => bail!(UsageError(format!(
-            "--autoguidance-max-t {t}: {path} was exported without a guide (export a checkpoint that keeps one)"
-        ))),
-        _ => {}
+        None => {
+            if let Some(w) = weight.filter(|&w| w != 1.0) {
+                bail!(UsageError(format!(
+                    "--autoguidance {w}: {path} was exported without a guide (export a checkpoint that keeps \
+                     one, with --autoguidance {w})"
+                )));
+            }
+            if let Some(t) = max_t {
+                bail!(UsageError(format!(
+                    "--autoguidance-max-t {t}: {path} was exported without a guide (export a checkpoint that \
+                     keeps one)"
+                )));
+            }
+        }
     }
     let [c, h, w] = info.image();
     let names = info.classes.as_ref().map(|c| c.names.clone()).unwrap_or_default();

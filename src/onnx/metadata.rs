@@ -91,21 +91,13 @@ pub struct ModelInfo {
     pub autoguidance: Option<AutoguidanceInfo>,
 }
 
-/// The autoguidance an export computes: its output is guide + weight (model - guide), and the
-/// model alone where t > `max_t`.
+/// The autoguidance an export computes: its output is guide + w (model - guide), as `steering`
+/// says (the model alone for an image without a class label above its `max_t`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoguidanceInfo {
-    pub weight: f32,
+    pub steering: crate::diffusion::Steering,
     /// The training step whose EMA weights are the guide.
     pub guide_step: u64,
-    /// The noisiest timestep it steers at (None: every step).
-    pub max_t: Option<u64>,
-}
-
-impl AutoguidanceInfo {
-    pub fn steering(&self) -> crate::diffusion::Steering {
-        crate::diffusion::Steering { weight: self.weight, max_t: self.max_t }
-    }
 }
 
 /// What a conditional model's labels mean.
@@ -156,7 +148,8 @@ pub mod keys {
     pub const NULL_LABEL: &str = "null_label";
     pub const CLASS_NAMES: &str = "class_names";
     /// Autoguided exports only: the weight w built into the output and the step of the guide;
-    /// and, where steering stops short of the noisiest steps, the last timestep it steers at.
+    /// and, where the steering of images without a class label stops short of the noisiest
+    /// steps, the last timestep it steers them at.
     pub const AUTOGUIDANCE: &str = "autoguidance";
     pub const GUIDE_STEP: &str = "guide_step";
     pub const AUTOGUIDANCE_MAX_T: &str = "autoguidance_max_t";
@@ -205,12 +198,15 @@ impl ModelInfo {
             (OUTPUT, self.output_description().to_string()),
         ]
         .into_iter()
+        .chain(self.autoguidance.iter().flat_map(|a| {
+            [(AUTOGUIDANCE, a.steering.weight.to_string()), (GUIDE_STEP, a.guide_step.to_string())]
+        }))
         .chain(
             self.autoguidance
                 .iter()
-                .flat_map(|a| [(AUTOGUIDANCE, a.weight.to_string()), (GUIDE_STEP, a.guide_step.to_string())]),
+                .filter_map(|a| a.steering.max_t)
+                .map(|t| (AUTOGUIDANCE_MAX_T, t.to_string())),
         )
-        .chain(self.autoguidance.iter().filter_map(|a| a.max_t).map(|t| (AUTOGUIDANCE_MAX_T, t.to_string())))
         .chain(self.classes.iter().flat_map(|c| {
             [
                 (CLASSES, c.count.to_string()),
@@ -302,7 +298,8 @@ impl ModelInfo {
                     None => None,
                     Some(_) => Some(num(AUTOGUIDANCE_MAX_T, 0, usize::MAX)? as u64),
                 };
-                Some(AutoguidanceInfo { weight, guide_step: num(GUIDE_STEP, 1, usize::MAX)? as u64, max_t })
+                let steering = crate::diffusion::Steering { weight, max_t };
+                Some(AutoguidanceInfo { steering, guide_step: num(GUIDE_STEP, 1, usize::MAX)? as u64 })
             }
         };
         Ok(ModelInfo {
@@ -344,7 +341,10 @@ mod tests {
             height: 32,
             width: 32,
             classes: None,
-            autoguidance: Some(AutoguidanceInfo { weight: 2.5, guide_step: 725, max_t: Some(850) }),
+            autoguidance: Some(AutoguidanceInfo {
+                steering: crate::diffusion::Steering { weight: 2.5, max_t: Some(850) },
+                guide_step: 725,
+            }),
         };
         let props: HashMap<String, String> = info.to_props().unwrap().into_iter().collect();
         assert_eq!(props[keys::BETAS].split(',').count(), 500);
@@ -360,7 +360,10 @@ mod tests {
         assert_eq!(ModelInfo::from_props(&older, "m.onnx").unwrap().schedule.prediction, Prediction::Noise);
         // ... and autoguided ones from before `autoguidance_max_t` steer at every step.
         older.remove(keys::AUTOGUIDANCE_MAX_T);
-        assert_eq!(ModelInfo::from_props(&older, "m.onnx").unwrap().autoguidance.unwrap().max_t, None);
+        assert_eq!(
+            ModelInfo::from_props(&older, "m.onnx").unwrap().autoguidance.unwrap().steering.max_t,
+            None
+        );
 
         let names = vec!["zero, or nothing".to_string(), "one \"1\"".to_string()];
         let cond = ModelInfo { classes: Some(ClassInfo { count: 2, names }), ..info };

@@ -68,7 +68,8 @@ const GUIDE_PREFIX: &str = "guide/";
 
 /// [`export`], with autoguidance built in when `guide` holds the guide's weights: both networks
 /// read the same `x`, `t` (and `y`), and the output is guide + w (model - guide), w from
-/// `info.autoguidance` (1, the model alone, where t is above its `max_t`), so any client samples
+/// `info.autoguidance` (1, the model alone, for an image without a class label where t is above
+/// its `max_t`), so any client samples
 /// the guided model with one call. A conditional model also outputs the model's own prediction
 /// ([`OUTPUT_EPS_MODEL`]) for class guidance.
 pub fn export_guided(
@@ -81,7 +82,7 @@ pub fn export_guided(
     let guided = match (guide, &info.autoguidance) {
         (Some(g), Some(a)) => {
             check_params(graph, g)?;
-            Some((g, a.weight, a.max_t))
+            Some((g, a.steering))
         }
         (None, None) => None,
         (Some(_), None) | (None, Some(_)) => {
@@ -98,17 +99,18 @@ pub fn export_guided(
 
     let mut weights: HashMap<String, &ndarray::ArrayD<f32>> =
         params.by_name().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    if let Some((g, _, _)) = guided {
+    if let Some((g, _)) = guided {
         weights.extend(g.by_name().into_iter().map(|(k, v)| (format!("{GUIDE_PREFIX}{k}"), v)));
     }
     let mut lowerer = lower::Lowerer::new(weights.iter().map(|(k, v)| (k.as_str(), *v)).collect());
     let model_out = if guided.is_some() { "eps/model" } else { OUTPUT_EPS };
     lower_graph(&mut lowerer, graph, "", model_out);
-    if let Some((_, w, max_t)) = guided {
+    if let Some((_, steering)) = guided {
         lower_graph(&mut lowerer, &renamed(graph, GUIDE_PREFIX), GUIDE_PREFIX, "eps/guide");
         let b = &mut lowerer.b;
+        let w = steering.weight;
         let mut w = b.const_f32(&format!("autoguidance{w}"), &[], &[w]);
-        if let Some(max_t) = max_t {
+        if let Some(max_t) = steering.max_t {
             w = weight_up_to(b, &w, max_t, graph.label_input().map(|l| l.null()));
         }
         b.node("Sub", "autoguidance/diff", &["eps/model", "eps/guide"], &["autoguidance/diff"], vec![]);
