@@ -7,7 +7,7 @@ use std::time::Instant;
 use ndarray::{Array1, Array4};
 
 use crate::graph::Graph;
-use crate::interp::bf16::Precision;
+use crate::kernels::bf16::Precision;
 use crate::interp::Executor;
 use crate::optim::{AdamW, AdamWHyper};
 use crate::params::Params;

@@ -17,6 +17,7 @@ pub mod fsutil;
 pub mod graph;
 pub mod image_io;
 pub mod interp;
+pub mod kernels;
 pub mod model;
 pub mod onnx;
 pub mod ops;

@@ -67,7 +67,7 @@ impl AdamW {
                 .zip(g.par_chunks(CHUNK))
                 .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
                 .for_each(|((p, g), (m, v))| {
-                    crate::interp::with_avx2(|| {
+                    crate::kernels::with_avx2(|| {
                         for i in 0..p.len() {
                             let gi = g[i];
                             m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * gi;

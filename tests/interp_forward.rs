@@ -6,7 +6,7 @@ use mdc::graph::blocks::{self, mini_unet};
 
 use common::graph_of;
 use mdc::graph::Graph;
-use mdc::interp::bf16::{self, Precision};
+use mdc::kernels::bf16::{self, Precision};
 use mdc::interp::{Engine, Executor};
 use mdc::ops::{AddChannelBias, Attention, Concat, Linear, Silu, TimestepEmbedding, UpsampleNearest};
 use mdc::params::Params;

@@ -8,7 +8,7 @@ use std::path::Path;
 use mdc::data::{DataOrder, Dataset};
 use mdc::diffusion::Prediction;
 use mdc::graph::{blocks::mini_unet, Graph};
-use mdc::interp::bf16::{self, Precision};
+use mdc::kernels::bf16::{self, Precision};
 use mdc::train::{read_loss_log, train, Checkpoint, Diverged, TrainConfig, TrainJob};
 use ndarray::{s, Array4};
 

@@ -183,7 +183,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     recipe.validate().map_err(|e| anyhow::anyhow!("training settings: {e}"))?;
     // bf16 where the CPU has AVX512_BF16; asked for explicitly on a CPU without, an error.
     let explicit = matches!(recipe.origins.get("precision"), Some(Origin::ModelFile | Origin::CommandLine));
-    let (precision, note) = crate::interp::bf16::resolve(recipe.config.precision, explicit)
+    let (precision, note) = crate::kernels::bf16::resolve(recipe.config.precision, explicit)
         .map_err(|e| anyhow::anyhow!("training settings: {e}"))?;
     recipe.config.precision = precision;
     if let Some(note) = note {

@@ -6,8 +6,8 @@
 use super::{arity, image, Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
 use crate::graph::{Node, Shape};
-use crate::interp::kernels::attention;
-use crate::interp::Real;
+use crate::kernels::attention;
+use crate::kernels::Real;
 use crate::onnx::builder::{attribute, Attr};
 use crate::onnx::lower::Lowerer;
 

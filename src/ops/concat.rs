@@ -3,8 +3,8 @@
 use super::{image, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
 use crate::graph::{Node, Shape};
-use crate::interp::kernels::elementwise;
-use crate::interp::Real;
+use crate::kernels::elementwise;
+use crate::kernels::Real;
 use crate::onnx::builder::{attribute, Attr};
 use crate::onnx::lower::Lowerer;
 

@@ -7,8 +7,8 @@ use super::exec::weight_and_bias;
 use super::{arity, image, Init, Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
 use crate::graph::{Node, Shape};
-use crate::interp::kernels::conv;
-use crate::interp::Real;
+use crate::kernels::conv;
+use crate::kernels::Real;
 use crate::onnx::builder::{attribute, Attr};
 use crate::onnx::lower::Lowerer;
 

@@ -12,8 +12,8 @@ use super::exec::weight_and_bias;
 use super::{Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
 use crate::graph::{Node, Shape};
-use crate::interp::kernels::conv;
-use crate::interp::Real;
+use crate::kernels::conv;
+use crate::kernels::Real;
 use crate::onnx::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]

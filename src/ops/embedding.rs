@@ -6,8 +6,8 @@
 use super::{arity, Init, ParamSpec, PrimitiveOp, Rank, ShapeError};
 use super::{Backward, Forward};
 use crate::graph::{Node, Shape};
-use crate::interp::kernels::class_embedding;
-use crate::interp::Real;
+use crate::kernels::class_embedding;
+use crate::kernels::Real;
 use crate::onnx::builder::{attribute, Attr};
 use crate::onnx::lower::Lowerer;
 

@@ -4,7 +4,7 @@
 //! modules only compute.
 
 use crate::graph::Shape;
-use crate::interp::{Pool, Real, Workers};
+use crate::kernels::{Pool, Real, Workers};
 
 /// One node's forward over a batch.
 pub struct Forward<'a, T: Real> {

@@ -5,8 +5,8 @@ use super::exec::weight_and_bias;
 use super::{arity, vector, Init, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
 use crate::graph::{Node, Shape};
-use crate::interp::kernels::linear;
-use crate::interp::Real;
+use crate::kernels::linear;
+use crate::kernels::Real;
 use crate::onnx::builder::{attribute, Attr};
 use crate::onnx::lower::Lowerer;
 

@@ -15,7 +15,7 @@ pub use error::{Param, Rank, ShapeError};
 pub use exec::{Backward, Forward};
 
 use crate::graph::{Node, Shape};
-use crate::interp::Real;
+use crate::kernels::Real;
 use crate::onnx::lower::Lowerer;
 
 /// How a parameter tensor is initialised (PyTorch's defaults).
@@ -99,11 +99,11 @@ macro_rules! graph_input_methods {
             false
         }
 
-        fn forward<T: $crate::interp::Real>(&self, cx: $crate::ops::Forward<'_, T>) {
+        fn forward<T: $crate::kernels::Real>(&self, cx: $crate::ops::Forward<'_, T>) {
             cx.out.copy_from_slice(cx.inputs[0]);
         }
 
-        fn backward<T: $crate::interp::Real>(&self, cx: $crate::ops::Backward<'_, '_, T>, dy: Vec<T>) {
+        fn backward<T: $crate::kernels::Real>(&self, cx: $crate::ops::Backward<'_, '_, T>, dy: Vec<T>) {
             cx.pool.give(dy);
         }
 

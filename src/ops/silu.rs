@@ -3,8 +3,8 @@
 use super::{arity, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
 use crate::graph::{Node, Shape};
-use crate::interp::kernels::activation;
-use crate::interp::Real;
+use crate::kernels::activation;
+use crate::kernels::Real;
 use crate::onnx::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,8 +5,8 @@
 use super::{arity, Param, ParamSpec, PrimitiveOp, Rank, ShapeError};
 use super::{Backward, Forward};
 use crate::graph::{Node, Shape};
-use crate::interp::kernels::embedding;
-use crate::interp::Real;
+use crate::kernels::embedding;
+use crate::kernels::Real;
 use crate::onnx::builder::{attribute, Attr};
 use crate::onnx::lower::Lowerer;
 

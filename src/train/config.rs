@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::{Prediction, SamplerKind, ScheduleKind};
-use crate::interp::bf16::Precision;
+use crate::kernels::bf16::Precision;
 
 /// Steps of the default recipe: the wall time of the earlier 800 steps of the 32-64-128-128 U-Net
 /// (about 5.5 min on a free 2-core Zen 5), spent on models/unet.toml's 16-32-64-64 U-Net, whose

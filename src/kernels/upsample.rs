@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::interp::real::Real;
+use crate::kernels::real::Real;
 
 /// `planes` = N * C planes of h x w each.
 pub fn forward<T: Real>(planes: usize, h: usize, w: usize, s: usize, x: &[T], y: &mut [T]) {

@@ -9,7 +9,7 @@ pub use imp::*;
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::gemm::mask;
+    use super::super::layout::mask;
 
     /// bf16 lane indices that interleave `cvtne2ps(h, l)` (l[i] in lane i, h[i] in lane 16 + i)
     /// into pairs (l[i], h[i]).

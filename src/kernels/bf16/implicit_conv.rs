@@ -22,7 +22,8 @@
 //!   2p + 1 + shift) for 16 channels: the image stored twice, position pairs starting at even
 //!   and at odd positions, so any shift is whole rows of one of the two.
 
-use super::gemm::{convert_plain, words, PackedB, NR, PAIR_STEP, ROW_STEP};
+use super::gemm::{convert_plain, words};
+use super::layout::{PackedB, NR, PAIR_STEP, ROW_STEP};
 use super::transpose;
 use super::SendPtr;
 

@@ -2,7 +2,7 @@
 //! half = dim / 2, freq_i = exp(-ln(10000) * i / half), out = [sin(t * freq), cos(t * freq)].
 //! No backward: the timestep is data, not a parameter.
 
-use crate::interp::real::Real;
+use crate::kernels::real::Real;
 
 pub fn forward<T: Real>(dim: usize, t: &[T], y: &mut [T]) {
     let half = dim / 2;

@@ -1,18 +1,28 @@
-//! Forward and backward kernels, one module per op family. Tensors are flat NCHW slices
-//! (`[N, C, H, W]` images, `[N, D]` vectors); parallel kernels split the batch across workers.
+//! The numerics below the ops: forward and backward kernels (one module per op family), the
+//! matrix products (fp32 and bf16), the scalar trait [`Real`] and the scratch buffers. Tensors are
+//! flat NCHW slices (`[N, C, H, W]` images, `[N, D]` vectors); parallel kernels split the batch
+//! across workers. Nothing here knows about graphs or ops.
 
 pub mod activation;
 pub mod attention;
+pub mod bf16;
 pub mod class_embedding;
 pub mod conv;
 mod conv_amx;
+mod conv_geom;
 pub mod elementwise;
 pub mod embedding;
+pub mod gemm;
 pub mod linear;
 pub mod norm;
+pub mod real;
 pub mod upsample;
+pub mod workspace;
 
-use super::real::Real;
+pub use bf16::Precision;
+pub use gemm::{matmul, matmul_strided, Tr};
+pub use real::Real;
+pub use workspace::{Pool, Workers};
 
 /// Runs `f` compiled for AVX2+FMA when the CPU has them (the crate's baseline target is SSE2,
 /// 4 lanes; the element-wise loops inlined into `f` then use 8). Inlining `f` into the
@@ -51,7 +61,7 @@ pub(crate) fn has_avx2_fma() -> bool {
 macro_rules! call_with_avx2 {
     ($f:ident::<$t:ty>($($arg:ident: $ty:ty),* $(,)?)) => {{
         #[cfg(target_arch = "x86_64")]
-        if $crate::interp::kernels::has_avx2_fma() {
+        if $crate::kernels::has_avx2_fma() {
             #[target_feature(enable = "avx2,fma")]
             #[allow(clippy::too_many_arguments)]
             fn avx2<T: Real>($($arg: $ty),*) {

@@ -18,23 +18,15 @@
 //!   layouts are padded with zeros: rows of A to a multiple of [`ROW_STEP`], pairs of k to a
 //!   multiple of [`PAIR_STEP`]. The zero products leave the sums unchanged.
 
+use super::layout::{mask, PackedA, PackedB, Src, Tr, NR, PAIR_STEP, ROW_STEP};
 use super::SendPtr;
-use crate::interp::gemm::Tr;
 
-/// Columns of a B panel (two zmm of fp32 accumulators).
-pub(super) const NR: usize = 32;
 /// Rows of the micro-kernel's C tile.
 const MR: usize = 12;
 /// Pairs of k per cache block: a B panel block is KC * NR * 4 = 32 KiB (L1 is 48 KiB).
 const KC: usize = 256;
 /// Rows of A per cache block: MC * KC * 4 = 128 KiB, well inside L2.
 const MC: usize = 128;
-/// Packed A holds a multiple of this many rows (an AMX tile's rows), the extra ones zero.
-pub(super) const ROW_STEP: usize = 16;
-/// Packed operands hold a multiple of this many pairs of k (an AMX tile row: 64 bytes), the
-/// extra ones zero.
-pub(super) const PAIR_STEP: usize = 16;
-
 /// Words per row of packed A (and rows per panel of packed B) for depth `k`.
 fn padded_pairs(k: usize) -> usize {
     k.div_ceil(2).next_multiple_of(PAIR_STEP)
@@ -87,56 +79,10 @@ impl Kernel {
     }
 }
 
-/// An fp32 operand as stored: row-major with row stride `ld`, read transposed when `tr` says.
-#[derive(Debug, Clone, Copy)]
-pub struct Src<'a> {
-    pub data: &'a [f32],
-    pub ld: usize,
-    pub tr: Tr,
-}
-
-impl Src<'_> {
-    /// Checks that element (r, c) of the operand `op(src)` of `rows` x `cols` is in bounds for all
-    /// r, c (the packing loops then index without checks).
-    fn check(&self, rows: usize, cols: usize, what: &str) {
-        let (sr, sc) = if self.tr == Tr::No { (rows, cols) } else { (cols, rows) };
-        assert!(
-            sr == 0 || sc == 0 || (sc <= self.ld && self.data.len() >= (sr - 1) * self.ld + sc),
-            "bf16 matmul: operand {what} too small for [{rows}, {cols}] (stride {}, {} elements)",
-            self.ld,
-            self.data.len()
-        );
-    }
-}
-
-/// A packed into pairs: `m` rows of `kp` words (then zero rows up to a multiple of [`ROW_STEP`]).
-#[derive(Debug, Clone, Copy)]
-pub struct PackedA<'a> {
-    pub(super) m: usize,
-    k: usize,
-    pub(super) kp: usize,
-    pub(super) data: &'a [u32],
-}
-
-impl PackedA<'_> {
-    /// Rows (m) and depth (k) of the packed operand.
-    pub fn dims(&self) -> (usize, usize) {
-        (self.m, self.k)
-    }
-}
-
-/// B packed into panels of [`NR`] columns.
-#[derive(Debug, Clone, Copy)]
-pub struct PackedB<'a> {
-    pub(super) n: usize,
-    pub(super) kp: usize,
-    pub(super) data: &'a [u32],
-}
-
 /// `len` words of `v` starting on a 64-byte line (AMX tile loads that straddle lines run about
 /// three times slower), growing `v` when it is too short.
 pub(super) fn words(v: &mut Vec<u32>, len: usize) -> &mut [u32] {
-    crate::interp::workspace::sized_aligned(v, len)
+    crate::kernels::workspace::sized_aligned(v, len)
 }
 
 fn pair(lo: f32, hi: f32) -> u32 {
@@ -394,15 +340,6 @@ pub(super) fn convert_plain(src: &[f32], out: &mut [u16]) {
     // SAFETY: the CPU has the features (asserted above); reads and writes are masked to the length.
     unsafe {
         avx512::convert_plain(src.as_ptr(), out.len(), out.as_mut_ptr())
-    }
-}
-
-/// A write mask of the first `n` (at most 16) lanes of a zmm register.
-pub(super) fn mask(n: usize) -> u16 {
-    if n >= 16 {
-        u16::MAX
-    } else {
-        (1u16 << n) - 1
     }
 }
 

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::interp::real::Real;
+use crate::kernels::real::Real;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;

@@ -2,15 +2,10 @@
 //! Every matrix here is row-major and dense; a transposed operand is the same buffer read with
 //! its strides swapped, so no transpose is ever materialised.
 
-use super::bf16::{self, PackedA, Precision, Src};
+pub use super::bf16::layout::Tr;
+use super::bf16::layout::{PackedA, Src};
+use super::bf16::{self, Precision};
 use super::real::Real;
-
-/// How an operand buffer is read: as stored (row-major [rows, cols]) or transposed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tr {
-    No,
-    Yes,
-}
 
 /// `dst[m, n] (+)= op(a)[m, k] * op(b)[k, n]`, with `op(a)` = `a` stored [m, k] or, transposed,
 /// `a` stored [k, m] (same for `b`). `accumulate` adds to `dst` instead of overwriting it.

@@ -5,8 +5,8 @@
 
 use super::activation::{sigmoid, silu_grad};
 use super::{sum_map, sum_zip};
-use crate::interp::real::Real;
-use crate::interp::workspace::{sized, Workers};
+use crate::kernels::real::Real;
+use crate::kernels::workspace::{sized, Workers};
 
 #[derive(Debug, Clone, Copy)]
 pub struct GroupNormGeom {

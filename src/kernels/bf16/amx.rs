@@ -52,7 +52,7 @@ mod imp {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::super::gemm::{mask, PackedA, PackedB, NR, PAIR_STEP, ROW_STEP};
+    use super::super::layout::{mask, PackedA, PackedB, NR, PAIR_STEP, ROW_STEP};
     use super::{ForwardGeometry, WeightGradGeometry};
 
     /// Rows (and columns) of the C block one call computes: two tiles each way.
@@ -361,7 +361,7 @@ pub unsafe fn implicit_weight_grad(
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 pub unsafe fn implicit_conv(
     _: &ForwardGeometry,
-    _: &super::gemm::PackedB,
+    _: &super::layout::PackedB,
     _: *const u32,
     _: *mut f32,
     _: std::ops::Range<usize>,
@@ -371,8 +371,8 @@ pub unsafe fn implicit_conv(
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 pub unsafe fn block(
-    _: &super::gemm::PackedA,
-    _: &super::gemm::PackedB,
+    _: &super::layout::PackedA,
+    _: &super::layout::PackedB,
     _: std::ops::Range<usize>,
     _: *mut f32,
     _: usize,

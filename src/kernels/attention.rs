@@ -4,9 +4,9 @@
 //! S = Q^T K / sqrt(d) [P, P], A = softmax over rows of S, O = V A^T [d, P].
 //! The backward recomputes A instead of keeping P*P probabilities per head alive.
 
-use crate::interp::gemm::{matmul, Tr};
-use crate::interp::real::Real;
-use crate::interp::workspace::{sized, Workers};
+use crate::kernels::gemm::{matmul, Tr};
+use crate::kernels::real::Real;
+use crate::kernels::workspace::{sized, Workers};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AttentionGeom {

@@ -3,10 +3,10 @@
 //! ([`ImplicitConv`]), without im2col's columns. `conv.rs` hands a conv over where
 //! [`ConvGeom::implicit`] applies.
 
-use super::conv::{flip_kernel, ConvGeom};
-use crate::interp::bf16::{ImplicitConv, Precision};
-use crate::interp::real::Real;
-use crate::interp::workspace::{sized, sized_aligned, Workers};
+use super::conv_geom::{flip_kernel, ConvGeom};
+use crate::kernels::bf16::{ImplicitConv, Precision};
+use crate::kernels::real::Real;
+use crate::kernels::workspace::{sized, sized_aligned, Workers};
 
 const F32_ONLY: &str = "implicit convs are planned for f32 data only";
 

@@ -1,7 +1,7 @@
 //! A table lookup per image: out[n] = table[label[n]], and its weight gradient, the rows of dy
 //! added into the rows the labels picked. Labels arrive as whole numbers in the value type.
 
-use crate::interp::real::Real;
+use crate::kernels::real::Real;
 
 /// The row index a label value stands for (checked: a label outside the table is a caller bug,
 /// since data labels are checked before training and sampling start).

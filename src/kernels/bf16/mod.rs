@@ -6,9 +6,11 @@
 mod amx;
 mod gemm;
 mod implicit_conv;
+pub mod layout;
 mod transpose;
 
-pub use gemm::{matmul, pack_a, pack_b, packed_matmul, Kernel, PackedA, PairPacker, RowPacker, Src};
+pub use gemm::{matmul, pack_a, pack_b, packed_matmul, Kernel, PairPacker, RowPacker};
+pub use layout::{PackedA, Src};
 pub use implicit_conv::ImplicitConv;
 
 use std::fmt;

@@ -1,8 +1,8 @@
 //! y [N, out] = x [N, in] W^T + b, one GEMM over the whole batch (in the workers' precision).
 
-use crate::interp::gemm::{matmul_at, Tr};
-use crate::interp::real::Real;
-use crate::interp::workspace::Workers;
+use crate::kernels::gemm::{matmul_at, Tr};
+use crate::kernels::real::Real;
+use crate::kernels::workspace::Workers;
 
 #[allow(clippy::too_many_arguments)]
 pub fn forward<T: Real>(
