@@ -20,6 +20,7 @@ pub mod interp;
 pub mod kernels;
 pub mod model;
 pub mod onnx;
+pub mod onnx_ir;
 pub mod ops;
 pub mod optim;
 pub mod params;

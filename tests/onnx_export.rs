@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
-use mdc::onnx::proto::{tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto};
+use mdc::onnx_ir::proto::{tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto};
 use mdc::params::Params;
 use onnx_common::*;
 use prost::Message;

@@ -5,13 +5,8 @@
 //! named like the parameters (`down1.conv.weight`); ONNX node names are the primitive node
 //! names. IR version 10 and opset 17, which onnxruntime 1.18 and newer (1.31 included) run.
 
-pub(crate) mod builder;
 pub mod digest;
-pub(crate) mod lower;
 pub mod metadata;
-#[allow(clippy::all, clippy::pedantic, missing_docs)]
-#[rustfmt::skip]
-pub mod proto;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -19,6 +14,7 @@ use std::path::Path;
 use prost::Message;
 
 use crate::graph::{Graph, NodeId, Shape};
+use crate::onnx_ir::{builder, lower, proto};
 use crate::ops::label::Label;
 use crate::params::Params;
 pub use metadata::{AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
@@ -238,7 +234,7 @@ fn lower_graph(lowerer: &mut lower::Lowerer, graph: &Graph, prefix: &str, out: &
             continue;
         }
         let ins: Vec<&str> = node.inputs.iter().map(|&i| names[i].as_str()).collect();
-        lowerer.lower(node, &ins, &names[id]);
+        node.op.lower_onnx(lowerer, &node.name, &ins, &names[id]);
     }
     // A graph whose output is an input (an identity model) still needs a node producing it.
     if [graph.input, graph.timestep].contains(&graph.output) {

@@ -1,6 +1,7 @@
 //! What an op's ONNX lowering works with: the graph being assembled, the weights, and the
 //! `Shape` values already computed. Each op's own lowering is in its module under
-//! `crate::ops` ([`crate::ops::PrimitiveOp::lower_onnx`]).
+//! `crate::ops` (`PrimitiveOp::lower_onnx`), which calls it with the node's name: this layer
+//! knows nothing of graphs.
 //!
 //! Forms are chosen for onnxruntime's CPU speed, and every shape that depends on the batch or
 //! the image size is taken from the tensor at run time, so N, H and W stay dynamic. The ONNX
@@ -12,7 +13,6 @@ use std::collections::HashMap;
 use ndarray::ArrayD;
 
 use super::builder::{tensor_f32, GraphBuilder};
-use crate::graph::Node;
 
 /// Lowers nodes one by one into a [`GraphBuilder`].
 pub struct Lowerer<'p> {
@@ -27,9 +27,10 @@ impl<'p> Lowerer<'p> {
         Lowerer { b: GraphBuilder::default(), params, shapes: HashMap::new() }
     }
 
-    /// Adds the parameter `<node>.<param>` as an initializer, reshaped to `dims` (same data).
-    pub(crate) fn weight(&mut self, node: &Node, param: &str, dims: &[usize]) -> String {
-        let name = format!("{}.{param}", node.name);
+    /// Adds the parameter `<node>.<param>` of the node called `node` as an initializer, reshaped
+    /// to `dims` (same data).
+    pub fn weight(&mut self, node: &str, param: &str, dims: &[usize]) -> String {
+        let name = format!("{node}.{param}");
         let t =
             self.params.get(name.as_str()).unwrap_or_else(|| panic!("parameter {name} was checked to exist"));
         let data = t.as_standard_layout();
@@ -38,7 +39,7 @@ impl<'p> Lowerer<'p> {
     }
 
     /// The name of a value holding `value`'s shape (one `Shape` node per tensor).
-    pub(crate) fn shape_of(&mut self, value: &str) -> String {
+    pub fn shape_of(&mut self, value: &str) -> String {
         if let Some(s) = self.shapes.get(value) {
             return s.clone();
         }
@@ -46,10 +47,5 @@ impl<'p> Lowerer<'p> {
         self.b.node("Shape", &out, &[value], &[&out], vec![]);
         self.shapes.insert(value.to_string(), out.clone());
         out
-    }
-
-    /// Emits the ONNX nodes computing `node` from the values `ins` into the value `out`.
-    pub fn lower(&mut self, node: &Node, ins: &[&str], out: &str) {
-        node.op.lower_onnx(self, node, ins, out);
     }
 }
