@@ -11,7 +11,7 @@ use crate::kernels::bf16::Precision;
 use crate::interp::Executor;
 use crate::optim::{AdamW, AdamWHyper};
 use crate::params::Params;
-use crate::rng::Rng;
+use crate::base::rng::Rng;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {

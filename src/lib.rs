@@ -6,6 +6,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
 
+pub mod base;
 pub mod bench;
 pub mod check;
 pub mod cli;
@@ -13,9 +14,7 @@ pub mod data;
 pub mod diffusion;
 pub mod dsl;
 pub mod eval;
-pub mod fsutil;
 pub mod graph;
-pub mod image_io;
 pub mod interp;
 pub mod kernels;
 pub mod model;
@@ -24,6 +23,5 @@ pub mod onnx_ir;
 pub mod ops;
 pub mod optim;
 pub mod params;
-pub mod rng;
 pub mod runtime;
 pub mod train;

@@ -7,7 +7,7 @@ use std::path::Path;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::graph::{Graph, Init, ParamSpec};
-use crate::rng::Rng;
+use crate::base::rng::Rng;
 
 /// The `format` metadata value of a training checkpoint (see [`Params::load_for_inference`]).
 pub const CHECKPOINT_FORMAT: &str = "mdc-checkpoint-v1";
@@ -112,7 +112,7 @@ impl Params {
 
     /// Writes the parameters to `path` atomically (temp file + rename).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        crate::fsutil::write_atomic(path, &self.to_safetensors(None))
+        crate::base::fsutil::write_atomic(path, &self.to_safetensors(None))
     }
 
     /// Loads `path` and checks every name, shape and dtype against `graph`.

@@ -11,7 +11,7 @@
 
 use mdc::kernels::bf16::{self, Kernel, Src};
 use mdc::kernels::{matmul_strided, Tr};
-use mdc::rng::Rng;
+use mdc::base::rng::Rng;
 
 const U_BF16: f64 = 1.0 / 256.0;
 const U_F32: f64 = 1.0 / 16_777_216.0;

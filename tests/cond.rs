@@ -12,7 +12,7 @@ use mdc::diffusion::{
 use mdc::graph::Graph;
 use mdc::interp::Executor;
 use mdc::params::Params;
-use mdc::rng::Rng;
+use mdc::base::rng::Rng;
 use mdc::train::{train, Checkpoint, TrainConfig, TrainJob};
 use ndarray::{s, Array4};
 

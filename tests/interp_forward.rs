@@ -10,7 +10,7 @@ use mdc::kernels::bf16::{self, Precision};
 use mdc::interp::{Engine, Executor};
 use mdc::ops::{AddChannelBias, Attention, Concat, Linear, Silu, TimestepEmbedding, UpsampleNearest};
 use mdc::params::Params;
-use mdc::rng::Rng;
+use mdc::base::rng::Rng;
 use ndarray::{Array1, Array4, Axis};
 
 fn random(rng: &mut Rng, n: usize) -> Vec<f64> {

@@ -16,7 +16,7 @@ use mdc::ops::{
     Silu, UpsampleNearest,
 };
 use mdc::params::Params;
-use mdc::rng::Rng;
+use mdc::base::rng::Rng;
 use ndarray::{Array1, Array4};
 
 const H: f64 = 1e-5;

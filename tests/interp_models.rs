@@ -3,7 +3,7 @@
 
 use mdc::interp::Executor;
 use mdc::params::Params;
-use mdc::rng::Rng;
+use mdc::base::rng::Rng;
 use ndarray::{Array1, Array4};
 
 #[test]

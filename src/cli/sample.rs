@@ -15,7 +15,7 @@ use crate::diffusion::{
     sample_images, sample_with_progress, ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler,
     ScheduleKind, DEFAULT_GUIDANCE,
 };
-use crate::image_io::{image_png, write_grid, GridLayout};
+use crate::base::image_io::{image_png, write_grid, GridLayout};
 use crate::params::{Params, CHECKPOINT_FORMAT};
 use crate::runtime::{Device, OrtDenoiser, SessionConfig};
 
@@ -247,7 +247,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (i, img) in images.axis_iter(Axis(0)).enumerate() {
             let p = dir.join(format!("sample-{i:03}.png"));
-            crate::fsutil::write_atomic(&p, &image_png(img)?)
+            crate::base::fsutil::write_atomic(&p, &image_png(img)?)
                 .with_context(|| format!("cannot write {}", p.display()))?;
         }
     }

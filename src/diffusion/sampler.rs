@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use ndarray::{s, Array4, Axis, Zip};
 
 use super::{Denoiser, GuidanceParts, NoiseSchedule, Prediction};
-use crate::rng::Rng;
+use crate::base::rng::Rng;
 
 /// Which reverse process to run.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -13,7 +13,7 @@ use ndarray::{s, Array4, ArrayView4, Axis};
 use serde::Serialize;
 
 use crate::data::Dataset;
-use crate::rng::Rng;
+use crate::base::rng::Rng;
 use classifier::{Classifier, Outputs};
 use frechet::{frechet_distance, FeatureStats};
 use near_copy::TrainingSet;

@@ -3,10 +3,9 @@
 //! than the node's own), each producing one value, so consumers walk a plain slice.
 
 pub mod blocks;
-mod shape;
 
 pub use crate::ops::{Init, Op, ParamSpec, ShapeError};
-pub use shape::Shape;
+pub use crate::base::Shape;
 
 use crate::ops::label::Label;
 use crate::ops::timestep::Timestep;

@@ -186,7 +186,7 @@ pub fn export_to_file(
     path: &Path,
 ) -> Result<usize, ExportError> {
     let bytes = encode(&export_guided(graph, params, guide, info)?);
-    crate::fsutil::write_atomic(path, &bytes)
+    crate::base::fsutil::write_atomic(path, &bytes)
         .map_err(|source| ExportError::Write { path: path.display().to_string(), source })?;
     Ok(bytes.len())
 }

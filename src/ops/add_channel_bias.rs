@@ -2,7 +2,7 @@
 
 use super::{image_and_channel_vector, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::Shape;
+use crate::base::Shape;
 use crate::kernels::elementwise;
 use crate::kernels::Real;
 use crate::onnx_ir::lower::Lowerer;

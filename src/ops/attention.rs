@@ -5,7 +5,7 @@
 
 use super::{arity, image, Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::Shape;
+use crate::base::Shape;
 use crate::kernels::attention;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};

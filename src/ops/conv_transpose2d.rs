@@ -11,7 +11,7 @@ use super::conv2d::{conv_input, conv_params, lower_conv_node};
 use super::exec::weight_and_bias;
 use super::{Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::Shape;
+use crate::base::Shape;
 use crate::kernels::conv;
 use crate::kernels::Real;
 use crate::onnx_ir::lower::Lowerer;

@@ -5,7 +5,7 @@
 
 use super::{arity, Init, ParamSpec, PrimitiveOp, Rank, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::Shape;
+use crate::base::Shape;
 use crate::kernels::class_embedding;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};

@@ -8,7 +8,7 @@
 //! unconditional prediction instead (docs/conditional.md).
 
 use super::{arity, PrimitiveOp, ShapeError};
-use crate::graph::Shape;
+use crate::base::Shape;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Label {

@@ -4,7 +4,7 @@
 use super::exec::weight_and_bias;
 use super::{arity, vector, Init, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::Shape;
+use crate::base::Shape;
 use crate::kernels::linear;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};

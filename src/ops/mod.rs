@@ -14,7 +14,7 @@ mod exec;
 pub use error::{Param, Rank, ShapeError};
 pub use exec::{Backward, Forward};
 
-use crate::graph::Shape;
+use crate::base::Shape;
 use crate::kernels::Real;
 use crate::onnx_ir::lower::Lowerer;
 
@@ -91,7 +91,7 @@ macro_rules! graph_input_methods {
             vec![]
         }
 
-        fn flops(&self, _: &[&$crate::graph::Shape], _: &$crate::graph::Shape) -> u128 {
+        fn flops(&self, _: &[&$crate::base::Shape], _: &$crate::base::Shape) -> u128 {
             0
         }
 

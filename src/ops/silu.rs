@@ -2,7 +2,7 @@
 
 use super::{arity, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::Shape;
+use crate::base::Shape;
 use crate::kernels::activation;
 use crate::kernels::Real;
 use crate::onnx_ir::lower::Lowerer;

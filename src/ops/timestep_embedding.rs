@@ -4,7 +4,7 @@
 
 use super::{arity, Param, ParamSpec, PrimitiveOp, Rank, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::Shape;
+use crate::base::Shape;
 use crate::kernels::embedding;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};

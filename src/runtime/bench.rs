@@ -8,7 +8,7 @@ use ndarray::{Array1, Array4};
 
 use super::OrtDenoiser;
 use crate::bench::{process_cpu_seconds, Timing};
-use crate::rng::Rng;
+use crate::base::rng::Rng;
 
 /// Timing of one batch size.
 #[derive(Debug, Clone, PartialEq)]

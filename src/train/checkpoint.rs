@@ -121,7 +121,7 @@ impl Checkpoint {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         let bytes = safetensors::serialize(views, Some(meta)).expect("f32 tensors serialise");
-        crate::fsutil::write_atomic(path, &bytes)
+        crate::base::fsutil::write_atomic(path, &bytes)
     }
 
     /// Reads and fully validates a checkpoint for the model file `model` (its graph and

@@ -37,7 +37,7 @@ use crate::diffusion::{
     sample_images, ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, DEFAULT_GUIDANCE,
 };
 use crate::graph::Graph;
-use crate::image_io::{write_grid, GridLayout};
+use crate::base::image_io::{write_grid, GridLayout};
 use crate::interp::Executor;
 use crate::params::Params;
 
@@ -212,7 +212,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     let rows = read_loss_log(&log_path)?;
     let points: Vec<(u64, f64)> = rows.iter().map(|r| (r.step, r.loss)).collect();
     let title = format!("{}: training loss, batch {}, lr {:e}", job.model_name, cfg.batch, cfg.lr);
-    crate::fsutil::write_atomic(&plot_path, loss_svg(&points, &title).as_bytes())
+    crate::base::fsutil::write_atomic(&plot_path, loss_svg(&points, &title).as_bytes())
         .with_context(|| format!("cannot write {}", plot_path.display()))?;
 
     let samples = if end == cfg.steps && cfg.samples > 0 {

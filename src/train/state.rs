@@ -10,7 +10,7 @@ use crate::graph::Graph;
 use crate::interp::Executor;
 use crate::optim::{clip_grad_norm, AdamW, AdamWHyper};
 use crate::params::Params;
-use crate::rng::Rng;
+use crate::base::rng::Rng;
 
 pub struct TrainState {
     /// Steps completed.

@@ -1,0 +1,9 @@
+//! The bottom layer: plain types and helpers that every other layer may use and that import
+//! nothing of mdc's own.
+
+pub mod fsutil;
+pub mod image_io;
+pub mod rng;
+pub mod shape;
+
+pub use shape::Shape;
