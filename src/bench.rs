@@ -9,7 +9,7 @@ use ndarray::{Array1, Array4};
 use crate::graph::Graph;
 use crate::kernels::bf16::Precision;
 use crate::interp::Executor;
-use crate::optim::{AdamW, AdamWHyper};
+use crate::train::optim::{AdamW, AdamWHyper};
 use crate::params::Params;
 use crate::base::rng::Rng;
 

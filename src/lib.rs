@@ -21,7 +21,6 @@ pub mod model;
 pub mod onnx;
 pub mod onnx_ir;
 pub mod ops;
-pub mod optim;
 pub mod params;
 pub mod runtime;
 pub mod train;

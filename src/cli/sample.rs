@@ -12,12 +12,12 @@ use ndarray::{Array4, Axis};
 use super::guide::SteeringRequest;
 use super::UsageError;
 use crate::diffusion::{
-    sample_images, sample_with_progress, ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler,
-    ScheduleKind, DEFAULT_GUIDANCE,
+    ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, ScheduleKind, DEFAULT_GUIDANCE,
 };
 use crate::base::image_io::{image_png, write_grid, GridLayout};
 use crate::params::{Params, CHECKPOINT_FORMAT};
 use crate::runtime::{Device, OrtDenoiser, SessionConfig};
+use crate::train::{sample_images, sample_with_progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SamplerArg {

@@ -2,16 +2,12 @@
 //! (from a checkpoint) and onnxruntime (from an exported model) both implement [`Denoiser`].
 
 mod autoguidance;
-mod interp_denoiser;
 mod prediction;
-mod progress;
 mod sampler;
 mod schedule;
 
 pub use autoguidance::{AutoGuided, Steering};
-pub use interp_denoiser::InterpDenoiser;
 pub use prediction::Prediction;
-pub use progress::{sample_images, sample_with_progress};
 pub use sampler::{sample, ClassGuidance, SampleOptions, Sampler, SamplerKind};
 pub use schedule::{NoiseSchedule, ScheduleKind};
 

@@ -9,8 +9,10 @@
 //!
 //! The work is done by [`Engine`], generic over the scalar so gradient checks can run in f64.
 
+mod denoiser;
 mod engine;
 
+pub use denoiser::InterpDenoiser;
 pub use engine::Engine;
 
 use ndarray::{Array4, ArrayView1, ArrayView4};

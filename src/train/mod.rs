@@ -9,7 +9,9 @@ mod config;
 mod ema;
 mod log;
 mod lr;
+pub mod optim;
 mod plot;
+mod progress;
 mod state;
 
 pub use checkpoint::{
@@ -23,6 +25,7 @@ pub use ema::{ema_decay, update_ema};
 pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};
 pub use lr::learning_rate;
 pub use plot::loss_svg;
+pub use progress::{sample_images, sample_with_progress};
 pub use state::{mse_and_grad, LabelDropout, StepStats, TrainState};
 
 use std::io::IsTerminal;
@@ -33,9 +36,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::Dataset;
-use crate::diffusion::{
-    sample_images, ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, DEFAULT_GUIDANCE,
-};
+use crate::diffusion::{ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, DEFAULT_GUIDANCE};
 use crate::graph::Graph;
 use crate::base::image_io::{write_grid, GridLayout};
 use crate::interp::Executor;

@@ -8,7 +8,7 @@ use crate::data::{DataOrder, Dataset};
 use crate::diffusion::{NoiseSchedule, Prediction};
 use crate::graph::Graph;
 use crate::interp::Executor;
-use crate::optim::{clip_grad_norm, AdamW, AdamWHyper};
+use super::optim::{clip_grad_norm, AdamW, AdamWHyper};
 use crate::params::Params;
 use crate::base::rng::Rng;
 

@@ -5,9 +5,9 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
 
-use super::{sample, AutoGuided, Denoiser, InterpDenoiser, NoiseSchedule, SampleOptions, Steering};
+use crate::diffusion::{sample, AutoGuided, Denoiser, NoiseSchedule, SampleOptions, Steering};
 use crate::graph::Graph;
-use crate::interp::Executor;
+use crate::interp::{Executor, InterpDenoiser};
 use crate::params::Params;
 
 /// Samples images with the interpreter, showing a progress bar when asked; with `guide` =

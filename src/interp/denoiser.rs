@@ -2,8 +2,8 @@
 
 use ndarray::{Array4, ArrayView1};
 
-use super::Denoiser;
-use crate::interp::Executor;
+use super::Executor;
+use crate::diffusion::Denoiser;
 use crate::params::Params;
 
 pub struct InterpDenoiser {
