@@ -27,6 +27,11 @@ pub const CHECKPOINT_GUIDE: &str = "guide.";
 pub const GUIDE_STEP: &str = "guide_step";
 pub const GUIDE_DIGEST: &str = "guide_sha256";
 
+/// The class names a checkpoint records (JSON list under `class_names`), when it records them.
+pub fn class_names_from_meta(meta: &std::collections::HashMap<String, String>) -> Option<Vec<String>> {
+    serde_json::from_str(meta.get("class_names")?).ok()
+}
+
 /// SHA-256 (hex) over every tensor's little-endian bytes, the parts in [`CHECKPOINT_PARTS`]
 /// order and each in the graph's parameter order: what a checkpoint records so damaged bytes
 /// are caught.

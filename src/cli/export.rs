@@ -11,7 +11,7 @@ use anyhow::Context;
 use super::guide::SteeringRequest;
 use crate::model::{self, Model};
 use crate::onnx::{self, AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
-use crate::params::{Params, CHECKPOINT_FORMAT};
+use crate::params::{class_names_from_meta, Params, CHECKPOINT_FORMAT};
 use crate::train::recorded_prediction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -170,11 +170,6 @@ fn model_info(
             .map(|count| ClassInfo { count, names: class_names_from_meta(weights_meta).unwrap_or_default() }),
         autoguidance: None,
     })
-}
-
-/// The class names a checkpoint records (JSON list under `class_names`), when it records them.
-pub fn class_names_from_meta(meta: &HashMap<String, String>) -> Option<Vec<String>> {
-    serde_json::from_str(meta.get("class_names")?).ok()
 }
 
 fn describe_weights(path: &Path, meta: &HashMap<String, String>, no_ema: bool) -> String {

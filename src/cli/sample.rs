@@ -307,7 +307,7 @@ fn sample_checkpoint(args: &Args, opts: &mut SampleOptions) -> anyhow::Result<(A
         }
     };
     let (c, h, w) = model.graph.input_shape().as_image().context("the model's input is not an image")?;
-    let names = super::export::class_names_from_meta(&meta).unwrap_or_default();
+    let names = crate::params::class_names_from_meta(&meta).unwrap_or_default();
     let model_name = model_path.display().to_string();
     let (guidance, columns) = class_plan(
         args.class.as_deref(),
