@@ -5,5 +5,6 @@ pub mod fsutil;
 pub mod image_io;
 pub mod rng;
 pub mod shape;
+pub mod timing;
 
 pub use shape::Shape;

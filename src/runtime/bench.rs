@@ -7,7 +7,7 @@ use std::time::Instant;
 use ndarray::{Array1, Array4};
 
 use super::OrtDenoiser;
-use crate::bench::{process_cpu_seconds, Timing};
+use crate::base::timing::{process_cpu_seconds, Timing};
 use crate::base::rng::Rng;
 
 /// Timing of one batch size.
