@@ -4,6 +4,7 @@
 mod common;
 mod onnx_common;
 
+mod architecture;
 mod bf16_gemm;
 mod bf16_kernels;
 mod check_cli;
