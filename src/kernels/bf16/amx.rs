@@ -347,6 +347,8 @@ mod imp {
     }
 }
 
+/// # Safety
+/// Never called: the AMX kernel is chosen only where [`available`] is true, never on this target.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 pub unsafe fn implicit_weight_grad(
     _: &WeightGradGeometry,
@@ -358,6 +360,8 @@ pub unsafe fn implicit_weight_grad(
     unreachable!("the AMX kernel is never chosen where `available` is false")
 }
 
+/// # Safety
+/// Never called: the AMX kernel is chosen only where [`available`] is true, never on this target.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 pub unsafe fn implicit_conv(
     _: &ForwardGeometry,
@@ -369,6 +373,8 @@ pub unsafe fn implicit_conv(
     unreachable!("the AMX kernel is never chosen where `available` is false")
 }
 
+/// # Safety
+/// Never called: the AMX kernel is chosen only where [`available`] is true, never on this target.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 pub unsafe fn block(
     _: &super::layout::PackedA,

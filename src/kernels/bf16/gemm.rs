@@ -353,6 +353,11 @@ mod avx512 {
     pub use std::arch::x86_64::__m512i as Index;
 
     /// Words of `out` = pairs of `src` converted to bf16 (a zero pads an odd length).
+    ///
+    /// # Safety
+    /// The CPU has AVX512F, AVX512BW and AVX512_BF16 ([`crate::kernels::bf16::available`], which
+    /// every caller asserts); `out` holds `src.len().div_ceil(2)` words (loads and stores are
+    /// masked to those lengths).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub unsafe fn convert_row(src: &[f32], out: &mut [u32]) {
         let k = src.len();
@@ -371,6 +376,10 @@ mod avx512 {
 
     /// The permutation that interleaves two converted rows: bf16 element i of `cvtne2ps(r1, r0)`
     /// goes to 2i (row 2p) or 2(i-16)+1 (row 2p+1).
+    ///
+    /// # Safety
+    /// The CPU has AVX512F, AVX512BW and AVX512_BF16 ([`crate::kernels::bf16::available`], which
+    /// every caller asserts).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub unsafe fn pair_index() -> __m512i {
         let idx: [u16; 32] =
@@ -380,6 +389,11 @@ mod avx512 {
 
     /// Words (p, 0..NR) of a panel at `out` from `cols` (<= NR) columns of rows `r0` and `r1`
     /// (`None`: a zero row past the end of k); columns past `cols` are zero.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F, AVX512BW and AVX512_BF16 ([`crate::kernels::bf16::available`], which
+    /// every caller asserts); `r0` (and `r1` when given) are readable for `cols` (<= NR) floats,
+    /// and `out` is writable for NR words (stores are full, loads masked).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub unsafe fn interleave_pair(
@@ -399,6 +413,11 @@ mod avx512 {
     }
 
     /// `n` bf16 values at `out` from `n` values at `src`.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F, AVX512BW, AVX512VL and AVX512_BF16
+    /// ([`crate::kernels::bf16::available`]); `src` is readable and `out` writable for `n` elements
+    /// (loads and stores are masked to `n`).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     pub unsafe fn convert_plain(src: *const f32, n: usize, out: *mut u16) {
         for j in (0..n).step_by(16) {
@@ -411,6 +430,11 @@ mod avx512 {
 
     /// One B panel: columns j0..j0+cols of the row-major k x ? matrix `b` (stride `ld`), word
     /// (p, j) = (b[2p, j], b[2p+1, j]); columns past `cols` are zero.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F, AVX512BW and AVX512_BF16 ([`crate::kernels::bf16::available`], which
+    /// every caller asserts); `b` holds rows `0..k` of columns `j0..j0 + cols` at stride `ld`
+    /// (`Src::check` bounds them), `cols` <= NR, and `panel` holds `k.div_ceil(2) * NR` words.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub unsafe fn interleave_panel(
         k: usize,
@@ -430,6 +454,12 @@ mod avx512 {
     }
 
     /// C (+)= A x B over the B panels `panels`, blocked for the caches.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F, AVX512BW and AVX512_BF16 ([`crate::kernels::bf16::available`], which
+    /// every caller asserts); `a` and `b` come from `pack_a`/`pack_b` with the same depth, `panels`
+    /// are panels of `b`, and `c` with row stride `ldc` is writable for rows `0..a.m` and the
+    /// columns of `panels` (up to `b.n`), written by no one else meanwhile.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub unsafe fn block(
         a: &PackedA,
@@ -475,6 +505,8 @@ mod avx512 {
         add: bool,
     }
 
+    /// # Safety
+    /// As [`tile`], with `rows` in `1..=MR`.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn tile_any(rows: usize, t: &Tile) {
         macro_rules! dispatch {
@@ -490,6 +522,12 @@ mod avx512 {
     }
 
     /// The micro-kernel for R rows, with R x 2 zmm accumulators.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F, AVX512BW and AVX512_BF16 ([`crate::kernels::bf16::available`], which
+    /// every caller asserts); `t.a` is readable for `R` rows of `t.kn` words at stride `t.lda`,
+    /// `t.b` for `t.kn` rows of NR words, and `t.c` writable for `R` rows of `t.cols` floats at
+    /// stride `t.ldc` (the stores are masked to `cols`).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn tile<const R: usize>(t: &Tile) {
@@ -522,12 +560,18 @@ mod avx512 {
 
     use super::{PackedA, PackedB};
 
+    /// # Safety
+    /// Never called: it exists so the callers compile off x86-64, where `available()` is false.
     pub unsafe fn convert_row(_: &[f32], _: &mut [u32]) {
         unreachable!("bf16 kernels need x86-64")
     }
+    /// # Safety
+    /// Never called: it exists so the callers compile off x86-64, where `available()` is false.
     pub unsafe fn interleave_panel(_: usize, _: &[f32], _: usize, _: usize, _: usize, _: &mut [u32]) {
         unreachable!("bf16 kernels need x86-64")
     }
+    /// # Safety
+    /// Never called: it exists so the callers compile off x86-64, where `available()` is false.
     pub unsafe fn block(_: &PackedA, _: &PackedB, _: Range<usize>, _: *mut f32, _: usize, _: bool) {
         unreachable!("bf16 kernels need x86-64")
     }

@@ -64,6 +64,11 @@ mod imp {
 
     /// Rows `0..rows` of a block: `src(i)` points at row i's first lane; lanes past `lanes`
     /// and rows past `rows` read as zero.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F (callers run only where [`crate::kernels::bf16::available`] is true);
+    /// `src(i)` is readable for `lanes` (<= 16) words for every i < `rows` (<= 16); the loads are
+    /// masked to `lanes`.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn load_block(rows: usize, lanes: usize, src: impl Fn(usize) -> *const u32) -> [__m512i; 16] {
@@ -78,6 +83,11 @@ mod imp {
     /// dst(i)[0..lanes] = lane i of rows `0..lanes` (16 x 16 transpose of 32-bit values):
     /// `src(r)` points at row r (`rows` of them, each `lanes` wide); `dst(i)` for i < `lanes`
     /// receives `rows` values.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F (callers run only where [`crate::kernels::bf16::available`] is true);
+    /// `rows` and `lanes` are at most 16, `src(r)` is readable for `lanes` words for r < `rows`,
+    /// and `dst(i)` writable for `rows` words for i < `lanes` (loads and stores are masked).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn transpose_block(
         rows: usize,
@@ -94,6 +104,10 @@ mod imp {
     }
 
     /// Like [`transpose_block`] for fp32 rows, adding `bias[i]` to output row i.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F (callers run only where [`crate::kernels::bf16::available`] is true); as
+    /// [`transpose_block`] for floats, and `bias`, when given, has at least `lanes` values.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn transpose_block_bias(
         rows: usize,
@@ -117,6 +131,11 @@ mod imp {
     /// For channel pairs `0..pairs` (at most 16): row c = the bf16 pairs (lo(c)[x], hi(c)[x])
     /// for x in `0..n` (at most 16; `hi(c)` null: zeros); then transposed, `dst(x)` receives
     /// the `pairs` words of position x.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F, AVX512BW and AVX512_BF16; `pairs` and `n` are at most 16, `lo(c)` (and
+    /// `hi(c)` unless null) are readable for `n` floats for c < `pairs`, and `dst(x)` writable for
+    /// `pairs` words for x < `n` (loads and stores are masked).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub unsafe fn pair_and_transpose(
         pairs: usize,
@@ -148,6 +167,8 @@ mod imp {
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
     //! Never called: the implicit convs need AMX, so x86-64.
+    /// # Safety
+    /// Never called: the implicit convs that use it need AMX, so x86-64.
     pub unsafe fn transpose_block(
         _: usize,
         _: usize,
@@ -156,6 +177,8 @@ mod imp {
     ) {
         unreachable!("AVX-512 transposes need x86-64")
     }
+    /// # Safety
+    /// Never called: the implicit convs that use it need AMX, so x86-64.
     pub unsafe fn transpose_block_bias(
         _: usize,
         _: usize,
@@ -165,6 +188,8 @@ mod imp {
     ) {
         unreachable!("AVX-512 transposes need x86-64")
     }
+    /// # Safety
+    /// Never called: the implicit convs that use it need AMX, so x86-64.
     pub unsafe fn pair_and_transpose(
         _: usize,
         _: usize,
