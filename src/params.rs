@@ -6,8 +6,8 @@ use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
 
-use crate::graph::{Graph, Init, ParamSpec};
 use crate::base::rng::Rng;
+use crate::graph::{Graph, Init, ParamSpec};
 
 /// The `format` metadata value of a training checkpoint (see [`Params::load_for_inference`]).
 pub const CHECKPOINT_FORMAT: &str = "mdc-checkpoint-v1";
@@ -106,7 +106,7 @@ impl Params {
             .iter()
             .zip(&self.tensors)
             .map(|(n, t)| {
-                let bytes = f32_bytes(t.as_slice().expect("parameters are contiguous"));
+                let bytes: &[u8] = bytemuck::cast_slice(t.as_slice().expect("parameters are contiguous"));
                 let view =
                     safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape().to_vec(), bytes)
                         .expect("shape matches data");
@@ -269,8 +269,9 @@ impl Params {
     fn hash_into(&self, h: &mut sha2::Sha256) {
         use sha2::Digest;
         for t in &self.tensors {
-            let bytes: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
-            h.update(&bytes);
+            // native bytes are little-endian: the crate refuses to build for big-endian targets
+            let t = t.as_standard_layout();
+            h.update(bytemuck::cast_slice::<f32, u8>(t.as_slice().expect("standard layout")));
         }
     }
 
@@ -317,12 +318,6 @@ fn init_tensor(spec: &ParamSpec, rng: &mut Rng) -> ArrayD<f32> {
         Init::Normal { std } => (0..n).map(|_| (rng.normal() * std as f64) as f32).collect(),
     };
     ArrayD::from_shape_vec(IxDyn(&spec.shape), data).expect("numel matches shape")
-}
-
-fn f32_bytes(data: &[f32]) -> &[u8] {
-    // f32 has no padding and any byte pattern is a valid u8; safetensors is little-endian and so is
-    // every target mdc supports.
-    unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) }
 }
 
 fn f32_from_bytes(bytes: &[u8]) -> Vec<f32> {

@@ -45,7 +45,7 @@ pub fn tensor_f32(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
         name: Some(name.to_string()),
         dims: dims.iter().map(|&d| d as i64).collect(),
         data_type: Some(DataType::Float as i32),
-        raw_data: Some(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        raw_data: Some(bytemuck::cast_slice::<f32, u8>(data).to_vec()),
         ..Default::default()
     }
 }

@@ -225,9 +225,8 @@ impl ImplicitConv {
         if cin < cols {
             out.chunks_exact_mut(cols).for_each(|r| r[cin..].fill(0));
         }
-        // SAFETY: u16 halves of the u32 words: same allocation, alignment 2 <= 4, twice the count
-        let halves =
-            unsafe { std::slice::from_raw_parts_mut(staging.as_mut_ptr().cast::<u16>(), staging.len() * 2) };
+        // the u16 halves of the u32 words
+        let halves: &mut [u16] = bytemuck::cast_slice_mut(staging);
         for c0 in (0..cin).step_by(16) {
             let nc = (cin - c0).min(16);
             for (c, src) in x[c0 * h * w..(c0 + nc) * h * w].chunks_exact(h * w).enumerate() {
@@ -275,8 +274,8 @@ impl ImplicitConv {
         let (h, w, row, cout, dy_words) = (self.h, self.w, self.row(), self.cout, self.dy_words());
         assert_eq!(dy.len(), cout * h * w, "a gradient of {cout} channels of {h}x{w}");
         let out = words(buf, cout.next_multiple_of(2 * ROW_STEP) * dy_words);
-        // SAFETY: u16 halves of the u32 words: same allocation, alignment 2 <= 4, twice the count
-        let halves = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u16>(), out.len() * 2) };
+        // the u16 halves of the u32 words
+        let halves: &mut [u16] = bytemuck::cast_slice_mut(out);
         // zeros where nothing is written below: the padding columns, and the rows past cout
         let (rows_given, rows_past_cout) = halves.split_at_mut(cout * 2 * dy_words);
         rows_past_cout.fill(0);
