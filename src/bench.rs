@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use ndarray::{Array1, Array4};
 
-use crate::graph::Graph;
-use crate::kernels::bf16::Precision;
-use crate::interp::Executor;
-use crate::train::optim::{AdamW, AdamWHyper};
-use crate::params::Params;
-pub use crate::base::timing::{process_cpu_seconds, process_peak_bytes, Timing};
 use crate::base::rng::Rng;
+pub use crate::base::timing::{process_cpu_seconds, process_peak_bytes, Timing};
+use crate::graph::Graph;
+use crate::interp::Executor;
+use crate::kernels::bf16::Precision;
+use crate::params::Params;
+use crate::train::optim::{AdamW, AdamWHyper};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {

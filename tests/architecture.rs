@@ -62,7 +62,8 @@ fn layer(module: &str) -> Option<(u8, &'static str)> {
 
 /// The file's module path: src/a/b.rs -> [a, b]; src/a/mod.rs -> [a]; src/main.rs -> [main].
 fn module_path(rel: &Path) -> Vec<String> {
-    let mut segs: Vec<String> = rel.with_extension("").iter().map(|s| s.to_string_lossy().into_owned()).collect();
+    let mut segs: Vec<String> =
+        rel.with_extension("").iter().map(|s| s.to_string_lossy().into_owned()).collect();
     if segs.last().is_some_and(|s| s == "mod" || s == "lib") {
         segs.pop();
     }
@@ -141,7 +142,8 @@ fn code_only(text: &str) -> String {
 
 /// `a::{b, c::{d, e}}` -> [a::b, a::c::d, a::c::e].
 fn expand(tree: &str) -> Vec<String> {
-    let tree = tree.split_whitespace().collect::<Vec<_>>().join(" ").replace(" ::", "::").replace(":: ", "::");
+    let tree =
+        tree.split_whitespace().collect::<Vec<_>>().join(" ").replace(" ::", "::").replace(":: ", "::");
     let Some(open) = tree.find('{') else { return vec![tree.trim().to_string()] };
     let (head, body) = (tree[..open].trim(), &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())]);
     let (mut parts, mut depth, mut cur) = (vec![], 0, String::new());
@@ -156,7 +158,12 @@ fn expand(tree: &str) -> Vec<String> {
         }
     }
     parts.push(cur);
-    parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).flat_map(|p| expand(&format!("{head}{p}"))).collect()
+    parts
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| expand(&format!("{head}{p}")))
+        .collect()
 }
 
 /// The top-level module a path names from the module `here`, or None for another crate or a
@@ -269,7 +276,10 @@ fn sources() -> Vec<(String, Vec<String>, String)> {
 /// Whether a file of module `from` may import the top-level module `to`.
 fn allowed(from: &str, to: &str) -> Result<(), String> {
     let (Some((fr, fl)), Some((tr, tl))) = (layer(from), layer(to)) else {
-        return Err(format!("`{}` has no layer in tests/architecture.rs LAYERS", if layer(from).is_none() { from } else { to }));
+        return Err(format!(
+            "`{}` has no layer in tests/architecture.rs LAYERS",
+            if layer(from).is_none() { from } else { to }
+        ));
     };
     if tr < fr || fl == tl || SIBLINGS.iter().any(|&(a, b, _)| a == fl && b == tl) {
         return Ok(());
@@ -284,7 +294,11 @@ fn violations(files: &[(String, Vec<String>, String)]) -> Vec<(String, String, S
         let Some(from) = here.first() else { continue }; // lib.rs declares the modules
         for imp in imports(here, text) {
             if let Err(why) = allowed(from, &imp.target) {
-                out.push((rel.clone(), imp.target.clone(), format!("{rel}:{}: `{}`: {why}", imp.line, imp.path)));
+                out.push((
+                    rel.clone(),
+                    imp.target.clone(),
+                    format!("{rel}:{}: `{}`: {why}", imp.line, imp.path),
+                ));
             }
         }
     }
@@ -303,7 +317,8 @@ fn imports_run_down_the_layers() {
 
 #[test]
 fn allow_list_has_no_stale_entries() {
-    let seen: BTreeSet<(String, String)> = violations(&sources()).into_iter().map(|(f, t, _)| (f, t)).collect();
+    let seen: BTreeSet<(String, String)> =
+        violations(&sources()).into_iter().map(|(f, t, _)| (f, t)).collect();
     for &(file, target) in ALLOWED {
         assert!(
             seen.contains(&(file.to_string(), target.to_string())),
@@ -316,7 +331,10 @@ fn allow_list_has_no_stale_entries() {
 fn every_module_has_a_layer() {
     for (rel, here, _) in sources() {
         if let Some(top) = here.first() {
-            assert!(layer(top).is_some(), "{rel}: module `{top}` has no layer in tests/architecture.rs LAYERS");
+            assert!(
+                layer(top).is_some(),
+                "{rel}: module `{top}` has no layer in tests/architecture.rs LAYERS"
+            );
         }
     }
 }
@@ -337,9 +355,13 @@ fn layer_table() -> String {
 
 #[test]
 fn the_guide_quotes_the_map() {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/architecture.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/architecture.md")).unwrap();
     let table = layer_table();
-    assert!(doc.contains(&table), "docs/architecture.md must quote the layer table of tests/architecture.rs:\n{table}");
+    assert!(
+        doc.contains(&table),
+        "docs/architecture.md must quote the layer table of tests/architecture.rs:\n{table}"
+    );
 }
 
 #[test]
@@ -372,6 +394,9 @@ mod tests { use crate::train::InATest; }
     assert_eq!(got, want);
     assert!(allowed("ops", "base").is_ok());
     assert_eq!(allowed("ops", "graph").unwrap_err(), "layer ops (4) may not import layer graph (5)");
-    assert_eq!(allowed("kernels", "diffusion").unwrap_err(), "layer kernels (1) may not import layer diffusion (1)");
+    assert_eq!(
+        allowed("kernels", "diffusion").unwrap_err(),
+        "layer kernels (1) may not import layer diffusion (1)"
+    );
     assert!(allowed("params", "graph").is_ok());
 }

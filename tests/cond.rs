@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use mdc::base::rng::Rng;
 use mdc::cli::sample::class_plan;
 use mdc::data::{Dataset, Labels};
 use mdc::diffusion::{
@@ -12,7 +13,6 @@ use mdc::diffusion::{
 use mdc::graph::Graph;
 use mdc::interp::{Executor, InterpDenoiser};
 use mdc::params::Params;
-use mdc::base::rng::Rng;
 use mdc::train::{train, Checkpoint, TrainConfig, TrainJob};
 use ndarray::{s, Array4};
 
@@ -513,8 +513,7 @@ fn guided_sampling_with_a_class_plan_runs_every_sampler() {
             guidance: Some(guidance(&[0, 0, 1, 1, 2, 3], 3.0)),
         };
         let images =
-            mdc::train::sample_images(&g, params.clone(), None, &schedule, [1, 8, 8], &opts, false)
-                .unwrap();
+            mdc::train::sample_images(&g, params.clone(), None, &schedule, [1, 8, 8], &opts, false).unwrap();
         assert_eq!(images.shape(), &[6, 1, 8, 8]);
         assert!(images.iter().all(|v| v.is_finite()), "{sampler}");
     }

@@ -6,9 +6,9 @@ use crate::onnx_common;
 use std::path::Path;
 use std::process::Command;
 
+use mdc::base::image_io::{image_png, write_grid, GridLayout};
 use mdc::data::Dataset;
 use mdc::eval::{builtin, samples};
-use mdc::base::image_io::{image_png, write_grid, GridLayout};
 use ndarray::{s, Array4, Axis};
 
 fn heldout(n: usize) -> Array4<f32> {

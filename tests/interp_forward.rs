@@ -5,12 +5,12 @@ use crate::common;
 use mdc::graph::blocks::{self, mini_unet};
 
 use common::graph_of;
+use mdc::base::rng::Rng;
 use mdc::graph::Graph;
-use mdc::kernels::bf16::{self, Precision};
 use mdc::interp::{Engine, Executor};
+use mdc::kernels::bf16::{self, Precision};
 use mdc::ops::{AddChannelBias, Attention, Concat, Linear, Silu, TimestepEmbedding, UpsampleNearest};
 use mdc::params::Params;
-use mdc::base::rng::Rng;
 use ndarray::{Array1, Array4, Axis};
 
 fn random(rng: &mut Rng, n: usize) -> Vec<f64> {

@@ -6,9 +6,7 @@ use crate::onnx_common;
 
 use std::time::Instant;
 
-use mdc::diffusion::{
-    sample, AutoGuided, Denoiser, Prediction, SampleOptions, Sampler, Steering,
-};
+use mdc::diffusion::{sample, AutoGuided, Denoiser, Prediction, SampleOptions, Sampler, Steering};
 use mdc::interp::{Executor, InterpDenoiser};
 use mdc::runtime::{Device, OrtDenoiser};
 use onnx_common::*;

@@ -11,10 +11,10 @@ use ndarray::{Array4, Axis};
 
 use super::guide::SteeringRequest;
 use super::UsageError;
+use crate::base::image_io::{image_png, write_grid, GridLayout};
 use crate::diffusion::{
     ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, ScheduleKind, DEFAULT_GUIDANCE,
 };
-use crate::base::image_io::{image_png, write_grid, GridLayout};
 use crate::params::{Params, CHECKPOINT_FORMAT};
 use crate::runtime::{Device, OrtDenoiser, SessionConfig};
 use crate::train::{sample_images, sample_with_progress};

@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 use image::GrayImage;
 use ndarray::Array4;
 
-use crate::data::{DataSource, Dataset};
 use crate::base::image_io::{GridLayout, BORDER};
+use crate::data::{DataSource, Dataset};
 
 /// Loads `path` as images of `image` = [C, H, W] (only grey, C = 1, for grids).
 pub fn load(path: &Path, image: [usize; 3]) -> anyhow::Result<Array4<f32>> {

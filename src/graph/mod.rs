@@ -4,8 +4,8 @@
 
 pub mod blocks;
 
-pub use crate::ops::{Init, Op, ParamSpec, ShapeError};
 pub use crate::base::Shape;
+pub use crate::ops::{Init, Op, ParamSpec, ShapeError};
 
 use crate::ops::label::Label;
 use crate::ops::timestep::Timestep;

@@ -8,8 +8,8 @@
 
 use super::conv_amx;
 use super::conv_geom::flip_kernel;
-use crate::kernels::bf16::Precision;
 pub use super::conv_geom::ConvGeom;
+use crate::kernels::bf16::Precision;
 use crate::kernels::gemm::{matmul_at, matmul_rows_a, Lhs, Tr};
 use crate::kernels::real::Real;
 use crate::kernels::workspace::{sized, Workers};

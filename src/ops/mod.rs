@@ -107,14 +107,7 @@ macro_rules! graph_input_methods {
             cx.pool.give(dy);
         }
 
-        fn lower_onnx(
-            &self,
-            _: &mut $crate::onnx_ir::lower::Lowerer<'_>,
-            _: &str,
-            _: &[&str],
-            _: &str,
-        ) {
-        }
+        fn lower_onnx(&self, _: &mut $crate::onnx_ir::lower::Lowerer<'_>, _: &str, _: &[&str], _: &str) {}
     };
 }
 

@@ -35,10 +35,10 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::base::image_io::{write_grid, GridLayout};
 use crate::data::Dataset;
 use crate::diffusion::{ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, DEFAULT_GUIDANCE};
 use crate::graph::Graph;
-use crate::base::image_io::{write_grid, GridLayout};
 use crate::interp::Executor;
 use crate::params::Params;
 

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use mdc::base::rng::Rng;
 use mdc::graph::Graph;
 use mdc::onnx::{export_to_file, ModelInfo, ScheduleInfo};
 use mdc::params::Params;
-use mdc::base::rng::Rng;
 use mdc::runtime::{Device, OrtDenoiser};
 use ndarray::{Array1, Array4};
 

@@ -10,8 +10,8 @@ pub mod layout;
 mod transpose;
 
 pub use gemm::{matmul, pack_a, pack_b, packed_matmul, Kernel, PairPacker, RowPacker};
-pub use layout::{PackedA, Src};
 pub use implicit_conv::ImplicitConv;
+pub use layout::{PackedA, Src};
 
 use std::fmt;
 
