@@ -6,6 +6,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
 
+pub mod base;
 pub mod bench;
 pub mod check;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod recipe;
 pub mod rng;
 pub mod runtime;
 pub mod train;
