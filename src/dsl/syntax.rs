@@ -124,7 +124,7 @@ fn dotted_key_clash(key: &str, span: Span, block: Span) -> Diagnostic {
         format!("TOML reads `{key}` as a field `{rest}` of a table `{head}`, not as a block name"),
         span,
     )
-    .label(block, format!("so this block `{head}` clashes with the table `{head}`"))
+    .label(block, format!("the block `{head}`, which cannot also be a table"))
     .expected("a block name of letters, digits, `_` and `-`")
     .found(format!("`{key}`, a dotted key"))
     .help(format!("write `{}` instead", key.replace('.', "_")))
