@@ -22,5 +22,6 @@ pub mod onnx;
 pub mod onnx_ir;
 pub mod ops;
 pub mod params;
+pub mod recipe;
 pub mod runtime;
 pub mod train;

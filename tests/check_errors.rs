@@ -451,6 +451,23 @@ fn a_dotted_block_name_is_explained_as_toml_tables() {
 }
 
 #[test]
+fn a_dotted_block_under_an_existing_block_is_reported_at_the_dotted_line() {
+    // `out.norm` before `out`: TOML reports `out` as the duplicate; after it, the dotted key.
+    for (name, line, block_line) in [("dotted_block_clash.toml", 41, 43), ("dotted_block_after.toml", 42, 41)]
+    {
+        let r = one_error_at(
+            name,
+            line,
+            &["TOML reads `out.norm` as a field `norm` of a table `out`", "write `out_norm`"],
+        );
+        let labels = &r.located()[0].labels;
+        assert_eq!(labels.len(), 1, "{name}");
+        assert_eq!(labels[0].line, block_line, "{name}: the label is not at the block `out`");
+        assert!(!r.render().contains("defined twice"), "{name}:\n{}", r.render());
+    }
+}
+
+#[test]
 fn a_train_setting_is_checked_at_its_line() {
     let r = one_error_at("train_setting_typo.toml", 47, &["unknown training setting `sampel_eta`"]);
     assert_eq!(r.diagnostics[0].help.as_deref(), Some("did you mean `sample_eta`?"));

@@ -3,8 +3,10 @@
 
 pub mod fsutil;
 pub mod image_io;
+pub mod limits;
 pub mod rng;
 pub mod shape;
+pub mod suggest;
 pub mod timing;
 
 pub use shape::Shape;

@@ -8,10 +8,8 @@ use anyhow::{bail, Context};
 use super::UsageError;
 use crate::check::table::group_digits;
 use crate::data::{DataSource, Dataset};
-use crate::train::{
-    checkpoint_path, stop_after_problem, train, Checkpoint, Diverged, Origin, Recipe, Setting, TrainConfig,
-    TrainJob, SETTINGS,
-};
+use crate::recipe::{Origin, Recipe, Setting, TrainConfig, SETTINGS};
+use crate::train::{checkpoint_path, stop_after_problem, train, Checkpoint, Diverged, TrainJob};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -5,7 +5,6 @@
 //! small preview grids from the EMA weights while it runs, and a sample grid at the end.
 
 mod checkpoint;
-mod config;
 mod ema;
 mod log;
 mod lr;
@@ -14,12 +13,13 @@ mod plot;
 mod progress;
 mod state;
 
+pub use crate::base::limits::{MAX_IMAGES, MAX_TIMESTEPS};
+pub use crate::recipe::{
+    check_setting, recipe_keys, settings_markdown, Limits, OnResume, Origin, Recipe, Setting, SettingProblem,
+    TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, SETTINGS,
+};
 pub use checkpoint::{
     recorded_autoguidance, recorded_prediction, Checkpoint, CheckpointError, Guide, CHECKPOINT_FILE,
-};
-pub use config::{
-    check_setting, recipe_keys, settings_markdown, Limits, OnResume, Origin, Recipe, Setting, SettingProblem,
-    TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, MAX_IMAGES, MAX_TIMESTEPS, SETTINGS,
 };
 pub use ema::{ema_decay, update_ema};
 pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};
