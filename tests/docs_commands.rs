@@ -72,7 +72,8 @@ fn blocks(page: &Path) -> Vec<Block> {
         match (fence, open.take()) {
             (Some(lang), None) => {
                 let at = page.display().to_string();
-                open = Some(Block { at, first_line: i + 2, lang: lang.trim().to_string(), lines: Vec::new() });
+                open =
+                    Some(Block { at, first_line: i + 2, lang: lang.trim().to_string(), lines: Vec::new() });
             }
             (Some(_), Some(block)) => out.push(block),
             (None, Some(mut block)) => {
@@ -173,7 +174,10 @@ fn commands(lines: &[String]) -> Vec<Vec<String>> {
         for cmd in words.split(|w| matches!(w.as_str(), "&&" | "||" | ";" | "|")) {
             let cmd: Vec<String> = cmd
                 .iter()
-                .skip_while(|w| w.split_once('=').is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_uppercase() || c == '_')))
+                .skip_while(|w| {
+                    w.split_once('=')
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+                })
                 .map(|w| vars.iter().fold(w.clone(), |w, (name, value)| w.replace(name, value)))
                 .collect();
             if !cmd.is_empty() {
@@ -222,7 +226,12 @@ fn check_command(words: &[String]) -> Result<bool, String> {
 fn parse_mdc(args: &[String]) -> Result<(), String> {
     match mdc::cli::Cli::try_parse_from(std::iter::once("mdc").chain(args.iter().map(String::as_str))) {
         Ok(_) => Ok(()),
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
             Ok(())
         }
         Err(e) => Err(e.to_string()),
@@ -267,14 +276,21 @@ fn check_all_commands() -> (usize, Vec<String>) {
     for page in pages() {
         for block in blocks(&page) {
             let cmds = match block.lang.as_str() {
-                "console" => transcript(&block).into_iter().flat_map(|(_, cmd, _)| commands(&[cmd])).collect(),
+                "console" => {
+                    transcript(&block).into_iter().flat_map(|(_, cmd, _)| commands(&[cmd])).collect()
+                }
                 "sh" | "bash" | "" => commands(&block.lines),
                 _ => continue,
             };
             for cmd in cmds {
                 match check_command(&cmd) {
                     Ok(mdc) => parsed += usize::from(mdc),
-                    Err(e) => problems.push(format!("{} (block at line {}): `{}`:\n{e}", block.at, block.first_line, cmd.join(" "))),
+                    Err(e) => problems.push(format!(
+                        "{} (block at line {}): `{}`:\n{e}",
+                        block.at,
+                        block.first_line,
+                        cmd.join(" ")
+                    )),
                 }
             }
         }
@@ -304,10 +320,11 @@ fn scratch() -> tempfile::TempDir {
     dir
 }
 
-/// Applies `# after setting KEY = VALUE in [SECTION]` to `file`: the value of KEY in SECTION.
+/// Applies `KEY = VALUE in [SECTION]` (of a comment `# after setting ...`) to `file`.
 fn apply_edit(file: &Path, comment: &str) -> Result<(), String> {
-    let spec = comment.trim().strip_prefix("after setting ").ok_or(format!("unknown edit comment `{comment}`"))?;
-    let (assignment, section) = spec.rsplit_once(" in ").ok_or(format!("edit `{comment}` names no [section]"))?;
+    let spec = comment.trim();
+    let (assignment, section) =
+        spec.rsplit_once(" in ").ok_or(format!("edit `{comment}` names no [section]"))?;
     let (key, value) = assignment.split_once(" = ").ok_or(format!("edit `{comment}` is not KEY = VALUE"))?;
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let (mut current, mut done) = (String::new(), false);
@@ -375,8 +392,12 @@ fn line_matches(shown: &str, actual: &str) -> bool {
 fn output_matches(shown: &[String], actual: &[String]) -> bool {
     match shown.split_first() {
         None => actual.is_empty(),
-        Some((s, rest)) if s.trim() == "..." => (0..=actual.len()).any(|skip| output_matches(rest, &actual[skip..])),
-        Some((s, rest)) => actual.split_first().is_some_and(|(a, tail)| line_matches(s, a) && output_matches(rest, tail)),
+        Some((s, rest)) if s.trim() == "..." => {
+            (0..=actual.len()).any(|skip| output_matches(rest, &actual[skip..]))
+        }
+        Some((s, rest)) => {
+            actual.split_first().is_some_and(|(a, tail)| line_matches(s, a) && output_matches(rest, tail))
+        }
     }
 }
 
@@ -390,7 +411,8 @@ fn normalised(text: &str) -> Vec<String> {
 
 /// Whether a `$ mdc` command is run: a fast command whose input files ship with the repository.
 fn runnable(words: &[String], scratch: &Path) -> bool {
-    let fast = words.len() > 1 && words[0] == "mdc" && matches!(words[1].as_str(), "check" | "graph" | "export");
+    let fast =
+        words.len() > 1 && words[0] == "mdc" && matches!(words[1].as_str(), "check" | "graph" | "export");
     let inputs_ship = words
         .iter()
         .filter(|w| w.ends_with(".toml") || w.ends_with(".safetensors"))
@@ -410,14 +432,19 @@ fn shown_outputs_match() {
                     continue;
                 }
                 let at = format!("{}:{line}", block.at);
-                if let Some((_, comment)) = cmd.split_once('#') {
-                    let edited = words.iter().find(|w| w.ends_with(".toml")).expect("an edit needs a model file");
+                if let Some((_, comment)) = cmd.split_once("# after setting ") {
+                    let edited =
+                        words.iter().find(|w| w.ends_with(".toml")).expect("an edit needs a model file");
                     if let Err(e) = apply_edit(&dir.path().join(edited), comment) {
                         problems.push(format!("{at}: {e}"));
                         continue;
                     }
                 }
-                let out = Command::new(env!("CARGO_BIN_EXE_mdc")).args(&words[1..]).current_dir(dir.path()).output().unwrap();
+                let out = Command::new(env!("CARGO_BIN_EXE_mdc"))
+                    .args(&words[1..])
+                    .current_dir(dir.path())
+                    .output()
+                    .unwrap();
                 let actual = normalised(&format!(
                     "{}{}",
                     String::from_utf8_lossy(&out.stdout),
@@ -478,7 +505,11 @@ fn python_snippets_run() {
                     .current_dir(dir.path())
                     .output()
                     .unwrap();
-                assert!(export.status.success(), "{}: exporting {model} for {onnx}: {export:?}", page.display());
+                assert!(
+                    export.status.success(),
+                    "{}: exporting {model} for {onnx}: {export:?}",
+                    page.display()
+                );
             }
             cmd.arg(&file);
         } else {
@@ -547,12 +578,17 @@ fn links_resolve() {
         for link in links(&text).into_iter().filter(|l| !l.contains("://") && !l.starts_with("mailto:")) {
             checked += 1;
             let (path, hash) = link.split_once('#').map_or((link.as_str(), None), |(p, h)| (p, Some(h)));
-            let target = if path.is_empty() { root().join(&page) } else { root().join(page.parent().unwrap()).join(path) };
+            let target = if path.is_empty() {
+                root().join(&page)
+            } else {
+                root().join(page.parent().unwrap()).join(path)
+            };
             if !target.exists() {
                 let normal: PathBuf = target.components().collect();
                 let pending = PENDING.iter().any(|p| normal.ends_with(p));
                 if !pending {
-                    problems.push(format!("{}: `{link}` points at a file that does not exist", page.display()));
+                    problems
+                        .push(format!("{}: `{link}` points at a file that does not exist", page.display()));
                 }
                 continue;
             }
@@ -571,17 +607,30 @@ fn links_resolve() {
 #[test]
 fn readme_model_excerpt_is_models_unet_toml() {
     let model = std::fs::read_to_string(root().join("models/unet.toml")).unwrap();
-    let excerpt = blocks(Path::new("README.md")).into_iter().find(|b| b.lang == "toml").expect("a toml block");
+    let excerpt =
+        blocks(Path::new("README.md")).into_iter().find(|b| b.lang == "toml").expect("a toml block");
     assert!(excerpt.lines.len() >= 10, "the excerpt has {} lines", excerpt.lines.len());
-    assert!(model.contains(&(excerpt.lines.join("\n") + "\n")), "README.md's model excerpt is not in models/unet.toml");
+    assert!(
+        model.contains(&(excerpt.lines.join("\n") + "\n")),
+        "README.md's model excerpt is not in models/unet.toml"
+    );
 }
 
 #[test]
 fn the_harness_reads_shell_and_patterns_as_documented() {
     let words = shell_words(r#"MDC_X=1 mdc check "a b.toml" --format json > out.json 2> err # note"#);
     assert_eq!(words, ["MDC_X=1", "mdc", "check", "a b.toml", "--format", "json"]);
-    let cmds = commands(&["for k in 3 4; do".into(), "  mdc eval c$k.png \\".into(), "   --class $k && ls".into()]);
-    assert_eq!(cmds, [vec!["for", "k", "in", "3", "4"], vec!["do"], vec!["mdc", "eval", "c3.png", "--class", "3"], vec!["ls"]]);
+    let cmds =
+        commands(&["for k in 3 4; do".into(), "  mdc eval c$k.png \\".into(), "   --class $k && ls".into()]);
+    assert_eq!(
+        cmds,
+        [
+            vec!["for", "k", "in", "3", "4"],
+            vec!["do"],
+            vec!["mdc", "eval", "c3.png", "--class", "3"],
+            vec!["ls"]
+        ]
+    );
     assert_eq!(mask_timings("ok: 2 blocks (0.2 ms), (x) (3 s)"), "ok: 2 blocks (<time>), (x) (<time>)");
     let lines = |s: &str| s.lines().map(String::from).collect::<Vec<_>>();
     assert!(output_matches(&lines("a\n...\nd [..] f"), &lines("a\nb\nc\nd e f")));
