@@ -55,7 +55,7 @@ fn tiny_cond() -> (Graph, f64) {
 }
 
 /// A `[condition]` that leaves `drop` out trains with the rate measured for the shipped
-/// conditional model (docs/conditional.md), so the two cannot drift apart unnoticed.
+/// conditional model (docs/experiments/conditional.md), so the two cannot drift apart unnoticed.
 #[test]
 fn an_omitted_drop_is_the_shipped_models_rate() {
     let source = TINY_COND.replace("drop = 0.25\n", "");

@@ -34,9 +34,6 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Link targets written on another branch of issue 26, not yet merged: they may be missing.
-const PENDING: &[&str] = &["docs/architecture.md"];
-
 /// The pages: README.md and every .md under docs/, as paths relative to the repository root.
 fn pages() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -584,12 +581,7 @@ fn links_resolve() {
                 root().join(page.parent().unwrap()).join(path)
             };
             if !target.exists() {
-                let normal: PathBuf = target.components().collect();
-                let pending = PENDING.iter().any(|p| normal.ends_with(p));
-                if !pending {
-                    problems
-                        .push(format!("{}: `{link}` points at a file that does not exist", page.display()));
-                }
+                problems.push(format!("{}: `{link}` points at a file that does not exist", page.display()));
                 continue;
             }
             if let Some(hash) = hash.filter(|_| target.extension().is_some_and(|e| e == "md")) {

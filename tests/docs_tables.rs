@@ -20,7 +20,7 @@ fn docs_tables_come_from_the_schemas() {
     let update = std::env::var_os("MDC_UPDATE_DOCS").is_some();
     for (file, name, table) in [
         ("docs/model-file.md", "block-ops", mdc::dsl::schema::ops_markdown()),
-        ("docs/train.md", "train-settings", mdc::train::settings_markdown()),
+        ("docs/train.md", "train-settings", mdc::recipe::settings_markdown()),
     ] {
         let path = root.join(file);
         let page = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));

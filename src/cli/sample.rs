@@ -91,7 +91,7 @@ pub struct Args {
     /// Classifier-free guidance scale S: 1 the plain conditional model, 0 unconditional (labels
     /// ignored), larger follows the class more strictly; with autoguidance it adds
     /// (S - 1) (model(label) - model(null)) to the autoguided prediction [default: 6, chosen by
-    /// measurement: docs/conditional.md].
+    /// measurement: docs/experiments/conditional.md].
     #[arg(long, value_name = "S", value_parser = guidance_scale)]
     pub guidance: Option<f32>,
     /// Autoguidance weight w: guide + w (model - guide), the guide being the same run's early EMA

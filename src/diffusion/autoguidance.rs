@@ -14,7 +14,7 @@
 //! the same for classifier-free guidance). For the samples of a conditional model's null label,
 //! the model alone above t = 850 brought the Fréchet distance from 14.5 to 10.5 over five training
 //! runs. An image with a label keeps the steering at every step: its label settles the digit,
-//! and there the limit cost one run's 5s three points (docs/conditional.md, "Autoguidance below
+//! and there the limit cost one run's 5s three points (docs/experiments/conditional.md, "Autoguidance below
 //! the noisiest steps").
 
 use anyhow::bail;

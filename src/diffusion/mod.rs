@@ -15,7 +15,7 @@ use ndarray::{Array4, Axis};
 
 /// Classifier-free guidance scale S used when none is given (`mdc sample --guidance`, the
 /// training run's grids): chosen on the training run whose 5s failed, checked on four training
-/// runs, see docs/conditional.md ("Adding the two guidances"). It is the model's own scale, added to autoguidance
+/// runs, see docs/experiments/conditional.md ("Adding the two guidances"). It is the model's own scale, added to autoguidance
 /// ([`ClassGuidance`]), so it is larger than a scale that guides the autoguided prediction.
 pub const DEFAULT_GUIDANCE: f32 = 6.0;
 

@@ -1,7 +1,7 @@
 //! The block ops of `[blocks]`, declared once: each op's name, number of inputs, one line of
 //! docs and its fields (type, allowed range, default, one line of docs). From this one table
 //! come [`OpKind`], the typed [`BlockOp`] the checker matches on, the parser of every block
-//! (range checks, defaults, unknown-field errors with did-you-mean) and the README's op table.
+//! (range checks, defaults, unknown-field errors with did-you-mean) and the op table of docs/model-file.md.
 //!
 //! Adding a field to an op is one line in the `blocks!` invocation below; adding an op is one
 //! entry there (plus its expansion in the checker, which the compiler asks for).
@@ -104,7 +104,7 @@ macro_rules! blocks {
 
         block_op_enum!(@acc [] $($variant { $($field: $kind),* })*);
 
-        /// Every block op, in the order the README lists them.
+        /// Every block op, in the order docs/model-file.md lists them.
         pub const OPS: &[OpSpec] = &[$(
             OpSpec {
                 kind: OpKind::$variant,
@@ -300,7 +300,7 @@ sections! {
         classes: int(1, MAX_CLASSES) = Required, "real classes (labels 0..classes-1); the null label is `classes`";
         drop: float(0.0, 0.99) = Float(0.8),
             "probability that training replaces a label by the null label (what `--guidance 0` learns from; \
-             0.8 by measurement on the built-in digits, docs/conditional.md)";
+             0.8 by measurement on the built-in digits, docs/experiments/conditional.md)";
         hide_below: int(0, MAX_TIMESTEPS as usize) = Int(0),
             "timesteps below this one never see the label: training and sampling give them the null label \
              (0: every timestep sees it)";
@@ -340,7 +340,7 @@ impl OpKind {
 }
 
 impl FieldSpec {
-    /// How the README writes the field: `` `stride` = 1 ``, `` `groups` (default `[vars] groups`) ``.
+    /// How docs/model-file.md writes the field: `` `stride` = 1 ``, `` `groups` (default `[vars] groups`) ``.
     fn markdown(&self) -> String {
         match self.default {
             FieldDefault::Required => format!("`{}`", self.name),
@@ -352,7 +352,7 @@ impl FieldSpec {
     }
 }
 
-/// The README's table of block ops, generated from [`OPS`].
+/// The table of block ops in docs/model-file.md, generated from [`OPS`].
 pub fn ops_markdown() -> String {
     let mut out = String::from("| op | fields (besides `op`, `in`) | what it is |\n|---|---|---|\n");
     for op in OPS {

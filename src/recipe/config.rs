@@ -1,5 +1,5 @@
 //! What a recipe implies beyond its settings (the final sampler, the guide's step, the warmup),
-//! and what is derived from the table (the recipe keys, the README table).
+//! and what is derived from the table (the recipe keys, the table in docs/train.md).
 
 use super::value::{Limits, OnResume};
 use super::{TrainConfig, SETTINGS};
@@ -39,7 +39,7 @@ impl TrainConfig {
     }
 }
 
-/// The README's table of `[train]` settings, generated from [`SETTINGS`].
+/// The table of `[train]` settings in docs/train.md, generated from [`SETTINGS`].
 pub fn settings_markdown() -> String {
     let defaults = TrainConfig::default();
     let legacy = TrainConfig::legacy();

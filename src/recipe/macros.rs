@@ -6,7 +6,7 @@
 /// whether a resumed run may change it, whether it has a command-line flag, one line of docs,
 /// (optionally) the `legacy` value a checkpoint from before the setting existed meant, and
 /// (optionally) how `mdc train` shows its value. Parsing (`[train]`, `--set`, the flags),
-/// range checks, did-you-mean, the printed settings and the README table all read the result.
+/// range checks, did-you-mean, the printed settings and the table in docs/train.md all read the result.
 macro_rules! settings {
     ($(
         $name:ident : $ty:ty {

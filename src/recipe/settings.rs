@@ -1,7 +1,7 @@
 //! Every `[train]` setting, declared once. To add a setting, add an entry here: its
 //! [`TrainConfig`] field, default, limits, whether a resumed run may change it, whether it has a
 //! command-line flag, one line of docs and (for settings older checkpoints lack) its `legacy`
-//! value. Parsing, range checks, did-you-mean, `mdc train`'s printout and the README table follow.
+//! value. Parsing, range checks, did-you-mean, `mdc train`'s printout and the table in docs/train.md follow.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +12,7 @@ use crate::kernels::Precision;
 
 /// Steps of the default recipe: the wall time of the earlier 800 steps of the 32-64-128-128 U-Net
 /// (about 5.5 min on a free 2-core Zen 5), spent on models/unet.toml's 16-32-64-64 U-Net, whose
-/// steps take 0.32x as long (`mdc bench --train-batch 64`, back to back). docs/recipe.md has the
+/// steps take 0.32x as long (`mdc bench --train-batch 64`, back to back). docs/experiments/recipe.md has the
 /// measurements; retune here when the interpreter gets faster.
 pub const DEFAULT_STEPS: u64 = 2900;
 /// Images per step of the default recipe.
