@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use mdc::cli::sample::class_plan;
 use mdc::data::{Dataset, Labels};
+use mdc::diffusion::class_plan;
 use mdc::diffusion::{
     AutoGuided, ClassGuidance, Denoiser, InterpDenoiser, NoiseSchedule, Prediction, ScheduleKind, Steering,
 };

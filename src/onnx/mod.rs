@@ -9,6 +9,7 @@ pub(crate) mod builder;
 pub mod digest;
 pub(crate) mod lower;
 pub mod metadata;
+mod model_info;
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 #[rustfmt::skip]
 pub mod proto;
@@ -22,6 +23,7 @@ use crate::graph::{Graph, NodeId, Shape};
 use crate::ops::label::Label;
 use crate::params::Params;
 pub use metadata::{AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
+pub use model_info::file_name;
 use proto::{
     tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ModelProto, OperatorSetIdProto,
     StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto,

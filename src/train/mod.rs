@@ -12,9 +12,7 @@ mod lr;
 mod plot;
 mod state;
 
-pub use checkpoint::{
-    recorded_autoguidance, recorded_prediction, Checkpoint, CheckpointError, Guide, CHECKPOINT_FILE,
-};
+pub use checkpoint::{Checkpoint, CheckpointError, Guide, CHECKPOINT_FILE};
 pub use config::{
     check_setting, recipe_keys, settings_markdown, Limits, OnResume, Origin, Recipe, Setting, SettingProblem,
     TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, MAX_IMAGES, MAX_TIMESTEPS, SETTINGS,
