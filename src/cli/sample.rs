@@ -1,6 +1,8 @@
 //! `mdc sample CHECKPOINT --model MODEL.toml`: DDPM, DDIM or DPM-Solver++(2M) sampling with the interpreter, to a
 //! PNG grid (and optionally one PNG per image). `mdc sample model.onnx [--device cpu|cuda]`: the
 //! same with each denoising step an onnxruntime call; the .onnx file carries everything else.
+//! Either file becomes one [`ModelSource`] (what the model is, and what runs it), so the schedule,
+//! the class plan and the output are decided one way for both.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +12,7 @@ use anyhow::Context;
 use ndarray::Axis;
 
 use super::guide::SteeringRequest;
-use super::source::ModelSource;
+use super::source::{ModelSource, SourceRequest};
 use super::UsageError;
 use crate::diffusion::{
     class_plan, describe_plan, parse_autoguidance_weight, parse_guidance_scale, NoiseSchedule, Prediction,
@@ -109,9 +111,16 @@ pub struct Args {
 }
 
 impl Args {
-    /// What the command line asks of autoguidance.
-    pub fn steering_request(&self) -> SteeringRequest {
-        SteeringRequest { weight: self.autoguidance, max_t: self.autoguidance_max_t }
+    /// The model source the command line names.
+    pub fn source_request(&self) -> SourceRequest {
+        SourceRequest {
+            file: self.checkpoint.clone(),
+            model: self.model.clone(),
+            no_ema: self.no_ema,
+            device: self.device,
+            allow_modified: self.allow_modified,
+            steering: SteeringRequest { weight: self.autoguidance, max_t: self.autoguidance_max_t },
+        }
     }
 }
 
@@ -130,7 +139,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         SamplerArg::Dpmpp2m => Sampler::DpmSolver2M { steps: args.steps },
     };
     let t0 = Instant::now();
-    let source = ModelSource::open(args)?;
+    let source = ModelSource::open(&args.source_request())?;
     let info = &source.info;
     let path = args.checkpoint.display();
     let kind = match &args.schedule {

@@ -3,17 +3,32 @@
 //! one description, [`ModelInfo`] (image, schedule, prediction, classes, autoguidance), and an
 //! engine that draws the images.
 
+use std::path::PathBuf;
+
 use anyhow::bail;
 use ndarray::Array4;
 
 use super::guide::{chosen_guide, SteeringRequest};
-use super::sample::Args;
 use super::UsageError;
 use crate::diffusion::{sample_images, sample_with_progress, NoiseSchedule, SampleOptions, Steering};
 use crate::graph::Graph;
 use crate::onnx::{AutoguidanceInfo, ModelInfo};
 use crate::params::{Params, WeightsFile};
 use crate::runtime::{Device, OrtDenoiser, SessionConfig};
+
+/// Which model file to sample and how, as the command line says.
+pub struct SourceRequest {
+    /// A checkpoint, a weights file or an ONNX export (`.onnx`).
+    pub file: PathBuf,
+    /// The model file the weights belong to (not used with an export).
+    pub model: Option<PathBuf>,
+    /// From a checkpoint, the raw weights instead of their EMA.
+    pub no_ema: bool,
+    pub device: Device,
+    /// Run an export whose graph no longer matches its recorded digest.
+    pub allow_modified: bool,
+    pub steering: SteeringRequest,
+}
 
 /// A model to sample: what it is, and what runs it.
 pub struct ModelSource {
@@ -36,8 +51,8 @@ enum Engine {
 impl ModelSource {
     /// The source `args` name: an ONNX export when the file ends in `.onnx`, else weights for
     /// `--model`. The autoguidance flags are checked against what the source can do.
-    pub fn open(args: &Args) -> anyhow::Result<ModelSource> {
-        let onnx = args.checkpoint.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    pub fn open(args: &SourceRequest) -> anyhow::Result<ModelSource> {
+        let onnx = args.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
         if onnx {
             Self::export(args)
         } else {
@@ -46,26 +61,26 @@ impl ModelSource {
     }
 
     /// Weights (a checkpoint or a plain weights file) and the model file they belong to.
-    fn weights(args: &Args) -> anyhow::Result<ModelSource> {
+    fn weights(args: &SourceRequest) -> anyhow::Result<ModelSource> {
         if args.device != Device::Cpu {
             bail!(UsageError(format!(
                 "--device {} runs ONNX models through onnxruntime; export the model first \
                  (`mdc export onnx MODEL.toml --weights {} -o model.onnx`) and sample model.onnx",
                 args.device,
-                args.checkpoint.display()
+                args.file.display()
             )));
         }
         let Some(model_path) = &args.model else {
             bail!(UsageError(format!(
                 "--model MODEL.toml is required to sample {} (it holds weights, not the architecture)",
-                args.checkpoint.display()
+                args.file.display()
             )));
         };
         let model = crate::model::load(model_path)?;
-        let file = WeightsFile::open(&args.checkpoint)?;
+        let file = WeightsFile::open(&args.file)?;
         let weights = file.weights(&model.graph, !args.no_ema)?;
         let mut info = ModelInfo::of_model(&model, Some(&file), file.origin().to_string())?;
-        let guide = chosen_guide(Some(&file), &model.graph, args.steering_request())?.map(|g| {
+        let guide = chosen_guide(Some(&file), &model.graph, args.steering)?.map(|g| {
             info.autoguidance = Some(AutoguidanceInfo { steering: g.steering, guide_step: g.step });
             g.weights
         });
@@ -79,8 +94,8 @@ impl ModelSource {
     }
 
     /// An ONNX export: everything but the sampler is inside it.
-    fn export(args: &Args) -> anyhow::Result<ModelSource> {
-        let path = args.checkpoint.display();
+    fn export(args: &SourceRequest) -> anyhow::Result<ModelSource> {
+        let path = args.file.display();
         if args.model.is_some() {
             eprintln!("note: --model is not used with an ONNX model (its architecture is inside {path})");
         }
@@ -89,16 +104,12 @@ impl ModelSource {
         }
         let config =
             SessionConfig { device: args.device, allow_modified: args.allow_modified, ..Default::default() };
-        let denoiser = OrtDenoiser::open_with(&args.checkpoint, &config)?;
+        let denoiser = OrtDenoiser::open_with(&args.file, &config)?;
         if let Some(note) = denoiser.integrity_note() {
             eprintln!("{note}");
         }
         let info = denoiser.info().clone();
-        check_built_in(
-            info.autoguidance.as_ref().map(|a| a.steering),
-            args.steering_request(),
-            &path.to_string(),
-        )?;
+        check_built_in(info.autoguidance.as_ref().map(|a| a.steering), args.steering, &path.to_string())?;
         Ok(ModelSource {
             info,
             name: path.to_string(),
