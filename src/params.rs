@@ -9,40 +9,14 @@ use ndarray::{ArrayD, IxDyn};
 use crate::base::rng::Rng;
 use crate::graph::{Graph, Init, ParamSpec};
 
-/// The `format` metadata value of a training checkpoint (see [`Params::load_for_inference`]).
-pub const CHECKPOINT_FORMAT: &str = "mdc-checkpoint-v1";
+mod checkpoint_info;
+mod weights_file;
 
-/// Tensor name prefixes of a training checkpoint's parameter sets: the weights, their EMA and
-/// the AdamW moments, in the order [`tensors_digest`] hashes them.
-pub const CHECKPOINT_MODEL: &str = "model.";
-pub const CHECKPOINT_EMA: &str = "ema.";
-pub const CHECKPOINT_PARTS: [&str; 4] = [CHECKPOINT_MODEL, CHECKPOINT_EMA, "adam_m.", "adam_v."];
-
-/// The checkpoint metadata key holding [`tensors_digest`] of its tensors.
-pub const CHECKPOINT_DIGEST: &str = "tensors_sha256";
-
-/// The optional fifth parameter set of a checkpoint: the autoguidance guide, the EMA weights as
-/// they were at step `guide_step` (metadata), with their own digest under `guide_sha256`.
-pub const CHECKPOINT_GUIDE: &str = "guide.";
-pub const GUIDE_STEP: &str = "guide_step";
-pub const GUIDE_DIGEST: &str = "guide_sha256";
-
-/// The class names a checkpoint records (JSON list under `class_names`), when it records them.
-pub fn class_names_from_meta(meta: &std::collections::HashMap<String, String>) -> Option<Vec<String>> {
-    serde_json::from_str(meta.get("class_names")?).ok()
-}
-
-/// SHA-256 (hex) over every tensor's little-endian bytes, the parts in [`CHECKPOINT_PARTS`]
-/// order and each in the graph's parameter order: what a checkpoint records so damaged bytes
-/// are caught.
-pub fn tensors_digest(parts: [&Params; 4]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for p in parts {
-        p.hash_into(&mut h);
-    }
-    format!("{:x}", h.finalize())
-}
+pub use checkpoint_info::{
+    keys as checkpoint_keys, metadata_digest, tensors_digest, CheckpointInfo, FormatVersion, TensorDigests,
+    CHECKPOINT_EMA, CHECKPOINT_FORMAT, CHECKPOINT_GUIDE, CHECKPOINT_MODEL, CHECKPOINT_PARTS,
+};
+pub use weights_file::{checkpoint_bytes, WeightsFile};
 
 /// Parameter tensors in the graph's fixed order ([`Graph::params`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -106,7 +80,7 @@ impl Params {
             .iter()
             .zip(&self.tensors)
             .map(|(n, t)| {
-                let bytes: &[u8] = bytemuck::cast_slice(t.as_slice().expect("parameters are contiguous"));
+                let bytes = f32_bytes(t.as_slice().expect("parameters are contiguous"));
                 let view =
                     safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape().to_vec(), bytes)
                         .expect("shape matches data");
@@ -190,74 +164,8 @@ impl Params {
         Ok(Params { names: expected.into_iter().map(|(n, _)| n).collect(), tensors })
     }
 
-    /// Weights for inference from either kind of file mdc writes: a plain weights file (tensors named
-    /// `<node>.<param>`) or a training checkpoint (metadata `format` = [`CHECKPOINT_FORMAT`], tensors
-    /// prefixed as [`CHECKPOINT_PARTS`]). From a checkpoint the EMA weights are taken
-    /// unless `prefer_ema` is false, after checking every tensor against the checkpoint's
-    /// recorded digest ([`CHECKPOINT_DIGEST`]). Returns the file's string metadata too.
-    pub fn load_for_inference(
-        path: &Path,
-        graph: &Graph,
-        prefer_ema: bool,
-    ) -> Result<(Params, std::collections::HashMap<String, String>), WeightsError> {
-        let origin = path.display().to_string();
-        let bytes =
-            std::fs::read(path).map_err(|source| WeightsError::Io { path: origin.clone(), source })?;
-        let corrupt = |reason: String| WeightsError::Corrupt { path: origin.clone(), reason };
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| corrupt(format!("not a valid safetensors file ({e})")))?;
-        let metadata = header.metadata().clone().unwrap_or_default();
-        if metadata.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
-            let params = Self::from_safetensors(&bytes, graph, "", &origin)?;
-            return Ok((params, metadata));
-        }
-        let [model, ema, _, _] = Self::checkpoint_parts(&bytes, &metadata, graph, &origin)?;
-        Ok((if prefer_ema { ema } else { model }, metadata))
-    }
-
-    /// The autoguidance guide a training checkpoint holds (the step it was taken at and its
-    /// weights, checked against its digest), or None where the run kept none.
-    pub fn checkpoint_guide(
-        bytes: &[u8],
-        metadata: &std::collections::HashMap<String, String>,
-        graph: &Graph,
-        origin: &str,
-    ) -> Result<Option<(u64, Params)>, WeightsError> {
-        let corrupt = |reason: String| WeightsError::Corrupt { path: origin.to_string(), reason };
-        let Some(step) = metadata.get(GUIDE_STEP) else {
-            return Ok(None);
-        };
-        let step: u64 = step
-            .parse()
-            .map_err(|_| corrupt(format!("metadata `{GUIDE_STEP}` = {step:?} is not a number")))?;
-        let digest = metadata
-            .get(GUIDE_DIGEST)
-            .ok_or_else(|| corrupt(format!("checkpoint metadata `{GUIDE_DIGEST}` is missing")))?;
-        let guide = Self::from_safetensors(bytes, graph, CHECKPOINT_GUIDE, origin)?;
-        if guide.digest() != *digest {
-            return Err(corrupt(format!(
-                "the guide's tensor data does not match its recorded SHA-256 (`{GUIDE_DIGEST}`): damaged bytes"
-            )));
-        }
-        Ok(Some((step, guide)))
-    }
-
-    /// Reads the autoguidance guide from a file mdc wrote: None for a plain weights file or a
-    /// checkpoint without one.
-    pub fn load_guide(path: &Path, graph: &Graph) -> Result<Option<(u64, Params)>, WeightsError> {
-        let origin = path.display().to_string();
-        let bytes =
-            std::fs::read(path).map_err(|source| WeightsError::Io { path: origin.clone(), source })?;
-        let (_, header) =
-            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::Corrupt {
-                path: origin.clone(),
-                reason: format!("not a valid safetensors file ({e})"),
-            })?;
-        let metadata = header.metadata().clone().unwrap_or_default();
-        Self::checkpoint_guide(&bytes, &metadata, graph, &origin)
-    }
-
-    /// SHA-256 (hex) of this parameter set's tensors, as [`tensors_digest`] hashes each part.
+    /// SHA-256 (hex) of this parameter set's tensors, as [`tensors_digest`] hashes each part
+    /// (a checkpoint's `guide_sha256`).
     pub fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
@@ -269,35 +177,9 @@ impl Params {
     fn hash_into(&self, h: &mut sha2::Sha256) {
         use sha2::Digest;
         for t in &self.tensors {
-            // native bytes are little-endian: the crate refuses to build for big-endian targets
-            let t = t.as_standard_layout();
-            h.update(bytemuck::cast_slice::<f32, u8>(t.as_slice().expect("standard layout")));
+            let bytes: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+            h.update(&bytes);
         }
-    }
-
-    /// The four parts of a training checkpoint ([`CHECKPOINT_PARTS`]: weights, EMA, Adam moments)
-    /// from its bytes, each checked against `graph`, and all of them against the digest the
-    /// checkpoint records ([`CHECKPOINT_DIGEST`]), so damaged bytes are an error, not silent garbage.
-    pub fn checkpoint_parts(
-        bytes: &[u8],
-        metadata: &std::collections::HashMap<String, String>,
-        graph: &Graph,
-        origin: &str,
-    ) -> Result<[Params; 4], WeightsError> {
-        let corrupt = |reason: String| WeightsError::Corrupt { path: origin.to_string(), reason };
-        let digest = metadata
-            .get(CHECKPOINT_DIGEST)
-            .ok_or_else(|| corrupt(format!("checkpoint metadata `{CHECKPOINT_DIGEST}` is missing")))?;
-        let mut parts = Vec::with_capacity(CHECKPOINT_PARTS.len());
-        for prefix in CHECKPOINT_PARTS {
-            parts.push(Self::from_safetensors(bytes, graph, prefix, origin)?);
-        }
-        if tensors_digest([&parts[0], &parts[1], &parts[2], &parts[3]]) != *digest {
-            return Err(corrupt(format!(
-                "the tensor data does not match its recorded SHA-256 (`{CHECKPOINT_DIGEST}`): damaged bytes"
-            )));
-        }
-        Ok(parts.try_into().unwrap_or_else(|_| unreachable!("one Params per checkpoint part")))
     }
 
     /// Name -> tensor, for lookups by name.
@@ -318,6 +200,12 @@ fn init_tensor(spec: &ParamSpec, rng: &mut Rng) -> ArrayD<f32> {
         Init::Normal { std } => (0..n).map(|_| (rng.normal() * std as f64) as f32).collect(),
     };
     ArrayD::from_shape_vec(IxDyn(&spec.shape), data).expect("numel matches shape")
+}
+
+fn f32_bytes(data: &[f32]) -> &[u8] {
+    // f32 has no padding and any byte pattern is a valid u8; safetensors is little-endian and so is
+    // every target mdc supports.
+    unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) }
 }
 
 fn f32_from_bytes(bytes: &[u8]) -> Vec<f32> {

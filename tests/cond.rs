@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use mdc::base::rng::Rng;
-use mdc::cli::sample::class_plan;
 use mdc::data::{Dataset, Labels};
+use mdc::diffusion::class_plan;
 use mdc::diffusion::{
     AutoGuided, ClassGuidance, Denoiser, NoiseSchedule, Prediction, ScheduleKind, Steering,
 };
@@ -55,7 +55,7 @@ fn tiny_cond() -> (Graph, f64) {
 }
 
 /// A `[condition]` that leaves `drop` out trains with the rate measured for the shipped
-/// conditional model (docs/experiments/conditional.md), so the two cannot drift apart unnoticed.
+/// conditional model (docs/conditional.md), so the two cannot drift apart unnoticed.
 #[test]
 fn an_omitted_drop_is_the_shipped_models_rate() {
     let source = TINY_COND.replace("drop = 0.25\n", "");
@@ -513,7 +513,7 @@ fn guided_sampling_with_a_class_plan_runs_every_sampler() {
             guidance: Some(guidance(&[0, 0, 1, 1, 2, 3], 3.0)),
         };
         let images =
-            mdc::train::sample_images(&g, params.clone(), None, &schedule, [1, 8, 8], &opts, false).unwrap();
+            mdc::interp::sample_images(&g, params.clone(), None, &schedule, [1, 8, 8], &opts, false).unwrap();
         assert_eq!(images.shape(), &[6, 1, 8, 8]);
         assert!(images.iter().all(|v| v.is_finite()), "{sampler}");
     }
@@ -526,7 +526,7 @@ fn guided_sampling_with_a_class_plan_runs_every_sampler() {
         seed: 1,
         guidance: Some(guidance(&[0, 5], 3.0)),
     };
-    let err = mdc::train::sample_images(&g, params, None, &schedule, [1, 8, 8], &bad, false).unwrap_err();
+    let err = mdc::interp::sample_images(&g, params, None, &schedule, [1, 8, 8], &bad, false).unwrap_err();
     assert!(err.to_string().contains("class 5 does not exist"), "{err}");
 }
 

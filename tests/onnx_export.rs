@@ -165,24 +165,26 @@ fn export_from_a_training_checkpoint() {
     let grey = mdc::model::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet.toml"))).unwrap();
     let (raw, ema) = (random_params(&grey.graph, 1), random_params(&grey.graph, 2));
     let (adam_m, adam_v) = (random_params(&grey.graph, 3), random_params(&grey.graph, 4));
-    let mut views = raw.named_views("model.");
-    views.extend(ema.named_views("ema."));
-    views.extend(adam_m.named_views("adam_m."));
-    views.extend(adam_v.named_views("adam_v."));
-    let digest = mdc::params::tensors_digest([&raw, &ema, &adam_m, &adam_v]);
-    let meta: HashMap<String, String> = [
-        ("format", mdc::params::CHECKPOINT_FORMAT),
-        ("tensors_sha256", digest.as_str()),
-        ("step", "1234"),
-        ("schedule", "cosine"),
-        ("timesteps", "500"),
-        ("model_hash", grey.hash.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let ck = mdc::train::Checkpoint {
+        step: 1234,
+        model: raw.clone(),
+        ema: ema.clone(),
+        adam_m,
+        adam_v,
+        rng: [1, 2, 3, 4],
+        data_epoch: 0,
+        data_position: 0,
+        model_hash: grey.hash.clone(),
+        config: mdc::train::TrainConfig {
+            schedule: mdc::diffusion::ScheduleKind::Cosine,
+            timesteps: 500,
+            ..Default::default()
+        },
+        class_names: Vec::new(),
+        guide: None,
+    };
     let ckpt = dir.path().join("checkpoint.safetensors");
-    std::fs::write(&ckpt, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+    ck.save(&ckpt).unwrap();
 
     for (flag, expected) in [(None, &ema), (Some("--no-ema"), &raw)] {
         let out = dir.path().join("m.onnx");

@@ -58,6 +58,15 @@ impl std::fmt::Display for Steering {
     }
 }
 
+/// An autoguidance weight w as a command line gives it: 1 (the model alone) to 20.
+pub fn parse_autoguidance_weight(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && (1.0..=20.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("expected a weight from 1 (the model alone) to 20, found {v}")),
+        Err(_) => Err(format!("expected a number (e.g. 3), found {s:?}")),
+    }
+}
+
 /// A model steered away from its guide as `steering` says.
 pub struct AutoGuided<'a> {
     pub model: &'a mut dyn Denoiser,

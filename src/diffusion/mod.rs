@@ -2,12 +2,16 @@
 //! (from a checkpoint) and onnxruntime (from an exported model) both implement [`Denoiser`].
 
 mod autoguidance;
+mod class_plan;
 mod prediction;
+mod progress;
 mod sampler;
 mod schedule;
 
-pub use autoguidance::{AutoGuided, Steering};
+pub use autoguidance::{parse_autoguidance_weight, AutoGuided, Steering};
+pub use class_plan::{class_plan, describe_plan, parse_guidance_scale, ClassPlanError};
 pub use prediction::Prediction;
+pub use progress::sample_with_progress;
 pub use sampler::{sample, ClassGuidance, SampleOptions, Sampler, SamplerKind};
 pub use schedule::{NoiseSchedule, ScheduleKind};
 

@@ -12,7 +12,7 @@
 mod denoiser;
 mod engine;
 
-pub use denoiser::InterpDenoiser;
+pub use denoiser::{sample_images, InterpDenoiser};
 pub use engine::Engine;
 
 use ndarray::{Array4, ArrayView1, ArrayView4};

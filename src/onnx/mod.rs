@@ -7,6 +7,7 @@
 
 pub mod digest;
 pub mod metadata;
+mod model_info;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -18,6 +19,7 @@ use crate::onnx_ir::{builder, lower, proto};
 use crate::ops::label::Label;
 use crate::params::Params;
 pub use metadata::{AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
+pub use model_info::file_name;
 use proto::{
     tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ModelProto, OperatorSetIdProto,
     StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto,

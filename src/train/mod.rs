@@ -10,7 +10,6 @@ mod log;
 mod lr;
 pub mod optim;
 mod plot;
-mod progress;
 mod state;
 
 pub use crate::base::limits::{MAX_IMAGES, MAX_TIMESTEPS};
@@ -18,14 +17,11 @@ pub use crate::recipe::{
     check_setting, recipe_keys, settings_markdown, Limits, OnResume, Origin, Recipe, Setting, SettingProblem,
     TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, SETTINGS,
 };
-pub use checkpoint::{
-    recorded_autoguidance, recorded_prediction, Checkpoint, CheckpointError, Guide, CHECKPOINT_FILE,
-};
+pub use checkpoint::{Checkpoint, CheckpointError, Guide, CHECKPOINT_FILE};
 pub use ema::{ema_decay, update_ema};
 pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};
 pub use lr::learning_rate;
 pub use plot::loss_svg;
-pub use progress::{sample_images, sample_with_progress};
 pub use state::{mse_and_grad, LabelDropout, StepStats, TrainState};
 
 use std::io::IsTerminal;
@@ -39,6 +35,7 @@ use crate::base::image_io::{write_grid, GridLayout};
 use crate::data::Dataset;
 use crate::diffusion::{ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, DEFAULT_GUIDANCE};
 use crate::graph::Graph;
+use crate::interp::sample_images;
 use crate::interp::Executor;
 use crate::params::Params;
 
