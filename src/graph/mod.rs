@@ -2,7 +2,6 @@
 //! the exporter lowers. Nodes are stored in topological order (every input index is smaller
 //! than the node's own), each producing one value, so consumers walk a plain slice.
 
-pub mod blocks;
 mod shape;
 
 pub use crate::ops::{Init, Op, ParamSpec, ShapeError};

@@ -5,7 +5,7 @@
 //! the user's block name, and its parameters are named as the equivalent PyTorch module would
 //! name them (`down1.conv1.weight`, `down1.time_proj.bias`, ...).
 
-use super::{GraphBuilder, NodeError, NodeId};
+use crate::graph::{Graph, GraphBuilder, NodeError, NodeId};
 use crate::ops::{
     Add, AddChannelBias, Attention, Concat, Conv2d, GroupNorm, Input, Linear, ScaleChannels, Silu, Timestep,
     TimestepEmbedding, UpsampleNearest,
@@ -142,7 +142,7 @@ pub fn mini_unet(
     groups: usize,
     time_dim: usize,
     time_hidden: usize,
-) -> Result<super::Graph, NodeError> {
+) -> Result<Graph, NodeError> {
     let [c0, c1, c2, c3] = channels;
     let mut b = GraphBuilder::new();
     let x = b.add("x", "x", Input { channels: in_channels, height: size, width: size }, &[])?;
