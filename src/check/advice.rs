@@ -3,10 +3,12 @@
 
 use petgraph::Direction;
 
+use super::expand::expand_op;
 use super::explain::origin_label;
-use super::{vertex_of_block, Build};
-use crate::dsl::{BlockDecl, Diagnostic, OpKind};
-use crate::graph::NodeId;
+use super::{vertex_of_block, Build, Vertex};
+use crate::dsl::{BlockDecl, BlockOp, Diagnostic};
+use crate::graph::{NodeId, PrimitiveGraphBuilder};
+use crate::ops::{Input, Timestep, TimestepEmbedding};
 
 impl<'f> Build<'f> {
     /// Remembers a stride-1 conv that changes the spatial size: the likely reason when sizes
@@ -44,10 +46,10 @@ impl<'f> Build<'f> {
         };
         let sizes = pair
             .map(|[(main, m), (other, o)]| format!("`{other}` is at {} and `{main}` at {}", hw(o), hw(m)));
-        let count = |kind: OpKind| {
-            self.file.blocks.iter().filter(|b| b.kind.as_ref().is_some_and(|k| k.value == kind)).count()
-        };
-        let (downs, ups) = (count(OpKind::Downsample), count(OpKind::Upsample));
+        // Each halving and each doubling counts, whichever block does it (a stride-2 conv, a
+        // transposed conv, a stride-4 conv twice).
+        let downs: usize = self.halvings.iter().map(|&h| h.max(0) as usize).sum();
+        let ups: usize = self.halvings.iter().map(|&h| (-h).max(0) as usize).sum();
         if downs != ups {
             let fix = if downs < ups {
                 "a downsample is missing on the way down (or an upsample is extra)"
@@ -172,13 +174,14 @@ impl<'f> Build<'f> {
         }
     }
 
-    /// The most downsample blocks on any path from `x`.
+    /// The most halvings on any path from `x`, each block counting its own (see [`halvings`]).
     pub(super) fn downsample_depth(&self) -> usize {
         let mut depth = vec![0usize; self.g.node_count()];
         for v in self.topological_order() {
-            let own = usize::from(
-                self.block(v).and_then(|b| b.kind.as_ref()).is_some_and(|k| k.value == OpKind::Downsample),
-            );
+            let own = match self.g[v] {
+                Vertex::Block(i) => self.halvings[i].max(0) as usize,
+                _ => 0,
+            };
             let inputs = self
                 .g
                 .neighbors_directed(v, Direction::Incoming)
@@ -189,6 +192,29 @@ impl<'f> Build<'f> {
         }
         depth.into_iter().max().unwrap_or(0)
     }
+}
+
+/// How many times a block halves an image's height and width (negative: doubles them), read
+/// off its expansion's input and output shapes: 1 for a `downsample` or a stride-2 `conv`, -1
+/// for an `upsample` or a stride-2 `conv_transpose`, 2 for a stride-4 conv, 0 for a block that
+/// keeps the size or takes no image. The block is expanded alone on a probe image, because the
+/// model's own sizes are the odd ones the advice is about (9 -> 5 is not a clean half), and the
+/// blocks after a mismatch have no sizes at all.
+pub(super) fn halvings(op: &BlockOp) -> i32 {
+    const SIZE: usize = 256;
+    let mut b = PrimitiveGraphBuilder::new();
+    let probe = Input { channels: 8, height: SIZE, width: SIZE };
+    let expanded = b.add("x", "x", probe, &[]).and_then(|x| {
+        // A resblock reads a time embedding too; its width does not matter.
+        let t = b.add("t", "t", Timestep, &[])?;
+        let temb = b.add("temb", "temb", TimestepEmbedding { dim: 8 }, &[t])?;
+        expand_op(&mut b, "probe", op, &[x, x], Some(temb), 0)
+    });
+    // A block the probe does not fit (an attention whose groups do not divide 8, a linear) does
+    // not resize: it keeps the channels' or takes no image.
+    let Some((_, height, _)) = expanded.ok().and_then(|id| b.shape(id).as_image()) else { return 0 };
+    let ratio = SIZE as f64 / height.max(1) as f64;
+    ratio.log2().round() as i32
 }
 
 fn plural(n: usize) -> &'static str {

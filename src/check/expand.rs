@@ -4,7 +4,7 @@ use petgraph::graph::NodeIndex;
 
 use super::{blocks, vertex_t, vertex_y, Build, Vertex};
 use crate::dsl::{BlockDecl, BlockOp, Diagnostic};
-use crate::graph::{GraphBuilder, NodeError, NodeId, Shape};
+use crate::graph::{NodeError, NodeId, PrimitiveGraphBuilder, Shape};
 use crate::ops::{
     Add, Concat, ConvTranspose2d, Embedding, Input, Label, Linear, Param, ShapeError, Silu, Timestep,
 };
@@ -155,7 +155,7 @@ fn checked_numel(s: &Shape) -> Option<usize> {
 /// The primitive nodes of one block `name` reading `ins` (and `temb`, for a resblock); `classes`
 /// sizes an embedding's table (plus one row for the null label).
 pub(super) fn expand_op(
-    b: &mut GraphBuilder,
+    b: &mut PrimitiveGraphBuilder,
     name: &str,
     op: &BlockOp,
     ins: &[NodeId],

@@ -5,6 +5,12 @@
 //! is already ordered, so the primitive graph's node order is the file's. A block that fails
 //! leaves its output unknown and everything downstream is skipped quietly, so one mistake gives
 //! one message, and independent mistakes all get theirs.
+//!
+//! One check is one [`Build`], whose steps live in one file each, in the order they run:
+//! `wiring` (references, cycles, order), `expand` (blocks into primitives, with [`blocks`]),
+//! `explain` (a primitive's [`ShapeError`](crate::ops::ShapeError) as a diagnostic), `output`
+//! (the `[model] output` block), `advice` (why sizes do not line up) and `lints` (warnings, and
+//! a condition that never reaches the output). [`table`] and [`dot`] present a checked graph.
 
 // Diagnostics are built on the cold path only; boxing them would just add noise.
 #![allow(clippy::result_large_err)]
@@ -24,7 +30,7 @@ use std::collections::HashMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::dsl::{self, BlockDecl, Diagnostic, ModelFile};
-use crate::graph::{Graph, GraphBuilder, NodeId, Shape};
+use crate::graph::{Graph, NodeId, PrimitiveGraphBuilder, Shape};
 
 pub use table::{BlockRow, Totals};
 
@@ -86,11 +92,13 @@ enum Vertex {
     Block(usize),
 }
 
+/// One check in progress: the block graph, the primitive graph built so far, what each vertex
+/// became in it, and the diagnostics.
 struct Build<'f> {
     file: &'f ModelFile,
     g: DiGraph<Vertex, ()>,
     by_name: HashMap<&'f str, NodeIndex>,
-    builder: GraphBuilder,
+    builder: PrimitiveGraphBuilder,
     /// Each vertex's value in the primitive graph; `None` when unknown (an error upstream).
     value: Vec<Option<NodeId>>,
     /// Vertices that must not be expanded (bad reference, part of a cycle).
@@ -98,12 +106,13 @@ struct Build<'f> {
     diags: Vec<Diagnostic>,
     /// Whether a reference to a missing block was reported (its note lists the unread blocks).
     unknown_reference_reported: bool,
-    /// Whether some concat/add/output met mismatched spatial sizes.
     /// Blocks (or `[model]` for the output) whose inputs did not line up in height and width.
     spatial_mismatches: Vec<String>,
     /// Stride-1 convs that change the spatial size, described ("`init` turns 28x28 into 27x27 ...").
     resizing_convs: Vec<String>,
     output: Option<NodeId>,
+    /// Per block, how often it halves the image size (negative: doubles it).
+    halvings: Vec<i32>,
     /// Block name -> op kind for the table.
     kinds: HashMap<String, &'static str>,
 }
@@ -159,7 +168,7 @@ impl<'f> Build<'f> {
             file,
             g,
             by_name,
-            builder: GraphBuilder::new(),
+            builder: PrimitiveGraphBuilder::new(),
             value: vec![None; n],
             broken: vec![false; n],
             diags: Vec::new(),
@@ -167,6 +176,7 @@ impl<'f> Build<'f> {
             spatial_mismatches: Vec::new(),
             resizing_convs: Vec::new(),
             output: None,
+            halvings: file.blocks.iter().map(|b| b.op.as_ref().map_or(0, advice::halvings)).collect(),
             kinds,
         }
     }

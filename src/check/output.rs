@@ -1,7 +1,7 @@
 //! The `[model] output` block: that it exists and gives the input's shape.
 
 use super::{vertex_of_block, vertex_x, Build};
-use crate::dsl::diag::suggestion;
+use crate::dsl::diag::{did_you_mean, suggestion};
 use crate::dsl::Diagnostic;
 use crate::graph::Shape;
 
@@ -9,15 +9,13 @@ impl<'f> Build<'f> {
     pub(super) fn check_output(&mut self) {
         let Some(r) = &self.file.output else { return };
         let Some(&v) = self.by_name.get(r.value.as_str()) else {
-            let mut names: Vec<&str> = self.file.blocks.iter().map(|b| b.name.as_str()).collect();
-            names.sort_unstable();
             self.diags.push(
                 Diagnostic::error(format!("no block named `{}`", r.value), r.span.clone())
                     .block("[model]")
                     .field("output")
                     .expected("the block that predicts the noise")
                     .found(format!("`{}`", r.value))
-                    .maybe_help(suggestion(&r.value, names.iter().copied())),
+                    .maybe_help(self.missing_output_help(&r.value)),
             );
             return;
         };
@@ -46,6 +44,39 @@ impl<'f> Build<'f> {
                 .found(format!("`{}` gives {got}", r.value))
                 .help(help),
         );
+    }
+
+    /// When `[model] output` names no block (the output block was renamed, most often): the
+    /// block that nothing reads and that gives x's shape, as an output does; among several, the
+    /// one whose name is close; with none, the closest name.
+    fn missing_output_help(&self, name: &str) -> Option<String> {
+        let mut names: Vec<&str> = self.file.blocks.iter().map(|b| b.name.as_str()).collect();
+        names.sort_unstable();
+        let Some(want) = self.value[vertex_x().index()].map(|x| self.shape_of(x)) else {
+            return suggestion(name, names);
+        };
+        let fitting: Vec<&str> = self
+            .unread_blocks()
+            .into_iter()
+            .filter(|b| self.value[self.by_name[b].index()].is_some_and(|id| self.shape_of(id) == want))
+            .collect();
+        let pick = match fitting.as_slice() {
+            [one] => Some(*one),
+            several => did_you_mean(name, several.iter().copied()),
+        };
+        match pick {
+            _ if fitting.is_empty() => suggestion(name, names),
+            Some(one) => {
+                Some(format!("did you mean `{one}`, which gives x's shape {want} and which nothing reads?"))
+            }
+            None => {
+                let listed: Vec<String> = fitting.iter().map(|n| format!("`{n}`")).collect();
+                Some(format!(
+                    "blocks that give x's shape {want} and that nothing reads: {}",
+                    listed.join(", ")
+                ))
+            }
+        }
     }
 
     /// What to change when the output block `out` gives the wrong channel count: its own

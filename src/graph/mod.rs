@@ -121,14 +121,14 @@ pub struct NodeError {
 /// Builds a [`Graph`] node by node, inferring each shape as it goes. Used by the model-file
 /// builder and directly by tests that need a small graph.
 #[derive(Debug, Default)]
-pub struct GraphBuilder {
+pub struct PrimitiveGraphBuilder {
     nodes: Vec<Node>,
     input: Option<NodeId>,
     timestep: Option<NodeId>,
     label: Option<NodeId>,
 }
 
-impl GraphBuilder {
+impl PrimitiveGraphBuilder {
     pub fn new() -> Self {
         Self::default()
     }

@@ -98,9 +98,9 @@ pub fn max_abs_diff(a: &Array4<f32>, b: &Array4<f32>) -> f32 {
 /// covers every op, including attention, in one realistic graph.
 pub fn attention_unet(in_channels: usize, size: usize) -> Graph {
     use mdc::check::blocks::{attention, conv, downsample, group_norm, resblock, time_mlp, upsample};
-    use mdc::graph::GraphBuilder;
+    use mdc::graph::PrimitiveGraphBuilder;
     use mdc::ops::{Concat, Input, Silu, Timestep};
-    let mut b = GraphBuilder::new();
+    let mut b = PrimitiveGraphBuilder::new();
     let x = b.add("x", "x", Input { channels: in_channels, height: size, width: size }, &[]).unwrap();
     let t = b.add("t", "t", Timestep, &[]).unwrap();
     let temb = time_mlp(&mut b, "time", t, 16, 32).unwrap();
