@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mdc::graph::blocks::mini_unet;
+use mdc::check::blocks::mini_unet;
 use mdc::model::{self, ModelError};
 use sha2::{Digest, Sha256};
 

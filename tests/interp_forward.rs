@@ -2,7 +2,7 @@
 //! counts, batch independence, and the clear error for a checkpoint of another model.
 
 use crate::common;
-use mdc::graph::blocks::{self, mini_unet};
+use mdc::check::blocks::{self, mini_unet};
 
 use common::graph_of;
 use mdc::base::rng::Rng;

@@ -6,7 +6,7 @@
 //! derivatives must agree to 1e-6 relative; a wrong term in any backward is off by far more.
 
 use crate::common;
-use mdc::graph::blocks::{self, mini_unet};
+use mdc::check::blocks::{self, mini_unet};
 
 use common::graph_of;
 use mdc::base::rng::Rng;

@@ -151,8 +151,8 @@ fn export_refuses_a_model_that_does_not_check() {
 /// Library-level check: weights that do not match the graph are refused, not panicked on.
 #[test]
 fn export_api_checks_params() {
-    let grey = mdc::graph::blocks::mini_unet(1, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
-    let rgb = mdc::graph::blocks::mini_unet(3, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
+    let grey = mdc::check::blocks::mini_unet(1, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
+    let rgb = mdc::check::blocks::mini_unet(3, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
     let err = mdc::onnx::export(&rgb, &Params::init(&grey, 0), &info_for(&rgb)).unwrap_err().to_string();
     assert!(err.contains("`init.weight`: expected shape [32, 3, 3, 3], found [32, 1, 3, 3]"), "{err}");
 }

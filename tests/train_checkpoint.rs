@@ -1,6 +1,7 @@
 //! Checkpoints: exact round trip, and a clear error for every way a file can be wrong.
 
-use mdc::graph::{blocks::mini_unet, Graph};
+use mdc::check::blocks::mini_unet;
+use mdc::graph::Graph;
 use std::collections::HashMap;
 
 use mdc::params::{FormatVersion, Params, WeightsFile};

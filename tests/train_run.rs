@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
+use mdc::check::blocks::mini_unet;
 use mdc::data::{DataOrder, Dataset};
 use mdc::diffusion::Prediction;
-use mdc::graph::{blocks::mini_unet, Graph};
+use mdc::graph::Graph;
 use mdc::kernels::bf16::{self, Precision};
 use mdc::train::{read_loss_log, train, Checkpoint, Diverged, TrainConfig, TrainJob};
 use ndarray::{s, Array4};

@@ -376,6 +376,9 @@ fn number_word(n: usize) -> String {
     }
 }
 
+/// The fields of `[model]`.
+pub const MODEL_FIELDS: [&str; 2] = ["name", "output"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,7 +260,7 @@ fn hide_labels(lowerer: &mut lower::Lowerer, label: &Label, prefix: &str) -> Str
 /// Each image's autoguidance weight as [N, 1, 1, 1]: the scalar `w` where t <= `max_t` or the
 /// image has a class label (`y` is not `null`, for a conditional model), 1 (the model alone)
 /// elsewhere, as [`crate::diffusion::Steering::weight_at`] has it. Returns its name.
-fn weight_up_to(b: &mut builder::GraphBuilder, w: &str, max_t: u64, null: Option<usize>) -> String {
+fn weight_up_to(b: &mut builder::OnnxGraphBuilder, w: &str, max_t: u64, null: Option<usize>) -> String {
     let max = b.const_f32(&format!("autoguidance_max_t{max_t}"), &[1], &[max_t as f32]);
     let alone = b.const_f32("autoguidance_model_alone", &[1], &[1.0]);
     let shape = b.const_i64(&[-1, 1, 1, 1]);

@@ -63,14 +63,14 @@ fn tensor_raw(name: &str, dims: &[usize], data_type: DataType, raw: Vec<u8>) -> 
 /// Collects nodes and initializers in the order they are added (which keeps the graph
 /// topologically sorted, as ONNX requires).
 #[derive(Default)]
-pub struct GraphBuilder {
+pub struct OnnxGraphBuilder {
     pub nodes: Vec<NodeProto>,
     pub initializers: Vec<TensorProto>,
     /// Content key -> initializer name, so each distinct constant is stored once.
     constants: HashMap<String, String>,
 }
 
-impl GraphBuilder {
+impl OnnxGraphBuilder {
     pub fn node(
         &mut self,
         op_type: &str,

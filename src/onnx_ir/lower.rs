@@ -12,11 +12,11 @@ use std::collections::HashMap;
 
 use ndarray::ArrayD;
 
-use super::builder::{tensor_f32, GraphBuilder};
+use super::builder::{tensor_f32, OnnxGraphBuilder};
 
-/// Lowers nodes one by one into a [`GraphBuilder`].
+/// Lowers nodes one by one into a [`OnnxGraphBuilder`].
 pub struct Lowerer<'p> {
-    pub b: GraphBuilder,
+    pub b: OnnxGraphBuilder,
     params: HashMap<&'p str, &'p ArrayD<f32>>,
     /// value name -> name of its `Shape` value, computed once per tensor.
     shapes: HashMap<String, String>,
@@ -24,7 +24,7 @@ pub struct Lowerer<'p> {
 
 impl<'p> Lowerer<'p> {
     pub fn new(params: HashMap<&'p str, &'p ArrayD<f32>>) -> Self {
-        Lowerer { b: GraphBuilder::default(), params, shapes: HashMap::new() }
+        Lowerer { b: OnnxGraphBuilder::default(), params, shapes: HashMap::new() }
     }
 
     /// Adds the parameter `<node>.<param>` of the node called `node` as an initializer, reshaped

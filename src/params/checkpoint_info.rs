@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use crate::diffusion::{Prediction, ScheduleKind};
 // The training recipe (layer 2 once it moves to `crate::recipe`).
-use crate::train::TrainConfig;
+use crate::recipe::TrainConfig;
 
 /// The `format` value of the checkpoints mdc writes now.
 pub const CHECKPOINT_FORMAT: &str = FormatVersion::CURRENT.name();

@@ -240,3 +240,10 @@ settings! {
         legacy: 1000,
     }
 }
+
+impl Setting {
+    /// The setting called `name`, if the table has one.
+    pub fn find(name: &str) -> Option<&'static Setting> {
+        SETTINGS.iter().find(|s| s.name == name)
+    }
+}

@@ -4,8 +4,6 @@
 use crate::diffusion::{Prediction, SamplerKind, ScheduleKind};
 use crate::kernels::Precision;
 
-use super::SETTINGS;
-
 /// Whether a setting may change when a run is resumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnResume {
@@ -101,12 +99,6 @@ impl Limits {
             Limits::Float { lo, hi, hi_open, .. } => Limits::Float { lo, lo_open: false, hi, hi_open },
             other => other,
         }
-    }
-}
-
-impl Setting {
-    pub fn find(name: &str) -> Option<&'static Setting> {
-        SETTINGS.iter().find(|s| s.name == name)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::values::{describe, list};
+use super::words::{describe, list};
 use super::{Parser, Section};
 use crate::dsl::diag::{suggestion, Diagnostic};
 use crate::dsl::schema::{FieldDefault, FieldKind, FieldReader, FieldSpec, OPS};

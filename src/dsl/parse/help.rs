@@ -4,11 +4,10 @@
 
 use toml::de::DeValue;
 
-use super::sections::MODEL_FIELDS;
-use super::values::list;
+use super::words::list;
 use super::{Parser, Section};
 use crate::dsl::diag::{self, Diagnostic};
-use crate::dsl::schema::{OPS, SECTIONS};
+use crate::dsl::schema::{MODEL_FIELDS, OPS, SECTIONS};
 use crate::dsl::OpKind;
 
 impl Parser<'_> {

@@ -10,6 +10,7 @@ mod help;
 mod sections;
 mod values;
 mod vars;
+mod words;
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,8 +21,8 @@ use super::diag::{self, Diagnostic};
 use super::syntax;
 use super::{ConditionDecl, InputDecl, ModelFile, OpKind, Span, TimeDecl};
 use help::home_section;
-use values::list;
 use vars::{VarMiss, VarValue};
+use words::list;
 
 const TOP_LEVEL: [&str; 7] = ["model", "vars", "input", "time", "condition", "blocks", "train"];
 

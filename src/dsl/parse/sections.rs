@@ -5,12 +5,9 @@ use super::blocks::Fields;
 use super::values::plain_value;
 use super::{Parser, Section};
 use crate::dsl::diag::Diagnostic;
-use crate::dsl::schema::{FieldReader, SectionSpec};
+use crate::dsl::schema::{FieldReader, SectionSpec, MODEL_FIELDS};
 use crate::dsl::{Span, TrainEntry, TrainSection, Val};
 use crate::recipe::check_setting;
-
-/// The fields of `[model]`.
-pub(super) const MODEL_FIELDS: [&str; 2] = ["name", "output"];
 
 impl Parser<'_> {
     /// A section of plain fields, read by its declaration: unknown fields, then each field.

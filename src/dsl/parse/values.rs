@@ -5,6 +5,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::vars::{var_base, VarValue};
+use super::words::describe;
 use super::{Parser, Section};
 use crate::dsl::diag::Diagnostic;
 use crate::dsl::schema::{FieldDefault, FieldSpec};
@@ -272,26 +273,4 @@ pub(super) fn plain_value(v: &DeValue<'_>) -> Option<toml::Value> {
                 .collect::<Option<_>>()?,
         ),
     })
-}
-
-pub(super) fn describe(v: &DeValue<'_>) -> String {
-    match v {
-        DeValue::String(s) => format!("the string \"{s}\""),
-        DeValue::Integer(i) => format!("the integer {}", i.as_str()),
-        DeValue::Float(f) => format!("the float {}", f.as_str()),
-        DeValue::Boolean(b) => format!("the boolean {b}"),
-        other => format!("a {}", other.type_str()),
-    }
-}
-
-/// `` `a`, `b` or `c` ``
-pub(super) fn list(items: &[&str]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => format!("`{one}`"),
-        [init @ .., last] => {
-            let init: Vec<String> = init.iter().map(|i| format!("`{i}`")).collect();
-            format!("{} or `{last}`", init.join(", "))
-        }
-    }
 }

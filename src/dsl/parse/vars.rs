@@ -4,7 +4,7 @@
 
 use toml::de::DeValue;
 
-use super::values::{describe, list};
+use super::words::{describe, list};
 use super::{help::keyword_help, Parser, Section};
 use crate::dsl::diag::{self, Diagnostic};
 use crate::dsl::schema::SectionSpec;

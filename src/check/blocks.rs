@@ -5,7 +5,7 @@
 //! the user's block name, and its parameters are named as the equivalent PyTorch module would
 //! name them (`down1.conv1.weight`, `down1.time_proj.bias`, ...).
 
-use super::{GraphBuilder, NodeError, NodeId};
+use crate::graph::{Graph, NodeError, NodeId, PrimitiveGraphBuilder};
 use crate::ops::{
     Add, AddChannelBias, Attention, Concat, Conv2d, GroupNorm, Input, Linear, ScaleChannels, Silu, Timestep,
     TimestepEmbedding, UpsampleNearest,
@@ -14,14 +14,14 @@ use crate::ops::{
 /// PyTorch's GroupNorm default.
 pub const GROUP_NORM_EPS: f32 = 1e-5;
 
-fn channels_of(b: &GraphBuilder, x: NodeId) -> usize {
+fn channels_of(b: &PrimitiveGraphBuilder, x: NodeId) -> usize {
     b.shape(x).channels().unwrap_or(0)
 }
 
 /// Sinusoidal embedding of `t` (dim) -> Linear(dim, hidden) -> SiLU -> Linear(hidden, hidden).
 /// Nodes: `time.embed`, `time.linear1`, `time.silu`, `time.linear2`.
 pub fn time_mlp(
-    b: &mut GraphBuilder,
+    b: &mut PrimitiveGraphBuilder,
     block: &str,
     t: NodeId,
     dim: usize,
@@ -38,7 +38,7 @@ pub fn time_mlp(
 /// from `x`. (The arguments are the conv's own fields; a struct would only rename them.)
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
-    b: &mut GraphBuilder,
+    b: &mut PrimitiveGraphBuilder,
     name: &str,
     block: &str,
     x: NodeId,
@@ -52,7 +52,7 @@ pub fn conv(
 }
 
 pub fn group_norm(
-    b: &mut GraphBuilder,
+    b: &mut PrimitiveGraphBuilder,
     name: &str,
     block: &str,
     x: NodeId,
@@ -68,7 +68,7 @@ pub fn group_norm(
 /// embedding also scales the first normalised features, SiLU(GN(conv1(x)) * (1 + time_scale(temb)))
 /// (FiLM, Perez et al. 2018), so a class label added to it can reshape them, not only shift them.
 pub fn resblock(
-    b: &mut GraphBuilder,
+    b: &mut PrimitiveGraphBuilder,
     name: &str,
     x: NodeId,
     temb: NodeId,
@@ -102,13 +102,13 @@ pub fn resblock(
 }
 
 /// Stride-2 3x3 convolution keeping the channel count: `name.conv`.
-pub fn downsample(b: &mut GraphBuilder, name: &str, x: NodeId) -> Result<NodeId, NodeError> {
+pub fn downsample(b: &mut PrimitiveGraphBuilder, name: &str, x: NodeId) -> Result<NodeId, NodeError> {
     let c = channels_of(b, x);
     conv(b, &format!("{name}.conv"), name, x, c, 3, 2, 1)
 }
 
 /// Nearest 2x upsampling then a 3x3 convolution keeping the channel count: `name.conv`.
-pub fn upsample(b: &mut GraphBuilder, name: &str, x: NodeId) -> Result<NodeId, NodeError> {
+pub fn upsample(b: &mut PrimitiveGraphBuilder, name: &str, x: NodeId) -> Result<NodeId, NodeError> {
     let c = channels_of(b, x);
     let u = b.add(format!("{name}.upsample"), name, UpsampleNearest { scale: 2 }, &[x])?;
     conv(b, &format!("{name}.conv"), name, u, c, 3, 1, 1)
@@ -116,7 +116,7 @@ pub fn upsample(b: &mut GraphBuilder, name: &str, x: NodeId) -> Result<NodeId, N
 
 /// Residual self-attention over H*W: out = x + proj(attention(qkv(GN(x)))), qkv and proj 1x1 convs.
 pub fn attention(
-    b: &mut GraphBuilder,
+    b: &mut PrimitiveGraphBuilder,
     name: &str,
     x: NodeId,
     heads: usize,
@@ -142,9 +142,9 @@ pub fn mini_unet(
     groups: usize,
     time_dim: usize,
     time_hidden: usize,
-) -> Result<super::Graph, NodeError> {
+) -> Result<Graph, NodeError> {
     let [c0, c1, c2, c3] = channels;
-    let mut b = GraphBuilder::new();
+    let mut b = PrimitiveGraphBuilder::new();
     let x = b.add("x", "x", Input { channels: in_channels, height: size, width: size }, &[])?;
     let t = b.add("t", "t", Timestep, &[])?;
     let temb = time_mlp(&mut b, "time", t, time_dim, time_hidden)?;
