@@ -1,5 +1,5 @@
 //! One field's value: strings, integers (literals or references to named values) and numbers,
-//! each checked against its range, and how a TOML value is described in messages.
+//! each checked against its range.
 
 use toml::de::DeValue;
 use toml::Spanned;
