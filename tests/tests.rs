@@ -5,6 +5,7 @@ mod common;
 mod onnx_common;
 
 mod bf16_gemm;
+mod bf16_implicit;
 mod bf16_kernels;
 mod check_cli;
 mod check_errors;

@@ -53,17 +53,25 @@ pub enum Kernel {
 
 impl Kernel {
     /// The fastest kernel this CPU runs: AMX where the CPU and the OS allow it, unless the
-    /// environment says `MDC_BF16_KERNEL=avx512` (to compare the two).
+    /// environment says `MDC_BF16_KERNEL=avx512` (to compare the two; `avx512-im2col` and
+    /// `amx-im2col` also turn the implicit convs off, see [`Kernel::im2col_forced`]).
     pub fn best() -> Kernel {
         static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            let forced = std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v == "avx512");
+            let forced = std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v.starts_with("avx512"));
             if !forced && super::amx::available() {
                 Kernel::Amx
             } else {
                 Kernel::Avx512
             }
         })
+    }
+
+    /// Whether `MDC_BF16_KERNEL` (`avx512-im2col`, `amx-im2col`) asks for every conv through
+    /// im2col and the GEMM, as before the implicit convs (to compare the two).
+    pub fn im2col_forced() -> bool {
+        static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *FORCED.get_or_init(|| std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v.ends_with("-im2col")))
     }
 
     /// Every kernel this CPU runs (for tests and benchmarks that compare them).

@@ -4,7 +4,7 @@
 //! Backward: dW^T += cols x dY[n]^T, db += rowsum(dY[n]), dX[n] = col2im(W^T x dY[n]), or for
 //! same-size convs that do not widen the channels, dX[n] = conv(dY[n], flipped W).
 //! A 1x1 stride-1 unpadded conv reads X[n] as its own columns (no im2col).
-//! In bf16 on AMX, 3x3 same-size convs skip all this: see `conv_amx.rs`.
+//! In bf16, 3x3 same-size convs skip all this: see `conv_amx.rs`.
 
 use super::conv_amx;
 use crate::interp::bf16::{ImplicitConv, Precision};
@@ -46,7 +46,7 @@ impl ConvGeom {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
     /// The bf16 implicit GEMM of this conv (3x3, stride 1, same size) on f32 data, where the
-    /// CPU has AMX and the channel count makes it pay.
+    /// channel count makes it pay (on AMX or AVX512_BF16, see [`ImplicitConv::new`]).
     pub(super) fn implicit<T: Real>(&self, precision: Precision) -> Option<ImplicitConv> {
         let is_f32 = T::as_f32(&[]).is_some();
         let shape = self.k == 3 && self.pad == 1 && self.same_size();
