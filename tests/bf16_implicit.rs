@@ -7,10 +7,10 @@
 //! (K + 2) u32 sum|a||b| in each kernel, so |bf16 - fp32| <= (2u + u^2 + 2 (K + 2) u32) * S, with
 //! S the fp32 kernel run on |x|, |w|, |dy| and K the reduction length (9 Cin for y, H W for dW).
 
-use mdc::interp::bf16::{self, ImplicitConv, Kernel};
-use mdc::interp::kernels::conv;
-use mdc::interp::Workers;
-use mdc::rng::Rng;
+use mdc::base::rng::Rng;
+use mdc::kernels::bf16::{self, ImplicitConv, Kernel};
+use mdc::kernels::conv;
+use mdc::kernels::Workers;
 
 use crate::bf16_kernels::{abs, check, random};
 
