@@ -66,6 +66,21 @@ impl Kernel {
         *FORCED.get_or_init(|| std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v.ends_with("-im2col")))
     }
 
+    /// Whether mdc runs 3x3 convs as implicit GEMMs on this kernel by default. AMX: yes, unless
+    /// `MDC_BF16_KERNEL=amx-im2col`. AVX512_BF16: only when asked with
+    /// `MDC_BF16_KERNEL=avx512-implicit`, because that path was written on a CPU without AVX-512
+    /// and has not yet run on one (its tests skip there); it becomes the default once its tests
+    /// have passed and it has been measured on a Zen 4 or Zen 5 (docs/experiments/benchmarks.md).
+    pub fn implicit_convs_by_default(self) -> bool {
+        if Kernel::im2col_forced() {
+            return false;
+        }
+        match self {
+            Kernel::Amx => true,
+            Kernel::Avx512 => std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v == "avx512-implicit"),
+        }
+    }
+
     /// Every kernel this CPU runs (for tests and benchmarks that compare them).
     pub fn all_available() -> Vec<Kernel> {
         let mut all = Vec::new();

@@ -43,11 +43,16 @@ pub struct ImplicitConv {
 
 impl ImplicitConv {
     /// The implicit convolution for `cin` -> `cout` channels on `h` x `w` images on
-    /// [`Kernel::best`], where it applies and pays: bf16 products available, and at least 8
+    /// [`Kernel::best`] where [`Kernel::implicit_convs_by_default`] says so and where it applies
+    /// and pays: bf16 products available, and at least 8
     /// channel pairs (fewer are padded with zeros to a tile's 16, and with one or a few input
     /// channels im2col's columns are cheap anyway).
     pub fn new(cin: usize, cout: usize, h: usize, w: usize) -> Option<ImplicitConv> {
-        Self::on(Kernel::best(), cin, cout, h, w)
+        let kernel = Kernel::best();
+        if !kernel.implicit_convs_by_default() {
+            return None;
+        }
+        Self::on(kernel, cin, cout, h, w)
     }
 
     /// [`Self::new`] on a given kernel (which this CPU must run; for tests and benchmarks that

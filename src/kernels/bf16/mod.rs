@@ -91,7 +91,8 @@ impl Precision {
     pub fn describe(self) -> String {
         match self {
             Precision::Bf16 => {
-                let convs = if Kernel::im2col_forced() { "im2col" } else { "implicit 3x3 convs" };
+                let convs =
+                    if Kernel::best().implicit_convs_by_default() { "implicit 3x3 convs" } else { "im2col" };
                 format!("bf16 ({}, {convs})", Kernel::best().name())
             }
             Precision::Fp32 => self.name().to_string(),
