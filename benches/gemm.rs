@@ -77,22 +77,44 @@ fn main() {
     ] {
         row(name, kd, cout, pos, 1, 21);
     }
-    // 3x3 same-size convs as implicit GEMMs on AMX (one image: pack the image, products, unpad)
-    if bf16::ImplicitConv::new(16, 16, 8, 8).is_some() {
+    // 3x3 same-size convs as implicit GEMMs (one image: pack the image, products, unpad; and
+    // the weight gradient's products), on every kernel; "min" columns: the fastest of the runs
+    for kernel in Kernel::all_available() {
         println!(
-            "{:<28} {:>5} {:>5} {:>5} {:>9} {:>9}",
-            "implicit 3x3 (AMX)", "cout", "cin", "hw", "GFLOP/s", "products"
+            "{:<28} {:>5} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9}",
+            format!("implicit 3x3 ({})", kernel.name()),
+            "cout",
+            "cin",
+            "hw",
+            "GFLOP/s",
+            "products",
+            "min",
+            "dW prod"
         );
         for (cin, cout, hw) in
             [(32, 64, 32), (64, 64, 32), (128, 128, 16), (256, 128, 8), (128, 32, 32), (64, 64, 28)]
         {
-            implicit_row(cin, cout, hw, 21);
+            implicit_row(kernel, cin, cout, hw, 21);
         }
     }
 }
 
-fn implicit_row(cin: usize, cout: usize, hw: usize, reps: usize) {
-    let conv = bf16::ImplicitConv::new(cin, cout, hw, hw).expect("AMX present");
+fn min_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn implicit_row(kernel: Kernel, cin: usize, cout: usize, hw: usize, reps: usize) {
+    let Some(conv) = bf16::ImplicitConv::on(kernel, cin, cout, hw, hw) else {
+        println!("{:<28} implicit convs turned off (MDC_BF16_KERNEL)", "");
+        return;
+    };
     let x: Vec<f32> = (0..cin * hw * hw).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
     let w: Vec<f32> = (0..cout * cin * 9).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
     let (mut wbuf, mut ibuf, mut obuf) = (Vec::new(), Vec::new(), Vec::<f32>::new());
@@ -110,10 +132,21 @@ fn implicit_row(cin: usize, cout: usize, hw: usize, reps: usize) {
     });
     let image = conv.pack_image(&x, &mut ibuf).to_vec();
     let products = median_secs(reps, || conv.run(&packed_w, &image, out, 1));
+    let fastest = min_secs(reps, || conv.run(&packed_w, &image, out, 1));
+    // the weight gradient's products (dy = the output, any values do)
+    let (mut pbuf, mut dbuf, mut abuf) = (Vec::new(), Vec::new(), Vec::<f32>::new());
+    let pairs = conv.pack_image_pairs(&x, &mut pbuf).to_vec();
+    let dy = conv.pack_output_grad(&y, &mut dbuf).to_vec();
+    abuf.resize(conv.weight_grad_len() + 15, 0f32);
+    let start = abuf.as_ptr().align_offset(64).min(15);
+    let acc = &mut abuf[start..start + conv.weight_grad_len()];
+    let dw = min_secs(reps, || conv.add_weight_grad(&pairs, &dy, acc, 1));
     println!(
-        "{:<28} {cout:>5} {cin:>5} {hw:>5} {:>9.1} {:>9.1}",
+        "{:<28} {cout:>5} {cin:>5} {hw:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
         "",
         flops / all / 1e9,
-        flops / products / 1e9
+        flops / products / 1e9,
+        flops / fastest / 1e9,
+        flops / dw / 1e9
     );
 }

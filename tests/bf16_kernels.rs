@@ -16,11 +16,11 @@ use mdc::kernels::{conv, linear};
 const U_BF16: f64 = 1.0 / 256.0;
 const U_F32: f64 = 1.0 / 16_777_216.0;
 
-fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
+pub(crate) fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.normal() as f32).collect()
 }
 
-fn abs(v: &[f32]) -> Vec<f32> {
+pub(crate) fn abs(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x.abs()).collect()
 }
 
@@ -33,7 +33,7 @@ fn workers(precision: Precision, column_budget: usize) -> Workers<f32> {
 
 /// Asserts |got - want| <= bound(k) * s element by element; returns the largest error relative
 /// to its bound (so a caller can see the bound is not vacuous).
-fn check(what: &str, got: &[f32], want: &[f32], s: &[f32], k: usize) -> f64 {
+pub(crate) fn check(what: &str, got: &[f32], want: &[f32], s: &[f32], k: usize) -> f64 {
     let rel = 2.0 * U_BF16 + U_BF16 * U_BF16 + 2.0 * (k as f64 + 2.0) * U_F32;
     let mut worst = 0f64;
     for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(s).enumerate() {
@@ -85,7 +85,7 @@ fn conv_forward_and_gradients_in_bf16_are_within_the_rounding_bound() {
         geom(5, 24, 3, 1, 1, 9),  // widening: dx by col2im, odd channel counts
         geom(8, 8, 3, 2, 1, 10),  // strided (downsample)
         geom(12, 20, 1, 1, 0, 7), // pointwise
-        // 3x3 same-size with 8+ channel pairs: on AMX, implicit GEMMs (forward, and dx as the
+        // 3x3 same-size with 8+ channel pairs: implicit GEMMs (forward, and dx as the
         // flipped conv when cout has 8+ pairs too), widths around the tiles (16 rows, 16 pairs)
         geom(32, 32, 3, 1, 1, 7),
         geom(40, 24, 3, 1, 1, 5),

@@ -6,6 +6,7 @@ mod onnx_common;
 
 mod architecture;
 mod bf16_gemm;
+mod bf16_implicit;
 mod bf16_kernels;
 mod check_cli;
 mod check_errors;

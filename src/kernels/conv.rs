@@ -4,7 +4,7 @@
 //! Backward: dW^T += cols x dY[n]^T, db += rowsum(dY[n]), dX[n] = col2im(W^T x dY[n]), or for
 //! same-size convs that do not widen the channels, dX[n] = conv(dY[n], flipped W).
 //! A 1x1 stride-1 unpadded conv reads X[n] as its own columns (no im2col).
-//! In bf16 on AMX, 3x3 same-size convs skip all this: see `conv_amx.rs`.
+//! In bf16, 3x3 same-size convs skip all this: see `conv_amx.rs`.
 
 use super::conv_amx;
 use super::conv_geom::flip_kernel;

@@ -1,6 +1,6 @@
-//! 3x3 same-size convolutions in bf16 on AMX: the forward, the weight gradient and the input
-//! gradient (as the flipped conv) are implicit GEMMs straight from the images
-//! ([`ImplicitConv`]), without im2col's columns. `conv.rs` hands a conv over where
+//! 3x3 same-size convolutions in bf16 on AMX or AVX512_BF16 ([`ImplicitConv::kernel`]): the
+//! forward, the weight gradient and the input gradient (as the flipped conv) are implicit GEMMs
+//! straight from the images ([`ImplicitConv`]), without im2col's columns. `conv.rs` hands a conv over where
 //! [`ConvGeom::implicit`] applies.
 
 use super::conv_geom::{flip_kernel, ConvGeom};

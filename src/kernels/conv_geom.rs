@@ -1,5 +1,5 @@
 //! The geometry of one 2-D convolution on one image, shared by the im2col path (`conv.rs`) and
-//! the AMX implicit-GEMM path (`conv_amx.rs`).
+//! the bf16 implicit-GEMM path on AMX or AVX512_BF16 (`conv_amx.rs`).
 
 use crate::kernels::bf16::{ImplicitConv, Precision};
 use crate::kernels::real::Real;
@@ -38,7 +38,7 @@ impl ConvGeom {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
     /// The bf16 implicit GEMM of this conv (3x3, stride 1, same size) on f32 data, where the
-    /// CPU has AMX and the channel count makes it pay.
+    /// channel count makes it pay (on AMX or AVX512_BF16, see [`ImplicitConv::new`]).
     pub(super) fn implicit<T: Real>(&self, precision: Precision) -> Option<ImplicitConv> {
         let is_f32 = T::as_f32(&[]).is_some();
         let shape = self.k == 3 && self.pad == 1 && self.same_size();

@@ -45,17 +45,40 @@ pub enum Kernel {
 
 impl Kernel {
     /// The fastest kernel this CPU runs: AMX where the CPU and the OS allow it, unless the
-    /// environment says `MDC_BF16_KERNEL=avx512` (to compare the two).
+    /// environment says `MDC_BF16_KERNEL=avx512` (to compare the two; `avx512-im2col` and
+    /// `amx-im2col` also turn the implicit convs off, see [`Kernel::im2col_forced`]).
     pub fn best() -> Kernel {
         static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            let forced = std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v == "avx512");
+            let forced = std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v.starts_with("avx512"));
             if !forced && super::amx::available() {
                 Kernel::Amx
             } else {
                 Kernel::Avx512
             }
         })
+    }
+
+    /// Whether `MDC_BF16_KERNEL` (`avx512-im2col`, `amx-im2col`) asks for every conv through
+    /// im2col and the GEMM, as before the implicit convs (to compare the two).
+    pub fn im2col_forced() -> bool {
+        static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *FORCED.get_or_init(|| std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v.ends_with("-im2col")))
+    }
+
+    /// Whether mdc runs 3x3 convs as implicit GEMMs on this kernel by default. AMX: yes, unless
+    /// `MDC_BF16_KERNEL=amx-im2col`. AVX512_BF16: only when asked with
+    /// `MDC_BF16_KERNEL=avx512-implicit`, because that path was written on a CPU without AVX-512
+    /// and has not yet run on one (its tests skip there); it becomes the default once its tests
+    /// have passed and it has been measured on a Zen 4 or Zen 5 (docs/experiments/benchmarks.md).
+    pub fn implicit_convs_by_default(self) -> bool {
+        if Kernel::im2col_forced() {
+            return false;
+        }
+        match self {
+            Kernel::Amx => true,
+            Kernel::Avx512 => std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v == "avx512-implicit"),
+        }
     }
 
     /// Every kernel this CPU runs (for tests and benchmarks that compare them).

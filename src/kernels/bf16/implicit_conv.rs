@@ -1,5 +1,6 @@
-//! 3x3 same-size convolutions in bf16 straight from the image on AMX tiles ("implicit GEMM"):
-//! no column matrix is made, converted or packed.
+//! 3x3 same-size convolutions in bf16 straight from the image ("implicit GEMM") on AMX tiles
+//! or on AVX512_BF16 (`implicit_avx512.rs`, reading the same layouts): no column matrix is made,
+//! converted or packed.
 //!
 //! On a padded, flattened grid (rows of W + 2 positions, a zero row above and below and a zero
 //! column each side), output position j = y (W + 2) + x reads input position
@@ -25,7 +26,7 @@
 use super::gemm::{convert_plain, words};
 use super::layout::{PackedB, NR, PAIR_STEP, ROW_STEP};
 use super::transpose;
-use super::SendPtr;
+use super::{Kernel, SendPtr};
 
 /// Positions per C block: two tiles of 16.
 const POSITION_BLOCK: usize = 2 * ROW_STEP;
@@ -33,6 +34,7 @@ const POSITION_BLOCK: usize = 2 * ROW_STEP;
 /// The sizes of one 3x3, stride-1, padding-1 convolution of one image on the padded grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImplicitConv {
+    kernel: Kernel,
     cin: usize,
     cout: usize,
     h: usize,
@@ -40,13 +42,30 @@ pub struct ImplicitConv {
 }
 
 impl ImplicitConv {
-    /// The implicit convolution for `cin` -> `cout` channels on `h` x `w` images, where it
-    /// applies and pays: AMX in use ([`super::Kernel::best`], so `MDC_BF16_KERNEL=avx512` turns
-    /// these off too), and at least 8 channel pairs (fewer are padded with zeros
-    /// to a tile's 16, and with one or a few input channels im2col's columns are cheap anyway).
+    /// The implicit convolution for `cin` -> `cout` channels on `h` x `w` images on
+    /// [`Kernel::best`] where [`Kernel::implicit_convs_by_default`] says so and where it applies
+    /// and pays: bf16 products available, and at least 8
+    /// channel pairs (fewer are padded with zeros to a tile's 16, and with one or a few input
+    /// channels im2col's columns are cheap anyway).
     pub fn new(cin: usize, cout: usize, h: usize, w: usize) -> Option<ImplicitConv> {
+        let kernel = Kernel::best();
+        if !kernel.implicit_convs_by_default() {
+            return None;
+        }
+        Self::on(kernel, cin, cout, h, w)
+    }
+
+    /// [`Self::new`] on a given kernel (which this CPU must run; for tests and benchmarks that
+    /// compare kernels). `MDC_BF16_KERNEL=avx512-im2col` (or `amx-im2col`) turns them off.
+    pub fn on(kernel: Kernel, cin: usize, cout: usize, h: usize, w: usize) -> Option<ImplicitConv> {
         let worth_it = cin.div_ceil(2) >= PAIR_STEP / 2 && h > 0 && w > 0 && cout > 0;
-        (worth_it && super::Kernel::best() == super::Kernel::Amx).then_some(ImplicitConv { cin, cout, h, w })
+        let runs = Kernel::all_available().contains(&kernel) && !Kernel::im2col_forced();
+        (worth_it && runs).then_some(ImplicitConv { kernel, cin, cout, h, w })
+    }
+
+    /// The kernel that runs the products.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// Channel pairs, padded to whole tile rows.
@@ -131,7 +150,7 @@ impl ImplicitConv {
                         }
                     };
                     let to = |i: usize| dst.wrapping_add((at + x0 + i) * pairs + c0);
-                    // SAFETY: the CPU has AVX512_BF16 (AMX implies it, checked in `new`); reads
+                    // SAFETY: the CPU has AVX512_BF16 (checked in `on`: AMX implies it); reads
                     // are masked to the row's min(16, w - x0) values of existing channels, writes
                     // to min(16, given - c0) pairs of grid rows inside `out`.
                     unsafe {
@@ -161,13 +180,27 @@ impl ImplicitConv {
             row: self.row(),
             out_stride: self.cout_padded(),
         };
-        let out = SendPtr(out.as_mut_ptr());
+        let (out, live_pairs) = (SendPtr(out.as_mut_ptr()), self.cin.div_ceil(2));
         let task = |t: usize| {
             let range = blocks * t / tasks * POSITION_BLOCK..blocks * (t + 1) / tasks * POSITION_BLOCK;
-            // SAFETY: AMX is available (checked in `new`); the buffers have the lengths asserted
-            // above, which cover every tile read (positions + largest shift) and write; tasks
-            // write disjoint position ranges.
-            unsafe { super::amx::implicit_conv(&geometry, weights, image.as_ptr(), out.get(), range) }
+            // SAFETY: the kernel runs on this CPU (checked in `on`); the buffers have the lengths
+            // asserted above, which cover every read (positions + largest shift) and write;
+            // tasks write disjoint position ranges.
+            unsafe {
+                match self.kernel {
+                    Kernel::Amx => {
+                        super::amx::implicit_conv(&geometry, weights, image.as_ptr(), out.get(), range)
+                    }
+                    Kernel::Avx512 => super::implicit_avx512::implicit_conv(
+                        &geometry,
+                        weights,
+                        live_pairs,
+                        image.as_ptr(),
+                        out.get(),
+                        range,
+                    ),
+                }
+            }
         };
         if tasks == 1 {
             task(0);
@@ -190,7 +223,7 @@ impl ImplicitConv {
                     let (n, nc) = ((w - x0).min(16), (cout - c0).min(16));
                     let from = |i: usize| src.wrapping_add((yy * row + x0 + i) * stride + c0);
                     let to = |c: usize| dst.wrapping_add(((c0 + c) * h + yy) * w + x0);
-                    // SAFETY: AVX-512 is present (AMX implies it); reads stay inside `out`'s
+                    // SAFETY: AVX-512 is present (checked in `on`); reads stay inside `out`'s
                     // rows of computed positions, writes inside y's planes (masked to n, nc).
                     unsafe { transpose::transpose_block_bias(n, nc, from, bias.map(|b| &b[c0..c0 + nc]), to) }
                 }
@@ -246,7 +279,7 @@ impl ImplicitConv {
                     // channel c's words at grid positions (2t + q, 2t + q + 1), unaligned for q = 1
                     let src = |c: usize| from.wrapping_add(c * plane + 2 * t0 + q).cast::<u32>();
                     let to = |t: usize| dst.wrapping_add((q * rows + t0 + t) * cols + c0);
-                    // SAFETY: AVX-512 is present (AMX implies it); reads are masked to `lanes`
+                    // SAFETY: AVX-512 is present (checked in `on`); reads are masked to `lanes`
                     // words inside the staged planes (2 * rows + 2 values each), writes to `nc`
                     // channels of rows inside `out`.
                     unsafe { transpose::transpose_block(nc, lanes, src, to) }
@@ -317,11 +350,17 @@ impl ImplicitConv {
         let acc = SendPtr(acc.as_mut_ptr());
         let task = |t: usize| {
             let taps = 9 * t / tasks..9 * (t + 1) / tasks;
-            // SAFETY: AMX is available (checked in `new`); the buffers have the lengths asserted
-            // above, which cover every tile read (see `grad_pairs`) and write; tasks write
+            // SAFETY: the kernel runs on this CPU (checked in `on`); the buffers have the lengths
+            // asserted above, which cover every read (see `grad_pairs`) and write; tasks write
             // disjoint taps.
             unsafe {
-                super::amx::implicit_weight_grad(&geometry, image.as_ptr(), dy.as_ptr(), acc.get(), taps)
+                let (image, dy) = (image.as_ptr(), dy.as_ptr());
+                match self.kernel {
+                    Kernel::Amx => super::amx::implicit_weight_grad(&geometry, image, dy, acc.get(), taps),
+                    Kernel::Avx512 => {
+                        super::implicit_avx512::implicit_weight_grad(&geometry, image, dy, acc.get(), taps)
+                    }
+                }
             }
         };
         if tasks == 1 {
@@ -359,7 +398,7 @@ mod tests {
         // channel counts off the tile sizes, an odd width, cin both below and above one tile
         for (cin, cout, h, w) in [(20, 24, 5, 7), (40, 17, 6, 9), (16, 40, 4, 4)] {
             let Some(conv) = ImplicitConv::new(cin, cout, h, w) else {
-                eprintln!("skipped: this CPU has no AMX");
+                eprintln!("skipped: this CPU has no AVX512_BF16");
                 return;
             };
             let x: Vec<f32> = (0..cin * h * w).map(|i| (i % 13) as f32 - 6.0).collect();

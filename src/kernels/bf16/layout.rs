@@ -1,6 +1,6 @@
 //! The packed bf16 operand layout: the contract between the packing code (`gemm.rs`,
-//! `implicit_conv.rs`) and the two micro-kernels that read it (AVX512_BF16 in `gemm.rs`, AMX in
-//! `amx.rs`). See `gemm.rs` for how the pairs of k are laid out. Also [`Tr`], how an fp32 operand
+//! `implicit_conv.rs`) and the micro-kernels that read it (AVX512_BF16 in `gemm.rs` and
+//! `implicit_avx512.rs`, AMX in `amx.rs`). See `gemm.rs` for how the pairs of k are laid out. Also [`Tr`], how an fp32 operand
 //! is read, shared with the fp32 products in `kernels/gemm.rs`.
 
 /// How an operand buffer is read: as stored (row-major [rows, cols]) or transposed.

@@ -5,6 +5,7 @@
 
 mod amx;
 mod gemm;
+mod implicit_avx512;
 mod implicit_conv;
 pub mod layout;
 mod transpose;
@@ -85,10 +86,15 @@ fn cpu_is_amd() -> bool {
 }
 
 impl Precision {
-    /// The name, with the kernel that runs bf16 products on this CPU ("bf16 (AMX-BF16)").
+    /// The name, with the kernel that runs bf16 products on this CPU and how 3x3 convs run
+    /// ("bf16 (AMX-BF16, implicit 3x3 convs)").
     pub fn describe(self) -> String {
         match self {
-            Precision::Bf16 => format!("bf16 ({})", Kernel::best().name()),
+            Precision::Bf16 => {
+                let convs =
+                    if Kernel::best().implicit_convs_by_default() { "implicit 3x3 convs" } else { "im2col" };
+                format!("bf16 ({}, {convs})", Kernel::best().name())
+            }
             Precision::Fp32 => self.name().to_string(),
         }
     }
