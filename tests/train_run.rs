@@ -53,6 +53,7 @@ fn job<'a>(graph: &'a Graph, out: &Path, cfg: TrainConfig, data: Dataset) -> Tra
         resume: None,
         stop_after: None,
         progress: false,
+        engine: Default::default(),
     }
 }
 
@@ -204,6 +205,7 @@ fn run_at(out: &Path, steps: u64, precision: Precision, stop_after: Option<u64>,
         resume,
         stop_after,
         progress: false,
+        engine: Default::default(),
     };
     train(job).unwrap();
     read_loss_log(&out.join("loss.csv")).unwrap().iter().map(|r| r.loss).collect()

@@ -6,6 +6,7 @@ use crate::graph::{Node, Shape};
 use crate::interp::kernels::elementwise;
 use crate::interp::Real;
 use crate::onnx::lower::Lowerer;
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Add;
@@ -50,6 +51,11 @@ impl PrimitiveOp for Add {
 
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
         cx.b.node("Add", &node.name, &[ins[0], ins[1]], &[out], vec![]);
+    }
+    /// Both inputs receive dy itself.
+    fn lower_backward(&self, _: &mut Lowerer<'_>, _: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let inputs = (0..2).filter(|&k| at.wants[k]).map(|k| (k, at.dy.to_string())).collect();
+        LoweredGrads { inputs, params: vec![] }
     }
 }
 

@@ -10,9 +10,11 @@
 
 mod error;
 mod exec;
+pub mod lower_grad;
 
 pub use error::{Param, Rank, ShapeError};
 pub use exec::{Backward, Forward};
+pub use lower_grad::{GradValues, LoweredGrads};
 
 use crate::graph::{Node, Shape};
 use crate::interp::Real;
@@ -79,6 +81,11 @@ pub trait PrimitiveOp {
     /// The node carrying the result is named like `node` (`down1.conv`), helpers
     /// `<node>/<step>`; shapes that depend on N, H or W are read at run time.
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str);
+
+    /// Emits the ONNX nodes computing the gradients of node `name` (the training step's
+    /// backward) from the forward's values and the output's gradient `at.dy`: the wanted inputs'
+    /// gradients and every parameter's, as values named `<name>/grad/<step>`.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads;
 }
 
 /// The [`PrimitiveOp`] methods the graph's inputs (`x`, `t`, `y`) share: no parameters, no
@@ -114,6 +121,16 @@ macro_rules! graph_input_methods {
             _: &[&str],
             _: &str,
         ) {
+        }
+
+        /// A graph input takes no gradient.
+        fn lower_backward(
+            &self,
+            _: &mut $crate::onnx::lower::Lowerer<'_>,
+            _: &str,
+            _: &$crate::ops::GradValues<'_>,
+        ) -> $crate::ops::LoweredGrads {
+            $crate::ops::LoweredGrads::default()
         }
     };
 }
@@ -208,6 +225,10 @@ macro_rules! registry {
 
             pub fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
                 match self { $(Op::$variant(op) => op.lower_onnx(cx, node, ins, out),)* }
+            }
+
+            pub fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+                match self { $(Op::$variant(op) => op.lower_backward(cx, name, at),)* }
             }
         }
     };
