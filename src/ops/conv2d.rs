@@ -12,7 +12,8 @@ use crate::interp::Real;
 use crate::onnx::builder::{attribute, Attr};
 use crate::onnx::lower::Lowerer;
 use crate::onnx::proto::AttributeProto;
-use super::lower_grad::{channel_sum, emit, grad_step, transpose};
+use super::conv_grad::conv_weight_grad;
+use super::lower_grad::{channel_sum, emit, grad_step};
 use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -113,7 +114,7 @@ impl PrimitiveOp for Conv2d {
             let dx = emit(cx, "ConvTranspose", grad_step(name, "x"), &[at.dy, &wv], attrs);
             grads.inputs.push((0, dx));
         }
-        let dw = conv_weight_grad(cx, name, (at.ins[0], [h, w]), (at.dy, [ho, wo]), (k, s, p));
+        let dw = conv_weight_grad(cx, name, (at.ins[0], [h, w], self.in_channels), (at.dy, [ho, wo]), (k, s, p));
         grads.params = vec![dw, channel_sum(cx, name, at.dy)];
         grads
     }
@@ -176,43 +177,6 @@ pub(super) fn conv_attributes(kernel: usize, stride: usize, padding: usize) -> V
         attribute("strides", Attr::Ints(&[s, s])),
         attribute("pads", Attr::Ints(&[p, p, p, p])),
     ]
-}
-
-/// The weight gradient of the conv reading `input` (spatial size `in_hw`) whose output gradient
-/// is `grad_out` (`out_hw`), kernel, stride and padding `(k, s, p)`, as [C(grad_out), C(input),
-/// k, k]: a conv over the batch, the input's channels as its images and the output gradient as
-/// its filters, dilated by the stride. (A transposed conv passes the roles swapped.)
-pub(super) fn conv_weight_grad(
-    cx: &mut Lowerer<'_>,
-    name: &str,
-    (input, in_hw): (&str, [usize; 2]),
-    (grad_out, out_hw): (&str, [usize; 2]),
-    (k, s, p): (usize, usize, usize),
-) -> String {
-    let perm = [1, 0, 2, 3];
-    let xt = transpose(cx, grad_step(name, "input_t"), input, &perm);
-    let gt = transpose(cx, grad_step(name, "grad_out_t"), grad_out, &perm);
-    // The taps this conv reaches: at least k; the excess (rows the stride never reached) is cut
-    // from the end padding, or sliced off where there is not enough padding to cut.
-    let reach = |i: usize| in_hw[i] + 2 * p - (out_hw[i] - 1) * s;
-    let excess = [reach(0) - k, reach(1) - k];
-    let cut = |e: usize| e.min(p);
-    let (pi, si) = (p as i64, s as i64);
-    let pads = [pi, pi, (p - cut(excess[0])) as i64, (p - cut(excess[1])) as i64];
-    let conv = emit(
-        cx,
-        "Conv",
-        grad_step(name, "weight_taps"),
-        &[&xt, &gt],
-        vec![attribute("dilations", Attr::Ints(&[si, si])), attribute("pads", Attr::Ints(&pads))],
-    );
-    let taps = if excess.iter().any(|&e| e > cut(e)) {
-        let (starts, ends, axes) = (cx.b.const_i64(&[0, 0]), cx.b.const_i64(&[k as i64, k as i64]), cx.b.const_i64(&[2, 3]));
-        emit(cx, "Slice", grad_step(name, "weight_cut"), &[&conv, &starts, &ends, &axes], vec![])
-    } else {
-        conv
-    };
-    transpose(cx, grad_step(name, "weight"), &taps, &perm)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! gradient, the input gradient is C's forward, the weight gradient is C's weight gradient with
 //! the roles of input and output gradient swapped.
 
-use super::conv2d::{conv_attributes, conv_input, conv_params, conv_weight_grad, lower_conv_node};
+use super::conv2d::{conv_attributes, conv_input, conv_params, lower_conv_node};
+use super::conv_grad::conv_weight_grad;
 use super::exec::weight_and_bias;
 use super::{Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
@@ -143,7 +144,7 @@ impl PrimitiveOp for ConvTranspose2d {
             let dx = emit(cx, "Conv", grad_step(name, "x"), &[at.dy, &wv], attrs);
             grads.inputs.push((0, dx));
         }
-        let dw = conv_weight_grad(cx, name, (at.dy, [ho, wo]), (at.ins[0], [h, w]), (k, s, p));
+        let dw = conv_weight_grad(cx, name, (at.dy, [ho, wo], self.out_channels), (at.ins[0], [h, w]), (k, s, p));
         grads.params = vec![dw, channel_sum(cx, name, at.dy)];
         grads
     }

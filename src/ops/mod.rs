@@ -8,6 +8,7 @@
 //! its dispatch, so every consumer match is exhaustive and a new op that misses a method does
 //! not compile.
 
+mod conv_grad;
 mod error;
 mod exec;
 pub mod lower_grad;
