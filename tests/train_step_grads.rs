@@ -10,7 +10,8 @@ use crate::onnx_common;
 use std::collections::HashMap;
 
 use common::graph_of;
-use mdc::graph::blocks::{self, mini_unet};
+use mdc::base::rng::Rng;
+use mdc::check::blocks::{self, mini_unet};
 use mdc::graph::Graph;
 use mdc::interp::Engine;
 use mdc::ops::{
@@ -18,7 +19,6 @@ use mdc::ops::{
     UpsampleNearest,
 };
 use mdc::params::Params;
-use mdc::rng::Rng;
 use mdc::train_step::{compile_gradients, names};
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};

@@ -8,13 +8,13 @@ use crate::onnx_common;
 
 use std::path::Path;
 
+use mdc::base::rng::Rng;
 use mdc::data::{Dataset, Labels};
 use mdc::diffusion::{NoiseSchedule, Prediction};
 use mdc::graph::Graph;
-use mdc::interp::bf16::Precision;
 use mdc::interp::Executor;
+use mdc::kernels::bf16::Precision;
 use mdc::params::Params;
-use mdc::rng::Rng;
 use mdc::runtime::step_session::StepOptions;
 use mdc::train::{
     step_recipe, train, Checkpoint, LabelDropout, OrtSteps, TrainConfig, TrainEngine, TrainJob, TrainState,

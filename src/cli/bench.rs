@@ -10,7 +10,7 @@ use super::sample::MAX_IMAGES;
 use super::train::EngineArg;
 use super::UsageError;
 use crate::bench::{self, BenchOptions};
-use crate::interp::bf16::{self, Precision};
+use crate::kernels::bf16::{self, Precision};
 use crate::model;
 use crate::runtime::step_session::StepOptions;
 use crate::runtime::{self, Device, OrtDenoiser, SessionConfig};

@@ -2,10 +2,10 @@
 
 use super::{arity, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::elementwise;
-use crate::interp::Real;
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::elementwise;
+use crate::kernels::Real;
+use crate::onnx_ir::lower::Lowerer;
 use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,9 +49,10 @@ impl PrimitiveOp for Add {
         cx.input_grads.push((1, dy));
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        cx.b.node("Add", &node.name, &[ins[0], ins[1]], &[out], vec![]);
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
+        cx.b.node("Add", name, &[ins[0], ins[1]], &[out], vec![]);
     }
+
     /// Both inputs receive dy itself.
     fn lower_backward(&self, _: &mut Lowerer<'_>, _: &str, at: &GradValues<'_>) -> LoweredGrads {
         let inputs = (0..2).filter(|&k| at.wants[k]).map(|k| (k, at.dy.to_string())).collect();

@@ -2,11 +2,11 @@
 
 use super::{image, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::elementwise;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::elementwise;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 use super::lower_grad::grad_step;
 use super::{GradValues, LoweredGrads};
 
@@ -67,9 +67,10 @@ impl PrimitiveOp for Concat {
         cx.pool.give(dy);
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        cx.b.node("Concat", &node.name, ins, &[out], vec![attribute("axis", Attr::Int(1))]);
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
+        cx.b.node("Concat", name, ins, &[out], vec![attribute("axis", Attr::Int(1))]);
     }
+
     /// dy split back on channels.
     fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
         let sizes: Vec<i64> = at.input_shapes.iter().map(|s| s.channels().unwrap_or(0) as i64).collect();

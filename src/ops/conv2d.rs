@@ -6,12 +6,12 @@
 use super::exec::weight_and_bias;
 use super::{arity, image, Init, Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::conv;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
-use crate::onnx::proto::AttributeProto;
+use crate::base::Shape;
+use crate::kernels::conv;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
+use crate::onnx_ir::proto::AttributeProto;
 use super::conv_grad::conv_weight_grad;
 use super::lower_grad::{channel_sum, emit, grad_step};
 use super::{GradValues, LoweredGrads};
@@ -93,11 +93,12 @@ impl PrimitiveOp for Conv2d {
         cx.input_grads.extend(dx.map(|dx| (0, dx)));
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let weight = [self.out_channels, self.in_channels, self.kernel, self.kernel];
         let (cout, s, p) = (self.out_channels, self.stride, self.padding);
-        lower_conv_node(cx, "Conv", node, ins, out, weight, cout, (s, p));
+        lower_conv_node(cx, "Conv", name, ins, out, weight, cout, (s, p));
     }
+
     /// dx as a `ConvTranspose` of dy with the same weight (`output_padding` restores the rows a
     /// stride-2 conv skipped); dW as a dilated conv of x by dy; db by a sum.
     fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
@@ -105,7 +106,7 @@ impl PrimitiveOp for Conv2d {
         let (_, ho, wo) = at.shape.as_image().expect("checked image");
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let weight = [self.out_channels, self.in_channels, k, k];
-        let wv = cx.weight_of(name, "weight", &weight);
+        let wv = cx.weight(name, "weight", &weight);
         let mut grads = LoweredGrads::default();
         if at.wants[0] {
             let pad = |size: usize, out: usize| (size + 2 * p - k - (out - 1) * s) as i64;
@@ -156,17 +157,17 @@ pub(super) fn conv_input(
 pub(super) fn lower_conv_node(
     cx: &mut Lowerer<'_>,
     op_type: &str,
-    node: &Node,
+    name: &str,
     ins: &[&str],
     out: &str,
     weight: [usize; 4],
     cout: usize,
     (stride, padding): (usize, usize),
 ) {
-    let w = cx.weight(node, "weight", &weight);
-    let bias = cx.weight(node, "bias", &[cout]);
+    let w = cx.weight(name, "weight", &weight);
+    let bias = cx.weight(name, "bias", &[cout]);
     let attrs = conv_attributes(weight[2], stride, padding);
-    cx.b.node(op_type, &node.name, &[ins[0], &w, &bias], &[out], attrs);
+    cx.b.node(op_type, name, &[ins[0], &w, &bias], &[out], attrs);
 }
 
 /// A square `Conv` or `ConvTranspose`'s kernel, stride and padding attributes.

@@ -6,8 +6,8 @@
 //! `MDC_CONV_WEIGHT_GRAD=dilated` picks the other form to measure it on a device.
 
 use super::lower_grad::{emit, grad_step, reduce_sum, reshape, transpose};
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 
 /// Which form a compiled step uses (read when it is compiled).
 fn dilated_form() -> bool {

@@ -8,14 +8,14 @@
 //! the roles of input and output gradient swapped.
 
 use super::conv2d::{conv_attributes, conv_input, conv_params, lower_conv_node};
-use super::conv_grad::conv_weight_grad;
 use super::exec::weight_and_bias;
 use super::{Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::conv;
-use crate::interp::Real;
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::conv;
+use crate::kernels::Real;
+use crate::onnx_ir::lower::Lowerer;
+use super::conv_grad::conv_weight_grad;
 use super::lower_grad::{channel_sum, emit, grad_step};
 use super::{GradValues, LoweredGrads};
 
@@ -125,11 +125,12 @@ impl PrimitiveOp for ConvTranspose2d {
         cx.input_grads.extend(dx.map(|dx| (0, dx)));
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let weight = [self.in_channels, self.out_channels, self.kernel, self.kernel];
         let (cout, s, p) = (self.out_channels, self.stride, self.padding);
-        lower_conv_node(cx, "ConvTranspose", node, ins, out, weight, cout, (s, p));
+        lower_conv_node(cx, "ConvTranspose", name, ins, out, weight, cout, (s, p));
     }
+
     /// The adjoint's forward: dx is a `Conv` of dy with the same weight; dW the adjoint conv's
     /// weight gradient with input and output gradient swapped; db by a sum.
     fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
@@ -137,7 +138,7 @@ impl PrimitiveOp for ConvTranspose2d {
         let (_, ho, wo) = at.shape.as_image().expect("checked image");
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let weight = [self.in_channels, self.out_channels, k, k];
-        let wv = cx.weight_of(name, "weight", &weight);
+        let wv = cx.weight(name, "weight", &weight);
         let mut grads = LoweredGrads::default();
         if at.wants[0] {
             let attrs = conv_attributes(k, s, p);

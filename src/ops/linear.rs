@@ -4,11 +4,11 @@
 use super::exec::weight_and_bias;
 use super::{arity, vector, Init, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::linear;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::linear;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 use super::lower_grad::{emit, grad_step, reduce_sum};
 use super::{GradValues, LoweredGrads};
 
@@ -65,15 +65,16 @@ impl PrimitiveOp for Linear {
         cx.input_grads.extend(dx.map(|dx| (0, dx)));
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        let w = cx.weight(node, "weight", &[self.out_features, self.in_features]);
-        let bias = cx.weight(node, "bias", &[self.out_features]);
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
+        let w = cx.weight(name, "weight", &[self.out_features, self.in_features]);
+        let bias = cx.weight(name, "bias", &[self.out_features]);
         let trans_b = vec![attribute("transB", Attr::Int(1))];
-        cx.b.node("Gemm", &node.name, &[ins[0], &w, &bias], &[out], trans_b);
+        cx.b.node("Gemm", name, &[ins[0], &w, &bias], &[out], trans_b);
     }
+
     /// dx = dy W, dW = dy^T x, db = sum over the batch.
     fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
-        let w = cx.weight_of(name, "weight", &[self.out_features, self.in_features]);
+        let w = cx.weight(name, "weight", &[self.out_features, self.in_features]);
         let mut grads = LoweredGrads::default();
         if at.wants[0] {
             grads.inputs.push((0, emit(cx, "Gemm", grad_step(name, "x"), &[at.dy, &w], vec![])));

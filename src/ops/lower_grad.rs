@@ -3,10 +3,10 @@
 //! knows), the static per-image shapes, the output's gradient, and which inputs want one.
 //! Helpers emitted by a backward lowering are named `<node>/grad/<step>`.
 
-use crate::graph::Shape;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
-use crate::onnx::proto::AttributeProto;
+use crate::base::Shape;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
+use crate::onnx_ir::proto::AttributeProto;
 
 /// The values a backward lowering reads.
 pub struct GradValues<'a> {

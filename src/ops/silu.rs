@@ -2,10 +2,10 @@
 
 use super::{arity, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::activation;
-use crate::interp::Real;
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::activation;
+use crate::kernels::Real;
+use crate::onnx_ir::lower::Lowerer;
 use super::lower_grad::{emit, grad_step};
 use super::{GradValues, LoweredGrads};
 
@@ -45,11 +45,12 @@ impl PrimitiveOp for Silu {
     }
 
     /// As x * Sigmoid(x), which onnxruntime fuses.
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        let sig = format!("{}/sigmoid", node.name);
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
+        let sig = format!("{name}/sigmoid");
         cx.b.node("Sigmoid", &sig, &[ins[0]], &[&sig], vec![]);
-        cx.b.node("Mul", &node.name, &[ins[0], &sig], &[out], vec![]);
+        cx.b.node("Mul", name, &[ins[0], &sig], &[out], vec![]);
     }
+
     /// dx = dy * (s + y (1 - s)) with s the forward's sigmoid and y = x s its output.
     fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
         let sig = format!("{name}/sigmoid");

@@ -4,11 +4,11 @@
 
 use super::{arity, Param, ParamSpec, PrimitiveOp, Rank, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::embedding;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::embedding;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,8 +57,7 @@ impl PrimitiveOp for TimestepEmbedding {
         cx.pool.give(dy);
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        let name = node.name.as_str();
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let step = |s: &str| format!("{name}/{s}");
         // Arguments in f64: t * freq reaches ~1000 rad, where f32 rounding would already
         // move sin/cos by ~1e-4.
@@ -76,6 +75,7 @@ impl PrimitiveOp for TimestepEmbedding {
         cx.b.node("Concat", &cat, &[&sin, &cos], &[&cat], vec![attribute("axis", Attr::Int(1))]);
         cx.b.node("Cast", name, &[&cat], &[out], vec![attribute("to", Attr::Int(1))]);
     }
+
     /// Its input is the timestep, which takes no gradient; it has no parameters.
     fn lower_backward(&self, _: &mut Lowerer<'_>, _: &str, _: &GradValues<'_>) -> LoweredGrads {
         LoweredGrads::default()

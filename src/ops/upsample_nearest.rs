@@ -2,11 +2,11 @@
 
 use super::{arity, image, Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::upsample;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::upsample;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 use super::lower_grad::{grad_step, reduce_sum, reshape};
 use super::{GradValues, LoweredGrads};
 
@@ -56,12 +56,12 @@ impl PrimitiveOp for UpsampleNearest {
     }
 
     /// asymmetric + floor: output pixel i reads input floor(i / scale), an exact repeat.
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let (scale, s) = (self.scale, self.scale as f32);
         let scales = cx.b.const_f32(&format!("scales{scale}"), &[4], &[1.0, 1.0, s, s]);
         cx.b.node(
             "Resize",
-            &node.name,
+            name,
             &[ins[0], "", &scales],
             &[out],
             vec![
@@ -71,6 +71,7 @@ impl PrimitiveOp for UpsampleNearest {
             ],
         );
     }
+
     /// Each input pixel's gradient is the sum of its scale x scale copies: a Reshape that puts
     /// the copies on their own axes, and a ReduceSum over them.
     fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {

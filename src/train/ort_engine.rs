@@ -130,7 +130,7 @@ pub fn time_ort_steps(
     seed: u64,
 ) -> anyhow::Result<Vec<f64>> {
     let (c, h, w) = graph.input_shape().as_image().context("the model's input is not an image")?;
-    let mut rng = crate::rng::Rng::new(seed);
+    let mut rng = crate::base::rng::Rng::new(seed);
     let images = ndarray::Array4::from_shape_simple_fn((batch.max(1) * 4, c, h, w), || {
         rng.uniform_range(-1.0, 1.0) as f32
     });

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::graph::{Graph, NodeId, Shape};
-use crate::onnx::lower::Lowerer;
 use crate::onnx::{hide_labels, live_nodes, value_names};
+use crate::onnx_ir::lower::Lowerer;
 use crate::ops::GradValues;
 
 /// The lowered forward: each node's value name and the nodes the output depends on.
@@ -37,7 +37,7 @@ pub(crate) fn forward(cx: &mut Lowerer<'_>, graph: &Graph, x: &str) -> Forward {
     for (id, node) in graph.nodes.iter().enumerate() {
         if live.contains(&id) && !is_graph_input(graph, id) {
             let ins: Vec<&str> = node.inputs.iter().map(|&i| names[i].as_str()).collect();
-            cx.lower(node, &ins, &names[id]);
+            node.op.lower_onnx(cx, &node.name, &ins, &names[id]);
         }
     }
     Forward { names, live }

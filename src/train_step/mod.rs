@@ -17,12 +17,12 @@ mod update;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::graph::Graph;
-use crate::onnx::lower::Lowerer;
-use crate::onnx::proto::{
+use crate::onnx::{value_info, INPUT_T, INPUT_Y, IR_VERSION, OPSET};
+use crate::onnx_ir::lower::Lowerer;
+use crate::onnx_ir::proto::{
     tensor_proto::DataType, tensor_shape_proto::dimension, GraphProto, ModelProto, OperatorSetIdProto,
     ValueInfoProto,
 };
-use crate::onnx::{value_info, INPUT_T, INPUT_Y, IR_VERSION, OPSET};
 use crate::params::Params;
 
 /// The graph's input and output names.
@@ -258,7 +258,7 @@ fn flat_grads(cx: &mut Lowerer<'_>, layout: &FlatLayout, grads: Vec<Option<Strin
         out,
         &refs,
         &[out],
-        vec![crate::onnx::builder::attribute("axis", crate::onnx::builder::Attr::Int(0))],
+        vec![crate::onnx_ir::builder::attribute("axis", crate::onnx_ir::builder::Attr::Int(0))],
     );
     out.to_string()
 }

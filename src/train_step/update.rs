@@ -4,8 +4,8 @@
 //! `optim.rs`, `train/ema.rs`) so one step agrees to rounding.
 
 use super::{names, StepRecipe};
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 use crate::ops::lower_grad::{emit, reduce_sum, reshape};
 
 /// The per-image coefficients, each as an [N, 1, 1, 1] value, split from the `coefficients`
