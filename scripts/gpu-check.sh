@@ -63,7 +63,9 @@ for spec in "models/unet.toml 16,32,64,64 1 28" "models/unet-rgb32.toml 32,64,12
       --batch "$batch" --iters 20 --device cuda
   done
 done
+echo "--- TF32 on, and the conv weight gradient's other form (dilated Conv), for the choice by measurement"
 "$MDC" bench models/unet-rgb32.toml --engine ort --device cuda --tf32 --train-batch 256 --iters 20 --warmup 5
+MDC_CONV_WEIGHT_GRAD=dilated "$MDC" bench models/unet-rgb32.toml --engine ort --device cuda --train-batch 256 --iters 20 --warmup 5
 
 step "the main job on CUDA, scored by mdc eval"
 rm -rf /tmp/gpu-main
