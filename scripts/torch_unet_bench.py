@@ -26,7 +26,7 @@ TIME_DIM, TIME_HIDDEN = 32, 128
 
 def timestep_embedding(t, dim):
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     a = t[:, None].float() * freqs[None]
     return torch.cat([torch.sin(a), torch.cos(a)], dim=1)
 

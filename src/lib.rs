@@ -25,3 +25,4 @@ pub mod params;
 pub mod recipe;
 pub mod runtime;
 pub mod train;
+pub mod train_step;

@@ -36,6 +36,12 @@ const LAYERS: &[(&str, u8, &str)] = &[
 const SIBLINGS: &[(&str, &str, &str)] = &[
     ("runtime", "onnx", "onnxruntime runs what the exporter wrote: its input names and ModelInfo metadata"),
     ("bench", "train", "`mdc bench` times a training step with the trainer's AdamW"),
+    (
+        "train_step",
+        "onnx",
+        "the compiled step's forward is the exporter's: value names, label hiding, signature",
+    ),
+    ("runtime", "train_step", "onnxruntime runs the compiled training step: its input and output names"),
 ];
 
 /// Known violations that other branches of issue 26 remove: (file, imported top-level module).

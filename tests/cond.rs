@@ -438,6 +438,7 @@ fn job<'a>(graph: &'a Graph, drop: f64, out: &Path, steps: u64) -> TrainJob<'a> 
         resume: None,
         stop_after: None,
         progress: false,
+        engine: Default::default(),
     }
 }
 

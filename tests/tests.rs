@@ -33,6 +33,8 @@ mod train_cli;
 mod train_data;
 mod train_run;
 mod train_sampler;
+mod train_step_grads;
+mod train_step_parity;
 
 #[test]
 fn every_test_file_is_a_module() {

@@ -54,6 +54,7 @@ fn job<'a>(graph: &'a Graph, out: &Path, cfg: TrainConfig, data: Dataset) -> Tra
         resume: None,
         stop_after: None,
         progress: false,
+        engine: Default::default(),
     }
 }
 
@@ -205,6 +206,7 @@ fn run_at(out: &Path, steps: u64, precision: Precision, stop_after: Option<u64>,
         resume,
         stop_after,
         progress: false,
+        engine: Default::default(),
     };
     train(job).unwrap();
     read_loss_log(&out.join("loss.csv")).unwrap().iter().map(|r| r.loss).collect()

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::sample::MAX_IMAGES;
+use super::train::EngineArg;
 use super::UsageError;
 use crate::bench::{self, BenchOptions};
 use crate::kernels::bf16::{self, Precision};
 use crate::model;
+use crate::runtime::step_session::StepOptions;
 use crate::runtime::{self, Device, OrtDenoiser, SessionConfig};
 
 #[derive(Debug, clap::Args)]
@@ -46,14 +48,27 @@ pub struct Args {
     /// ONNX models: DDIM steps of the sampling measurement (0 skips it).
     #[arg(long, default_value_t = 50)]
     pub sample_steps: usize,
+    /// Model files: `ort` times the compiled training step (docs/train-step.md) in onnxruntime
+    /// on --device, at --train-batch images, instead of the interpreter.
+    #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+    pub engine: EngineArg,
+    /// --engine ort --device cuda: allow TensorFloat-32 (off: fp32).
+    #[arg(long)]
+    pub tf32: bool,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.model.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
         return run_onnx(args);
     }
+    if args.engine == EngineArg::Ort {
+        return run_step(args);
+    }
     if args.device != Device::Cpu {
-        anyhow::bail!("--device {} times ONNX models; the interpreter runs on the CPU", args.device);
+        anyhow::bail!(
+            "--device {} times ONNX models or (with --engine ort) the compiled training step; the interpreter runs on the CPU",
+            args.device
+        );
     }
     let model = model::load(&args.model)?;
     let (precision, note) =
@@ -126,5 +141,33 @@ fn run_onnx(args: &Args) -> anyhow::Result<ExitCode> {
             s.images_per_second()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The compiled training step in onnxruntime: median seconds per step at --train-batch.
+fn run_step(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.tf32 && args.device != Device::Cuda {
+        anyhow::bail!(UsageError("--tf32 applies to --device cuda only".into()));
+    }
+    let model = model::load(&args.model)?;
+    let batch = args.train_batch.unwrap_or(args.batch) as usize;
+    let opts = StepOptions { device: args.device, tf32: args.tf32, threads: None };
+    let (warmup, iters) = (args.warmup as usize, args.iters as usize);
+    eprintln!("benchmarking the compiled training step of {} (batch {batch}) ...", args.model.display());
+    let times = crate::train::time_ort_steps(&model.graph, opts, batch, warmup, iters, args.seed)?;
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    println!(
+        "{}: training step (forward, backward, loss, clipping, AdamW, EMA) in onnxruntime on {}{}, batch {batch}: \
+         median {:.2} ms (min {:.2}, max {:.2}), {:.1} images/s",
+        args.model.display(),
+        args.device,
+        if args.tf32 { " (TF32)" } else { "" },
+        median * 1e3,
+        sorted[0] * 1e3,
+        sorted[sorted.len() - 1] * 1e3,
+        batch as f64 / median
+    );
     Ok(ExitCode::SUCCESS)
 }

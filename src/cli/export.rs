@@ -17,6 +17,9 @@ use crate::params::{Params, WeightsFile};
 pub enum Format {
     /// ONNX (IR 10, opset 17), runs in onnxruntime 1.18 and newer.
     Onnx,
+    /// The whole training step (forward, backward, loss, clipping, AdamW, EMA) as one ONNX
+    /// graph, under the model file's [train] recipe (docs/train-step.md).
+    TrainStep,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,7 +55,9 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let Format::Onnx = args.format;
+    if args.format == Format::TrainStep {
+        return super::export_step::run(args);
+    }
     let model = model::load(&args.model)?;
     let cannot = || format!("cannot export {}", args.model.display());
     let file = args.weights.as_deref().map(WeightsFile::open).transpose().with_context(cannot)?;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod check;
 pub mod eval;
 pub mod export;
+mod export_step;
 pub mod graph;
 mod guide;
 pub mod sample;

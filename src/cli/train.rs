@@ -9,7 +9,9 @@ use super::UsageError;
 use crate::check::table::group_digits;
 use crate::data::{DataSource, Dataset};
 use crate::recipe::{Origin, Recipe, Setting, TrainConfig, SETTINGS};
-use crate::train::{checkpoint_path, stop_after_problem, train, Checkpoint, Diverged, TrainJob};
+use crate::runtime::step_session::StepOptions;
+use crate::runtime::Device;
+use crate::train::{checkpoint_path, stop_after_problem, train, Checkpoint, Diverged, TrainEngine, TrainJob};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,6 +38,43 @@ pub struct Args {
     /// No progress bar or progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Which engine runs the steps: mdc's interpreter, or the whole step compiled to one ONNX
+    /// graph run by onnxruntime (fp32; see docs/train-step.md).
+    #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+    pub engine: EngineArg,
+    /// Where onnxruntime runs the step (--engine ort); cuda needs the onnxruntime-gpu build and
+    /// never falls back to the CPU.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// Let CUDA use TensorFloat-32 in convolutions and matrix products (--device cuda; off: fp32).
+    #[arg(long)]
+    pub tf32: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// mdc's own interpreter (CPU).
+    Interp,
+    /// The compiled training step in onnxruntime.
+    Ort,
+}
+
+impl Args {
+    /// The engine asked for, or what is wrong with the combination of flags.
+    fn engine(&self) -> anyhow::Result<TrainEngine> {
+        match self.engine {
+            EngineArg::Interp if self.device != Device::Cpu || self.tf32 => bail!(UsageError(
+                "--device and --tf32 choose where onnxruntime runs the step: add --engine ort".into()
+            )),
+            EngineArg::Interp => Ok(TrainEngine::Interp),
+            EngineArg::Ort if self.tf32 && self.device != Device::Cuda => {
+                bail!(UsageError("--tf32 applies to --device cuda only".into()))
+            }
+            EngineArg::Ort => {
+                Ok(TrainEngine::Ort(StepOptions { device: self.device, tf32: self.tf32, threads: None }))
+            }
+        }
+    }
 }
 
 /// `--<setting>` flags, made from [`SETTINGS`] so a new setting gets its flag from its table entry.
@@ -119,7 +158,21 @@ impl Args {
     }
 }
 
+/// The defaults with the model file's `[train]` settings applied.
+pub(super) fn model_recipe(model: &crate::model::Model, model_name: &str) -> anyhow::Result<Recipe> {
+    let mut recipe = Recipe::new(TrainConfig::default(), Origin::Default);
+    if let Some(table) = &model.train {
+        // `mdc check` (in model::load) has already refused any bad setting, at its line.
+        recipe.apply_table(table, Origin::ModelFile).map_err(|problems| {
+            let lines: Vec<&str> = problems.iter().map(|(_, msg)| msg.as_str()).collect();
+            anyhow::anyhow!("{model_name}: [train]: {}", lines.join("; "))
+        })?;
+    }
+    Ok(recipe)
+}
+
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let engine = args.engine()?;
     let model = crate::model::load(&args.model)?;
     let model_name = args.model.display().to_string();
     let out_dir = args.out.clone().unwrap_or_else(|| default_out_dir(&args.model));
@@ -166,13 +219,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 ckpt_path.display()
             )));
         }
-        let mut recipe = Recipe::new(TrainConfig::default(), Origin::Default);
-        if let Some(table) = &model.train {
-            // `mdc check` (in model::load) has already refused any bad setting, at its line.
-            recipe.apply_table(table, Origin::ModelFile).map_err(|problems| {
-                let lines: Vec<&str> = problems.iter().map(|(_, msg)| msg.as_str()).collect();
-                anyhow::anyhow!("{model_name}: [train]: {}", lines.join("; "))
-            })?;
+        let mut recipe = model_recipe(&model, &model_name)?;
+        if model.train.is_some() {
             resolve_data_paths(&mut recipe, &args.model);
         }
         apply_overrides(&mut recipe, args)?;
@@ -224,6 +272,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         None => println!("output: {}", out_dir.display()),
     }
     println!("settings:\n{}", recipe.describe());
+    if let TrainEngine::Ort(opts) = engine {
+        println!(
+            "engine: the compiled training step in onnxruntime on {} (fp32{}; the `precision` setting applies to the interpreter)",
+            opts.device,
+            if opts.tf32 { ", TF32 allowed" } else { "" }
+        );
+    }
 
     let job = TrainJob {
         graph: &model.graph,
@@ -236,6 +291,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         resume,
         stop_after: args.stop_after,
         progress: !args.quiet,
+        engine,
     };
     let outcome = match train(job) {
         Ok(o) => o,

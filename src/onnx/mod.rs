@@ -193,7 +193,7 @@ pub fn export_to_file(
     Ok(bytes.len())
 }
 
-fn value_info(name: &str, elem_type: DataType, dims: Vec<dimension::Value>) -> ValueInfoProto {
+pub(crate) fn value_info(name: &str, elem_type: DataType, dims: Vec<dimension::Value>) -> ValueInfoProto {
     let shape = TensorShapeProto {
         dim: dims
             .into_iter()
@@ -246,7 +246,7 @@ fn lower_graph(lowerer: &mut lower::Lowerer, graph: &Graph, prefix: &str, out: &
 
 /// The labels the network reads: `y`, except the null label where `t < hide_below` (what the
 /// interpreter feeds, see [`Label::shown`]). Returns the value's name.
-fn hide_labels(lowerer: &mut lower::Lowerer, label: &Label, prefix: &str) -> String {
+pub(crate) fn hide_labels(lowerer: &mut lower::Lowerer, label: &Label, prefix: &str) -> String {
     let b = &mut lowerer.b;
     let below = b.const_f32(&format!("hide_below{}", label.hide_below), &[1], &[label.hide_below as f32]);
     let null = b.const_i64(&[label.null() as i64]);
@@ -306,7 +306,7 @@ fn renamed(graph: &Graph, prefix: &str) -> Graph {
 
 /// The ONNX value each node produces: `x`, `t`, `y` for the signature, the node name otherwise
 /// (suffixed if a node happens to be called like a signature name).
-fn value_names(graph: &Graph) -> Vec<String> {
+pub(crate) fn value_names(graph: &Graph) -> Vec<String> {
     graph
         .nodes
         .iter()
@@ -330,7 +330,7 @@ fn value_names(graph: &Graph) -> Vec<String> {
 }
 
 /// Nodes the output depends on; the rest (and their weights) are left out of the export.
-fn live_nodes(graph: &Graph) -> HashSet<NodeId> {
+pub(crate) fn live_nodes(graph: &Graph) -> HashSet<NodeId> {
     let mut live = HashSet::new();
     let mut stack = vec![graph.output];
     while let Some(id) = stack.pop() {

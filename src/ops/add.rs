@@ -6,6 +6,7 @@ use crate::base::Shape;
 use crate::kernels::elementwise;
 use crate::kernels::Real;
 use crate::onnx_ir::lower::Lowerer;
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Add;
@@ -50,6 +51,12 @@ impl PrimitiveOp for Add {
 
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         cx.b.node("Add", name, &[ins[0], ins[1]], &[out], vec![]);
+    }
+
+    /// Both inputs receive dy itself.
+    fn lower_backward(&self, _: &mut Lowerer<'_>, _: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let inputs = (0..2).filter(|&k| at.wants[k]).map(|k| (k, at.dy.to_string())).collect();
+        LoweredGrads { inputs, params: vec![] }
     }
 }
 

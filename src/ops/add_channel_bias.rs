@@ -6,6 +6,8 @@ use crate::base::Shape;
 use crate::kernels::elementwise;
 use crate::kernels::Real;
 use crate::onnx_ir::lower::Lowerer;
+use super::lower_grad::{grad_step, reduce_sum};
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddChannelBias;
@@ -51,6 +53,18 @@ impl PrimitiveOp for AddChannelBias {
         let u = format!("{name}/unsqueeze");
         cx.b.node("Unsqueeze", &u, &[ins[1], &axes], &[&u], vec![]);
         cx.b.node("Add", name, &[ins[0], &u], &[out], vec![]);
+    }
+
+    /// The map receives dy; the per-channel vector its sum over H and W.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let mut grads = LoweredGrads::default();
+        if at.wants[0] {
+            grads.inputs.push((0, at.dy.to_string()));
+        }
+        if at.wants[1] {
+            grads.inputs.push((1, reduce_sum(cx, grad_step(name, "bias"), at.dy, &[2, 3], false)));
+        }
+        grads
     }
 }
 

@@ -10,6 +10,8 @@ use crate::kernels::attention;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
+use super::lower_grad::{emit, grad_step, reduce_sum, reshape, transpose};
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attention {
@@ -110,6 +112,34 @@ impl PrimitiveOp for Attention {
         cx.b.node("Slice", &hw, &[&shape, &starts, &ends], &[&hw], vec![]);
         cx.b.node("Concat", &target, &[&keep_n_c, &hw], &[&target], vec![attribute("axis", Attr::Int(0))]);
         cx.b.node("Reshape", name, &[&o, &target], &[out], vec![]);
+    }
+
+    /// Through the forward's values: dv = do P, dP = do^T v, the softmax's
+    /// dS = P * (dP - sum(dP * P)), dk = q_scaled dS, dq = scale * k dS^T; stacked back as qkv.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let (heads, d) = (self.heads as i64, (self.channels / self.heads) as i64);
+        let fwd = |step: &str| format!("{name}/{step}");
+        let s = |step: &str| grad_step(name, step);
+        let (probs, q_scaled, k, v) = (fwd("softmax"), fwd("q_scaled"), fwd("k"), fwd("v"));
+        let scale = cx.b.const_f32(&format!("attn_scale{d}"), &[], &[1.0 / (d as f32).sqrt()]);
+        let swap = [0, 1, 3, 2];
+        let d_out = reshape(cx, s("out"), at.dy, &[0, heads, d, -1]);
+        let dv = emit(cx, "MatMul", s("v"), &[&d_out, &probs], vec![]);
+        let d_out_t = transpose(cx, s("out_t"), &d_out, &swap);
+        let dp = emit(cx, "MatMul", s("probs"), &[&d_out_t, &v], vec![]);
+        let dp_p = emit(cx, "Mul", s("probs_dot"), &[&dp, &probs], vec![]);
+        let row = reduce_sum(cx, s("probs_row"), &dp_p, &[-1], true);
+        let centred = emit(cx, "Sub", s("probs_centred"), &[&dp, &row], vec![]);
+        let ds = emit(cx, "Mul", s("scores"), &[&probs, &centred], vec![]);
+        let dk = emit(cx, "MatMul", s("k"), &[&q_scaled, &ds], vec![]);
+        let ds_t = transpose(cx, s("scores_t"), &ds, &swap);
+        let dq_scaled = emit(cx, "MatMul", s("q_scaled"), &[&k, &ds_t], vec![]);
+        let dq = emit(cx, "Mul", s("q"), &[&dq_scaled, &scale], vec![]);
+        let axis = vec![attribute("axis", Attr::Int(1))];
+        let stacked = emit(cx, "Concat", s("heads"), &[&dq, &dk, &dv], axis);
+        let shape = cx.shape_of(at.ins[0]);
+        let dqkv = emit(cx, "Reshape", s("qkv"), &[&stacked, &shape], vec![]);
+        LoweredGrads { inputs: vec![(0, dqkv)], params: vec![] }
     }
 }
 

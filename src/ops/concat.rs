@@ -7,6 +7,8 @@ use crate::kernels::elementwise;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
+use super::lower_grad::grad_step;
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Concat;
@@ -67,6 +69,18 @@ impl PrimitiveOp for Concat {
 
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         cx.b.node("Concat", name, ins, &[out], vec![attribute("axis", Attr::Int(1))]);
+    }
+
+    /// dy split back on channels.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let sizes: Vec<i64> = at.input_shapes.iter().map(|s| s.channels().unwrap_or(0) as i64).collect();
+        let split = cx.b.const_i64(&sizes);
+        let outs: Vec<String> = (0..sizes.len()).map(|k| grad_step(name, &format!("in{k}"))).collect();
+        let out_refs: Vec<&str> = outs.iter().map(String::as_str).collect();
+        let axis = vec![attribute("axis", Attr::Int(1))];
+        cx.b.node("Split", &grad_step(name, "split"), &[at.dy, &split], &out_refs, axis);
+        let inputs = outs.into_iter().enumerate().filter(|(k, _)| at.wants[*k]).collect();
+        LoweredGrads { inputs, params: vec![] }
     }
 }
 

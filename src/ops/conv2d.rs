@@ -11,6 +11,10 @@ use crate::kernels::conv;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
+use crate::onnx_ir::proto::AttributeProto;
+use super::conv_grad::conv_weight_grad;
+use super::lower_grad::{channel_sum, emit, grad_step, transpose};
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conv2d {
@@ -94,6 +98,37 @@ impl PrimitiveOp for Conv2d {
         let (cout, s, p) = (self.out_channels, self.stride, self.padding);
         lower_conv_node(cx, "Conv", name, ins, out, weight, cout, (s, p));
     }
+
+    /// dx as a `ConvTranspose` of dy with the same weight (`output_padding` restores the rows a
+    /// stride-2 conv skipped), at stride 1 as a `Conv` with the flipped kernel; dW as a dilated conv of x by dy; db by a sum.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let (_, h, w) = at.input_shapes[0].as_image().expect("checked image");
+        let (_, ho, wo) = at.shape.as_image().expect("checked image");
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let weight = [self.out_channels, self.in_channels, k, k];
+        let wv = cx.weight(name, "weight", &weight);
+        let mut grads = LoweredGrads::default();
+        if at.wants[0] && s == 1 && p < k {
+            // Stride 1: a plain conv with the kernel flipped and in and out swapped, padded
+            // k - 1 - p (onnxruntime's CPU Conv is about twice as fast as its ConvTranspose).
+            let swapped = transpose(cx, grad_step(name, "weight_swapped"), &wv, &[1, 0, 2, 3]);
+            let (ends, axes) = (cx.b.const_i64(&[i64::MIN, i64::MIN]), cx.b.const_i64(&[2, 3]));
+            let (last, back) = (cx.b.const_i64(&[-1, -1]), cx.b.const_i64(&[-1, -1]));
+            let slice_ins = [swapped.as_str(), &last, &ends, &axes, &back];
+            let flipped = emit(cx, "Slice", grad_step(name, "weight_flipped"), &slice_ins, vec![]);
+            let attrs = conv_attributes(k, 1, k - 1 - p);
+            grads.inputs.push((0, emit(cx, "Conv", grad_step(name, "x"), &[at.dy, &flipped], attrs)));
+        } else if at.wants[0] {
+            let pad = |size: usize, out: usize| (size + 2 * p - k - (out - 1) * s) as i64;
+            let mut attrs = conv_attributes(k, s, p);
+            attrs.push(attribute("output_padding", Attr::Ints(&[pad(h, ho), pad(w, wo)])));
+            let dx = emit(cx, "ConvTranspose", grad_step(name, "x"), &[at.dy, &wv], attrs);
+            grads.inputs.push((0, dx));
+        }
+        let dw = conv_weight_grad(cx, name, (at.ins[0], [h, w], self.in_channels), (at.dy, [ho, wo]), (k, s, p));
+        grads.params = vec![dw, channel_sum(cx, name, at.dy)];
+        grads
+    }
 }
 
 /// A conv's (or transposed conv's) weight of shape `weight` and bias of `cout`, PyTorch's init
@@ -141,18 +176,18 @@ pub(super) fn lower_conv_node(
 ) {
     let w = cx.weight(name, "weight", &weight);
     let bias = cx.weight(name, "bias", &[cout]);
-    let (k, s, p) = (weight[2] as i64, stride as i64, padding as i64);
-    cx.b.node(
-        op_type,
-        name,
-        &[ins[0], &w, &bias],
-        &[out],
-        vec![
-            attribute("kernel_shape", Attr::Ints(&[k, k])),
-            attribute("strides", Attr::Ints(&[s, s])),
-            attribute("pads", Attr::Ints(&[p, p, p, p])),
-        ],
-    );
+    let attrs = conv_attributes(weight[2], stride, padding);
+    cx.b.node(op_type, name, &[ins[0], &w, &bias], &[out], attrs);
+}
+
+/// A square `Conv` or `ConvTranspose`'s kernel, stride and padding attributes.
+pub(super) fn conv_attributes(kernel: usize, stride: usize, padding: usize) -> Vec<AttributeProto> {
+    let (k, s, p) = (kernel as i64, stride as i64, padding as i64);
+    vec![
+        attribute("kernel_shape", Attr::Ints(&[k, k])),
+        attribute("strides", Attr::Ints(&[s, s])),
+        attribute("pads", Attr::Ints(&[p, p, p, p])),
+    ]
 }
 
 #[cfg(test)]

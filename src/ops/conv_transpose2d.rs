@@ -7,7 +7,7 @@
 //! gradient, the input gradient is C's forward, the weight gradient is C's weight gradient with
 //! the roles of input and output gradient swapped.
 
-use super::conv2d::{conv_input, conv_params, lower_conv_node};
+use super::conv2d::{conv_attributes, conv_input, conv_params, lower_conv_node};
 use super::exec::weight_and_bias;
 use super::{Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
@@ -15,6 +15,9 @@ use crate::base::Shape;
 use crate::kernels::conv;
 use crate::kernels::Real;
 use crate::onnx_ir::lower::Lowerer;
+use super::conv_grad::conv_weight_grad;
+use super::lower_grad::{channel_sum, emit, grad_step};
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvTranspose2d {
@@ -126,6 +129,25 @@ impl PrimitiveOp for ConvTranspose2d {
         let weight = [self.in_channels, self.out_channels, self.kernel, self.kernel];
         let (cout, s, p) = (self.out_channels, self.stride, self.padding);
         lower_conv_node(cx, "ConvTranspose", name, ins, out, weight, cout, (s, p));
+    }
+
+    /// The adjoint's forward: dx is a `Conv` of dy with the same weight; dW the adjoint conv's
+    /// weight gradient with input and output gradient swapped; db by a sum.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let (_, h, w) = at.input_shapes[0].as_image().expect("checked image");
+        let (_, ho, wo) = at.shape.as_image().expect("checked image");
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let weight = [self.in_channels, self.out_channels, k, k];
+        let wv = cx.weight(name, "weight", &weight);
+        let mut grads = LoweredGrads::default();
+        if at.wants[0] {
+            let attrs = conv_attributes(k, s, p);
+            let dx = emit(cx, "Conv", grad_step(name, "x"), &[at.dy, &wv], attrs);
+            grads.inputs.push((0, dx));
+        }
+        let dw = conv_weight_grad(cx, name, (at.dy, [ho, wo], self.out_channels), (at.ins[0], [h, w]), (k, s, p));
+        grads.params = vec![dw, channel_sum(cx, name, at.dy)];
+        grads
     }
 }
 

@@ -10,6 +10,8 @@ use crate::kernels::class_embedding;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
+use super::lower_grad::{emit, grad_step};
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embedding {
@@ -63,6 +65,16 @@ impl PrimitiveOp for Embedding {
         let w = cx.weight(name, "weight", &[self.rows, self.features]);
         let axis = vec![attribute("axis", Attr::Int(0))];
         cx.b.node("Gather", name, &[&w, ins[0]], &[out], axis);
+    }
+
+    /// dW = onehot(labels)^T dy: a `OneHot` and a `Gemm`, deterministic (unlike a scatter-add).
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let depth = cx.b.const_i64(&[self.rows as i64]);
+        let values = cx.b.const_f32("off_on", &[2], &[0.0, 1.0]);
+        let onehot = emit(cx, "OneHot", grad_step(name, "onehot"), &[at.ins[0], &depth, &values], vec![]);
+        let trans_a = vec![attribute("transA", Attr::Int(1))];
+        let dw = emit(cx, "Gemm", grad_step(name, "weight"), &[&onehot, at.dy], trans_a);
+        LoweredGrads { inputs: vec![], params: vec![dw] }
     }
 }
 

@@ -9,6 +9,8 @@ use crate::kernels::norm;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
+use super::lower_grad::{channel_sum, emit, grad_step, reduce_mean, reduce_sum, reshape};
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupNorm {
@@ -112,6 +114,42 @@ impl PrimitiveOp for GroupNorm {
         cx.b.node("Reshape", &back, &[&n, &shape], &[&back], vec![]);
         cx.b.node("Mul", &scaled, &[&back, &w], &[&scaled], vec![]);
         cx.b.node("Add", name, &[&scaled, &bias], &[out], vec![]);
+    }
+
+    /// By reductions over each group: with xhat = (x - mean) / std recomputed from x,
+    /// dgamma = sum dy xhat, dbeta = sum dy, and dx = (g - mean(g) - xhat mean(g xhat)) / std
+    /// for g = dy gamma.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let (groups, channels) = (self.groups as i64, self.channels);
+        let s = |step: &str| grad_step(name, step);
+        let x = at.ins[0];
+        let shape = cx.shape_of(x);
+        let xg = reshape(cx, s("x_grouped"), x, &[0, groups, -1]);
+        let mean = reduce_mean(cx, s("mean"), &xg, &[2]);
+        let centred = emit(cx, "Sub", s("centred"), &[&xg, &mean], vec![]);
+        let sq = emit(cx, "Mul", s("centred_sq"), &[&centred, &centred], vec![]);
+        let var = reduce_mean(cx, s("var"), &sq, &[2]);
+        let eps = cx.b.const_f32(&format!("eps{}", self.eps), &[], &[self.eps]);
+        let var_eps = emit(cx, "Add", s("var_eps"), &[&var, &eps], vec![]);
+        let std = emit(cx, "Sqrt", s("std"), &[&var_eps], vec![]);
+        let rstd = emit(cx, "Reciprocal", s("rstd"), &[&std], vec![]);
+        let xhat_g = emit(cx, "Mul", s("xhat_grouped"), &[&centred, &rstd], vec![]);
+        let xhat = emit(cx, "Reshape", s("xhat"), &[&xhat_g, &shape], vec![]);
+        let dy_xhat = emit(cx, "Mul", s("dy_xhat"), &[at.dy, &xhat], vec![]);
+        let dgamma = reduce_sum(cx, s("weight"), &dy_xhat, &[0, 2, 3], false);
+        let dbeta = channel_sum(cx, name, at.dy);
+        let gamma = cx.weight(name, "weight", &[channels, 1, 1]);
+        let g = emit(cx, "Mul", s("dxhat"), &[at.dy, &gamma], vec![]);
+        let gg = reshape(cx, s("dxhat_grouped"), &g, &[0, groups, -1]);
+        let mean_g = reduce_mean(cx, s("mean_dxhat"), &gg, &[2]);
+        let g_xhat = emit(cx, "Mul", s("dxhat_xhat"), &[&gg, &xhat_g], vec![]);
+        let mean_g_xhat = reduce_mean(cx, s("mean_dxhat_xhat"), &g_xhat, &[2]);
+        let proj = emit(cx, "Mul", s("projection"), &[&xhat_g, &mean_g_xhat], vec![]);
+        let less_mean = emit(cx, "Sub", s("less_mean"), &[&gg, &mean_g], vec![]);
+        let less_proj = emit(cx, "Sub", s("less_projection"), &[&less_mean, &proj], vec![]);
+        let dx_g = emit(cx, "Mul", s("x_grouped_grad"), &[&less_proj, &rstd], vec![]);
+        let dx = emit(cx, "Reshape", s("x"), &[&dx_g, &shape], vec![]);
+        LoweredGrads { inputs: vec![(0, dx)], params: vec![dgamma, dbeta] }
     }
 }
 

@@ -9,6 +9,8 @@ use crate::kernels::linear;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
+use super::lower_grad::{emit, grad_step, reduce_sum};
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Linear {
@@ -68,6 +70,20 @@ impl PrimitiveOp for Linear {
         let bias = cx.weight(name, "bias", &[self.out_features]);
         let trans_b = vec![attribute("transB", Attr::Int(1))];
         cx.b.node("Gemm", name, &[ins[0], &w, &bias], &[out], trans_b);
+    }
+
+    /// dx = dy W, dW = dy^T x, db = sum over the batch.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let w = cx.weight(name, "weight", &[self.out_features, self.in_features]);
+        let mut grads = LoweredGrads::default();
+        if at.wants[0] {
+            grads.inputs.push((0, emit(cx, "Gemm", grad_step(name, "x"), &[at.dy, &w], vec![])));
+        }
+        let trans_a = vec![attribute("transA", Attr::Int(1))];
+        let dw = emit(cx, "Gemm", grad_step(name, "weight"), &[at.dy, at.ins[0]], trans_a);
+        let db = reduce_sum(cx, grad_step(name, "bias"), at.dy, &[0], false);
+        grads.params = vec![dw, db];
+        grads
     }
 }
 

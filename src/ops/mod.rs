@@ -8,11 +8,14 @@
 //! its dispatch, so every consumer match is exhaustive and a new op that misses a method does
 //! not compile.
 
+mod conv_grad;
 mod error;
 mod exec;
+pub mod lower_grad;
 
 pub use error::{Param, Rank, ShapeError};
 pub use exec::{Backward, Forward};
+pub use lower_grad::{GradValues, LoweredGrads};
 
 use crate::base::Shape;
 use crate::kernels::Real;
@@ -79,6 +82,11 @@ pub trait PrimitiveOp {
     /// value `out`. The node carrying the result is named `name` (`down1.conv`), helpers
     /// `<name>/<step>`; shapes that depend on N, H or W are read at run time.
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str);
+
+    /// Emits the ONNX nodes computing the gradients of node `name` (the training step's
+    /// backward) from the forward's values and the output's gradient `at.dy`: the wanted inputs'
+    /// gradients and every parameter's, as values named `<name>/grad/<step>`.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads;
 }
 
 /// The [`PrimitiveOp`] methods the graph's inputs (`x`, `t`, `y`) share: no parameters, no
@@ -108,6 +116,16 @@ macro_rules! graph_input_methods {
         }
 
         fn lower_onnx(&self, _: &mut $crate::onnx_ir::lower::Lowerer<'_>, _: &str, _: &[&str], _: &str) {}
+
+        /// A graph input takes no gradient.
+        fn lower_backward(
+            &self,
+            _: &mut $crate::onnx_ir::lower::Lowerer<'_>,
+            _: &str,
+            _: &$crate::ops::GradValues<'_>,
+        ) -> $crate::ops::LoweredGrads {
+            $crate::ops::LoweredGrads::default()
+        }
     };
 }
 
@@ -201,6 +219,10 @@ macro_rules! registry {
 
             pub fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
                 match self { $(Op::$variant(op) => op.lower_onnx(cx, name, ins, out),)* }
+            }
+
+            pub fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+                match self { $(Op::$variant(op) => op.lower_backward(cx, name, at),)* }
             }
         }
     };

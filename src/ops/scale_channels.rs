@@ -8,6 +8,8 @@ use crate::base::Shape;
 use crate::kernels::elementwise;
 use crate::kernels::Real;
 use crate::onnx_ir::lower::Lowerer;
+use super::lower_grad::{emit, grad_step, reduce_sum};
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScaleChannels;
@@ -59,6 +61,20 @@ impl PrimitiveOp for ScaleChannels {
         cx.b.node("Unsqueeze", &u, &[ins[1], &axes], &[&u], vec![]);
         cx.b.node("Add", &f, &[&u, &one], &[&f], vec![]);
         cx.b.node("Mul", name, &[ins[0], &f], &[out], vec![]);
+    }
+
+    /// dx = dy * (1 + scale) (the forward's factor); dscale = sum over H, W of dy * x.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let mut grads = LoweredGrads::default();
+        if at.wants[0] {
+            let factor = format!("{name}/factor");
+            grads.inputs.push((0, emit(cx, "Mul", grad_step(name, "x"), &[at.dy, &factor], vec![])));
+        }
+        if at.wants[1] {
+            let prod = emit(cx, "Mul", grad_step(name, "dy_x"), &[at.dy, at.ins[0]], vec![]);
+            grads.inputs.push((1, reduce_sum(cx, grad_step(name, "scale"), &prod, &[2, 3], false)));
+        }
+        grads
     }
 }
 

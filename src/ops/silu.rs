@@ -6,6 +6,8 @@ use crate::base::Shape;
 use crate::kernels::activation;
 use crate::kernels::Real;
 use crate::onnx_ir::lower::Lowerer;
+use super::lower_grad::{emit, grad_step};
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Silu;
@@ -47,6 +49,17 @@ impl PrimitiveOp for Silu {
         let sig = format!("{name}/sigmoid");
         cx.b.node("Sigmoid", &sig, &[ins[0]], &[&sig], vec![]);
         cx.b.node("Mul", name, &[ins[0], &sig], &[out], vec![]);
+    }
+
+    /// dx = dy * (s + y (1 - s)) with s the forward's sigmoid and y = x s its output.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let sig = format!("{name}/sigmoid");
+        let one = cx.b.const_f32("one", &[], &[1.0]);
+        let rest = emit(cx, "Sub", grad_step(name, "one_minus_s"), &[&one, &sig], vec![]);
+        let ys = emit(cx, "Mul", grad_step(name, "y_rest"), &[at.out, &rest], vec![]);
+        let slope = emit(cx, "Add", grad_step(name, "slope"), &[&sig, &ys], vec![]);
+        let dx = emit(cx, "Mul", grad_step(name, "x"), &[at.dy, &slope], vec![]);
+        LoweredGrads { inputs: vec![(0, dx)], params: vec![] }
     }
 }
 

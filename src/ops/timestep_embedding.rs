@@ -9,6 +9,7 @@ use crate::kernels::embedding;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimestepEmbedding {
@@ -73,6 +74,11 @@ impl PrimitiveOp for TimestepEmbedding {
         cx.b.node("Cos", &cos, &[&arg], &[&cos], vec![]);
         cx.b.node("Concat", &cat, &[&sin, &cos], &[&cat], vec![attribute("axis", Attr::Int(1))]);
         cx.b.node("Cast", name, &[&cat], &[out], vec![attribute("to", Attr::Int(1))]);
+    }
+
+    /// Its input is the timestep, which takes no gradient; it has no parameters.
+    fn lower_backward(&self, _: &mut Lowerer<'_>, _: &str, _: &GradValues<'_>) -> LoweredGrads {
+        LoweredGrads::default()
     }
 }
 

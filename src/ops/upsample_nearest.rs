@@ -7,6 +7,8 @@ use crate::kernels::upsample;
 use crate::kernels::Real;
 use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
+use super::lower_grad::{grad_step, reduce_sum, reshape};
+use super::{GradValues, LoweredGrads};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpsampleNearest {
@@ -68,6 +70,17 @@ impl PrimitiveOp for UpsampleNearest {
                 attribute("nearest_mode", Attr::Str("floor")),
             ],
         );
+    }
+
+    /// Each input pixel's gradient is the sum of its scale x scale copies: a Reshape that puts
+    /// the copies on their own axes, and a ReduceSum over them.
+    fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
+        let (c, h, w) = at.input_shapes[0].as_image().expect("checked image");
+        let s = self.scale as i64;
+        let dims = [0, c as i64, h as i64, s, w as i64, s];
+        let blocks = reshape(cx, grad_step(name, "blocks"), at.dy, &dims);
+        let dx = reduce_sum(cx, grad_step(name, "x"), &blocks, &[3, 5], false);
+        LoweredGrads { inputs: vec![(0, dx)], params: vec![] }
     }
 }
 

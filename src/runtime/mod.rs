@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod discover;
 mod session;
+pub mod step_session;
 
 pub use session::{Device, OrtDenoiser, SessionConfig};

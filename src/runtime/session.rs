@@ -71,13 +71,7 @@ impl OrtDenoiser {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read the ONNX model {}", path.display()))?;
         let integrity = verify_integrity(&bytes, path, config.allow_modified)?;
-        let threads = config
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        let mut builder = Session::builder(env)
-            .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
-            .and_then(|b| Ok(b.with_intra_threads(threads)?))
-            .context("cannot configure an onnxruntime session")?;
+        let mut builder = session_builder(env, config.threads)?;
         if config.device == Device::Cuda {
             let cuda = ort::ep::CUDA::default().build().error_on_failure();
             builder = builder.with_execution_providers([cuda]).map_err(|e| cuda_error(&e.to_string()))?;
@@ -337,8 +331,22 @@ fn check_signature(
     }
 }
 
+/// A session builder with every graph optimisation and `threads` threads inside each op (None:
+/// one per available CPU).
+pub(crate) fn session_builder(
+    env: &ort::environment::Environment,
+    threads: Option<usize>,
+) -> anyhow::Result<ort::session::builder::SessionBuilder> {
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    Session::builder(env)
+        .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
+        .and_then(|b| Ok(b.with_intra_threads(threads)?))
+        .context("cannot configure an onnxruntime session")
+}
+
 /// Turns a failed CUDA provider registration into a message naming what is missing.
-fn cuda_error(ort_message: &str) -> anyhow::Error {
+pub(crate) fn cuda_error(ort_message: &str) -> anyhow::Error {
     let library = discover::loaded_library().map(Path::to_path_buf).unwrap_or_default();
     let dir = library.parent().unwrap_or(Path::new("."));
     let provider = dir.join(CUDA_PROVIDER_LIBRARY);

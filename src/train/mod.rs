@@ -9,6 +9,7 @@ mod ema;
 mod log;
 mod lr;
 pub mod optim;
+mod ort_engine;
 mod plot;
 mod state;
 
@@ -21,8 +22,9 @@ pub use checkpoint::{Checkpoint, CheckpointError, Guide, CHECKPOINT_FILE};
 pub use ema::{ema_decay, update_ema};
 pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};
 pub use lr::learning_rate;
+pub use ort_engine::{sample_with_ort, step_recipe, time_ort_steps, OrtSteps, TrainEngine};
 pub use plot::loss_svg;
-pub use state::{mse_and_grad, LabelDropout, StepStats, TrainState};
+pub use state::{mse_and_grad, Batch, LabelDropout, NonFinite, StepStats, TrainState};
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::base::image_io::{write_grid, GridLayout};
 use crate::data::Dataset;
-use crate::diffusion::{ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, DEFAULT_GUIDANCE};
+use crate::diffusion::{ClassGuidance, NoiseSchedule, SampleOptions, Sampler, DEFAULT_GUIDANCE};
 use crate::graph::Graph;
 use crate::interp::sample_images;
 use crate::interp::Executor;
@@ -66,6 +68,8 @@ pub struct TrainJob<'a> {
     pub stop_after: Option<u64>,
     /// Show a progress bar (or, without a terminal, a line every few percent).
     pub progress: bool,
+    /// The interpreter, or the compiled step in onnxruntime.
+    pub engine: TrainEngine,
 }
 
 /// What a finished (or deliberately stopped) run produced.
@@ -126,6 +130,10 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     let mut log = LossLog::open(&log_path, (start > 0).then_some(start))?;
     let mut exec = Executor::new(job.graph.clone()).with_precision(job.config.precision);
     let mut grads = state.params.zeros_like();
+    let mut ort = match job.engine {
+        TrainEngine::Interp => None,
+        TrainEngine::Ort(opts) => Some(OrtSteps::open(job.graph, cfg, opts, &state)?),
+    };
     let end = job.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
     let classes = job.graph.classes();
     let dropout = classes.zip(job.label_drop).map(|(null, drop)| LabelDropout { null: null as u32, drop });
@@ -151,22 +159,25 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     let mut smoothed: Option<f64> = None;
     let mut smoothed_q: [Option<f64>; 4] = [None; 4];
     while state.step < end {
-        let StepStats { loss, lr, grad_norm, quarters } =
-            match state.step(&mut exec, &mut grads, &job.dataset, &schedule, cfg, dropout) {
-                Ok(s) => s,
-                Err(bad) => {
-                    bar.abandon();
-                    let kept = match last_saved {
-                        Some(s) => format!(
-                            "the last good checkpoint is {} (step {s}); nothing later was saved",
-                            ckpt_path.display()
-                        ),
-                        None => "no checkpoint had been written yet; nothing was saved".to_string(),
-                    };
-                    let step = state.step + 1;
-                    return Err(Diverged { step, what: bad.what, value: bad.value, lr: bad.lr, kept }.into());
-                }
-            };
+        let result = match ort.as_mut() {
+            None => state.step(&mut exec, &mut grads, &job.dataset, &schedule, cfg, dropout),
+            Some(o) => o.step(&mut state, &job.dataset, &schedule, cfg, dropout)?,
+        };
+        let StepStats { loss, lr, grad_norm, quarters } = match result {
+            Ok(s) => s,
+            Err(bad) => {
+                bar.abandon();
+                let kept = match last_saved {
+                    Some(s) => format!(
+                        "the last good checkpoint is {} (step {s}); nothing later was saved",
+                        ckpt_path.display()
+                    ),
+                    None => "no checkpoint had been written yet; nothing was saved".to_string(),
+                };
+                let step = state.step + 1;
+                return Err(Diverged { step, what: bad.what, value: bad.value, lr: bad.lr, kept }.into());
+            }
+        };
         let step = state.step;
         let seconds = started.elapsed().as_secs_f64() - preview_seconds;
         log.append(&LogRow { step, loss, lr, grad_norm, seconds, quarters })?;
@@ -188,13 +199,18 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
                 cfg.steps
             );
         }
-        if cfg.sample_every > 0 && step % cfg.sample_every == 0 && step < cfg.steps {
+        let preview = cfg.sample_every > 0 && step % cfg.sample_every == 0 && step < cfg.steps;
+        let save = step % cfg.checkpoint_every == 0 || step == end;
+        if let Some(o) = ort.as_mut().filter(|_| preview || save) {
+            o.sync(&mut state)?;
+        }
+        if preview {
             let t0 = Instant::now();
             let path = job.out_dir.join(PREVIEW_DIR).join(format!("step-{step:06}.png"));
-            write_preview(&path, job.graph, &state.ema, &schedule, cfg.prediction, image, cfg.seed)?;
+            write_preview(&path, job.graph, &state.ema, &schedule, cfg, image, job.engine)?;
             preview_seconds += t0.elapsed().as_secs_f64();
         }
-        if step % cfg.checkpoint_every == 0 || step == end {
+        if save {
             state
                 .checkpoint(cfg, &job.model_hash, &class_names)
                 .save(&ckpt_path)
@@ -245,8 +261,25 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
                 opts.count, opts.sampler
             );
         }
-        let guide = guide.map(|g| (g.weights, cfg.steering()));
-        let images = sample_images(job.graph, state.ema, guide, &schedule, image, &opts, job.progress)?;
+        let images = match job.engine {
+            TrainEngine::Interp => {
+                let guide = guide.map(|g| (g.weights, cfg.steering()));
+                sample_images(job.graph, state.ema, guide, &schedule, image, &opts, job.progress)?
+            }
+            TrainEngine::Ort(o) => {
+                let guide = guide.as_ref().map(|g| (g, cfg.steering()));
+                sample_with_ort(
+                    o.device,
+                    &job.out_dir,
+                    job.graph,
+                    &state.ema,
+                    guide,
+                    cfg,
+                    &opts,
+                    job.progress,
+                )?
+            }
+        };
         let layout =
             GridLayout { columns: per_class.unwrap_or(0), ..GridLayout::auto(image[1].max(image[2])) };
         write_grid(&path, &images, layout)?;
@@ -268,16 +301,18 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     })
 }
 
-/// A small grid from the EMA weights, written mid-run so a user sees early whether it learns.
+/// A small grid from the EMA weights, written mid-run so a user sees early whether it learns
+/// (sampled by the engine that trains: onnxruntime on its device for `--engine ort`).
 fn write_preview(
     path: &Path,
     graph: &Graph,
     ema: &Params,
     schedule: &NoiseSchedule,
-    prediction: Prediction,
+    cfg: &TrainConfig,
     image: [usize; 3],
-    seed: u64,
+    engine: TrainEngine,
 ) -> anyhow::Result<()> {
+    let (prediction, seed) = (cfg.prediction, cfg.seed);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -297,7 +332,13 @@ fn write_preview(
         seed,
         guidance,
     };
-    let images = sample_images(graph, ema.clone(), None, schedule, image, &opts, false)?;
+    let images = match engine {
+        TrainEngine::Interp => sample_images(graph, ema.clone(), None, schedule, image, &opts, false)?,
+        TrainEngine::Ort(o) => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            sample_with_ort(o.device, dir, graph, ema, None, cfg, &opts, false)?
+        }
+    };
     write_grid(path, &images, GridLayout::auto(image[1].max(image[2])))
 }
 

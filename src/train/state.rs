@@ -50,7 +50,7 @@ pub struct NonFinite {
     pub lr: f64,
 }
 
-fn hyper(cfg: &TrainConfig) -> AdamWHyper {
+pub(super) fn hyper(cfg: &TrainConfig) -> AdamWHyper {
     AdamWHyper {
         beta1: cfg.adam_beta1 as f32,
         beta2: cfg.adam_beta2 as f32,
@@ -122,23 +122,12 @@ impl TrainState {
     ) -> Result<StepStats, NonFinite> {
         let step = self.step + 1;
         let lr = learning_rate(cfg, step);
-        let batch = self.order.next_batch(cfg.batch);
-        let x0 = data.gather(&batch);
-        let t: Vec<usize> = (0..cfg.batch).map(|_| self.rng.below(cfg.timesteps)).collect();
-        let noise = Array4::from_shape_simple_fn(x0.raw_dim(), || self.rng.normal() as f32);
-        // Drawn after the noise, from the same generator: an unconditional run's stream is unchanged
-        // and a resumed conditional run drops the same labels.
-        let labels: Option<Vec<u32>> = dropout.map(|d| {
-            let labels =
-                data.gather_labels(&batch).expect("a conditional model's data was checked for labels");
-            labels.into_iter().map(|y| if self.rng.uniform() < d.drop { d.null } else { y }).collect()
-        });
+        let Batch { x0, t, noise, labels } = self.draw_batch(data, cfg, dropout);
         let xt = schedule.add_noise(x0.view(), noise.view(), &t);
         let tf = Array1::from_iter(t.iter().map(|&v| v as f32));
         let pred = exec.forward_labeled(&self.params, xt.view(), tf.view(), labels.as_deref(), true);
         let target = training_target(schedule, cfg.prediction, x0.view(), noise, &t);
-        let weights: Vec<f64> =
-            t.iter().map(|&ti| loss_weight(schedule, cfg.prediction, ti, cfg.min_snr_gamma)).collect();
+        let weights = loss_weights(schedule, cfg, &t);
         let (loss, per_image, dy) = mse_and_grad(&pred, &target, &weights);
         let quarters = quarter_means(&t, &per_image, cfg.timesteps);
         if !loss.is_finite() {
@@ -153,12 +142,53 @@ impl TrainState {
         self.opt.step(&mut self.params, grads, lr as f32);
         update_ema(&mut self.ema, &self.params, cfg.ema_decay, step);
         self.step = step;
-        // At or after (a resumed run may have been given fewer steps) the guide step.
-        if self.guide.is_none() && cfg.guide_step().is_some_and(|g| step >= g) {
-            self.guide = Some(Guide { step, weights: self.ema.clone() });
-        }
+        self.take_guide(cfg);
         Ok(StepStats { loss, lr, grad_norm, quarters })
     }
+
+    /// The next batch from the data order and the generator, exactly as every engine draws it: the
+    /// images, uniform timesteps, the noise, then (conditional) the labels after dropout.
+    pub fn draw_batch(&mut self, data: &Dataset, cfg: &TrainConfig, dropout: Option<LabelDropout>) -> Batch {
+        let batch = self.order.next_batch(cfg.batch);
+        let x0 = data.gather(&batch);
+        let t: Vec<usize> = (0..cfg.batch).map(|_| self.rng.below(cfg.timesteps)).collect();
+        let noise = Array4::from_shape_simple_fn(x0.raw_dim(), || self.rng.normal() as f32);
+        // Drawn after the noise, from the same generator: an unconditional run's stream is unchanged
+        // and a resumed conditional run drops the same labels.
+        let labels: Option<Vec<u32>> = dropout.map(|d| {
+            let labels =
+                data.gather_labels(&batch).expect("a conditional model's data was checked for labels");
+            labels.into_iter().map(|y| if self.rng.uniform() < d.drop { d.null } else { y }).collect()
+        });
+        Batch { x0, t, noise, labels }
+    }
+
+    /// Keeps the EMA weights as the autoguidance guide once the run is at or after (a resumed run
+    /// may have been given fewer steps) the guide step.
+    pub fn take_guide(&mut self, cfg: &TrainConfig) {
+        if self.guide.is_none() && cfg.guide_step().is_some_and(|g| self.step >= g) {
+            self.guide = Some(Guide { step: self.step, weights: self.ema.clone() });
+        }
+    }
+
+    /// Whether the step after this one takes the guide (its EMA must be on the host then).
+    pub fn takes_guide_next(&self, cfg: &TrainConfig) -> bool {
+        self.guide.is_none() && cfg.guide_step().is_some_and(|g| self.step + 1 >= g)
+    }
+}
+
+/// One step's data: clean images, timesteps, noise and, for a conditional model, the labels
+/// after dropout.
+pub struct Batch {
+    pub x0: Array4<f32>,
+    pub t: Vec<usize>,
+    pub noise: Array4<f32>,
+    pub labels: Option<Vec<u32>>,
+}
+
+/// Each image's loss weight (min-SNR) at its timestep.
+pub fn loss_weights(schedule: &NoiseSchedule, cfg: &TrainConfig, t: &[usize]) -> Vec<f64> {
+    t.iter().map(|&ti| loss_weight(schedule, cfg.prediction, ti, cfg.min_snr_gamma)).collect()
 }
 
 /// What the network should output for each image: the noise itself, or the velocity mixed from
@@ -223,7 +253,7 @@ pub fn mse_and_grad(
 }
 
 /// The mean of `values` per quarter of the timestep range [0, `t_count`).
-fn quarter_means(t: &[usize], values: &[f64], t_count: usize) -> [Option<f64>; 4] {
+pub(super) fn quarter_means(t: &[usize], values: &[f64], t_count: usize) -> [Option<f64>; 4] {
     let mut sums = [(0.0, 0usize); 4];
     for (&ti, &v) in t.iter().zip(values) {
         let q = (ti * 4 / t_count).min(3);
