@@ -55,9 +55,6 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.format == Format::TrainStep {
-        return super::export_step::run(args);
-    }
     let model = model::load(&args.model)?;
     let cannot = || format!("cannot export {}", args.model.display());
     let file = args.weights.as_deref().map(WeightsFile::open).transpose().with_context(cannot)?;

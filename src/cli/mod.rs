@@ -50,6 +50,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Graph(args) => graph::run(args),
         Command::Train(args) => train::run(args),
         Command::Sample(args) => sample::run(args),
+        Command::Export(args) if args.format == export::Format::TrainStep => export_step::run(args),
         Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),
