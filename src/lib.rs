@@ -24,4 +24,5 @@ pub mod optim;
 pub mod params;
 pub mod rng;
 pub mod runtime;
+pub mod torch;
 pub mod train;
