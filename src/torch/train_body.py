@@ -208,6 +208,16 @@ def digest(parts):
     return h.hexdigest()
 
 
+def metadata_digest(meta):
+    """mdc-checkpoint-v2's `metadata_sha256`: SHA-256 over every other entry in key order, each as
+    its key's and value's UTF-8 lengths (u64 little-endian) and bytes."""
+    h = hashlib.sha256()
+    for k in sorted(k for k in meta if k != "metadata_sha256"):
+        kb, vb = k.encode(), meta[k].encode()
+        h.update(struct.pack("<Q", len(kb)) + kb + struct.pack("<Q", len(vb)) + vb)
+    return h.hexdigest()
+
+
 def save_checkpoint(path, run, step):
     """Writes mdc's training checkpoint (`format` CHECKPOINT_FORMAT): `mdc sample`, `mdc export
     onnx` and `mdc train --resume` read it, and so does this script."""
@@ -242,6 +252,8 @@ def save_checkpoint(path, run, step):
         tensors.update({"guide." + n: t for n, t in zip(names, g)})
         meta["guide_step"] = str(g_step)
         meta["guide_sha256"] = digest([g])
+    if CHECKPOINT_FORMAT != "mdc-checkpoint-v1":
+        meta["metadata_sha256"] = metadata_digest(meta)
     write_safetensors(path, tensors, meta)
 
 
@@ -249,8 +261,10 @@ def load_checkpoint(path):
     """An mdc training checkpoint (from `mdc train` or this script), checked as mdc checks it:
     the format, the model file's hash, every tensor's name and shape, the digests."""
     tensors, meta = read_safetensors(path)
-    if meta.get("format") != CHECKPOINT_FORMAT:
+    if meta.get("format") not in ("mdc-checkpoint-v1", CHECKPOINT_FORMAT):
         raise RecipeError(f"{path} is not an mdc training checkpoint (no `format = {CHECKPOINT_FORMAT}` metadata)")
+    if meta["format"] != "mdc-checkpoint-v1" and meta.get("metadata_sha256") != metadata_digest(meta):
+        raise RecipeError(f"checkpoint {path} is corrupt: its metadata does not match its recorded SHA-256")
     if meta.get("model_hash") != M.MODEL_HASH:
         raise RecipeError(
             f"checkpoint {path} was trained from a different model file (sha256 {meta.get('model_hash', '?')[:12]}...; "
