@@ -76,7 +76,7 @@ fn header(out: &mut String, model: &Model, file: &str) {
     )
     .unwrap();
     out.push_str("import math\n\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n");
-    writeln!(out, "MODEL_FILE = {}", names::py(&file)).unwrap();
+    writeln!(out, "MODEL_FILE = {}", names::py(file)).unwrap();
     writeln!(out, "# sha256 of the model file: a checkpoint records it and must match it").unwrap();
     writeln!(out, "MODEL_HASH = {}", names::py(&model.hash)).unwrap();
     writeln!(out, "# x per image: channels, height, width").unwrap();
