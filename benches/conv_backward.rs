@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use mdc::interp::kernels::conv::{backward, forward, ConvGeom};
-use mdc::interp::Workers;
+use mdc::kernels::conv::{backward, forward, ConvGeom};
+use mdc::kernels::Workers;
 
 fn best_ms(mut f: impl FnMut()) -> f64 {
     let mut best = f64::MAX;

@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use mdc::interp::bf16::{self, Kernel, Src};
-use mdc::interp::{matmul_strided, Tr};
+use mdc::kernels::bf16::{self, Kernel, Src};
+use mdc::kernels::{matmul_strided, Tr};
 
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     f();

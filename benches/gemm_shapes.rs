@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use mdc::interp::{matmul, Tr};
+use mdc::kernels::{matmul, Tr};
 use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
 

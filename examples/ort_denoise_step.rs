@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(t < steps, "timestep {t} is outside 0..{steps}");
 
     // x_t: pure noise (a fixed seed), one image.
-    let mut rng = mdc::rng::Rng::new(7);
+    let mut rng = mdc::base::rng::Rng::new(7);
     let x = Array4::from_shape_simple_fn((1, c, h, w), || rng.normal() as f32);
     let tt = Array1::from_elem(1, t as f32);
     let outputs = session.run(ort::inputs![

@@ -14,12 +14,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use mdc::base::rng::Rng;
 use mdc::data::{DataSource, Dataset};
 use mdc::diffusion::NoiseSchedule;
-use mdc::interp::bf16::Precision;
 use mdc::interp::Executor;
+use mdc::kernels::Precision;
 use mdc::params::Params;
-use mdc::rng::Rng;
 use mdc::train::{LabelDropout, Origin, Recipe, TrainConfig, TrainState};
 use ndarray::{Array1, Array4};
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates src/onnx/proto.rs (prost types for ONNX) from the onnx.proto shipped in the Python
+# Regenerates src/onnx_ir/proto.rs (prost types for ONNX) from the onnx.proto shipped in the Python
 # `onnx` package, so that building mdc itself needs no protoc. Run it after changing the onnx
 # version below; commit the result. Needs cargo, Python 3 and network access to crates.io and PyPI.
 set -euo pipefail
@@ -49,6 +49,6 @@ RS
 
 HEADER
   cat "$work/gen/out/onnx.rs"
-} > "$repo/src/onnx/proto.rs.tmp"
-mv "$repo/src/onnx/proto.rs.tmp" "$repo/src/onnx/proto.rs"
-echo "wrote src/onnx/proto.rs (onnx $ONNX_VERSION, onnx.proto sha256 $sha...)"
+} > "$repo/src/onnx_ir/proto.rs.tmp"
+mv "$repo/src/onnx_ir/proto.rs.tmp" "$repo/src/onnx_ir/proto.rs"
+echo "wrote src/onnx_ir/proto.rs (onnx $ONNX_VERSION, onnx.proto sha256 $sha...)"

@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use ndarray::{Array1, Array4};
 
+use crate::base::rng::Rng;
+pub use crate::base::timing::{process_cpu_seconds, process_peak_bytes, Timing};
 use crate::graph::Graph;
-use crate::interp::bf16::Precision;
 use crate::interp::Executor;
-use crate::optim::{AdamW, AdamWHyper};
+use crate::kernels::bf16::Precision;
 use crate::params::Params;
-use crate::rng::Rng;
+use crate::train::optim::{AdamW, AdamWHyper};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -31,23 +32,6 @@ pub struct BenchOptions {
 impl Default for BenchOptions {
     fn default() -> Self {
         BenchOptions { batch: 8, train_batch: 32, iters: 10, warmup: 2, seed: 0, precision: Precision::Fp32 }
-    }
-}
-
-/// Median, fastest and slowest of a series of timings, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Timing {
-    pub median_ms: f64,
-    pub min_ms: f64,
-    pub max_ms: f64,
-}
-
-impl Timing {
-    pub fn of(mut ms: Vec<f64>) -> Timing {
-        ms.sort_by(f64::total_cmp);
-        let n = ms.len();
-        let median_ms = if n % 2 == 1 { ms[n / 2] } else { (ms[n / 2 - 1] + ms[n / 2]) / 2.0 };
-        Timing { median_ms, min_ms: ms[0], max_ms: ms[n - 1] }
     }
 }
 
@@ -95,25 +79,6 @@ impl BenchReport {
             / (self.step.median_ms / 1e3)
             / 1e9
     }
-}
-
-/// CPU seconds (user + system, all threads) this process has used, from /proc/self/stat. With
-/// other work on the machine, CPU time per step is the steadier measure of our own cost.
-pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // fields after the parenthesised command name; utime and stime are fields 14 and 15
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// Peak resident set size of this process, from /proc/self/status (Linux).
-pub fn process_peak_bytes() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 fn random_batch(graph: &Graph, batch: usize, rng: &mut Rng) -> (Array4<f32>, Array1<f32>) {

@@ -6,6 +6,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("mdc reads and writes little-endian tensor files and needs a little-endian target");
 
+pub mod base;
 pub mod bench;
 pub mod check;
 pub mod cli;
@@ -13,16 +14,15 @@ pub mod data;
 pub mod diffusion;
 pub mod dsl;
 pub mod eval;
-pub mod fsutil;
 pub mod graph;
-pub mod image_io;
 pub mod interp;
+pub mod kernels;
 pub mod model;
 pub mod onnx;
+pub mod onnx_ir;
 pub mod ops;
-pub mod optim;
 pub mod params;
-pub mod rng;
+pub mod recipe;
 pub mod runtime;
 pub mod torch;
 pub mod train;

@@ -16,7 +16,7 @@ pub struct Model {
     /// sha256 (hex) of the file's bytes: identifies the architecture in checkpoints.
     pub hash: String,
     pub graph: Graph,
-    /// The `[train]` section (every setting already checked against `train::SETTINGS`).
+    /// The `[train]` section (every setting already checked against `recipe::SETTINGS`).
     pub train: Option<toml::Table>,
     /// `[model] name`, when given.
     pub name: Option<String>,

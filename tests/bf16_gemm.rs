@@ -9,9 +9,9 @@
 //! Were the sum kept in bf16, a long reduction would lose every term below half an ulp of the
 //! running sum; `long_reductions_accumulate_in_fp32` catches that.
 
-use mdc::interp::bf16::{self, Kernel, Src};
-use mdc::interp::{matmul_strided, Tr};
-use mdc::rng::Rng;
+use mdc::base::rng::Rng;
+use mdc::kernels::bf16::{self, Kernel, Src};
+use mdc::kernels::{matmul_strided, Tr};
 
 const U_BF16: f64 = 1.0 / 256.0;
 const U_F32: f64 = 1.0 / 16_777_216.0;

@@ -8,10 +8,10 @@
 //! on |x|, |w|, |dy| (S bounds sum|a||b| for every output; col2im adds up to k*k such sums, all
 //! inside S). K is the longest reduction: Cin*k*k for y, Cout*k*k for dx, N*Ho*Wo for dW.
 
-use mdc::interp::bf16::{self, Precision};
-use mdc::interp::kernels::{conv, linear};
-use mdc::interp::Workers;
-use mdc::rng::Rng;
+use mdc::base::rng::Rng;
+use mdc::kernels::bf16::{self, Precision};
+use mdc::kernels::Workers;
+use mdc::kernels::{conv, linear};
 
 const U_BF16: f64 = 1.0 / 256.0;
 const U_F32: f64 = 1.0 / 16_777_216.0;

@@ -164,6 +164,60 @@ fn input_size_the_downsampling_cannot_take() {
 }
 
 #[test]
+fn strided_convs_and_transposed_convs_count_as_downsamples_and_upsamples() {
+    // Two stride-2 convs halve 10 -> 5 -> 3 and the transposed convs double it back: the input
+    // size is the one error, counted from the blocks' shapes, not from their kinds.
+    let r = one_error_at(
+        "resample_strided_convs.toml",
+        11,
+        &["an input size of 10x10 cannot be halved twice evenly (10 -> 5 -> 3)"],
+    );
+    let d = errors(&r)[0];
+    assert_eq!(d.expected.as_deref(), Some("a multiple of 4 for 2 downsamples"));
+    assert_eq!(d.help.as_deref(), Some("use 8 or 12 (or remove a downsample)"));
+    assert_eq!(
+        d.notes,
+        ["so the sizes at `cat2` no longer line up: `up2` gives [N, 16, 6, 6], `enc2` gives [N, 16, 5, 5]"]
+    );
+}
+
+#[test]
+fn an_unpaired_transposed_conv_is_named_as_unpaired_levels() {
+    // The strided model without its first transposed conv: one doubling for two halvings.
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resample_strided_convs.toml"),
+    )
+    .unwrap()
+    .replace("height = 10\nwidth = 10", "height = 8\nwidth = 8")
+    .replace("up2   = { op = \"conv_transpose\", in = \"mid\",   channels = \"channels[1]\", kernel = 4, stride = 2, padding = 1 }\n", "")
+    .replace("in = [\"up2\", \"enc2\"]", "in = [\"mid\", \"enc2\"]");
+    let r = match model::from_bytes(Path::new("strided.toml"), src.as_bytes()) {
+        Err(ModelError::Invalid { report }) => *report,
+        other => panic!("expected errors, got {other:?}"),
+    };
+    let help = only_error(&r, 25, "cat2");
+    assert!(
+        help.starts_with("`enc2` is at 4x4 and `mid` at 2x2: the model has 2 downsamples and 1 upsample"),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_renamed_output_block_is_suggested_by_its_shape() {
+    let r = one_error_at("output_renamed.toml", 3, &["no block named `out`"]);
+    assert_eq!(
+        errors(&r)[0].help.as_deref(),
+        Some("did you mean `final`, which gives x's shape [N, 1, 8, 8] and which nothing reads?")
+    );
+    // The edit of models/unet.toml: `out` renamed `final`, [model] unchanged.
+    let r = unet_edited("\nout      =", "\nfinal    =");
+    assert_eq!(
+        errors(&r)[0].help.as_deref(),
+        Some("did you mean `final`, which gives x's shape [N, 1, 28, 28] and which nothing reads?")
+    );
+}
+
+#[test]
 fn output_shape_differs_from_input() {
     let r =
         assert_error("output_shape.toml", 2, Some("[model]"), "output shape differs from the input shape");
@@ -448,6 +502,23 @@ fn helps_say_what_a_field_takes() {
 #[test]
 fn a_dotted_block_name_is_explained_as_toml_tables() {
     one_error_at("dotted_block.toml", 32, &["TOML reads a dotted key as nested tables", "write `mid_attn`"]);
+}
+
+#[test]
+fn a_dotted_block_under_an_existing_block_is_reported_at_the_dotted_line() {
+    // `out.norm` before `out`: TOML reports `out` as the duplicate; after it, the dotted key.
+    for (name, line, block_line) in [("dotted_block_clash.toml", 41, 43), ("dotted_block_after.toml", 42, 41)]
+    {
+        let r = one_error_at(
+            name,
+            line,
+            &["TOML reads `out.norm` as a field `norm` of a table `out`", "write `out_norm`"],
+        );
+        let labels = &r.located()[0].labels;
+        assert_eq!(labels.len(), 1, "{name}");
+        assert_eq!(labels[0].line, block_line, "{name}: the label is not at the block `out`");
+        assert!(!r.render().contains("defined twice"), "{name}:\n{}", r.render());
+    }
 }
 
 #[test]

@@ -5,8 +5,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
+use mdc::base::rng::Rng;
 use mdc::model::{self, ModelError};
-use mdc::rng::Rng;
 
 const MODELS: [&str; 4] =
     ["models/unet.toml", "models/unet-rgb32.toml", "models/unet-attn.toml", "tests/fixtures/small.toml"];

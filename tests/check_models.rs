@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mdc::graph::blocks::mini_unet;
+use mdc::check::blocks::mini_unet;
 use mdc::model::{self, ModelError};
 use sha2::{Digest, Sha256};
 
@@ -145,29 +145,4 @@ fn not_utf8_is_a_located_error() {
     let e = model::from_bytes(Path::new("bad.toml"), &bytes).unwrap_err();
     let text = e.to_string();
     assert!(text.contains("not valid UTF-8") && text.contains("bad.toml:"), "{text}");
-}
-
-/// The README's op and `[train]` tables are generated from the schemas (`dsl::schema::OPS`,
-/// `train::SETTINGS`); this keeps them in step. `MDC_UPDATE_README=1` rewrites them in place.
-#[test]
-fn readme_tables_come_from_the_schemas() {
-    let readme_path = path("README.md");
-    let readme = std::fs::read_to_string(&readme_path).unwrap();
-    let mut updated = readme.clone();
-    for (name, table) in
-        [("block-ops", mdc::dsl::schema::ops_markdown()), ("train-settings", mdc::train::settings_markdown())]
-    {
-        let (begin, end) = (format!("<!-- begin {name} -->\n"), format!("<!-- end {name} -->"));
-        let start = updated.find(&begin).unwrap_or_else(|| panic!("README.md lacks {begin:?}")) + begin.len();
-        let stop = start + updated[start..].find(&end).unwrap_or_else(|| panic!("README.md lacks {end:?}"));
-        updated.replace_range(start..stop, &table);
-    }
-    if std::env::var_os("MDC_UPDATE_README").is_some() {
-        std::fs::write(&readme_path, &updated).unwrap();
-    } else {
-        assert!(
-            readme == updated,
-            "README.md's generated tables are stale; run `MDC_UPDATE_README=1 cargo test --test check_models readme`"
-        );
-    }
 }

@@ -4,15 +4,15 @@
 
 use std::path::Path;
 
-use mdc::cli::sample::class_plan;
+use mdc::base::rng::Rng;
 use mdc::data::{Dataset, Labels};
+use mdc::diffusion::class_plan;
 use mdc::diffusion::{
-    AutoGuided, ClassGuidance, Denoiser, InterpDenoiser, NoiseSchedule, Prediction, ScheduleKind, Steering,
+    AutoGuided, ClassGuidance, Denoiser, NoiseSchedule, Prediction, ScheduleKind, Steering,
 };
 use mdc::graph::Graph;
-use mdc::interp::Executor;
+use mdc::interp::{Executor, InterpDenoiser};
 use mdc::params::Params;
-use mdc::rng::Rng;
 use mdc::train::{train, Checkpoint, TrainConfig, TrainJob};
 use ndarray::{s, Array4};
 
@@ -513,8 +513,7 @@ fn guided_sampling_with_a_class_plan_runs_every_sampler() {
             guidance: Some(guidance(&[0, 0, 1, 1, 2, 3], 3.0)),
         };
         let images =
-            mdc::diffusion::sample_images(&g, params.clone(), None, &schedule, [1, 8, 8], &opts, false)
-                .unwrap();
+            mdc::interp::sample_images(&g, params.clone(), None, &schedule, [1, 8, 8], &opts, false).unwrap();
         assert_eq!(images.shape(), &[6, 1, 8, 8]);
         assert!(images.iter().all(|v| v.is_finite()), "{sampler}");
     }
@@ -527,7 +526,7 @@ fn guided_sampling_with_a_class_plan_runs_every_sampler() {
         seed: 1,
         guidance: Some(guidance(&[0, 5], 3.0)),
     };
-    let err = mdc::diffusion::sample_images(&g, params, None, &schedule, [1, 8, 8], &bad, false).unwrap_err();
+    let err = mdc::interp::sample_images(&g, params, None, &schedule, [1, 8, 8], &bad, false).unwrap_err();
     assert!(err.to_string().contains("class 5 does not exist"), "{err}");
 }
 

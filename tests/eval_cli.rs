@@ -6,9 +6,9 @@ use crate::onnx_common;
 use std::path::Path;
 use std::process::Command;
 
+use mdc::base::image_io::{image_png, write_grid, GridLayout};
 use mdc::data::Dataset;
 use mdc::eval::{builtin, samples};
-use mdc::image_io::{image_png, write_grid, GridLayout};
 use ndarray::{s, Array4, Axis};
 
 fn heldout(n: usize) -> Array4<f32> {
@@ -32,7 +32,7 @@ fn idx_bytes(images: &Array4<f32>) -> Vec<u8> {
     for d in [n, h, w] {
         b.extend((d as u32).to_be_bytes());
     }
-    b.extend(images.iter().map(|&v| mdc::image_io::to_u8(v)));
+    b.extend(images.iter().map(|&v| mdc::base::image_io::to_u8(v)));
     b
 }
 

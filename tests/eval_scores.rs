@@ -55,7 +55,7 @@ fn uniform_noise_scores_as_noise() {
     if !onnx_common::onnxruntime_available("uniform_noise_scores_as_noise") {
         return;
     }
-    let mut rng = mdc::rng::Rng::new(7);
+    let mut rng = mdc::base::rng::Rng::new(7);
     let noise = Array4::from_shape_fn([256, 1, 28, 28], |_| rng.uniform_range(-1.0, 1.0) as f32);
     let report = score(&builtin::MNIST, noise.view(), None);
     let (s, real) = (&report.scores, &report.calibration.real);

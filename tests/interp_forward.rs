@@ -2,15 +2,15 @@
 //! counts, batch independence, and the clear error for a checkpoint of another model.
 
 use crate::common;
-use mdc::graph::blocks::{self, mini_unet};
+use mdc::check::blocks::{self, mini_unet};
 
 use common::graph_of;
+use mdc::base::rng::Rng;
 use mdc::graph::Graph;
-use mdc::interp::bf16::{self, Precision};
 use mdc::interp::{Engine, Executor};
+use mdc::kernels::bf16::{self, Precision};
 use mdc::ops::{AddChannelBias, Attention, Concat, Linear, Silu, TimestepEmbedding, UpsampleNearest};
 use mdc::params::Params;
-use mdc::rng::Rng;
 use ndarray::{Array1, Array4, Axis};
 
 fn random(rng: &mut Rng, n: usize) -> Vec<f64> {

@@ -6,9 +6,10 @@
 //! derivatives must agree to 1e-6 relative; a wrong term in any backward is off by far more.
 
 use crate::common;
-use mdc::graph::blocks::{self, mini_unet};
+use mdc::check::blocks::{self, mini_unet};
 
 use common::graph_of;
+use mdc::base::rng::Rng;
 use mdc::graph::Graph;
 use mdc::interp::{Engine, Executor};
 use mdc::ops::{
@@ -16,7 +17,6 @@ use mdc::ops::{
     Silu, UpsampleNearest,
 };
 use mdc::params::Params;
-use mdc::rng::Rng;
 use ndarray::{Array1, Array4};
 
 const H: f64 = 1e-5;

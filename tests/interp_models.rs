@@ -1,9 +1,9 @@
 //! Every shipped model file runs forward and backward in the interpreter, with as many
 //! parameters (and gradients) as the checker counts.
 
+use mdc::base::rng::Rng;
 use mdc::interp::Executor;
 use mdc::params::Params;
-use mdc::rng::Rng;
 use ndarray::{Array1, Array4};
 
 #[test]

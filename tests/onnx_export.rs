@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
-use mdc::onnx::proto::{tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto};
+use mdc::onnx_ir::proto::{tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto};
 use mdc::params::Params;
 use onnx_common::*;
 use prost::Message;
@@ -151,8 +151,8 @@ fn export_refuses_a_model_that_does_not_check() {
 /// Library-level check: weights that do not match the graph are refused, not panicked on.
 #[test]
 fn export_api_checks_params() {
-    let grey = mdc::graph::blocks::mini_unet(1, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
-    let rgb = mdc::graph::blocks::mini_unet(3, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
+    let grey = mdc::check::blocks::mini_unet(1, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
+    let rgb = mdc::check::blocks::mini_unet(3, 28, [32, 64, 128, 128], 8, 32, 128).unwrap();
     let err = mdc::onnx::export(&rgb, &Params::init(&grey, 0), &info_for(&rgb)).unwrap_err().to_string();
     assert!(err.contains("`init.weight`: expected shape [32, 3, 3, 3], found [32, 1, 3, 3]"), "{err}");
 }
@@ -165,24 +165,26 @@ fn export_from_a_training_checkpoint() {
     let grey = mdc::model::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet.toml"))).unwrap();
     let (raw, ema) = (random_params(&grey.graph, 1), random_params(&grey.graph, 2));
     let (adam_m, adam_v) = (random_params(&grey.graph, 3), random_params(&grey.graph, 4));
-    let mut views = raw.named_views("model.");
-    views.extend(ema.named_views("ema."));
-    views.extend(adam_m.named_views("adam_m."));
-    views.extend(adam_v.named_views("adam_v."));
-    let digest = mdc::params::tensors_digest([&raw, &ema, &adam_m, &adam_v]);
-    let meta: HashMap<String, String> = [
-        ("format", mdc::params::CHECKPOINT_FORMAT),
-        ("tensors_sha256", digest.as_str()),
-        ("step", "1234"),
-        ("schedule", "cosine"),
-        ("timesteps", "500"),
-        ("model_hash", grey.hash.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let ck = mdc::train::Checkpoint {
+        step: 1234,
+        model: raw.clone(),
+        ema: ema.clone(),
+        adam_m,
+        adam_v,
+        rng: [1, 2, 3, 4],
+        data_epoch: 0,
+        data_position: 0,
+        model_hash: grey.hash.clone(),
+        config: mdc::train::TrainConfig {
+            schedule: mdc::diffusion::ScheduleKind::Cosine,
+            timesteps: 500,
+            ..Default::default()
+        },
+        class_names: Vec::new(),
+        guide: None,
+    };
     let ckpt = dir.path().join("checkpoint.safetensors");
-    std::fs::write(&ckpt, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+    ck.save(&ckpt).unwrap();
 
     for (flag, expected) in [(None, &ema), (Some("--no-ema"), &raw)] {
         let out = dir.path().join("m.onnx");

@@ -3,7 +3,7 @@
 
 use crate::onnx_common;
 
-use mdc::graph::{Graph, GraphBuilder};
+use mdc::graph::{Graph, PrimitiveGraphBuilder};
 
 use mdc::interp::Executor;
 use mdc::ops::{
@@ -150,7 +150,7 @@ fn silu(v: f32) -> f32 {
     v / (1.0 + (-v).exp())
 }
 
-fn input(b: &mut GraphBuilder, c: usize, h: usize, w: usize) -> usize {
+fn input(b: &mut PrimitiveGraphBuilder, c: usize, h: usize, w: usize) -> usize {
     b.add("x", "x", Input { channels: c, height: h, width: w }, &[]).unwrap()
 }
 
@@ -164,7 +164,7 @@ fn conv2d_with_stride_and_padding() {
     for (k, stride, pad, h, w) in
         [(3, 1, 1, 6, 5), (3, 2, 1, 7, 6), (1, 1, 0, 4, 4), (5, 2, 2, 9, 9), (3, 1, 0, 5, 5)]
     {
-        let mut b = GraphBuilder::new();
+        let mut b = PrimitiveGraphBuilder::new();
         let x = input(&mut b, 3, h, w);
         let conv = Conv2d { in_channels: 3, out_channels: 4, kernel: k, stride, padding: pad };
         let y = b.add("blk.conv", "blk", conv, &[x]).unwrap();
@@ -190,7 +190,7 @@ fn conv_transpose_with_stride_and_padding() {
     ];
     let ort = onnxruntime_available("conv_transpose_with_stride_and_padding");
     for (k, stride, pad, h, w) in cases {
-        let mut b = GraphBuilder::new();
+        let mut b = PrimitiveGraphBuilder::new();
         let x = input(&mut b, 3, h, w);
         let op = ConvTranspose2d { in_channels: 3, out_channels: 4, kernel: k, stride, padding: pad };
         let y = b.add("blk.up", "blk", op, &[x]).unwrap();
@@ -216,7 +216,7 @@ fn group_norm_all_group_counts() {
     }
     // groups 1 (layer-norm-like), 4, and 8 = channels (the instance-norm shortcut).
     for groups in [1, 4, 8] {
-        let mut b = GraphBuilder::new();
+        let mut b = PrimitiveGraphBuilder::new();
         let x = input(&mut b, 8, 5, 3);
         let y = b.add("n", "n", GroupNorm { groups, channels: 8, eps: 1e-5 }, &[x]).unwrap();
         let g = b.finish(y);
@@ -233,7 +233,7 @@ fn silu_add_concat() {
     if !onnxruntime_available("silu_add_concat") {
         return;
     }
-    let mut b = GraphBuilder::new();
+    let mut b = PrimitiveGraphBuilder::new();
     let x = input(&mut b, 2, 3, 4);
     let s = b.add("s", "s", Silu, &[x]).unwrap();
     let a = b.add("a", "a", Add, &[s, x]).unwrap();
@@ -258,7 +258,7 @@ fn upsample_nearest_repeats() {
         return;
     }
     for scale in [2, 3] {
-        let mut b = GraphBuilder::new();
+        let mut b = PrimitiveGraphBuilder::new();
         let x = input(&mut b, 3, 4, 5);
         let y = b.add("up", "up", UpsampleNearest { scale }, &[x]).unwrap();
         let g = b.finish(y);
@@ -277,7 +277,7 @@ fn attention_heads_and_layout() {
     }
     for (heads, h, w) in [(1, 3, 3), (2, 4, 3), (4, 2, 5)] {
         let channels = 8;
-        let mut b = GraphBuilder::new();
+        let mut b = PrimitiveGraphBuilder::new();
         let x = input(&mut b, 3 * channels, h, w);
         let y = b.add("att.attn", "att", Attention { channels, heads }, &[x]).unwrap();
         let g = b.finish(y);
@@ -291,7 +291,7 @@ fn attention_heads_and_layout() {
 /// FiLM scale), against `reference(x, linear)`: embedding, linear and the channel op together.
 fn embedding_linear_then<O: Into<Op>>(name: &str, op: O, reference: fn(f64, f64) -> f64) {
     let (dim, out) = (16, 6);
-    let mut b = GraphBuilder::new();
+    let mut b = PrimitiveGraphBuilder::new();
     let x = input(&mut b, out, 2, 1);
     let t = b.add("t", "t", Timestep, &[]).unwrap();
     let e = b.add("time.embed", "time", TimestepEmbedding { dim }, &[t]).unwrap();
@@ -334,7 +334,7 @@ fn batch_and_image_size_are_dynamic() {
     if !onnxruntime_available("batch_and_image_size_are_dynamic") {
         return;
     }
-    let mut b = GraphBuilder::new();
+    let mut b = PrimitiveGraphBuilder::new();
     let x = input(&mut b, 2, 4, 4);
     let c = b
         .add("c", "c", Conv2d { in_channels: 2, out_channels: 6, kernel: 3, stride: 1, padding: 1 }, &[x])

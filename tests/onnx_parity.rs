@@ -9,7 +9,7 @@ use std::process::Command;
 
 use mdc::graph::Graph;
 use mdc::interp::Executor;
-use mdc::params::Params;
+use mdc::params::{Params, WeightsFile};
 use onnx_common::*;
 
 const TOL: f32 = 1e-4;
@@ -90,7 +90,7 @@ fn trained_checkpoint_exports_match_interpreter() {
     let mut exec = Executor::new(model.graph.clone());
     let init = Params::init(&model.graph, 0);
     for (flag, prefer_ema) in [(None, true), (Some("--no-ema"), false)] {
-        let (params, _) = Params::load_for_inference(&ckpt, &model.graph, prefer_ema).unwrap();
+        let params = WeightsFile::open(&ckpt).unwrap().weights(&model.graph, prefer_ema).unwrap();
         assert_ne!(params, init, "training changed the weights");
         let onnx = dir.path().join(format!("tiny-ema-{prefer_ema}.onnx"));
         // The model alone: the run keeps a guide, whose built-in autoguidance an_autoguided_export_*
@@ -120,8 +120,9 @@ fn trained_checkpoints_match_interpreter() {
         let (model, ckpt) =
             pair.split_once('=').unwrap_or_else(|| panic!("expected MODEL=CHECKPOINT, found {pair:?}"));
         let model = mdc::model::load(Path::new(model)).unwrap_or_else(|e| panic!("{e}"));
-        let (params, _) =
-            Params::load_for_inference(Path::new(ckpt), &model.graph, true).unwrap_or_else(|e| panic!("{e}"));
+        let params = WeightsFile::open(Path::new(ckpt))
+            .and_then(|f| f.weights(&model.graph, true))
+            .unwrap_or_else(|e| panic!("{e}"));
         check_weights(&model.path.display().to_string(), &model.graph, &[("checkpoint", params)]);
         pairs += 1;
     }

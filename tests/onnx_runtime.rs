@@ -130,7 +130,7 @@ fn a_damaged_export_is_refused_or_unchanged() {
     let x = random_images(2, 3, 16, 16, 1);
     let t = Array1::from(vec![3.0f32, 700.0]);
     let reference = OrtDenoiser::open(&path, Device::Cpu).unwrap().forward(x.view(), t.view()).unwrap();
-    let mut rng = mdc::rng::Rng::new(7);
+    let mut rng = mdc::base::rng::Rng::new(7);
     let (mut refused, mut same) = (0, 0);
     for _ in 0..12 {
         let mut bytes = original.clone();

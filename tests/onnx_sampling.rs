@@ -6,10 +6,8 @@ use crate::onnx_common;
 
 use std::time::Instant;
 
-use mdc::diffusion::{
-    sample, AutoGuided, Denoiser, InterpDenoiser, Prediction, SampleOptions, Sampler, Steering,
-};
-use mdc::interp::Executor;
+use mdc::diffusion::{sample, AutoGuided, Denoiser, Prediction, SampleOptions, Sampler, Steering};
+use mdc::interp::{Executor, InterpDenoiser};
 use mdc::runtime::{Device, OrtDenoiser};
 use onnx_common::*;
 

@@ -4,6 +4,7 @@
 mod common;
 mod onnx_common;
 
+mod architecture;
 mod bf16_gemm;
 mod bf16_kernels;
 mod check_cli;
@@ -13,6 +14,8 @@ mod check_models;
 mod check_props;
 mod cond;
 mod data_labels;
+mod docs_commands;
+mod docs_tables;
 mod eval_cli;
 mod eval_scores;
 mod interp_forward;

@@ -1,7 +1,10 @@
 //! Checkpoints: exact round trip, and a clear error for every way a file can be wrong.
 
-use mdc::graph::{blocks::mini_unet, Graph};
-use mdc::params::Params;
+use mdc::check::blocks::mini_unet;
+use mdc::graph::Graph;
+use std::collections::HashMap;
+
+use mdc::params::{FormatVersion, Params, WeightsFile};
 use mdc::train::{Checkpoint, CheckpointError, Guide, TrainConfig};
 
 fn tiny() -> Graph {
@@ -37,11 +40,19 @@ fn round_trips_exactly_and_serves_ema_for_inference() {
     let ck = checkpoint(&g);
     ck.save(&p).unwrap();
     assert_eq!(load(&p, &g).unwrap(), ck);
-    let (ema, meta) = Params::load_for_inference(&p, &g, true).unwrap();
-    assert_eq!(ema, ck.ema);
-    assert_eq!(meta["schedule"], "cosine");
-    assert_eq!(meta["timesteps"], "1000");
-    assert_eq!(Params::load_for_inference(&p, &g, false).unwrap().0, ck.model);
+    let file = WeightsFile::open(&p).unwrap();
+    assert_eq!(file.weights(&g, true).unwrap(), ck.ema);
+    assert_eq!(file.weights(&g, false).unwrap(), ck.model);
+    assert_eq!(file.format_version(), Some(FormatVersion::V2));
+    let info = file.checkpoint().unwrap();
+    assert_eq!(
+        (info.step, &info.config, &info.class_names, info.guide_step),
+        (42, &ck.config, &ck.class_names, Some(11))
+    );
+    let meta = metadata(&std::fs::read(&p).unwrap());
+    assert_eq!((meta["schedule"].as_str(), meta["timesteps"].as_str()), ("cosine", "1000"));
+    assert_eq!(meta["format"], "mdc-checkpoint-v2");
+    assert_eq!(meta["metadata_sha256"], mdc::params::metadata_digest(&meta));
 }
 
 #[test]
@@ -123,7 +134,8 @@ fn rng_state_must_be_exactly_four_hex_words() {
     let rng = "0000000000000001,ffffffffffffffff,0000000000000003,00000000deadbeef";
     // Five entries, one of them not hex: dropping the bad one would leave four valid words.
     let bad = format!("1,zz,2,3,{:0>58}", "4");
-    std::fs::write(&p, patched(&bytes, rng, &bad)).unwrap();
+    // In a version 1 file (no metadata digest), so that the value itself is read.
+    std::fs::write(&p, patched(&as_v1(&bytes), rng, &bad)).unwrap();
     let e = load(&p, &g).unwrap_err().to_string();
     assert!(e.contains("is corrupt") && e.contains("metadata `rng`") && e.contains("1,zz,2,3"), "{e}");
 }
@@ -153,36 +165,134 @@ fn a_recipe_out_of_range_in_the_metadata_is_a_corrupt_checkpoint() {
     }
 }
 
-/// What a file's metadata says the network predicts: checkpoints from before the setting predict
-/// the noise; a plain weights file says nothing (its model file decides).
-#[test]
-fn recorded_prediction_reads_old_and_new_files() {
-    use mdc::diffusion::{Prediction, Steering};
-    use mdc::train::{recorded_autoguidance, recorded_prediction};
-    let meta = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    };
-    let old = meta(&[("format", mdc::params::CHECKPOINT_FORMAT), ("timesteps", "1000")]);
-    assert_eq!(recorded_prediction(&old), Ok(Some(Prediction::Noise)));
-    assert_eq!(recorded_prediction(&meta(&[("timesteps", "1000")])), Ok(None), "not a checkpoint");
-    let v = meta(&[("timesteps", "1000"), ("prediction", "velocity")]);
-    assert_eq!(recorded_prediction(&v), Ok(Some(Prediction::Velocity)));
-    assert_eq!(recorded_prediction(&meta(&[])), Ok(None));
-    let err = recorded_prediction(&meta(&[("prediction", "x0")])).unwrap_err();
-    assert!(err.contains("\"x0\"") && err.contains("velocity"), "{err}");
+/// The string metadata of a safetensors file.
+fn metadata(bytes: &[u8]) -> HashMap<String, String> {
+    safetensors::SafeTensors::read_metadata(bytes).unwrap().1.metadata().clone().unwrap_or_default()
+}
 
+/// A checkpoint's bytes rewritten with the same tensors and `edit`ed metadata.
+fn with_metadata(bytes: &[u8], edit: impl FnOnce(&mut HashMap<String, String>)) -> Vec<u8> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let mut meta = metadata(bytes);
+    edit(&mut meta);
+    safetensors::serialize(st.tensors(), Some(meta)).unwrap()
+}
+
+/// A checkpoint as mdc wrote it before format version 2: the same keys, no metadata digest.
+fn as_v1(bytes: &[u8]) -> Vec<u8> {
+    with_metadata(bytes, |m| {
+        m.remove("metadata_sha256").unwrap();
+        m.insert("format".into(), "mdc-checkpoint-v1".into());
+    })
+}
+
+/// `bytes` with one bit flipped in the first `pattern` after its `skip`th byte.
+fn flip(bytes: &[u8], pattern: &str, skip: usize) -> Vec<u8> {
+    let at = bytes.windows(pattern.len()).position(|w| w == pattern.as_bytes()).expect("pattern present");
+    let mut out = bytes.to_vec();
+    out[at + skip] ^= 0x01;
+    out
+}
+
+/// Files of format version 1 (every checkpoint mdc wrote before the metadata digest) load as
+/// before; those from before `prediction` was recorded predict the noise. Version 2 files get
+/// no such default.
+#[test]
+fn version_1_files_load_and_only_they_get_legacy_defaults() {
+    use mdc::diffusion::{Prediction, Steering};
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("checkpoint.safetensors");
     let g = tiny();
     let mut ck = checkpoint(&g);
     ck.config.autoguidance = 2.5;
     ck.config.autoguidance_max_t = Some(850);
+    ck.config.prediction = Prediction::Velocity;
     ck.save(&p).unwrap();
-    let (_, m) = Params::load_for_inference(&p, &g, true).unwrap();
-    let steering = Steering { weight: 2.5, max_t: Some(850) };
-    assert_eq!(
-        (recorded_prediction(&m), recorded_autoguidance(&m)),
-        (Ok(Some(ck.config.prediction)), steering)
+    let v2 = std::fs::read(&p).unwrap();
+    std::fs::write(&p, as_v1(&v2)).unwrap();
+    assert_eq!(load(&p, &g).unwrap(), ck);
+    let file = WeightsFile::open(&p).unwrap();
+    assert_eq!(file.format_version(), Some(FormatVersion::V1));
+    assert_eq!(file.checkpoint().unwrap().config.steering(), Steering { weight: 2.5, max_t: Some(850) });
+
+    // Before `prediction` existed: neither the key nor the recipe's setting.
+    let old = |bytes: &[u8]| {
+        with_metadata(bytes, |m| {
+            m.remove("prediction");
+            let mut config: serde_json::Value = serde_json::from_str(&m["config"]).unwrap();
+            config.as_object_mut().unwrap().remove("prediction");
+            m.insert("config".into(), config.to_string());
+        })
+    };
+    ck.config.prediction = Prediction::Noise;
+    ck.save(&p).unwrap();
+    let v2 = std::fs::read(&p).unwrap();
+    std::fs::write(&p, old(&as_v1(&v2))).unwrap();
+    let file = WeightsFile::open(&p).unwrap();
+    assert_eq!(file.checkpoint().unwrap().config.prediction, Prediction::Noise);
+    assert_eq!(load(&p, &g).unwrap(), ck);
+
+    // The same absence in a version 2 file is damage (its digest made to match, as an editor would).
+    let refreshed = |bytes: &[u8]| {
+        with_metadata(bytes, |m| {
+            let d = mdc::params::metadata_digest(m);
+            m.insert("metadata_sha256".into(), d);
+        })
+    };
+    std::fs::write(&p, refreshed(&with_metadata(&v2, |m| drop(m.remove("prediction"))))).unwrap();
+    let e = load(&p, &g).unwrap_err().to_string();
+    assert!(e.contains("is corrupt") && e.contains("metadata `prediction` is missing"), "{e}");
+    let no_key = with_metadata(&v2, |m| {
+        let mut config: serde_json::Value = serde_json::from_str(&m["config"]).unwrap();
+        config.as_object_mut().unwrap().remove("guide_at");
+        m.insert("config".into(), config.to_string());
+    });
+    std::fs::write(&p, refreshed(&no_key)).unwrap();
+    let e = load(&p, &g).unwrap_err().to_string();
+    assert!(e.contains("metadata `config` is not a valid training recipe (`guide_at` is missing)"), "{e}");
+}
+
+/// Damage to the header is an error that names the file, in either format version: a flipped
+/// bit in a key, in the recipe's text, in a value the recipe repeats.
+#[test]
+fn damaged_metadata_is_an_error_not_an_older_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("checkpoint.safetensors");
+    let g = tiny();
+    let mut ck = checkpoint(&g);
+    ck.config.autoguidance = 3.0;
+    ck.save(&p).unwrap();
+    let v2 = std::fs::read(&p).unwrap();
+    let v1 = as_v1(&v2);
+    let open = |bytes: &[u8]| {
+        std::fs::write(&p, bytes).unwrap();
+        let e = WeightsFile::open(&p).err().expect("damage is an error").to_string();
+        assert!(e.contains("checkpoint.safetensors is corrupt"), "{e}");
+        e
+    };
+    // Version 2: the digest catches all of them.
+    let digest = "does not match its recorded SHA-256 (`metadata_sha256`)";
+    for damaged in [
+        flip(&v2, "\"schedule\"", 1),
+        flip(&v2, "autoguidance\\\":3", 15),
+        flip(&flip(&v2, "\"schedule\"", 1), "autoguidance\\\":3", 15),
+        flip(&v2, "\"step\":\"42\"", 9),
+    ] {
+        let e = open(&damaged);
+        assert!(e.contains(digest), "{e}");
+    }
+    // Version 1: the key set, the recipe's syntax and the keys that repeat it.
+    let e = open(&flip(&v1, "\"schedule\"", 1));
+    assert!(e.contains("metadata key `rchedule` is not one a checkpoint has"), "{e}");
+    let e = open(&flip(&v1, "autoguidance\\\":3", 1));
+    assert!(
+        e.contains("metadata `config` is not a valid training recipe (unknown field `attoguidance`"),
+        "{e}"
     );
-    assert_eq!(recorded_autoguidance(&meta(&[])), Steering::everywhere(1.0));
+    let e = open(&flip(&v1, "\"timesteps\":\"1000\"", 16));
+    assert!(e.contains("metadata `timesteps` = \"1001\" disagrees with the recipe (`config`: 1000)"), "{e}");
+    let e = open(&flip(&v1, "\"format\"", 1));
+    assert!(e.contains("holds a training checkpoint's tensors") && e.contains("`format` is missing"), "{e}");
+    let e = open(&flip(&v2, "mdc-checkpoint-v2", 16));
+    assert!(e.contains("\"mdc-checkpoint-v3\""), "{e}");
 }

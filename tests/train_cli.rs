@@ -313,27 +313,69 @@ fn resume_with_more_steps_keeps_the_warmup_of_the_start() {
     assert!(r.stdout.contains("warmup            0 steps"), "{}", r.stdout);
 }
 
+/// `bytes` with one bit flipped at the `skip`th byte of the first `pattern`.
+fn flip(bytes: &[u8], pattern: &str, skip: usize) -> Vec<u8> {
+    let at = bytes.windows(pattern.len()).position(|w| w == pattern.as_bytes()).expect("pattern present");
+    let mut out = bytes.to_vec();
+    out[at + skip] ^= 0x01;
+    out
+}
+
+/// A damaged checkpoint is refused by `mdc sample`, `mdc export` and `mdc train --resume`, with
+/// exit 2 and a message naming the file: two flipped bits in the header (one in the key
+/// `schedule`, one in the recipe's autoguidance weight, which older mdc sampled from with exit 0
+/// and no autoguidance), one in the recipe alone, one in a tensor, a value edited, a truncated file.
 #[test]
-fn timesteps_out_of_range_in_metadata_blame_the_file() {
+fn a_damaged_checkpoint_is_refused_with_exit_2_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    assert_eq!(mdc(&["train", TINY, "--out", s(&out), "--stop-after", "1", "-q"]).code, 0);
-    let ck = out.join("checkpoint.safetensors");
+    let run = dir.path().join("run");
+    let r = mdc(&["train", TINY, "--out", s(&run), "--samples", "0", "--guide-at", "0.5", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ck = run.join("checkpoint.safetensors");
     let bytes = std::fs::read(&ck).unwrap();
-    let (from, to) = (b"\"timesteps\":\"1000\"", b"\"timesteps\":\"0000\"");
-    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
-    let mut edited = bytes.clone();
-    edited[at..at + to.len()].copy_from_slice(to);
-    std::fs::write(&ck, edited).unwrap();
+    let (header_len, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let (start, _) = header.info("ema.out.weight").unwrap().data_offsets;
+    let mut tensor = bytes.clone();
+    tensor[8 + header_len + start] ^= 0x01;
+    let header = flip(&flip(&bytes, "\"schedule\"", 1), "autoguidance\\\":3", 15);
+    let damaged = dir.path().join("damaged.safetensors");
     let grid = dir.path().join("grid.png");
-    let r = mdc(&["sample", s(&ck), "--model", TINY, "-n", "1", "-o", s(&grid), "-q"]);
-    assert_ne!(r.code, 0);
-    assert!(
-        r.stderr.contains("checkpoint.safetensors: timesteps 0 in metadata is not from 1 to 100000"),
-        "{}",
-        r.stderr
-    );
-    assert!(!r.stderr.contains("--timesteps must"), "{}", r.stderr);
+    let onnx = dir.path().join("m.onnx");
+    for (what, file, why) in [
+        ("key and recipe", header, "the metadata does not match its recorded SHA-256"),
+        (
+            "recipe",
+            flip(&bytes, "autoguidance\\\":3", 15),
+            "the metadata does not match its recorded SHA-256",
+        ),
+        ("timesteps", flip(&bytes, "\"timesteps\":\"1000\"", 13), "the metadata does not match"),
+        ("tensor", tensor, "the tensor data does not match its recorded SHA-256"),
+        ("truncated", bytes[..bytes.len() / 2].to_vec(), "not a valid safetensors file"),
+    ] {
+        std::fs::write(&damaged, &file).unwrap();
+        for args in [
+            vec!["sample", s(&damaged), "--model", TINY, "-n", "1", "--steps", "2", "-o", s(&grid), "-q"],
+            vec!["export", "onnx", TINY, "--weights", s(&damaged), "-o", s(&onnx)],
+        ] {
+            let r = mdc(&args);
+            assert_eq!(r.code, 2, "{what}, {}: {}", args[0], r.stderr);
+            assert!(
+                r.stderr.contains("damaged.safetensors is corrupt") && r.stderr.contains(why),
+                "{what}: {}",
+                r.stderr
+            );
+            assert!(!r.stderr.contains("panicked"), "{what}: {}", r.stderr);
+        }
+        assert!(!grid.exists() && !onnx.exists(), "{what}: an output was written");
+        std::fs::write(&ck, &file).unwrap();
+        let r = mdc(&["train", TINY, "--out", s(&run), "--resume", "-q"]);
+        assert_eq!(r.code, 2, "{what}, resume: {}", r.stderr);
+        assert!(
+            r.stderr.contains("checkpoint.safetensors is corrupt") && r.stderr.contains(why),
+            "{what}: {}",
+            r.stderr
+        );
+    }
 }
 
 #[test]

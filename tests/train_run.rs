@@ -5,10 +5,11 @@
 
 use std::path::Path;
 
+use mdc::check::blocks::mini_unet;
 use mdc::data::{DataOrder, Dataset};
 use mdc::diffusion::Prediction;
-use mdc::graph::{blocks::mini_unet, Graph};
-use mdc::interp::bf16::{self, Precision};
+use mdc::graph::Graph;
+use mdc::kernels::bf16::{self, Precision};
 use mdc::train::{read_loss_log, train, Checkpoint, Diverged, TrainConfig, TrainJob};
 use ndarray::{s, Array4};
 
@@ -278,8 +279,8 @@ fn a_velocity_run_learns_records_its_target_and_resumes_exactly() {
     assert!(last < 0.7 * first, "loss should fall: first 10 steps {first}, last 10 {last}");
     let ck = Checkpoint::load(&out.checkpoint, &g, HASH, "tiny").unwrap();
     assert_eq!(ck.config.prediction, Prediction::Velocity);
-    let (_, meta) = mdc::params::Params::load_for_inference(&out.checkpoint, &g, true).unwrap();
-    assert_eq!(meta.get("prediction").map(String::as_str), Some("velocity"));
+    let file = mdc::params::WeightsFile::open(&out.checkpoint).unwrap();
+    assert_eq!(file.checkpoint().unwrap().config.prediction, Prediction::Velocity);
     // The same seed with the noise as target gives another run.
     let noise = tempfile::tempdir().unwrap();
     train(job(&g, noise.path(), TrainConfig { prediction: Prediction::Noise, ..config(10) }, squares()))

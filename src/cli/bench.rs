@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use super::sample::MAX_IMAGES;
 use super::UsageError;
 use crate::bench::{self, BenchOptions};
-use crate::interp::bf16::{self, Precision};
+use crate::kernels::bf16::{self, Precision};
 use crate::model;
 use crate::runtime::{self, Device, OrtDenoiser, SessionConfig};
 

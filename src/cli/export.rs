@@ -2,17 +2,16 @@
 //! load weights that fit it (a weights file or a training checkpoint, EMA by default) and write
 //! one self-contained ONNX model with the metadata sampling needs. Needs no onnxruntime.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use super::guide::SteeringRequest;
-use crate::model::{self, Model};
-use crate::onnx::{self, AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
-use crate::params::{Params, CHECKPOINT_FORMAT};
-use crate::train::recorded_prediction;
+use crate::diffusion::parse_autoguidance_weight;
+use crate::model;
+use crate::onnx::{self, file_name, AutoguidanceInfo, ModelInfo};
+use crate::params::{Params, WeightsFile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -43,7 +42,7 @@ pub struct Args {
     /// Autoguidance weight w built into the export, from a checkpoint that keeps a guide
     /// (`guide_at`): the output is guide + w (model - guide) and the file holds both networks;
     /// 1 exports the model alone [default: the run's `autoguidance`].
-    #[arg(long, value_name = "W", value_parser = super::sample::autoguidance_weight)]
+    #[arg(long, value_name = "W", value_parser = parse_autoguidance_weight)]
     pub autoguidance: Option<f32>,
     /// The noisiest timestep at which the built-in autoguidance steers images without a class
     /// label; above it their output is the model alone [default: the run's `autoguidance_max_t`].
@@ -77,12 +76,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!(super::UsageError("--train is for `mdc export torch`".into()));
     }
     let model = model::load(&args.model)?;
-    let (params, weights_meta, weights_desc) = match &args.weights {
-        Some(path) => {
-            let (params, meta) = Params::load_for_inference(path, &model.graph, !args.no_ema)
-                .with_context(|| format!("cannot export {}", args.model.display()))?;
-            let desc = describe_weights(path, &meta, args.no_ema);
-            (params, meta, desc)
+    let cannot = || format!("cannot export {}", args.model.display());
+    let file = args.weights.as_deref().map(WeightsFile::open).transpose().with_context(cannot)?;
+    let (params, weights_desc) = match &file {
+        Some(f) => {
+            (f.weights(&model.graph, !args.no_ema).with_context(cannot)?, describe_weights(f, args.no_ema))
         }
         None => {
             eprintln!(
@@ -90,14 +88,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                  pass --weights run/checkpoint.safetensors to export a trained model",
                 args.seed
             );
-            (
-                Params::init(&model.graph, args.seed),
-                HashMap::new(),
-                format!("random init (seed {})", args.seed),
-            )
+            (Params::init(&model.graph, args.seed), format!("random init (seed {})", args.seed))
         }
     };
-    if let Some(found) = weights_meta.get("model_hash").filter(|h| **h != model.hash) {
+    if let Some(found) = file.as_ref().and_then(WeightsFile::model_hash).filter(|h| *h != model.hash) {
         eprintln!(
             "warning: the weights were trained on a different version of {} (model hash {}, the file now has {}); \
              their shapes fit, so exporting anyway",
@@ -106,14 +100,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             short(&model.hash)
         );
     }
-    let mut info = model_info(&model, &weights_meta, weights_desc)?;
+    let mut info = ModelInfo::of_model(&model, file.as_ref(), weights_desc)?;
     let steering_request = SteeringRequest { weight: args.autoguidance, max_t: args.autoguidance_max_t };
-    let guide =
-        super::guide::chosen_guide(args.weights.as_deref(), &model.graph, &weights_meta, steering_request)?
-            .map(|g| {
-                info.autoguidance = Some(AutoguidanceInfo { steering: g.steering, guide_step: g.step });
-                g.weights
-            });
+    let guide = super::guide::chosen_guide(file.as_ref(), &model.graph, steering_request)?.map(|g| {
+        info.autoguidance = Some(AutoguidanceInfo { steering: g.steering, guide_step: g.step });
+        g.weights
+    });
     let bytes = onnx::export_to_file(&model.graph, &params, guide.as_ref(), &info, &args.output)?;
     println!(
         "wrote {} ({:.1} MB): inputs x [N, {}, {}, {}] and t [N] (float32){}, output eps; {} parameters; \
@@ -150,67 +142,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The metadata for `model`. The noise schedule comes from the checkpoint when it records one
-/// (what training actually used), else from the model file's `[train]` section, else defaults.
-fn model_info(
-    model: &Model,
-    weights_meta: &HashMap<String, String>,
-    weights: String,
-) -> anyhow::Result<ModelInfo> {
-    let (channels, height, width) = model.graph.input_shape().as_image().ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: the input must be an image, found {}",
-            model.path.display(),
-            model.graph.input_shape()
-        )
-    })?;
-    let mut schedule = ScheduleInfo::from_train_table(model.train.as_ref())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", model.path.display()))?;
-    if let Some(name) = weights_meta.get("schedule") {
-        schedule.name = name.clone();
+/// The weights in words: the file, and from a checkpoint which set and step.
+fn describe_weights(file: &WeightsFile, no_ema: bool) -> String {
+    let name = file_name(file.path());
+    match file.checkpoint() {
+        Some(c) => format!("{name} ({} weights, step {})", if no_ema { "raw" } else { "EMA" }, c.step),
+        None => name,
     }
-    if let Some(t) = weights_meta.get("timesteps").and_then(|t| t.parse().ok()) {
-        schedule.timesteps = t;
-    }
-    // A checkpoint from before `prediction` was recorded predicts the noise, whatever the model
-    // file's [train] says today.
-    if let Some(p) = recorded_prediction(weights_meta).map_err(anyhow::Error::msg)? {
-        schedule.prediction = p;
-    }
-    Ok(ModelInfo {
-        mdc_version: env!("CARGO_PKG_VERSION").to_string(),
-        model_file: file_name(&model.path),
-        model_hash: model.hash.clone(),
-        weights,
-        schedule,
-        channels,
-        height,
-        width,
-        classes: model
-            .graph
-            .classes()
-            .map(|count| ClassInfo { count, names: class_names_from_meta(weights_meta).unwrap_or_default() }),
-        autoguidance: None,
-    })
-}
-
-/// The class names a checkpoint records (JSON list under `class_names`), when it records them.
-pub fn class_names_from_meta(meta: &HashMap<String, String>) -> Option<Vec<String>> {
-    serde_json::from_str(meta.get("class_names")?).ok()
-}
-
-fn describe_weights(path: &Path, meta: &HashMap<String, String>, no_ema: bool) -> String {
-    let name = file_name(path);
-    if meta.get("format").map(String::as_str) == Some(CHECKPOINT_FORMAT) {
-        let step = meta.get("step").map(|s| format!(", step {s}")).unwrap_or_default();
-        format!("{name} ({} weights{step})", if no_ema { "raw" } else { "EMA" })
-    } else {
-        name
-    }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
 }
 
 /// The first 12 characters of a hash (it comes from a user's file: any text, so cut at a char).

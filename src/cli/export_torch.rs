@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::base::fsutil::write_atomic;
 use crate::data::{DataSource, Dataset};
-use crate::fsutil::write_atomic;
 use crate::model;
 use crate::torch::{module_source, train_script, DataFile, TrainScript};
 use crate::train::{Origin, Recipe, TrainConfig};

@@ -6,8 +6,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::Context;
 
+use crate::base::fsutil::write_atomic;
 use crate::check::dot;
-use crate::fsutil::write_atomic;
 use crate::model;
 
 #[derive(Debug, clap::Args)]

@@ -9,6 +9,7 @@ mod export_torch;
 pub mod graph;
 mod guide;
 pub mod sample;
+mod source;
 pub mod train;
 
 use std::process::ExitCode;
@@ -74,6 +75,14 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
         return ExitCode::from(m.exit_code());
     }
     eprintln!("error: {e:#}");
-    let io = e.chain().any(|c| c.is::<std::io::Error>() || c.is::<UsageError>());
+    let io = e.chain().any(|c| c.is::<std::io::Error>() || c.is::<UsageError>() || damaged_file(c));
     ExitCode::from(if io { EXIT_USAGE_OR_IO } else { EXIT_MODEL_ERRORS })
+}
+
+/// A file that cannot be read or is damaged (a weights file, a checkpoint): an I/O error.
+fn damaged_file(e: &(dyn std::error::Error + 'static)) -> bool {
+    use crate::params::WeightsError;
+    use crate::train::CheckpointError;
+    matches!(e.downcast_ref(), Some(WeightsError::Io { .. } | WeightsError::Corrupt { .. }))
+        || matches!(e.downcast_ref(), Some(CheckpointError::Io { .. } | CheckpointError::Corrupt { .. }))
 }

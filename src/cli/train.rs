@@ -8,10 +8,8 @@ use anyhow::{bail, Context};
 use super::UsageError;
 use crate::check::table::group_digits;
 use crate::data::{DataSource, Dataset};
-use crate::train::{
-    checkpoint_path, stop_after_problem, train, Checkpoint, Diverged, Origin, Recipe, Setting, TrainConfig,
-    TrainJob, SETTINGS,
-};
+use crate::recipe::{Origin, Recipe, Setting, TrainConfig, SETTINGS};
+use crate::train::{checkpoint_path, stop_after_problem, train, Checkpoint, Diverged, TrainJob};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -183,7 +181,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     recipe.validate().map_err(|e| anyhow::anyhow!("training settings: {e}"))?;
     // bf16 where the CPU has AVX512_BF16; asked for explicitly on a CPU without, an error.
     let explicit = matches!(recipe.origins.get("precision"), Some(Origin::ModelFile | Origin::CommandLine));
-    let (precision, note) = crate::interp::bf16::resolve(recipe.config.precision, explicit)
+    let (precision, note) = crate::kernels::bf16::resolve(recipe.config.precision, explicit)
         .map_err(|e| anyhow::anyhow!("training settings: {e}"))?;
     recipe.config.precision = precision;
     if let Some(note) = note {

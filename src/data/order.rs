@@ -1,7 +1,7 @@
 //! The order training visits the data: a fresh seeded shuffle every epoch. Its whole state is
 //! (epoch, position), so a checkpoint can store it and a resumed run sees the same batches.
 
-use crate::rng::Rng;
+use crate::base::rng::Rng;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataOrder {

@@ -14,7 +14,7 @@
 //! the same for classifier-free guidance). For the samples of a conditional model's null label,
 //! the model alone above t = 850 brought the Fréchet distance from 14.5 to 10.5 over five training
 //! runs. An image with a label keeps the steering at every step: its label settles the digit,
-//! and there the limit cost one run's 5s three points (docs/conditional.md, "Autoguidance below
+//! and there the limit cost one run's 5s three points (docs/experiments/conditional.md, "Autoguidance below
 //! the noisiest steps").
 
 use anyhow::bail;
@@ -55,6 +55,15 @@ impl std::fmt::Display for Steering {
             Some(max) => write!(f, " at t <= {max}"),
             None => Ok(()),
         }
+    }
+}
+
+/// An autoguidance weight w as a command line gives it: 1 (the model alone) to 20.
+pub fn parse_autoguidance_weight(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && (1.0..=20.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("expected a weight from 1 (the model alone) to 20, found {v}")),
+        Err(_) => Err(format!("expected a number (e.g. 3), found {s:?}")),
     }
 }
 

@@ -2,16 +2,16 @@
 //! (from a checkpoint) and onnxruntime (from an exported model) both implement [`Denoiser`].
 
 mod autoguidance;
-mod interp_denoiser;
+mod class_plan;
 mod prediction;
 mod progress;
 mod sampler;
 mod schedule;
 
-pub use autoguidance::{AutoGuided, Steering};
-pub use interp_denoiser::InterpDenoiser;
+pub use autoguidance::{parse_autoguidance_weight, AutoGuided, Steering};
+pub use class_plan::{class_plan, describe_plan, parse_guidance_scale, ClassPlanError};
 pub use prediction::Prediction;
-pub use progress::{sample_images, sample_with_progress};
+pub use progress::sample_with_progress;
 pub use sampler::{sample, ClassGuidance, SampleOptions, Sampler, SamplerKind};
 pub use schedule::{NoiseSchedule, ScheduleKind};
 
@@ -19,7 +19,7 @@ use ndarray::{Array4, Axis};
 
 /// Classifier-free guidance scale S used when none is given (`mdc sample --guidance`, the
 /// training run's grids): chosen on the training run whose 5s failed, checked on four training
-/// runs, see docs/conditional.md ("Adding the two guidances"). It is the model's own scale, added to autoguidance
+/// runs, see docs/experiments/conditional.md ("Adding the two guidances"). It is the model's own scale, added to autoguidance
 /// ([`ClassGuidance`]), so it is larger than a scale that guides the autoguided prediction.
 pub const DEFAULT_GUIDANCE: f32 = 6.0;
 

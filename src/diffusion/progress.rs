@@ -1,36 +1,11 @@
-//! Sampling with a progress bar: the interpreter from weights, or any [`Denoiser`].
+//! Sampling with a progress bar, for any [`Denoiser`] (the interpreter, onnxruntime).
 
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
 
-use super::{sample, AutoGuided, Denoiser, InterpDenoiser, NoiseSchedule, SampleOptions, Steering};
-use crate::graph::Graph;
-use crate::interp::Executor;
-use crate::params::Params;
-
-/// Samples images with the interpreter, showing a progress bar when asked; with `guide` =
-/// (guide weights, how to steer), autoguided ([`AutoGuided`]).
-pub fn sample_images(
-    graph: &Graph,
-    params: Params,
-    guide: Option<(Params, Steering)>,
-    schedule: &NoiseSchedule,
-    image: [usize; 3],
-    opts: &SampleOptions,
-    progress: bool,
-) -> anyhow::Result<Array4<f32>> {
-    let mut den = InterpDenoiser { executor: Executor::new(graph.clone()), params };
-    match guide {
-        None => sample_with_progress(&mut den, schedule, image, opts, progress),
-        Some((weights, steering)) => {
-            let mut guide = InterpDenoiser { executor: Executor::new(graph.clone()), params: weights };
-            let mut guided = AutoGuided { model: &mut den, guide: &mut guide, steering };
-            sample_with_progress(&mut guided, schedule, image, opts, progress)
-        }
-    }
-}
+use super::{sample, Denoiser, NoiseSchedule, SampleOptions};
 
 /// Samples images with any denoiser (the interpreter, onnxruntime), showing a progress bar when
 /// asked and stderr is a terminal.

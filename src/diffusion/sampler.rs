@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use ndarray::{s, Array4, Axis, Zip};
 
 use super::{Denoiser, GuidanceParts, NoiseSchedule, Prediction};
-use crate::rng::Rng;
+use crate::base::rng::Rng;
 
 /// Which reverse process to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,7 +90,7 @@ pub struct SampleOptions {
 /// would multiply the two: at S = 2 and w = 3 that is 6 model(label) - 4 guide(label) -
 /// 3 model(null) + 2 guide(null), and one training run drew only 89 % of its 5s right (98 % with
 /// the sum at S = 6). The sum also leaves the guide off the null half: three network passes of
-/// N per step where the product needs four (docs/conditional.md, "Adding the two guidances").
+/// N per step where the product needs four (docs/experiments/conditional.md, "Adding the two guidances").
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassGuidance {
     /// One label per image (`count` of them); `null` asks for no class.

@@ -33,7 +33,7 @@ mod parse;
 pub mod schema;
 mod syntax;
 
-pub use schema::{BlockOp, OpKind, MAX_CHANNELS, MAX_CLASSES, MAX_KERNEL, MAX_SIZE};
+pub use schema::{BlockOp, ConditionDecl, InputDecl, OpKind, TimeDecl};
 
 use std::ops::Range;
 
@@ -76,7 +76,7 @@ pub struct ModelFile {
     /// Blocks in file order.
     pub blocks: Vec<BlockDecl>,
     /// The `[train]` section, each setting with its spans (checked against
-    /// [`crate::train::SETTINGS`] by the parser).
+    /// [`crate::recipe::SETTINGS`] by the parser).
     pub train: Option<TrainSection>,
 }
 
@@ -100,34 +100,6 @@ impl TrainSection {
     pub fn table(&self) -> toml::Table {
         self.entries.iter().map(|e| (e.key.value.clone(), e.value.clone())).collect()
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct InputDecl {
-    pub span: Span,
-    pub channels: Val<usize>,
-    pub height: Val<usize>,
-    pub width: Val<usize>,
-}
-
-#[derive(Debug, Clone)]
-pub struct TimeDecl {
-    pub span: Span,
-    pub dim: Val<usize>,
-    pub hidden: Val<usize>,
-}
-
-/// `[condition]`: the classes a conditional model knows and how often training hides the label.
-#[derive(Debug, Clone)]
-pub struct ConditionDecl {
-    pub span: Span,
-    /// Real classes (labels 0..classes-1); the null label is `classes`.
-    pub classes: Val<usize>,
-    /// Probability of replacing a training label by the null label (classifier-free guidance).
-    pub drop: Val<f64>,
-    /// Timesteps below this one never see the label: training and sampling give them the null
-    /// label (0: every timestep sees it).
-    pub hide_below: Val<usize>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,21 +1,17 @@
 //! The block ops of `[blocks]`, declared once: each op's name, number of inputs, one line of
 //! docs and its fields (type, allowed range, default, one line of docs). From this one table
 //! come [`OpKind`], the typed [`BlockOp`] the checker matches on, the parser of every block
-//! (range checks, defaults, unknown-field errors with did-you-mean) and the README's op table.
+//! (range checks, defaults, unknown-field errors with did-you-mean) and the op table of docs/model-file.md.
 //!
 //! Adding a field to an op is one line in the `blocks!` invocation below; adding an op is one
 //! entry there (plus its expansion in the checker, which the compiler asks for).
+//!
+//! The sections of plain fields (`[input]`, `[time]`, `[condition]`) are declared the same way
+//! in the `sections!` invocation: each becomes its `*Decl` struct, its [`SectionSpec`] and its
+//! reader.
 
-use super::Val;
-
-/// Largest channel count (and feature count, heads, groups) a model may ask for.
-pub const MAX_CHANNELS: usize = 1 << 16;
-/// Largest height or width of the image input.
-pub const MAX_SIZE: usize = 1 << 14;
-/// Most classes a conditional model may declare.
-pub const MAX_CLASSES: usize = 1 << 16;
-/// Largest kernel size, stride or padding of a conv.
-pub const MAX_KERNEL: usize = 63;
+use super::{Span, Val};
+use crate::base::limits::{MAX_CHANNELS, MAX_CLASSES, MAX_KERNEL, MAX_SIZE, MAX_TIMESTEPS};
 
 /// What a field holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,7 +104,7 @@ macro_rules! blocks {
 
         block_op_enum!(@acc [] $($variant { $($field: $kind),* })*);
 
-        /// Every block op, in the order the README lists them.
+        /// Every block op, in the order docs/model-file.md lists them.
         pub const OPS: &[OpSpec] = &[$(
             OpSpec {
                 kind: OpKind::$variant,
@@ -153,17 +149,25 @@ pub(crate) trait FieldReader {
 /// A Rust type a block field can have.
 pub(crate) trait FieldValue: Sized {
     fn read(r: &mut dyn FieldReader, spec: &FieldSpec) -> Option<Val<Self>>;
+    /// The value when it is an integer (what a reference like `"input.channels"` can read).
+    fn as_int(v: &Val<Self>) -> Option<&Val<usize>>;
 }
 
 impl FieldValue for usize {
     fn read(r: &mut dyn FieldReader, spec: &FieldSpec) -> Option<Val<Self>> {
         r.int(spec)
     }
+    fn as_int(v: &Val<Self>) -> Option<&Val<usize>> {
+        Some(v)
+    }
 }
 
 impl FieldValue for f64 {
     fn read(r: &mut dyn FieldReader, spec: &FieldSpec) -> Option<Val<Self>> {
         r.float(spec)
+    }
+    fn as_int(_: &Val<Self>) -> Option<&Val<usize>> {
+        None
     }
 }
 
@@ -210,6 +214,99 @@ blocks! {
     }
 }
 
+/// A section of plain fields (`[input]`, `[time]`, `[condition]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SectionSpec {
+    /// As written in the file, without brackets.
+    pub name: &'static str,
+    pub fields: &'static [FieldSpec],
+}
+
+impl SectionSpec {
+    pub fn field_names(&self) -> impl Iterator<Item = &'static str> {
+        self.fields.iter().map(|f| f.name)
+    }
+
+    pub fn has_field(&self, name: &str) -> bool {
+        self.fields.iter().any(|f| f.name == name)
+    }
+}
+
+/// Declares each section of plain fields once: its `*Decl` struct (every field a [`Val`] that
+/// remembers where it was written), its [`SectionSpec`] and its reader.
+macro_rules! sections {
+    ($(
+        $(#[doc = $sdoc:literal])*
+        $decl:ident $name:literal {
+            $( $field:ident : $kind:ident ($flo:expr, $fhi:expr) = $default:ident $(($arg:expr))?, $fdoc:literal; )*
+        }
+    )*) => {
+        $(
+            $(#[doc = $sdoc])*
+            #[derive(Debug, Clone)]
+            pub struct $decl {
+                /// The section's table.
+                pub span: Span,
+                $(#[doc = $fdoc] pub $field: Val<field_type!($kind)>,)*
+            }
+
+            impl $decl {
+                pub const SPEC: SectionSpec = SectionSpec {
+                    name: $name,
+                    fields: &[$(FieldSpec {
+                        name: stringify!($field),
+                        kind: field_kind!($kind, $flo, $fhi),
+                        default: FieldDefault::$default $(($arg))?,
+                        doc: $fdoc,
+                    },)*],
+                };
+
+                /// Reads every field through `read` (None when one was bad; each is reported).
+                pub(crate) fn read(span: Span, read: &mut dyn FieldReader) -> Option<$decl> {
+                    let mut fields = Self::SPEC.fields.iter();
+                    $(let $field = <field_type!($kind) as FieldValue>::read(read, fields.next().expect("declared"));)*
+                    Some($decl { span, $($field: $field?),* })
+                }
+
+                /// The integer field `name`, for references like `"input.channels"`.
+                pub fn int(&self, name: &str) -> Option<&Val<usize>> {
+                    match name {
+                        $(stringify!($field) => <field_type!($kind) as FieldValue>::as_int(&self.$field),)*
+                        _ => None,
+                    }
+                }
+            }
+        )*
+
+        /// Every section of plain fields.
+        pub const SECTIONS: &[SectionSpec] = &[$($decl::SPEC),*];
+    };
+}
+
+sections! {
+    /// `[input]`: the noisy image x, per image.
+    InputDecl "input" {
+        channels: int(1, MAX_CHANNELS) = Required, "image channels (1: grey, 3: colour)";
+        height: int(1, MAX_SIZE) = Required, "image height in pixels";
+        width: int(1, MAX_SIZE) = Required, "image width in pixels";
+    }
+    /// `[time]`: the sinusoidal timestep embedding, then an MLP.
+    TimeDecl "time" {
+        dim: int(1, MAX_CHANNELS) = Required, "width of the sinusoidal embedding of t";
+        hidden: int(1, MAX_CHANNELS) = Required, "width of the MLP after it (the `time` block's features)";
+    }
+    /// `[condition]`: the classes a conditional model knows and how often training hides the label.
+    ConditionDecl "condition" {
+        classes: int(1, MAX_CLASSES) = Required, "real classes (labels 0..classes-1); the null label is `classes`";
+        drop: float(0.0, 0.99) = Float(0.8),
+            "probability that training replaces a label by the null label (what `--guidance 0` learns from; \
+             0.8 by measurement on the built-in digits, docs/experiments/conditional.md)";
+        hide_below: int(0, MAX_TIMESTEPS as usize) = Int(0),
+            "timesteps below this one never see the label: training and sampling give them the null label \
+             (0: every timestep sees it)";
+    }
+}
+
 impl OpKind {
     pub fn spec(self) -> &'static OpSpec {
         OPS.iter().find(|s| s.kind == self).expect("every op kind is in OPS")
@@ -243,7 +340,7 @@ impl OpKind {
 }
 
 impl FieldSpec {
-    /// How the README writes the field: `` `stride` = 1 ``, `` `groups` (default `[vars] groups`) ``.
+    /// How docs/model-file.md writes the field: `` `stride` = 1 ``, `` `groups` (default `[vars] groups`) ``.
     fn markdown(&self) -> String {
         match self.default {
             FieldDefault::Required => format!("`{}`", self.name),
@@ -255,7 +352,7 @@ impl FieldSpec {
     }
 }
 
-/// The README's table of block ops, generated from [`OPS`].
+/// The table of block ops in docs/model-file.md, generated from [`OPS`].
 pub fn ops_markdown() -> String {
     let mut out = String::from("| op | fields (besides `op`, `in`) | what it is |\n|---|---|---|\n");
     for op in OPS {
@@ -278,6 +375,9 @@ fn number_word(n: usize) -> String {
         n => n.to_string(),
     }
 }
+
+/// The fields of `[model]`.
+pub const MODEL_FIELDS: [&str; 2] = ["name", "output"];
 
 #[cfg(test)]
 mod tests {

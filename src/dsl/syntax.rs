@@ -27,7 +27,7 @@ pub(super) fn syntax_errors(source: &str, errors: &[toml::de::Error]) -> Vec<Dia
 fn duplicate_key(source: &str, e: &toml::de::Error) -> Diagnostic {
     let span = e.span().unwrap_or(0..0);
     let text = source.get(span.clone()).unwrap_or("").trim();
-    if let Some(d) = dotted_key(source, &span) {
+    if let Some(d) = dotted_key(source, &span).or_else(|| dotted_key_under(source, text, span.clone())) {
         return d;
     }
     let d = Diagnostic::error(format!("`{text}` is defined twice"), span.clone())
@@ -75,7 +75,59 @@ pub(super) fn dotted_key(source: &str, span: &Span) -> Option<Diagnostic> {
         return None;
     }
     let at = line_start + line.find(key)?;
-    Some(dotted_key_error(key, at..at + key.len()))
+    let head = key.split_once('.').map_or(key, |(head, _)| head);
+    Some(match key_definition(source, head) {
+        Some(block) => dotted_key_clash(key, at..at + key.len(), block),
+        None => dotted_key_error(key, at..at + key.len()),
+    })
+}
+
+/// The span of the key of a line `name = ...` (a block, when it clashes with a dotted key).
+fn key_definition(source: &str, name: &str) -> Option<Span> {
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let l = line.trim_start();
+        if l.strip_prefix(name).is_some_and(|rest| rest.trim_start().starts_with('=')) {
+            let at = offset + (line.len() - l.len());
+            return Some(at..at + name.len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// `out = {...}` reported as defined twice because a dotted key `out.norm = {...}` (written
+/// before it) made `out` a table: the clash, at the dotted key.
+fn dotted_key_under(source: &str, name: &str, block: Span) -> Option<Diagnostic> {
+    if name.is_empty() || name.contains(['.', '[', '"', '\'']) {
+        return None;
+    }
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let l = line.trim_start();
+        let key = l.split('=').next().unwrap_or("").trim_end();
+        let under = key.strip_prefix(name).is_some_and(|rest| rest.starts_with('.'));
+        if under && l.contains('=') && !key.contains(['"', '\'', ' ']) {
+            let at = offset + (line.len() - l.len());
+            return Some(dotted_key_clash(key, at..at + key.len(), block));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// `out.norm = {...}` in a file that also has the block `out`: TOML reads the dotted key as a
+/// field of a table `out`, which the block `out` then collides with.
+fn dotted_key_clash(key: &str, span: Span, block: Span) -> Diagnostic {
+    let (head, rest) = key.split_once('.').unwrap_or((key, ""));
+    Diagnostic::error(
+        format!("TOML reads `{key}` as a field `{rest}` of a table `{head}`, not as a block name"),
+        span,
+    )
+    .label(block, format!("the block `{head}`, which cannot also be a table"))
+    .expected("a block name of letters, digits, `_` and `-`")
+    .found(format!("`{key}`, a dotted key"))
+    .help(format!("write `{}` instead", key.replace('.', "_")))
 }
 
 /// `mid.attn = {...}` is the table `mid` with a key `attn`, not a block named `mid.attn`.

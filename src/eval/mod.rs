@@ -12,8 +12,8 @@ pub mod samples;
 use ndarray::{s, Array4, ArrayView4, Axis};
 use serde::Serialize;
 
+use crate::base::rng::Rng;
 use crate::data::Dataset;
-use crate::rng::Rng;
 use classifier::{Classifier, Outputs};
 use frechet::{frechet_distance, FeatureStats};
 use near_copy::TrainingSet;

@@ -1,5 +1,5 @@
 //! Reading the images to score: a PNG grid as `mdc sample` and `mdc train` write it
-//! ([`crate::image_io::grid_png`]), a folder of single images, or an IDX file. All come back as
+//! ([`crate::base::image_io::grid_png`]), a folder of single images, or an IDX file. All come back as
 //! [N, C, H, W] in [-1, 1], the range mdc's images live in.
 
 use std::path::Path;
@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 use image::GrayImage;
 use ndarray::Array4;
 
+use crate::base::image_io::{GridLayout, BORDER};
 use crate::data::{DataSource, Dataset};
-use crate::image_io::{GridLayout, BORDER};
 
 /// Loads `path` as images of `image` = [C, H, W] (only grey, C = 1, for grids).
 pub fn load(path: &Path, image: [usize; 3]) -> anyhow::Result<Array4<f32>> {
@@ -147,7 +147,7 @@ impl Grid {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image_io::grid_png;
+    use crate::base::image_io::grid_png;
 
     fn decode(png: &[u8]) -> GrayImage {
         image::load_from_memory(png).unwrap().to_luma8()
@@ -157,7 +157,7 @@ mod tests {
     fn any_layout_round_trips() {
         let images =
             Array4::from_shape_fn([5, 1, 3, 4], |(n, _, y, x)| ((n * 12 + y * 4 + x) as f32 / 30.0) - 1.0);
-        let bytes = |v: &Array4<f32>| v.mapv(crate::image_io::to_u8);
+        let bytes = |v: &Array4<f32>| v.mapv(crate::base::image_io::to_u8);
         for layout in [
             GridLayout::auto(4),
             GridLayout { columns: 2, scale: 1, padding: 0 },

@@ -2,11 +2,8 @@
 //! the exporter lowers. Nodes are stored in topological order (every input index is smaller
 //! than the node's own), each producing one value, so consumers walk a plain slice.
 
-pub mod blocks;
-mod shape;
-
+pub use crate::base::Shape;
 pub use crate::ops::{Init, Op, ParamSpec, ShapeError};
-pub use shape::Shape;
 
 use crate::ops::label::Label;
 use crate::ops::timestep::Timestep;
@@ -134,14 +131,14 @@ pub struct NodeError {
 /// Builds a [`Graph`] node by node, inferring each shape as it goes. Used by the model-file
 /// builder and directly by tests that need a small graph.
 #[derive(Debug, Default)]
-pub struct GraphBuilder {
+pub struct PrimitiveGraphBuilder {
     nodes: Vec<Node>,
     input: Option<NodeId>,
     timestep: Option<NodeId>,
     label: Option<NodeId>,
 }
 
-impl GraphBuilder {
+impl PrimitiveGraphBuilder {
     pub fn new() -> Self {
         Self::default()
     }

@@ -13,10 +13,8 @@ use std::time::Instant;
 use crate::graph::{Graph, NodeId, Op, Shape};
 use crate::ops::{Backward, Forward};
 
-use super::bf16::Precision;
-use super::kernels::elementwise;
-use super::real::Real;
-use super::workspace::{Pool, Workers};
+use crate::kernels::elementwise;
+use crate::kernels::{Pool, Precision, Real, Workers};
 
 /// Where a forward/backward pass stands, so misuse is caught with a message instead of garbage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +110,7 @@ impl<T: Real> Engine<T> {
     }
 
     /// Runs the conv and linear products at `precision` (bf16 only takes effect for f32 on a CPU
-    /// with AVX512_BF16; callers check [`super::bf16::available`] to tell users).
+    /// with AVX512_BF16; callers check [`crate::kernels::bf16::available`] to tell users).
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.workers.precision = precision;
         self

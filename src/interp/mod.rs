@@ -9,22 +9,16 @@
 //!
 //! The work is done by [`Engine`], generic over the scalar so gradient checks can run in f64.
 
-pub mod bf16;
+mod denoiser;
 mod engine;
-mod gemm;
-pub mod kernels;
-mod real;
-mod workspace;
 
+pub use denoiser::{sample_images, InterpDenoiser};
 pub use engine::Engine;
-pub use gemm::{matmul, matmul_strided, Tr};
-pub use kernels::with_avx2;
-pub use real::Real;
-pub use workspace::{Pool, Workers};
 
 use ndarray::{Array4, ArrayView1, ArrayView4};
 
 use crate::graph::Graph;
+use crate::kernels::Precision;
 use crate::params::Params;
 
 pub struct Executor {
@@ -37,8 +31,8 @@ impl Executor {
     }
 
     /// Runs the conv and linear products at `precision` (bf16 needs AVX512_BF16: callers check
-    /// [`bf16::available`] first, or the products stay fp32).
-    pub fn with_precision(self, precision: bf16::Precision) -> Executor {
+    /// [`crate::kernels::bf16::available`] first, or the products stay fp32).
+    pub fn with_precision(self, precision: Precision) -> Executor {
         Executor { engine: self.engine.with_precision(precision) }
     }
 

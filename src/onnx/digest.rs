@@ -10,7 +10,7 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use super::proto::{ModelProto, StringStringEntryProto};
+use crate::onnx_ir::proto::{ModelProto, StringStringEntryProto};
 
 /// The metadata key of the digest.
 pub const KEY: &str = "model_sha256";
@@ -52,7 +52,7 @@ pub fn check(bytes: &[u8]) -> Result<Integrity, prost::DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::proto::GraphProto;
+    use crate::onnx_ir::proto::GraphProto;
 
     fn model(name: &str) -> ModelProto {
         ModelProto {

@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
+use crate::base::limits::{MAX_CHANNELS, MAX_CLASSES, MAX_SIZE};
 use crate::diffusion::{NoiseSchedule, Prediction, ScheduleKind};
-use crate::dsl::{MAX_CHANNELS, MAX_SIZE};
-use crate::train::{Origin, Recipe, TrainConfig};
+use crate::recipe::{Origin, Recipe, TrainConfig};
 
 /// The most timesteps a model's metadata may record (more is a damaged or foreign file): the
 /// training recipe's limit.
-pub const MAX_TIMESTEPS: usize = crate::train::MAX_TIMESTEPS as usize;
+pub const MAX_TIMESTEPS: usize = crate::base::limits::MAX_TIMESTEPS as usize;
 
 /// The DDPM noise schedule a model was trained with, and what its output predicts: what
 /// `mdc train` uses (the [train] keys `schedule`, `timesteps` and `prediction`, or what the
@@ -272,7 +272,7 @@ impl ModelInfo {
         let classes = match props.get(CLASSES) {
             None => None,
             Some(_) => {
-                let count = num(CLASSES, 1, crate::dsl::MAX_CLASSES)?;
+                let count = num(CLASSES, 1, MAX_CLASSES)?;
                 let names: Vec<String> = match props.get(CLASS_NAMES) {
                     None => Vec::new(),
                     Some(v) => serde_json::from_str(v).map_err(|e| {

@@ -5,13 +5,9 @@
 //! named like the parameters (`down1.conv.weight`); ONNX node names are the primitive node
 //! names. IR version 10 and opset 17, which onnxruntime 1.18 and newer (1.31 included) run.
 
-pub(crate) mod builder;
 pub mod digest;
-pub(crate) mod lower;
 pub mod metadata;
-#[allow(clippy::all, clippy::pedantic, missing_docs)]
-#[rustfmt::skip]
-pub mod proto;
+mod model_info;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -19,9 +15,11 @@ use std::path::Path;
 use prost::Message;
 
 use crate::graph::{Graph, NodeId, Shape};
+use crate::onnx_ir::{builder, lower, proto};
 use crate::ops::label::Label;
 use crate::params::Params;
 pub use metadata::{AutoguidanceInfo, ClassInfo, ModelInfo, ScheduleInfo};
+pub use model_info::file_name;
 use proto::{
     tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ModelProto, OperatorSetIdProto,
     StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto,
@@ -190,7 +188,7 @@ pub fn export_to_file(
     path: &Path,
 ) -> Result<usize, ExportError> {
     let bytes = encode(&export_guided(graph, params, guide, info)?);
-    crate::fsutil::write_atomic(path, &bytes)
+    crate::base::fsutil::write_atomic(path, &bytes)
         .map_err(|source| ExportError::Write { path: path.display().to_string(), source })?;
     Ok(bytes.len())
 }
@@ -238,7 +236,7 @@ fn lower_graph(lowerer: &mut lower::Lowerer, graph: &Graph, prefix: &str, out: &
             continue;
         }
         let ins: Vec<&str> = node.inputs.iter().map(|&i| names[i].as_str()).collect();
-        lowerer.lower(node, &ins, &names[id]);
+        node.op.lower_onnx(lowerer, &node.name, &ins, &names[id]);
     }
     // A graph whose output is an input (an identity model) still needs a node producing it.
     if [graph.input, graph.timestep].contains(&graph.output) {
@@ -262,7 +260,7 @@ fn hide_labels(lowerer: &mut lower::Lowerer, label: &Label, prefix: &str) -> Str
 /// Each image's autoguidance weight as [N, 1, 1, 1]: the scalar `w` where t <= `max_t` or the
 /// image has a class label (`y` is not `null`, for a conditional model), 1 (the model alone)
 /// elsewhere, as [`crate::diffusion::Steering::weight_at`] has it. Returns its name.
-fn weight_up_to(b: &mut builder::GraphBuilder, w: &str, max_t: u64, null: Option<usize>) -> String {
+fn weight_up_to(b: &mut builder::OnnxGraphBuilder, w: &str, max_t: u64, null: Option<usize>) -> String {
     let max = b.const_f32(&format!("autoguidance_max_t{max_t}"), &[1], &[max_t as f32]);
     let alone = b.const_f32("autoguidance_model_alone", &[1], &[1.0]);
     let shape = b.const_i64(&[-1, 1, 1, 1]);

@@ -2,10 +2,10 @@
 
 use super::{image_and_channel_vector, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::elementwise;
-use crate::interp::Real;
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::elementwise;
+use crate::kernels::Real;
+use crate::onnx_ir::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddChannelBias;
@@ -59,11 +59,11 @@ impl PrimitiveOp for AddChannelBias {
     }
 
     /// [N, C] -> [N, C, 1, 1], broadcast over H, W.
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let axes = cx.b.const_i64(&[2, 3]);
-        let u = format!("{}/unsqueeze", node.name);
+        let u = format!("{name}/unsqueeze");
         cx.b.node("Unsqueeze", &u, &[ins[1], &axes], &[&u], vec![]);
-        cx.b.node("Add", &node.name, &[ins[0], &u], &[out], vec![]);
+        cx.b.node("Add", name, &[ins[0], &u], &[out], vec![]);
     }
 }
 

@@ -5,11 +5,11 @@
 
 use super::{arity, image, Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::attention;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::attention;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 
 /// The Python function [`Attention::torch_forward`] calls: PyTorch's fused attention, whose
 /// default scale is the interpreter's 1 / sqrt(d).
@@ -97,9 +97,8 @@ impl PrimitiveOp for Attention {
 
     /// qkv [N, 3C, H, W] -> [N, C, H, W] as MatMul/Softmax (Transpose + MatMul fuse into
     /// FusedMatMul in onnxruntime); H and W are read from the input at run time.
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let (channels, heads, qkv) = (self.channels, self.heads, ins[0]);
-        let name = node.name.as_str();
         let step = |s: &str| format!("{name}/{s}");
         let d = channels / heads;
         let (h, d_i) = (heads as i64, d as i64);

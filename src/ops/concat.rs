@@ -2,11 +2,11 @@
 
 use super::{image, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::elementwise;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::elementwise;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Concat;
@@ -77,8 +77,8 @@ impl PrimitiveOp for Concat {
         ""
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        cx.b.node("Concat", &node.name, ins, &[out], vec![attribute("axis", Attr::Int(1))]);
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
+        cx.b.node("Concat", name, ins, &[out], vec![attribute("axis", Attr::Int(1))]);
     }
 }
 

@@ -6,11 +6,11 @@
 use super::exec::weight_and_bias;
 use super::{arity, image, Init, Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::conv;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::conv;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conv2d {
@@ -102,10 +102,10 @@ impl PrimitiveOp for Conv2d {
         ""
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let weight = [self.out_channels, self.in_channels, self.kernel, self.kernel];
         let (cout, s, p) = (self.out_channels, self.stride, self.padding);
-        lower_conv_node(cx, "Conv", node, ins, out, weight, cout, (s, p));
+        lower_conv_node(cx, "Conv", name, ins, out, weight, cout, (s, p));
     }
 }
 
@@ -145,19 +145,19 @@ pub(super) fn conv_input(
 pub(super) fn lower_conv_node(
     cx: &mut Lowerer<'_>,
     op_type: &str,
-    node: &Node,
+    name: &str,
     ins: &[&str],
     out: &str,
     weight: [usize; 4],
     cout: usize,
     (stride, padding): (usize, usize),
 ) {
-    let w = cx.weight(node, "weight", &weight);
-    let bias = cx.weight(node, "bias", &[cout]);
+    let w = cx.weight(name, "weight", &weight);
+    let bias = cx.weight(name, "bias", &[cout]);
     let (k, s, p) = (weight[2] as i64, stride as i64, padding as i64);
     cx.b.node(
         op_type,
-        &node.name,
+        name,
         &[ins[0], &w, &bias],
         &[out],
         vec![

@@ -11,10 +11,10 @@ use super::conv2d::{conv_input, conv_params, lower_conv_node};
 use super::exec::weight_and_bias;
 use super::{Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::conv;
-use crate::interp::Real;
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::conv;
+use crate::kernels::Real;
+use crate::onnx_ir::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvTranspose2d {
@@ -136,10 +136,10 @@ impl PrimitiveOp for ConvTranspose2d {
         ""
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let weight = [self.in_channels, self.out_channels, self.kernel, self.kernel];
         let (cout, s, p) = (self.out_channels, self.stride, self.padding);
-        lower_conv_node(cx, "ConvTranspose", node, ins, out, weight, cout, (s, p));
+        lower_conv_node(cx, "ConvTranspose", name, ins, out, weight, cout, (s, p));
     }
 }
 

@@ -5,11 +5,11 @@
 
 use super::{arity, Init, ParamSpec, PrimitiveOp, Rank, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::class_embedding;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::class_embedding;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embedding {
@@ -72,10 +72,10 @@ impl PrimitiveOp for Embedding {
     }
 
     /// `Gather(weight, y)` along the rows; `y` is the int64 label input.
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        let w = cx.weight(node, "weight", &[self.rows, self.features]);
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
+        let w = cx.weight(name, "weight", &[self.rows, self.features]);
         let axis = vec![attribute("axis", Attr::Int(0))];
-        cx.b.node("Gather", &node.name, &[&w, ins[0]], &[out], axis);
+        cx.b.node("Gather", name, &[&w, ins[0]], &[out], axis);
     }
 }
 

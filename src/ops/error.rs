@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::graph::Shape;
+use crate::base::Shape;
 
 /// The kind of tensor an input must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 //! liveness (which values stay alive), gradient accumulation and fusion decisions; the op
 //! modules only compute.
 
-use crate::graph::Shape;
-use crate::interp::{Pool, Real, Workers};
+use crate::base::Shape;
+use crate::kernels::{Pool, Real, Workers};
 
 /// One node's forward over a batch.
 pub struct Forward<'a, T: Real> {

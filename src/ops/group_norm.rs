@@ -4,11 +4,11 @@
 use super::exec::weight_and_bias;
 use super::{arity, image, Init, Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::norm;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::norm;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupNorm {
@@ -100,15 +100,14 @@ impl PrimitiveOp for GroupNorm {
 
     /// As Reshape -> InstanceNormalization -> Reshape -> Mul -> Add: about 2x faster in
     /// onnxruntime's CPU provider than GroupNormalization.
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let (groups, channels) = (self.groups, self.channels);
-        let name = node.name.as_str();
         let step = |s: &str| format!("{name}/{s}");
         let eps_attr = || vec![attribute("epsilon", Attr::Float(self.eps))];
         if groups == channels {
             // One channel per group is exactly instance norm, affine included.
-            let w = cx.weight(node, "weight", &[channels]);
-            let bias = cx.weight(node, "bias", &[channels]);
+            let w = cx.weight(name, "weight", &[channels]);
+            let bias = cx.weight(name, "bias", &[channels]);
             cx.b.node("InstanceNormalization", name, &[ins[0], &w, &bias], &[out], eps_attr());
             return;
         }
@@ -117,8 +116,8 @@ impl PrimitiveOp for GroupNorm {
         let ones = cx.b.const_f32(&format!("ones{groups}"), &[groups], &vec![1.0; groups]);
         let zeros = cx.b.const_f32(&format!("zeros{groups}"), &[groups], &vec![0.0; groups]);
         let shape = cx.shape_of(ins[0]);
-        let w = cx.weight(node, "weight", &[channels, 1, 1]);
-        let bias = cx.weight(node, "bias", &[channels, 1, 1]);
+        let w = cx.weight(name, "weight", &[channels, 1, 1]);
+        let bias = cx.weight(name, "bias", &[channels, 1, 1]);
         let (r, n, back, scaled) = (step("group"), step("normalize"), step("ungroup"), step("scale"));
         cx.b.node("Reshape", &r, &[ins[0], &grouped], &[&r], vec![]);
         cx.b.node("InstanceNormalization", &n, &[&r, &ones, &zeros], &[&n], eps_attr());

@@ -1,7 +1,7 @@
 //! The noisy image `x`: [C, H, W] per image. Exactly one per graph; it reads nothing.
 
 use super::{arity, PrimitiveOp, ShapeError};
-use crate::graph::Shape;
+use crate::base::Shape;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Input {

@@ -5,10 +5,10 @@
 //! With `hide_below`, an image at a timestep below it is given the null label whatever label it
 //! came with, in training, in sampling and in the export alike: near the end of sampling the
 //! image already shows its class, so the label adds nothing there, and those steps train the
-//! unconditional prediction instead (docs/conditional.md).
+//! unconditional prediction instead (docs/experiments/conditional.md).
 
 use super::{arity, PrimitiveOp, ShapeError};
-use crate::graph::Shape;
+use crate::base::Shape;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Label {

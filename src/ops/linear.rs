@@ -4,11 +4,11 @@
 use super::exec::weight_and_bias;
 use super::{arity, vector, Init, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::linear;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::linear;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Linear {
@@ -75,11 +75,11 @@ impl PrimitiveOp for Linear {
         ""
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        let w = cx.weight(node, "weight", &[self.out_features, self.in_features]);
-        let bias = cx.weight(node, "bias", &[self.out_features]);
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
+        let w = cx.weight(name, "weight", &[self.out_features, self.in_features]);
+        let bias = cx.weight(name, "bias", &[self.out_features]);
         let trans_b = vec![attribute("transB", Attr::Int(1))];
-        cx.b.node("Gemm", &node.name, &[ins[0], &w, &bias], &[out], trans_b);
+        cx.b.node("Gemm", name, &[ins[0], &w, &bias], &[out], trans_b);
     }
 }
 

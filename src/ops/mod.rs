@@ -14,9 +14,9 @@ mod exec;
 pub use error::{Param, Rank, ShapeError};
 pub use exec::{Backward, Forward};
 
-use crate::graph::{Node, Shape};
-use crate::interp::Real;
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::Real;
+use crate::onnx_ir::lower::Lowerer;
 
 /// How a parameter tensor is initialised (PyTorch's defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,10 +75,10 @@ pub trait PrimitiveOp {
     /// inputs' gradients to the engine; `dy` goes back to the pool or becomes one of them.
     fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>);
 
-    /// Emits the ONNX nodes computing `node` from the values named `ins` into the value `out`.
-    /// The node carrying the result is named like `node` (`down1.conv`), helpers
-    /// `<node>/<step>`; shapes that depend on N, H or W are read at run time.
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str);
+    /// Emits the ONNX nodes computing the node called `name` from the values named `ins` into the
+    /// value `out`. The node carrying the result is named `name` (`down1.conv`), helpers
+    /// `<name>/<step>`; shapes that depend on N, H or W are read at run time.
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str);
 
     /// The PyTorch layer holding this node's parameters, as the Python expression that builds it
     /// (`nn.Conv2d(1, 16, 3, stride=1, padding=1)`), its tensors named and laid out as
@@ -104,7 +104,7 @@ macro_rules! graph_input_methods {
             vec![]
         }
 
-        fn flops(&self, _: &[&$crate::graph::Shape], _: &$crate::graph::Shape) -> u128 {
+        fn flops(&self, _: &[&$crate::base::Shape], _: &$crate::base::Shape) -> u128 {
             0
         }
 
@@ -112,22 +112,15 @@ macro_rules! graph_input_methods {
             false
         }
 
-        fn forward<T: $crate::interp::Real>(&self, cx: $crate::ops::Forward<'_, T>) {
+        fn forward<T: $crate::kernels::Real>(&self, cx: $crate::ops::Forward<'_, T>) {
             cx.out.copy_from_slice(cx.inputs[0]);
         }
 
-        fn backward<T: $crate::interp::Real>(&self, cx: $crate::ops::Backward<'_, '_, T>, dy: Vec<T>) {
+        fn backward<T: $crate::kernels::Real>(&self, cx: $crate::ops::Backward<'_, '_, T>, dy: Vec<T>) {
             cx.pool.give(dy);
         }
 
-        fn lower_onnx(
-            &self,
-            _: &mut $crate::onnx::lower::Lowerer<'_>,
-            _: &$crate::graph::Node,
-            _: &[&str],
-            _: &str,
-        ) {
-        }
+        fn lower_onnx(&self, _: &mut $crate::onnx_ir::lower::Lowerer<'_>, _: &str, _: &[&str], _: &str) {}
 
         fn torch_layer(&self) -> Option<String> {
             None
@@ -227,8 +220,8 @@ macro_rules! registry {
                 match self { $(Op::$variant(op) => op.backward(cx, dy),)* }
             }
 
-            pub fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-                match self { $(Op::$variant(op) => op.lower_onnx(cx, node, ins, out),)* }
+            pub fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
+                match self { $(Op::$variant(op) => op.lower_onnx(cx, name, ins, out),)* }
             }
 
             pub fn torch_layer(&self) -> Option<String> {

@@ -4,10 +4,10 @@
 
 use super::{image_and_channel_vector, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::elementwise;
-use crate::interp::Real;
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::elementwise;
+use crate::kernels::Real;
+use crate::onnx_ir::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScaleChannels;
@@ -64,14 +64,14 @@ impl PrimitiveOp for ScaleChannels {
     }
 
     /// [N, C] -> [N, C, 1, 1], plus one, times the map.
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let axes = cx.b.const_i64(&[2, 3]);
         let one = cx.b.const_f32("one", &[], &[1.0]);
-        let u = format!("{}/unsqueeze", node.name);
-        let f = format!("{}/factor", node.name);
+        let u = format!("{name}/unsqueeze");
+        let f = format!("{name}/factor");
         cx.b.node("Unsqueeze", &u, &[ins[1], &axes], &[&u], vec![]);
         cx.b.node("Add", &f, &[&u, &one], &[&f], vec![]);
-        cx.b.node("Mul", &node.name, &[ins[0], &f], &[out], vec![]);
+        cx.b.node("Mul", name, &[ins[0], &f], &[out], vec![]);
     }
 }
 

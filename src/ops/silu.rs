@@ -2,10 +2,10 @@
 
 use super::{arity, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::activation;
-use crate::interp::Real;
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::activation;
+use crate::kernels::Real;
+use crate::onnx_ir::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Silu;
@@ -55,10 +55,10 @@ impl PrimitiveOp for Silu {
     }
 
     /// As x * Sigmoid(x), which onnxruntime fuses.
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        let sig = format!("{}/sigmoid", node.name);
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
+        let sig = format!("{name}/sigmoid");
         cx.b.node("Sigmoid", &sig, &[ins[0]], &[&sig], vec![]);
-        cx.b.node("Mul", &node.name, &[ins[0], &sig], &[out], vec![]);
+        cx.b.node("Mul", name, &[ins[0], &sig], &[out], vec![]);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The timesteps `t`: a scalar per image (shape []). Exactly one per graph; it reads nothing.
 
 use super::{arity, PrimitiveOp, ShapeError};
-use crate::graph::Shape;
+use crate::base::Shape;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timestep;

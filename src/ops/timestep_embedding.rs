@@ -4,11 +4,11 @@
 
 use super::{arity, Param, ParamSpec, PrimitiveOp, Rank, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::embedding;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::embedding;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 
 /// The Python function [`TimestepEmbedding::torch_forward`] calls: the arguments in float64 as
 /// the interpreter computes them (t * freq reaches ~1000 rad, where float32 would move sin/cos).
@@ -81,8 +81,7 @@ impl PrimitiveOp for TimestepEmbedding {
         TORCH_HELPER
     }
 
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
-        let name = node.name.as_str();
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let step = |s: &str| format!("{name}/{s}");
         // Arguments in f64: t * freq reaches ~1000 rad, where f32 rounding would already
         // move sin/cos by ~1e-4.

@@ -2,11 +2,11 @@
 
 use super::{arity, image, Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
-use crate::graph::{Node, Shape};
-use crate::interp::kernels::upsample;
-use crate::interp::Real;
-use crate::onnx::builder::{attribute, Attr};
-use crate::onnx::lower::Lowerer;
+use crate::base::Shape;
+use crate::kernels::upsample;
+use crate::kernels::Real;
+use crate::onnx_ir::builder::{attribute, Attr};
+use crate::onnx_ir::lower::Lowerer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpsampleNearest {
@@ -66,12 +66,12 @@ impl PrimitiveOp for UpsampleNearest {
     }
 
     /// asymmetric + floor: output pixel i reads input floor(i / scale), an exact repeat.
-    fn lower_onnx(&self, cx: &mut Lowerer<'_>, node: &Node, ins: &[&str], out: &str) {
+    fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let (scale, s) = (self.scale, self.scale as f32);
         let scales = cx.b.const_f32(&format!("scales{scale}"), &[4], &[1.0, 1.0, s, s]);
         cx.b.node(
             "Resize",
-            &node.name,
+            name,
             &[ins[0], "", &scales],
             &[out],
             vec![

@@ -7,8 +7,8 @@ use std::time::Instant;
 use ndarray::{Array1, Array4};
 
 use super::OrtDenoiser;
-use crate::bench::{process_cpu_seconds, Timing};
-use crate::rng::Rng;
+use crate::base::rng::Rng;
+use crate::base::timing::{process_cpu_seconds, Timing};
 
 /// Timing of one batch size.
 #[derive(Debug, Clone, PartialEq)]

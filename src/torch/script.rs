@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::names::py;
 use crate::model::Model;
 use crate::params::CHECKPOINT_FORMAT;
-use crate::train::{recipe_keys, TrainConfig};
+use crate::recipe::{recipe_keys, TrainConfig};
 
 /// The body every script shares: the recipe's arithmetic, checkpoints, data, the loop.
 const BODY: &str = include_str!("train_body.py");

@@ -1,17 +1,12 @@
 //! Training checkpoints: one safetensors file holding the weights (`model.*`), their EMA
 //! (`ema.*`) and the AdamW moments (`adam_m.*`, `adam_v.*`), with everything else a resumed run
-//! needs in the string metadata (layout fixed by [`crate::params::CHECKPOINT_FORMAT`]).
+//! needs in the string metadata (its layout and reader: [`crate::params::CheckpointInfo`]).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::TrainConfig;
-use crate::diffusion::{Prediction, Steering};
 use crate::graph::Graph;
-use crate::params::{
-    tensors_digest, Params, WeightsError, CHECKPOINT_DIGEST, CHECKPOINT_FORMAT, CHECKPOINT_GUIDE,
-    CHECKPOINT_PARTS as PARTS, GUIDE_DIGEST, GUIDE_STEP,
-};
+use crate::params::{checkpoint_bytes, CheckpointInfo, Params, WeightsError, WeightsFile, CHECKPOINT_FORMAT};
 
 /// The file name of a run's checkpoint inside its output folder.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -47,27 +42,6 @@ pub struct Guide {
     pub weights: Params,
 }
 
-/// What the network of a weights file predicts, by its metadata: a checkpoint records it; one
-/// from before the setting existed predicts the noise; None for a file that says nothing (plain
-/// weights: the model file's [train] decides).
-pub fn recorded_prediction(meta: &HashMap<String, String>) -> Result<Option<Prediction>, String> {
-    match meta.get("prediction") {
-        Some(p) => Prediction::parse(p)
-            .map(Some)
-            .ok_or_else(|| format!("unknown prediction {p:?} in metadata (expected noise or velocity)")),
-        None => {
-            let checkpoint = meta.get("format").map(String::as_str) == Some(CHECKPOINT_FORMAT);
-            Ok(checkpoint.then_some(Prediction::Noise))
-        }
-    }
-}
-
-/// The autoguidance a checkpoint's recipe sets (weight 1, the model alone, when it has none).
-pub fn recorded_autoguidance(meta: &HashMap<String, String>) -> Steering {
-    let config: Option<TrainConfig> = meta.get("config").and_then(|c| serde_json::from_str(c).ok());
-    config.map_or(Steering::everywhere(1.0), |c| c.steering())
-}
-
 /// What is wrong with a checkpoint file, in terms a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -86,110 +60,72 @@ pub enum CheckpointError {
 impl Checkpoint {
     /// Writes the checkpoint atomically (a crash leaves the previous one intact).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let info = CheckpointInfo {
+            step: self.step,
+            rng: self.rng,
+            data_epoch: self.data_epoch,
+            data_position: self.data_position,
+            model_hash: self.model_hash.clone(),
+            config: self.config.clone(),
+            class_names: self.class_names.clone(),
+            guide_step: self.guide.as_ref().map(|g| g.step),
+            mdc_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
         let parts = [&self.model, &self.ema, &self.adam_m, &self.adam_v];
-        let mut views = Vec::new();
-        for (prefix, p) in PARTS.iter().zip(parts) {
-            views.extend(p.named_views(prefix));
-        }
-        if let Some(g) = &self.guide {
-            views.extend(g.weights.named_views(CHECKPOINT_GUIDE));
-        }
-        let meta: HashMap<String, String> =
-            [
-                ("format", CHECKPOINT_FORMAT.to_string()),
-                ("step", self.step.to_string()),
-                ("rng", self.rng.iter().map(|v| format!("{v:016x}")).collect::<Vec<_>>().join(",")),
-                ("data_epoch", self.data_epoch.to_string()),
-                ("data_position", self.data_position.to_string()),
-                ("model_hash", self.model_hash.clone()),
-                ("schedule", self.config.schedule.to_string()),
-                ("timesteps", self.config.timesteps.to_string()),
-                ("prediction", self.config.prediction.to_string()),
-                ("config", serde_json::to_string(&self.config).expect("config serialises")),
-                (CHECKPOINT_DIGEST, tensors_digest(parts)),
-                ("mdc_version", env!("CARGO_PKG_VERSION").to_string()),
-            ]
-            .into_iter()
-            .chain((!self.class_names.is_empty()).then(|| {
-                ("class_names", serde_json::to_string(&self.class_names).expect("strings serialise"))
-            }))
-            .chain(
-                self.guide
-                    .iter()
-                    .flat_map(|g| [(GUIDE_STEP, g.step.to_string()), (GUIDE_DIGEST, g.weights.digest())]),
-            )
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        let bytes = safetensors::serialize(views, Some(meta)).expect("f32 tensors serialise");
-        crate::fsutil::write_atomic(path, &bytes)
+        let bytes = checkpoint_bytes(&info, parts, self.guide.as_ref().map(|g| &g.weights));
+        crate::base::fsutil::write_atomic(path, &bytes)
     }
 
     /// Reads and fully validates a checkpoint for the model file `model` (its graph and
-    /// sha256): structure, metadata, the model hash, every tensor's name and shape, and a digest
-    /// of the tensor data (so flipped bytes are caught too).
+    /// sha256): structure, metadata, the model hash, every tensor's name and shape, and the
+    /// digests of the metadata and the tensor data (so flipped bytes are caught too).
     pub fn load(
         path: &Path,
         graph: &Graph,
         model_hash: &str,
         model: &str,
     ) -> Result<Checkpoint, CheckpointError> {
-        let origin = path.display().to_string();
-        let bytes =
-            std::fs::read(path).map_err(|source| CheckpointError::Io { path: origin.clone(), source })?;
-        let corrupt = |reason: String| CheckpointError::Corrupt { path: origin.clone(), reason };
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| corrupt(format!("not a valid safetensors file ({e})")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
-            return Err(CheckpointError::NotACheckpoint { path: origin });
-        }
-        let field = |k: &str| meta.get(k).ok_or_else(|| corrupt(format!("metadata `{k}` is missing")));
-        let number = |k: &str| -> Result<u64, CheckpointError> {
-            field(k)?.parse().map_err(|_| corrupt(format!("metadata `{k}` = {:?} is not a number", meta[k])))
+        let file = WeightsFile::open(path).map_err(CheckpointError::from_weights)?;
+        let Some(info) = file.checkpoint() else {
+            return Err(CheckpointError::NotACheckpoint { path: file.origin().to_string() });
         };
-        let step = number("step")?;
-        let data_epoch = number("data_epoch")?;
-        let data_position = number("data_position")? as usize;
-        let rng_text = field("rng")?;
-        let rng: [u64; 4] = rng_text
-            .split(',')
-            .map(|s| u64::from_str_radix(s, 16).ok())
-            .collect::<Option<Vec<u64>>>()
-            .and_then(|words| words.try_into().ok())
-            .ok_or_else(|| corrupt(format!("metadata `rng` = {rng_text:?} is not four hex numbers")))?;
-        let found = field("model_hash")?.clone();
-        if found != model_hash {
+        if info.model_hash != model_hash {
             return Err(CheckpointError::OtherModel {
-                path: origin,
+                path: file.origin().to_string(),
                 model: model.to_string(),
-                found,
+                found: info.model_hash.clone(),
                 expected: model_hash.to_string(),
             });
         }
-        let config: TrainConfig = serde_json::from_str(field("config")?)
-            .map_err(|e| corrupt(format!("metadata `config` is not a valid training recipe ({e})")))?;
-        config.check_ranges().map_err(|e| corrupt(format!("metadata `config`: {e}")))?;
-        let class_names: Vec<String> = match meta.get("class_names") {
-            None => Vec::new(),
-            Some(v) => serde_json::from_str(v)
-                .map_err(|e| corrupt(format!("metadata `class_names` is not a JSON list of names ({e})")))?,
-        };
-        let [weights, ema, adam_m, adam_v] = Params::checkpoint_parts(&bytes, &meta, graph, &origin)?;
-        let guide = Params::checkpoint_guide(&bytes, &meta, graph, &origin)?
+        let [weights, ema, adam_m, adam_v] = file.parts(graph).map_err(CheckpointError::from_weights)?;
+        let guide = file
+            .guide(graph)
+            .map_err(CheckpointError::from_weights)?
             .map(|(step, weights)| Guide { step, weights });
         Ok(Checkpoint {
-            step,
+            step: info.step,
             model: weights,
             ema,
             adam_m,
             adam_v,
-            rng,
-            data_epoch,
-            data_position,
+            rng: info.rng,
+            data_epoch: info.data_epoch,
+            data_position: info.data_position,
             model_hash: model_hash.to_string(),
-            config,
-            class_names,
+            config: info.config.clone(),
+            class_names: info.class_names.clone(),
             guide,
         })
+    }
+}
+
+impl CheckpointError {
+    /// A weights-file error as a checkpoint error: damage and I/O keep their checkpoint wording.
+    fn from_weights(e: WeightsError) -> CheckpointError {
+        match e {
+            WeightsError::Io { path, source } => CheckpointError::Io { path, source },
+            WeightsError::Corrupt { path, reason } => CheckpointError::Corrupt { path, reason },
+            other => CheckpointError::Weights(other),
+        }
     }
 }

@@ -41,7 +41,7 @@ impl LossLog {
                 }
             }
         }
-        crate::fsutil::write_atomic(path, text.as_bytes())
+        crate::base::fsutil::write_atomic(path, text.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
         let file = std::fs::OpenOptions::new()
             .append(true)

@@ -5,20 +5,19 @@
 //! small preview grids from the EMA weights while it runs, and a sample grid at the end.
 
 mod checkpoint;
-mod config;
 mod ema;
 mod log;
 mod lr;
+pub mod optim;
 mod plot;
 mod state;
 
-pub use checkpoint::{
-    recorded_autoguidance, recorded_prediction, Checkpoint, CheckpointError, Guide, CHECKPOINT_FILE,
-};
-pub use config::{
+pub use crate::base::limits::{MAX_IMAGES, MAX_TIMESTEPS};
+pub use crate::recipe::{
     check_setting, recipe_keys, settings_markdown, Limits, OnResume, Origin, Recipe, Setting, SettingProblem,
-    TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, MAX_IMAGES, MAX_TIMESTEPS, SETTINGS,
+    TrainConfig, DEFAULT_BATCH, DEFAULT_STEPS, SETTINGS,
 };
+pub use checkpoint::{Checkpoint, CheckpointError, Guide, CHECKPOINT_FILE};
 pub use ema::{ema_decay, update_ema};
 pub use log::{read as read_loss_log, LogRow, LossLog, LOG_FILE};
 pub use lr::learning_rate;
@@ -32,12 +31,11 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::base::image_io::{write_grid, GridLayout};
 use crate::data::Dataset;
-use crate::diffusion::{
-    sample_images, ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, DEFAULT_GUIDANCE,
-};
+use crate::diffusion::{ClassGuidance, NoiseSchedule, Prediction, SampleOptions, Sampler, DEFAULT_GUIDANCE};
 use crate::graph::Graph;
-use crate::image_io::{write_grid, GridLayout};
+use crate::interp::sample_images;
 use crate::interp::Executor;
 use crate::params::Params;
 
@@ -212,7 +210,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     let rows = read_loss_log(&log_path)?;
     let points: Vec<(u64, f64)> = rows.iter().map(|r| (r.step, r.loss)).collect();
     let title = format!("{}: training loss, batch {}, lr {:e}", job.model_name, cfg.batch, cfg.lr);
-    crate::fsutil::write_atomic(&plot_path, loss_svg(&points, &title).as_bytes())
+    crate::base::fsutil::write_atomic(&plot_path, loss_svg(&points, &title).as_bytes())
         .with_context(|| format!("cannot write {}", plot_path.display()))?;
 
     let samples = if end == cfg.steps && cfg.samples > 0 {

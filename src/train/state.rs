@@ -3,14 +3,14 @@
 
 use ndarray::{Array1, Array4, ArrayView4, Axis, Zip};
 
+use super::optim::{clip_grad_norm, AdamW, AdamWHyper};
 use super::{learning_rate, update_ema, Checkpoint, Guide, TrainConfig};
+use crate::base::rng::Rng;
 use crate::data::{DataOrder, Dataset};
 use crate::diffusion::{NoiseSchedule, Prediction};
 use crate::graph::Graph;
 use crate::interp::Executor;
-use crate::optim::{clip_grad_norm, AdamW, AdamWHyper};
 use crate::params::Params;
-use crate::rng::Rng;
 
 pub struct TrainState {
     /// Steps completed.

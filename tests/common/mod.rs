@@ -1,6 +1,6 @@
 //! Helpers shared by the interpreter tests.
 
-use mdc::graph::{Graph, GraphBuilder, NodeId};
+use mdc::graph::{Graph, NodeId, PrimitiveGraphBuilder};
 
 use mdc::ops::{Input, Timestep};
 
@@ -9,9 +9,9 @@ pub fn graph_of(
     c: usize,
     h: usize,
     w: usize,
-    body: impl FnOnce(&mut GraphBuilder, NodeId, NodeId) -> NodeId,
+    body: impl FnOnce(&mut PrimitiveGraphBuilder, NodeId, NodeId) -> NodeId,
 ) -> Graph {
-    let mut b = GraphBuilder::new();
+    let mut b = PrimitiveGraphBuilder::new();
     let x = b.add("x", "x", Input { channels: c, height: h, width: w }, &[]).unwrap();
     let t = b.add("t", "t", Timestep, &[]).unwrap();
     let out = body(&mut b, x, t);

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use mdc::base::rng::Rng;
 use mdc::graph::Graph;
 use mdc::onnx::{export_to_file, ModelInfo, ScheduleInfo};
 use mdc::params::Params;
-use mdc::rng::Rng;
 use mdc::runtime::{Device, OrtDenoiser};
 use ndarray::{Array1, Array4};
 
@@ -97,10 +97,10 @@ pub fn max_abs_diff(a: &Array4<f32>, b: &Array4<f32>) -> f32 {
 /// A small U-Net with a self-attention block at the lower resolution (mini_unet has none):
 /// covers every op, including attention, in one realistic graph.
 pub fn attention_unet(in_channels: usize, size: usize) -> Graph {
-    use mdc::graph::blocks::{attention, conv, downsample, group_norm, resblock, time_mlp, upsample};
-    use mdc::graph::GraphBuilder;
+    use mdc::check::blocks::{attention, conv, downsample, group_norm, resblock, time_mlp, upsample};
+    use mdc::graph::PrimitiveGraphBuilder;
     use mdc::ops::{Concat, Input, Silu, Timestep};
-    let mut b = GraphBuilder::new();
+    let mut b = PrimitiveGraphBuilder::new();
     let x = b.add("x", "x", Input { channels: in_channels, height: size, width: size }, &[]).unwrap();
     let t = b.add("t", "t", Timestep, &[]).unwrap();
     let temb = time_mlp(&mut b, "time", t, 16, 32).unwrap();
@@ -122,7 +122,7 @@ pub fn attention_unet(in_channels: usize, size: usize) -> Graph {
 /// The models every export test covers: the shipped mini U-Net (grey 28x28 and RGB 32x32) and
 /// the attention U-Net. (name, graph)
 pub fn test_models() -> Vec<(&'static str, Graph)> {
-    use mdc::graph::blocks::mini_unet;
+    use mdc::check::blocks::mini_unet;
     vec![
         ("mini_unet_grey28", mini_unet(1, 28, [32, 64, 128, 128], 8, 32, 128).unwrap()),
         ("mini_unet_rgb32", mini_unet(3, 32, [32, 64, 128, 128], 8, 32, 128).unwrap()),

@@ -1,0 +1,378 @@
+//! 3x3 same-size convolutions in bf16 straight from the image on AMX tiles ("implicit GEMM"):
+//! no column matrix is made, converted or packed.
+//!
+//! On a padded, flattened grid (rows of W + 2 positions, a zero row above and below and a zero
+//! column each side), output position j = y (W + 2) + x reads input position
+//! j + shift(tap), shift = ky (W + 2) + kx: each tap is the whole image shifted by a constant.
+//! Outputs on the padding columns (x >= W) are computed and dropped: W / (W + 2) of the work is
+//! useful (28x28: 93 %, 7x7: 78 %), against im2col's copy, conversion and packing of every
+//! column, which cost more than the products on AMX.
+//!
+//! Every tile load reads whole, aligned 64-byte lines: a tile row that straddles two lines
+//! makes `TILELOADD` about three times slower (measured: 2.5 against 0.87 TFLOP/s a core in a
+//! loop of four loads and four products). So the shifts move by whole rows of the layouts:
+//! - Forward (and dx, the flipped conv): C[j, co] = sum over (tap, c) of x[j + shift, c] w[co, c, tap].
+//!   A is the image channels-last on the grid, a row per position holding its channel pairs, so
+//!   the tile of 16 positions at a tap starts `shift` rows further on. B is the weights, packed
+//!   like any B with k ordered (tap, channel pair). C comes out position-major and is transposed
+//!   back to channel planes as it is unpadded.
+//! - Weight gradient: C[co, (tap, c)] = sum over j of dy[co, j] x[j + shift, c]. A is dy in plain
+//!   bf16 rows on the grid (zero on the padding columns, so they add nothing): consecutive
+//!   positions are already the pairs a tile row holds. B pairs positions (2p + shift,
+//!   2p + 1 + shift) for 16 channels: the image stored twice, position pairs starting at even
+//!   and at odd positions, so any shift is whole rows of one of the two.
+
+use super::gemm::{convert_plain, words};
+use super::layout::{PackedB, NR, PAIR_STEP, ROW_STEP};
+use super::transpose;
+use super::SendPtr;
+
+/// Positions per C block: two tiles of 16.
+const POSITION_BLOCK: usize = 2 * ROW_STEP;
+
+/// The sizes of one 3x3, stride-1, padding-1 convolution of one image on the padded grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImplicitConv {
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+}
+
+impl ImplicitConv {
+    /// The implicit convolution for `cin` -> `cout` channels on `h` x `w` images, where it
+    /// applies and pays: AMX in use ([`super::Kernel::best`], so `MDC_BF16_KERNEL=avx512` turns
+    /// these off too), and at least 8 channel pairs (fewer are padded with zeros
+    /// to a tile's 16, and with one or a few input channels im2col's columns are cheap anyway).
+    pub fn new(cin: usize, cout: usize, h: usize, w: usize) -> Option<ImplicitConv> {
+        let worth_it = cin.div_ceil(2) >= PAIR_STEP / 2 && h > 0 && w > 0 && cout > 0;
+        (worth_it && super::Kernel::best() == super::Kernel::Amx).then_some(ImplicitConv { cin, cout, h, w })
+    }
+
+    /// Channel pairs, padded to whole tile rows.
+    fn pairs(&self) -> usize {
+        self.cin.div_ceil(2).next_multiple_of(PAIR_STEP)
+    }
+    /// Row length of the padded grid.
+    fn row(&self) -> usize {
+        self.w + 2
+    }
+    /// Largest tap shift.
+    fn max_shift(&self) -> usize {
+        2 * self.row() + 2
+    }
+    /// Output positions computed (the grid's rows 1..=h, padding columns included), rounded up
+    /// to whole blocks.
+    fn positions(&self) -> usize {
+        (self.h * self.row()).next_multiple_of(POSITION_BLOCK)
+    }
+    /// Grid positions the forward's image holds: every one a tap of a computed position reads.
+    fn grid_positions(&self) -> usize {
+        self.positions() + self.max_shift()
+    }
+    /// Output channels rounded up to whole B panels: the row stride of the forward's output.
+    fn cout_padded(&self) -> usize {
+        self.cout.next_multiple_of(NR)
+    }
+
+    /// Packs weights [cout, cin, 3, 3] (fp32) as the forward's B: k = tap * pairs + c holds
+    /// the bf16 pair (w[co, 2c, tap], w[co, 2c + 1, tap]), in panels of 32 output channels.
+    pub fn pack_weights<'a>(&self, weight: &[f32], buf: &'a mut Vec<u32>) -> PackedB<'a> {
+        let (cin, pairs) = (self.cin, self.pairs());
+        assert_eq!(weight.len(), self.cout * cin * 9, "weights of a {cin} -> {} 3x3 conv", self.cout);
+        let kp = 9 * pairs;
+        let out = words(buf, self.cout_padded() / NR * kp * NR);
+        out.fill(0);
+        for co in 0..self.cout {
+            let (panel, j) = (co / NR, co % NR);
+            let w = &weight[co * cin * 9..(co + 1) * cin * 9];
+            for c in 0..cin.div_ceil(2) {
+                for tap in 0..9 {
+                    let lo = w[2 * c * 9 + tap];
+                    let hi = if 2 * c + 1 < cin { w[(2 * c + 1) * 9 + tap] } else { 0.0 };
+                    out[(panel * kp + tap * pairs + c) * NR + j] =
+                        super::to_bf16(lo) as u32 | (super::to_bf16(hi) as u32) << 16;
+                }
+            }
+        }
+        PackedB { n: self.cout, kp, data: out }
+    }
+
+    /// Packs one image [cin, h, w] (fp32) as the forward's A: channels-last on the padded grid,
+    /// row i (a grid position) holding the bf16 channel pairs there.
+    pub fn pack_image<'a>(&self, x: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
+        let (h, w, row, pairs, cin) = (self.h, self.w, self.row(), self.pairs(), self.cin);
+        assert_eq!(x.len(), cin * h * w, "an image of {cin} channels of {h}x{w}");
+        let out = words(buf, self.grid_positions() * pairs);
+        let given = cin.div_ceil(2);
+        // zeros where nothing is written below: the padding positions, and the channel pairs
+        // past cin of the image's positions
+        for gap in self.padding_runs(row + 1, self.grid_positions()) {
+            out[gap.start * pairs..gap.end * pairs].fill(0);
+        }
+        if given < pairs {
+            for y in 0..h {
+                for i in (y + 1) * row + 1..(y + 1) * row + 1 + w {
+                    out[i * pairs + given..(i + 1) * pairs].fill(0);
+                }
+            }
+        }
+        let (src, dst) = (x.as_ptr(), out.as_mut_ptr());
+        for y in 0..h {
+            let at = (y + 1) * row + 1;
+            for x0 in (0..w).step_by(16) {
+                for c0 in (0..given).step_by(16) {
+                    let lo = |c: usize| src.wrapping_add(2 * (c0 + c) * h * w + y * w + x0);
+                    let hi = |c: usize| {
+                        if 2 * (c0 + c) + 1 < cin {
+                            src.wrapping_add((2 * (c0 + c) + 1) * h * w + y * w + x0)
+                        } else {
+                            std::ptr::null()
+                        }
+                    };
+                    let to = |i: usize| dst.wrapping_add((at + x0 + i) * pairs + c0);
+                    // SAFETY: the CPU has AVX512_BF16 (AMX implies it, checked in `new`); reads
+                    // are masked to the row's min(16, w - x0) values of existing channels, writes
+                    // to min(16, given - c0) pairs of grid rows inside `out`.
+                    unsafe {
+                        transpose::pair_and_transpose((given - c0).min(16), (w - x0).min(16), lo, hi, to)
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Elements of the forward's output buffer.
+    pub fn output_len(&self) -> usize {
+        self.positions() * self.cout_padded()
+    }
+
+    /// out [positions, cout padded] = the convolution of the packed image by the packed
+    /// weights, the position blocks split over `threads` rayon tasks. Start `out` on a 64-byte
+    /// line (see the module's note on tile loads): any other start is correct but slower.
+    pub fn run(&self, weights: &PackedB, image: &[u32], out: &mut [f32], threads: usize) {
+        assert!(weights.n == self.cout && weights.kp == 9 * self.pairs());
+        assert!(image.len() == self.grid_positions() * self.pairs() && out.len() == self.output_len());
+        let blocks = self.positions() / POSITION_BLOCK;
+        let tasks = threads.clamp(1, blocks);
+        let geometry = super::amx::ForwardGeometry {
+            pairs: self.pairs(),
+            row: self.row(),
+            out_stride: self.cout_padded(),
+        };
+        let out = SendPtr(out.as_mut_ptr());
+        let task = |t: usize| {
+            let range = blocks * t / tasks * POSITION_BLOCK..blocks * (t + 1) / tasks * POSITION_BLOCK;
+            // SAFETY: AMX is available (checked in `new`); the buffers have the lengths asserted
+            // above, which cover every tile read (positions + largest shift) and write; tasks
+            // write disjoint position ranges.
+            unsafe { super::amx::implicit_conv(&geometry, weights, image.as_ptr(), out.get(), range) }
+        };
+        if tasks == 1 {
+            task(0);
+        } else {
+            use rayon::prelude::*;
+            (0..tasks).into_par_iter().for_each(task);
+        }
+    }
+
+    /// y [cout, h, w] = the valid positions of the output, transposed back to channel planes,
+    /// plus `bias` when given.
+    pub fn unpad(&self, out: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        let (h, w, row, stride, cout) = (self.h, self.w, self.row(), self.cout_padded(), self.cout);
+        assert!(y.len() == cout * h * w && out.len() == self.output_len());
+        assert!(bias.is_none_or(|b| b.len() >= cout));
+        let (src, dst) = (out.as_ptr(), y.as_mut_ptr());
+        for yy in 0..h {
+            for x0 in (0..w).step_by(16) {
+                for c0 in (0..cout).step_by(16) {
+                    let (n, nc) = ((w - x0).min(16), (cout - c0).min(16));
+                    let from = |i: usize| src.wrapping_add((yy * row + x0 + i) * stride + c0);
+                    let to = |c: usize| dst.wrapping_add(((c0 + c) * h + yy) * w + x0);
+                    // SAFETY: AVX-512 is present (AMX implies it); reads stay inside `out`'s
+                    // rows of computed positions, writes inside y's planes (masked to n, nc).
+                    unsafe { transpose::transpose_block_bias(n, nc, from, bias.map(|b| &b[c0..c0 + nc]), to) }
+                }
+            }
+        }
+    }
+
+    /// Columns of the weight gradient's image layout: channels rounded up to two B tiles.
+    fn grad_channels(&self) -> usize {
+        self.cin.next_multiple_of(2 * PAIR_STEP)
+    }
+    /// Position pairs the weight gradient's image holds per parity.
+    fn grad_pairs(&self) -> usize {
+        (self.positions() + self.max_shift()) / 2 + 1
+    }
+    /// Words per row of the weight gradient's dy: the computed positions, two to a word.
+    fn dy_words(&self) -> usize {
+        self.positions() / 2
+    }
+
+    /// Packs one image [cin, h, w] (fp32) as the weight gradient's B: for parity q in 0, 1, row
+    /// t holds, for each channel, the bf16 pair at grid positions (2t + q, 2t + q + 1).
+    pub fn pack_image_pairs<'a>(&self, x: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
+        let (h, w, row, cols, rows, cin) =
+            (self.h, self.w, self.row(), self.grad_channels(), self.grad_pairs(), self.cin);
+        assert_eq!(x.len(), cin * h * w, "an image of {cin} channels of {h}x{w}");
+        // the two parities, then 16 channels' grid planes in plain bf16 (staging)
+        let plane = 2 * rows + 2;
+        let out = words(buf, 2 * rows * cols + 16 * plane / 2);
+        let (out, staging) = out.split_at_mut(2 * rows * cols);
+        // every row gets channels 0..cin below; the columns past them stay zero
+        if cin < cols {
+            out.chunks_exact_mut(cols).for_each(|r| r[cin..].fill(0));
+        }
+        // the u16 halves of the u32 words
+        let halves: &mut [u16] = bytemuck::cast_slice_mut(staging);
+        for c0 in (0..cin).step_by(16) {
+            let nc = (cin - c0).min(16);
+            for (c, src) in x[c0 * h * w..(c0 + nc) * h * w].chunks_exact(h * w).enumerate() {
+                let plane_c = &mut halves[c * plane..(c + 1) * plane];
+                for gap in self.padding_runs(row + 1, plane) {
+                    plane_c[gap].fill(0);
+                }
+                for (y, src) in src.chunks_exact(w).enumerate() {
+                    let at = (y + 1) * row + 1;
+                    convert_plain(src, &mut plane_c[at..at + w]);
+                }
+            }
+            let (from, dst) = (halves.as_ptr(), out.as_mut_ptr());
+            for q in 0..2 {
+                for t0 in (0..rows).step_by(16) {
+                    let lanes = (rows - t0).min(16);
+                    // channel c's words at grid positions (2t + q, 2t + q + 1), unaligned for q = 1
+                    let src = |c: usize| from.wrapping_add(c * plane + 2 * t0 + q).cast::<u32>();
+                    let to = |t: usize| dst.wrapping_add((q * rows + t0 + t) * cols + c0);
+                    // SAFETY: AVX-512 is present (AMX implies it); reads are masked to `lanes`
+                    // words inside the staged planes (2 * rows + 2 values each), writes to `nc`
+                    // channels of rows inside `out`.
+                    unsafe { transpose::transpose_block(nc, lanes, src, to) }
+                }
+            }
+        }
+        out
+    }
+
+    /// The positions of a grid of `len` that are not the image's, as runs: the image's row y
+    /// is at `first + y (w + 2)` .. + w (the forward's padded images: `first` = w + 3; dy on
+    /// the grid of computed positions: 0).
+    fn padding_runs(&self, first: usize, len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let (h, w, row) = (self.h, self.w, self.row());
+        (0..=h).map(move |y| {
+            let start = if y == 0 { 0 } else { first + (y - 1) * row + w };
+            let end = if y == h { len } else { first + y * row };
+            start.min(len)..end.min(len)
+        })
+    }
+
+    /// Packs dy [cout, h, w] (fp32) as the weight gradient's A: a row per output channel of the
+    /// computed positions in plain bf16 (zero on the padding columns), rows rounded up to tiles.
+    pub fn pack_output_grad<'a>(&self, dy: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
+        let (h, w, row, cout, dy_words) = (self.h, self.w, self.row(), self.cout, self.dy_words());
+        assert_eq!(dy.len(), cout * h * w, "a gradient of {cout} channels of {h}x{w}");
+        let out = words(buf, cout.next_multiple_of(2 * ROW_STEP) * dy_words);
+        // the u16 halves of the u32 words
+        let halves: &mut [u16] = bytemuck::cast_slice_mut(out);
+        // zeros where nothing is written below: the padding columns, and the rows past cout
+        let (rows_given, rows_past_cout) = halves.split_at_mut(cout * 2 * dy_words);
+        rows_past_cout.fill(0);
+        for r in rows_given.chunks_exact_mut(2 * dy_words) {
+            for gap in self.padding_runs(0, 2 * dy_words) {
+                r[gap].fill(0);
+            }
+        }
+        for (co, plane) in dy.chunks_exact(h * w).enumerate() {
+            for (y, src) in plane.chunks_exact(w).enumerate() {
+                let at = 2 * co * dy_words + y * row;
+                convert_plain(src, &mut halves[at..at + w]);
+            }
+        }
+        out
+    }
+
+    /// Elements of the weight-gradient sums: [cout rounded to 32, 9, grad channels].
+    pub fn weight_grad_len(&self) -> usize {
+        self.cout.next_multiple_of(2 * ROW_STEP) * 9 * self.grad_channels()
+    }
+
+    /// acc[co, tap, c] += the weight gradient of one image, from [`Self::pack_image_pairs`] and
+    /// [`Self::pack_output_grad`], the taps split over `threads` rayon tasks. Start `acc` on a
+    /// 64-byte line, as `out` of [`Self::run`].
+    pub fn add_weight_grad(&self, image: &[u32], dy: &[u32], acc: &mut [f32], threads: usize) {
+        assert!(image.len() == 2 * self.grad_pairs() * self.grad_channels());
+        assert!(dy.len() == self.cout.next_multiple_of(2 * ROW_STEP) * self.dy_words());
+        assert!(acc.len() == self.weight_grad_len());
+        let geometry = super::amx::WeightGradGeometry {
+            cout: self.cout,
+            cin: self.cin,
+            channels: self.grad_channels(),
+            pairs_per_parity: self.grad_pairs(),
+            row: self.row(),
+            dy_words: self.dy_words(),
+        };
+        let tasks = threads.clamp(1, 9);
+        let acc = SendPtr(acc.as_mut_ptr());
+        let task = |t: usize| {
+            let taps = 9 * t / tasks..9 * (t + 1) / tasks;
+            // SAFETY: AMX is available (checked in `new`); the buffers have the lengths asserted
+            // above, which cover every tile read (see `grad_pairs`) and write; tasks write
+            // disjoint taps.
+            unsafe {
+                super::amx::implicit_weight_grad(&geometry, image.as_ptr(), dy.as_ptr(), acc.get(), taps)
+            }
+        };
+        if tasks == 1 {
+            task(0);
+        } else {
+            use rayon::prelude::*;
+            (0..tasks).into_par_iter().for_each(task);
+        }
+    }
+
+    /// dweight [cout, cin, 3, 3] += the sums `acc` of [`Self::add_weight_grad`].
+    pub fn add_sums_to_weight_grad(&self, acc: &[f32], dweight: &mut [f32]) {
+        let (cin, channels) = (self.cin, self.grad_channels());
+        assert!(acc.len() == self.weight_grad_len() && dweight.len() == self.cout * cin * 9);
+        for (co, dw) in dweight.chunks_exact_mut(cin * 9).enumerate() {
+            let sums = &acc[co * 9 * channels..(co + 1) * 9 * channels];
+            for (c, taps) in dw.chunks_exact_mut(9).enumerate() {
+                for (tap, d) in taps.iter_mut().enumerate() {
+                    *d += sums[tap * channels + c];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every packer writes every word it hands out: packing into a buffer full of NaN pairs
+    /// (what stale data could hold: 0 x NaN in a padded product would poison a sum) gives the
+    /// same words as packing into a fresh one.
+    #[test]
+    fn packers_overwrite_stale_buffers() {
+        // channel counts off the tile sizes, an odd width, cin both below and above one tile
+        for (cin, cout, h, w) in [(20, 24, 5, 7), (40, 17, 6, 9), (16, 40, 4, 4)] {
+            let Some(conv) = ImplicitConv::new(cin, cout, h, w) else {
+                eprintln!("skipped: this CPU has no AMX");
+                return;
+            };
+            let x: Vec<f32> = (0..cin * h * w).map(|i| (i % 13) as f32 - 6.0).collect();
+            let dy: Vec<f32> = (0..cout * h * w).map(|i| (i % 7) as f32 - 3.0).collect();
+            let nan = 0x7fc0_7fc0u32;
+            let check = |what: &str, pack: &dyn Fn(&mut Vec<u32>) -> Vec<u32>| {
+                let fresh = pack(&mut Vec::new());
+                let stale = pack(&mut vec![nan; fresh.len() * 3]);
+                assert_eq!(fresh, stale, "{what} of {cin} -> {cout} at {h}x{w} left stale words");
+            };
+            check("pack_image", &|b| conv.pack_image(&x, b).to_vec());
+            check("pack_image_pairs", &|b| conv.pack_image_pairs(&x, b).to_vec());
+            check("pack_output_grad", &|b| conv.pack_output_grad(&dy, b).to_vec());
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! 3x3 same-size convolutions in bf16 on AMX: the forward, the weight gradient and the input
+//! gradient (as the flipped conv) are implicit GEMMs straight from the images
+//! ([`ImplicitConv`]), without im2col's columns. `conv.rs` hands a conv over where
+//! [`ConvGeom::implicit`] applies.
+
+use super::conv_geom::{flip_kernel, ConvGeom};
+use crate::kernels::bf16::{ImplicitConv, Precision};
+use crate::kernels::real::Real;
+use crate::kernels::workspace::{sized, sized_aligned, Workers};
+
+const F32_ONLY: &str = "implicit convs are planned for f32 data only";
+
+fn f32s<T: Real>(v: &[T]) -> &[f32] {
+    T::as_f32(v).expect(F32_ONLY)
+}
+
+fn f32s_mut<T: Real>(v: &mut [T]) -> &mut [f32] {
+    T::as_f32_mut(v).expect(F32_ONLY)
+}
+
+/// y = conv(x, weight) + bias, image by image: the image packed once, then the products.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward<T: Real>(
+    workers: &mut Workers<T>,
+    g: &ConvGeom,
+    implicit: &ImplicitConv,
+    batch: usize,
+    x: &[T],
+    weight: &[T],
+    bias: &[T],
+    y: &mut [T],
+) {
+    let (x, bias) = (f32s(x), f32s(bias));
+    let mut packed = std::mem::take(&mut workers.shared_packed);
+    let w = implicit.pack_weights(f32s(weight), &mut packed);
+    workers.par_images(batch, y, g.out_len(), |images, y, s| {
+        for (i, n) in images.enumerate() {
+            let image = implicit.pack_image(&x[n * g.in_len()..(n + 1) * g.in_len()], &mut s.pb);
+            let out = f32s_mut(sized_aligned(&mut s.a, implicit.output_len()));
+            implicit.run(&w, image, out, s.gemm_threads);
+            implicit.unpad(out, Some(bias), f32s_mut(&mut y[i * g.out_len()..(i + 1) * g.out_len()]));
+        }
+    });
+    workers.shared_packed = packed;
+}
+
+/// The implicit GEMMs of one conv's backward.
+pub(super) struct BackwardPlan {
+    weight_grad: ImplicitConv,
+    /// The flipped conv, when dx is wanted.
+    input_grad: Option<ImplicitConv>,
+}
+
+impl BackwardPlan {
+    /// A plan where every gradient asked for runs implicitly; else None, and `conv.rs`'s im2col
+    /// path computes them all.
+    pub fn new<T: Real>(g: &ConvGeom, precision: Precision, want_dx: bool) -> Option<BackwardPlan> {
+        let weight_grad = g.implicit::<T>(precision)?;
+        let input_grad = if want_dx { Some(g.flipped().implicit::<T>(precision)?) } else { None };
+        Some(BackwardPlan { weight_grad, input_grad })
+    }
+}
+
+/// Accumulates dweight and dbias, and writes dx when the plan has it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward<T: Real>(
+    workers: &mut Workers<T>,
+    g: &ConvGeom,
+    plan: &BackwardPlan,
+    batch: usize,
+    x: &[T],
+    weight: &[T],
+    dy: &[T],
+    dx: Option<&mut [T]>,
+    dweight: &mut [T],
+    dbias: &mut [T],
+) {
+    let (cout, pos, dw) = (g.cout, g.positions(), &plan.weight_grad);
+    let (x, dy) = (f32s(x), f32s(dy));
+    let (dx, per_image): (&mut [T], usize) = match dx {
+        Some(d) => (d, g.in_len()),
+        None => (&mut [], 0),
+    };
+    // the flipped kernel, packed once for all images
+    let mut shared = std::mem::take(&mut workers.shared);
+    let mut packed = std::mem::take(&mut workers.shared_packed);
+    let input_grad = plan.input_grad.as_ref().map(|conv| {
+        let wflip = sized(&mut shared, g.cin * cout * 9);
+        flip_kernel(g, weight, wflip);
+        (conv, conv.pack_weights(f32s(wflip), &mut packed))
+    });
+    let used = workers.par_images(batch, dx, per_image, |images, dx, s| {
+        super::with_avx2(|| {
+            let sums = sized_aligned(&mut s.acc, dw.weight_grad_len());
+            sums.fill(0.0);
+            let db = sized(&mut s.c, cout);
+            db.fill(T::ZERO);
+            for (i, n) in images.enumerate() {
+                let dyn_ = &dy[n * g.out_len()..(n + 1) * g.out_len()];
+                for (b, row) in db.iter_mut().zip(dyn_.chunks_exact(pos)) {
+                    *b += T::from_f32(super::sum_map(row, |v| v));
+                }
+                let image = dw.pack_image_pairs(&x[n * g.in_len()..(n + 1) * g.in_len()], &mut s.pa);
+                let dy_rows = dw.pack_output_grad(dyn_, &mut s.pc);
+                dw.add_weight_grad(image, dy_rows, sums, s.gemm_threads);
+                if let Some((conv, w)) = &input_grad {
+                    let image = conv.pack_image(dyn_, &mut s.pb);
+                    let out = f32s_mut(sized_aligned(&mut s.a, conv.output_len()));
+                    conv.run(w, image, out, s.gemm_threads);
+                    conv.unpad(out, None, f32s_mut(&mut dx[i * per_image..(i + 1) * per_image]));
+                }
+            }
+        })
+    });
+    workers.shared = shared;
+    workers.shared_packed = packed;
+    for s in &mut workers.scratch[..used] {
+        dw.add_sums_to_weight_grad(sized_aligned(&mut s.acc, dw.weight_grad_len()), f32s_mut(dweight));
+        for (d, &p) in dbias.iter_mut().zip(&s.c[..cout]) {
+            *d += p;
+        }
+    }
+}
