@@ -81,4 +81,19 @@ if (cd "$work/unet-attn" && python3 train.py --resume "$rt/mdc/checkpoint.safete
   echo "  FAIL the unet-attn script took unet.toml's checkpoint"; fail=1
 else echo "  ok   train.py: $(head -n 1 "$rt/err3")"; fi
 
+echo " a checkpoint whose metadata was edited (a digit added to data_position):"
+python3 - "$rt/torch/checkpoint.safetensors" "$rt/edited.safetensors" <<'EOF'
+import struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = raw[8 : 8 + n].replace(b'"data_position":"', b'"data_position":"1')
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(header)) + header + raw[8 + n :])
+EOF
+if $mdc sample "$rt/edited.safetensors" --model models/unet.toml -n 1 -o "$rt/x.png" 2>"$rt/err4"; then
+  echo "  FAIL mdc sampled from an edited checkpoint"; fail=1
+else echo "  ok   mdc: $(head -n 1 "$rt/err4")"; fi
+if (cd "$work/unet" && python3 train.py --resume "$rt/edited.safetensors" --out "$rt/x" 2>"$rt/err5" >/dev/null); then
+  echo "  FAIL train.py took an edited checkpoint"; fail=1
+else echo "  ok   train.py: $(head -n 1 "$rt/err5")"; fi
+
 if [ "$fail" = 0 ]; then echo "torch_check: all passed"; else echo "torch_check: FAILURES above"; exit 1; fi

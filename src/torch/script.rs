@@ -65,7 +65,7 @@ pub fn train_script(s: &TrainScript) -> String {
     writeln!(out, "CHECKPOINT_FORMAT = {CHECKPOINT_FORMAT:?}").unwrap();
     writeln!(
         out,
-        "# the recipe as mdc records it in a checkpoint (`config`); docs/recipe.md explains each setting"
+        "# the recipe as mdc records it in a checkpoint (`config`); docs/train.md explains each setting"
     )
     .unwrap();
     writeln!(out, "RECIPE_JSON = {}", python_str(&recipe)).unwrap();
