@@ -24,5 +24,6 @@ pub mod ops;
 pub mod params;
 pub mod recipe;
 pub mod runtime;
+pub mod torch;
 pub mod train;
 pub mod train_step;

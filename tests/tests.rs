@@ -28,6 +28,7 @@ mod onnx_ops;
 mod onnx_parity;
 mod onnx_runtime;
 mod onnx_sampling;
+mod torch_export;
 mod train_checkpoint;
 mod train_cli;
 mod train_data;

@@ -20,6 +20,8 @@ pub enum Format {
     /// The whole training step (forward, backward, loss, clipping, AdamW, EMA) as one ONNX
     /// graph, under the model file's [train] recipe (docs/train-step.md).
     TrainStep,
+    /// A standalone PyTorch module (weights not included); `--train` adds the training script.
+    Torch,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,12 +51,33 @@ pub struct Args {
     /// label; above it their output is the model alone [default: the run's `autoguidance_max_t`].
     #[arg(long, value_name = "T")]
     pub autoguidance_max_t: Option<u64>,
-    /// Where to write the .onnx file (written atomically).
+    /// Where to write the .onnx file, or the .py file of `torch` (written atomically).
     #[arg(short, long, value_name = "model.onnx")]
     pub output: PathBuf,
+    /// torch: also write the recipe as `train.py` beside the module (torchrun + DDP, mdc
+    /// checkpoints), and the built-in digits or an image folder as files it reads.
+    #[arg(long)]
+    pub train: bool,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.format == Format::Torch {
+        if args.weights.is_some()
+            || args.no_ema
+            || args.autoguidance.is_some()
+            || args.autoguidance_max_t.is_some()
+        {
+            anyhow::bail!(super::UsageError(
+                "export torch writes the network without weights: load a checkpoint with the training script's --resume, \
+                 or its tensors with load_state_dict (drop --weights, --no-ema and --autoguidance*)"
+                    .into()
+            ));
+        }
+        return super::export_torch::run(&args.model, &args.output, args.train);
+    }
+    if args.train {
+        anyhow::bail!(super::UsageError("--train is for `mdc export torch`".into()));
+    }
     let model = model::load(&args.model)?;
     let cannot = || format!("cannot export {}", args.model.display());
     let file = args.weights.as_deref().map(WeightsFile::open).transpose().with_context(cannot)?;

@@ -6,6 +6,7 @@ pub mod check;
 pub mod eval;
 pub mod export;
 mod export_step;
+mod export_torch;
 pub mod graph;
 mod guide;
 pub mod sample;
@@ -36,7 +37,8 @@ pub enum Command {
     Train(train::Args),
     /// Generate images from a trained checkpoint (DDPM, DDIM or DPM-Solver++), as a PNG grid.
     Sample(sample::Args),
-    /// Export a model and its weights: `mdc export onnx MODEL.toml --weights CKPT -o model.onnx`.
+    /// Export a model and its weights: `mdc export onnx MODEL.toml --weights CKPT -o model.onnx`, or
+    /// as PyTorch: `mdc export torch MODEL.toml -o model.py --train`.
     Export(export::Args),
     /// Time the interpreter: forward and training-step medians, images/s, GFLOP/s, peak memory.
     Bench(bench::Args),

@@ -349,7 +349,7 @@ fn apply_overrides(recipe: &mut Recipe, args: &Args) -> anyhow::Result<()> {
 }
 
 /// Relative `data` and `labels` paths in the model file are relative to the model file's folder.
-fn resolve_data_paths(recipe: &mut Recipe, model_path: &Path) {
+pub(super) fn resolve_data_paths(recipe: &mut Recipe, model_path: &Path) {
     let Some(dir) = model_path.parent() else { return };
     let from_model_file = |key| recipe.origins.get(key) == Some(&Origin::ModelFile);
     let resolve = |path: &str| {

@@ -91,6 +91,18 @@ impl Graph {
         u64::try_from(node.op.flops(&ins, &node.shape)).unwrap_or(u64::MAX)
     }
 
+    /// The nodes the output depends on (what an export computes; the rest is dead weight).
+    pub fn live_nodes(&self) -> std::collections::HashSet<NodeId> {
+        let mut live = std::collections::HashSet::new();
+        let mut stack = vec![self.output];
+        while let Some(id) = stack.pop() {
+            if live.insert(id) {
+                stack.extend(&self.nodes[id].inputs);
+            }
+        }
+        live
+    }
+
     /// For each node, the nodes that read its value (the reverse edges).
     pub fn consumers(&self) -> Vec<Vec<NodeId>> {
         let mut out = vec![Vec::new(); self.nodes.len()];

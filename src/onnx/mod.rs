@@ -331,14 +331,7 @@ pub(crate) fn value_names(graph: &Graph) -> Vec<String> {
 
 /// Nodes the output depends on; the rest (and their weights) are left out of the export.
 pub(crate) fn live_nodes(graph: &Graph) -> HashSet<NodeId> {
-    let mut live = HashSet::new();
-    let mut stack = vec![graph.output];
-    while let Some(id) = stack.pop() {
-        if live.insert(id) {
-            stack.extend(&graph.nodes[id].inputs);
-        }
-    }
-    live
+    graph.live_nodes()
 }
 
 fn check_params(graph: &Graph, params: &Params) -> Result<(), ExportError> {

@@ -49,6 +49,18 @@ impl PrimitiveOp for Add {
         cx.input_grads.push((1, dy));
     }
 
+    fn torch_layer(&self) -> Option<String> {
+        None
+    }
+
+    fn torch_forward(&self, _name: &str, ins: &[&str]) -> String {
+        format!("{} + {}", ins[0], ins[1])
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        ""
+    }
+
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         cx.b.node("Add", name, &[ins[0], ins[1]], &[out], vec![]);
     }

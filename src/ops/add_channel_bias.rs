@@ -47,6 +47,19 @@ impl PrimitiveOp for AddChannelBias {
         cx.input_grads.push((0, dy));
     }
 
+    fn torch_layer(&self) -> Option<String> {
+        None
+    }
+
+    /// [N, C] -> [N, C, 1, 1], broadcast over H, W.
+    fn torch_forward(&self, _name: &str, ins: &[&str]) -> String {
+        format!("{} + {}[:, :, None, None]", ins[0], ins[1])
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        ""
+    }
+
     /// [N, C] -> [N, C, 1, 1], broadcast over H, W.
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let axes = cx.b.const_i64(&[2, 3]);

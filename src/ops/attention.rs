@@ -13,6 +13,18 @@ use crate::onnx_ir::lower::Lowerer;
 use super::lower_grad::{emit, grad_step, reduce_sum, reshape, transpose};
 use super::{GradValues, LoweredGrads};
 
+/// The Python function [`Attention::torch_forward`] calls: PyTorch's fused attention, whose
+/// default scale is the interpreter's 1 / sqrt(d).
+const TORCH_HELPER: &str = r#"def attention(qkv, heads):
+    """Multi-head self-attention over the H*W positions. q, k, v are stacked on the channels of
+    qkv [N, 3C, H, W]; head h reads channels h*d..(h+1)*d of each (d = C / heads):
+    softmax(q^T k / sqrt(d)) applied to v, the heads concatenated back on channels."""
+    n, c3, h, w = qkv.shape
+    q, k, v = qkv.reshape(n, 3, heads, c3 // (3 * heads), h * w).transpose(-1, -2).unbind(1)
+    out = F.scaled_dot_product_attention(q, k, v)
+    return out.transpose(-1, -2).reshape(n, c3 // 3, h, w)
+"#;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attention {
     pub channels: usize,
@@ -71,6 +83,18 @@ impl PrimitiveOp for Attention {
         attention::backward(cx.workers, &self.geom(cx.shape), cx.batch, cx.inputs[0], &dy, &mut dx);
         cx.pool.give(dy);
         cx.input_grads.push((0, dx));
+    }
+
+    fn torch_layer(&self) -> Option<String> {
+        None
+    }
+
+    fn torch_forward(&self, _name: &str, ins: &[&str]) -> String {
+        format!("attention({}, {})", ins[0], self.heads)
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        TORCH_HELPER
     }
 
     /// qkv [N, 3C, H, W] -> [N, C, H, W] as MatMul/Softmax (Transpose + MatMul fuse into

@@ -67,6 +67,18 @@ impl PrimitiveOp for Concat {
         cx.pool.give(dy);
     }
 
+    fn torch_layer(&self) -> Option<String> {
+        None
+    }
+
+    fn torch_forward(&self, _name: &str, ins: &[&str]) -> String {
+        format!("torch.cat([{}], dim=1)", ins.join(", "))
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        ""
+    }
+
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         cx.b.node("Concat", name, ins, &[out], vec![attribute("axis", Attr::Int(1))]);
     }

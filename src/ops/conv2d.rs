@@ -93,6 +93,19 @@ impl PrimitiveOp for Conv2d {
         cx.input_grads.extend(dx.map(|dx| (0, dx)));
     }
 
+    fn torch_layer(&self) -> Option<String> {
+        let (cin, cout, k) = (self.in_channels, self.out_channels, self.kernel);
+        Some(format!("nn.Conv2d({cin}, {cout}, {k}, stride={}, padding={})", self.stride, self.padding))
+    }
+
+    fn torch_forward(&self, name: &str, ins: &[&str]) -> String {
+        format!("self.{name}({})", ins[0])
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        ""
+    }
+
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let weight = [self.out_channels, self.in_channels, self.kernel, self.kernel];
         let (cout, s, p) = (self.out_channels, self.stride, self.padding);

@@ -125,6 +125,20 @@ impl PrimitiveOp for ConvTranspose2d {
         cx.input_grads.extend(dx.map(|dx| (0, dx)));
     }
 
+    /// PyTorch's layer has this weight layout and output size (no output padding).
+    fn torch_layer(&self) -> Option<String> {
+        let (cin, cout, k) = (self.in_channels, self.out_channels, self.kernel);
+        Some(format!("nn.ConvTranspose2d({cin}, {cout}, {k}, stride={}, padding={})", self.stride, self.padding))
+    }
+
+    fn torch_forward(&self, name: &str, ins: &[&str]) -> String {
+        format!("self.{name}({})", ins[0])
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        ""
+    }
+
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let weight = [self.in_channels, self.out_channels, self.kernel, self.kernel];
         let (cout, s, p) = (self.out_channels, self.stride, self.padding);

@@ -60,6 +60,19 @@ impl PrimitiveOp for Embedding {
         cx.pool.give(dy);
     }
 
+    /// The rows include the null label's, the last.
+    fn torch_layer(&self) -> Option<String> {
+        Some(format!("nn.Embedding({}, {})", self.rows, self.features))
+    }
+
+    fn torch_forward(&self, name: &str, ins: &[&str]) -> String {
+        format!("self.{name}({})", ins[0])
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        ""
+    }
+
     /// `Gather(weight, y)` along the rows; `y` is the int64 label input.
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let w = cx.weight(name, "weight", &[self.rows, self.features]);

@@ -21,6 +21,10 @@ impl PrimitiveOp for Input {
     }
 
     graph_input_methods!();
+
+    fn torch_forward(&self, _name: &str, _ins: &[&str]) -> String {
+        "x".into()
+    }
 }
 
 #[cfg(test)]

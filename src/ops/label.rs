@@ -45,6 +45,14 @@ impl PrimitiveOp for Label {
     }
 
     graph_input_methods!();
+
+    /// `y`, with the null label where `t < hide_below` (as [`Label::shown`]).
+    fn torch_forward(&self, _name: &str, _ins: &[&str]) -> String {
+        if self.hide_below == 0 {
+            return "y".into();
+        }
+        format!("torch.where(t < {}, torch.full_like(y, {}), y)", self.hide_below, self.null())
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,18 @@ impl PrimitiveOp for Linear {
         cx.input_grads.extend(dx.map(|dx| (0, dx)));
     }
 
+    fn torch_layer(&self) -> Option<String> {
+        Some(format!("nn.Linear({}, {})", self.in_features, self.out_features))
+    }
+
+    fn torch_forward(&self, name: &str, ins: &[&str]) -> String {
+        format!("self.{name}({})", ins[0])
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        ""
+    }
+
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let w = cx.weight(name, "weight", &[self.out_features, self.in_features]);
         let bias = cx.weight(name, "bias", &[self.out_features]);

@@ -3,10 +3,10 @@
 //! Each module holds everything about its op side by side: the parameters and their init, the
 //! shape rule (with a typed [`ShapeError`]), the FLOP count, the interpreter's forward and
 //! backward (calling the kernels in `interp::kernels`), what the backward keeps, the ONNX
-//! lowering and the op's unit tests. [`PrimitiveOp`] is that contract; the `registry!` list at
-//! the bottom of this file is the one place that names every op: it generates the [`Op`] enum and
-//! its dispatch, so every consumer match is exhaustive and a new op that misses a method does
-//! not compile.
+//! lowering, the PyTorch code and the op's unit tests. [`PrimitiveOp`] is that contract; the
+//! `registry!` list at the bottom of this file is the one place that names every op: it generates
+//! the [`Op`] enum and its dispatch, so every consumer match is exhaustive and a new op that
+//! misses a method does not compile.
 
 mod conv_grad;
 mod error;
@@ -87,12 +87,25 @@ pub trait PrimitiveOp {
     /// backward) from the forward's values and the output's gradient `at.dy`: the wanted inputs'
     /// gradients and every parameter's, as values named `<name>/grad/<step>`.
     fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads;
+
+    /// The PyTorch layer holding this node's parameters, as the Python expression that builds it
+    /// (`nn.Conv2d(1, 16, 3, stride=1, padding=1)`), its tensors named and laid out as
+    /// [`Self::params`] has them, so that `state_dict()` keys are mdc's; None without parameters.
+    fn torch_layer(&self) -> Option<String>;
+
+    /// The Python expression computing the node `name` from the values named `ins`, as
+    /// [`Self::forward`] computes it; the node's layer is `self.<name>`.
+    fn torch_forward(&self, name: &str, ins: &[&str]) -> String;
+
+    /// A Python function the expression calls, written once into the module file (or "").
+    fn torch_helper(&self) -> &'static str;
 }
 
 /// The [`PrimitiveOp`] methods the graph's inputs (`x`, `t`, `y`) share: no parameters, no
 /// arithmetic, nothing kept; the forward copies the batch's data, which the engine passes as the
 /// only input; nothing upstream takes a gradient (the engine reads the image gradient off `x`
-/// when asked); the exporter declares each as an ONNX graph input, so nothing is emitted.
+/// when asked); the exporter declares each as an ONNX graph input, so nothing is emitted; in
+/// PyTorch each is an argument of `forward`, held by no layer.
 macro_rules! graph_input_methods {
     () => {
         fn params(&self) -> Vec<$crate::ops::ParamSpec> {
@@ -125,6 +138,14 @@ macro_rules! graph_input_methods {
             _: &$crate::ops::GradValues<'_>,
         ) -> $crate::ops::LoweredGrads {
             $crate::ops::LoweredGrads::default()
+        }
+
+        fn torch_layer(&self) -> Option<String> {
+            None
+        }
+
+        fn torch_helper(&self) -> &'static str {
+            ""
         }
     };
 }
@@ -223,6 +244,18 @@ macro_rules! registry {
 
             pub fn lower_backward(&self, cx: &mut Lowerer<'_>, name: &str, at: &GradValues<'_>) -> LoweredGrads {
                 match self { $(Op::$variant(op) => op.lower_backward(cx, name, at),)* }
+            }
+
+            pub fn torch_layer(&self) -> Option<String> {
+                match self { $(Op::$variant(op) => op.torch_layer(),)* }
+            }
+
+            pub fn torch_forward(&self, name: &str, ins: &[&str]) -> String {
+                match self { $(Op::$variant(op) => op.torch_forward(name, ins),)* }
+            }
+
+            pub fn torch_helper(&self) -> &'static str {
+                match self { $(Op::$variant(op) => op.torch_helper(),)* }
             }
         }
     };

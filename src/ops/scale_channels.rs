@@ -52,6 +52,19 @@ impl PrimitiveOp for ScaleChannels {
         cx.input_grads.push((0, dx));
     }
 
+    fn torch_layer(&self) -> Option<String> {
+        None
+    }
+
+    /// `1 +` first, then the product, in the interpreter's order.
+    fn torch_forward(&self, _name: &str, ins: &[&str]) -> String {
+        format!("{} * (1.0 + {}[:, :, None, None])", ins[0], ins[1])
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        ""
+    }
+
     /// [N, C] -> [N, C, 1, 1], plus one, times the map.
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let axes = cx.b.const_i64(&[2, 3]);

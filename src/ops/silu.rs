@@ -44,6 +44,18 @@ impl PrimitiveOp for Silu {
         cx.input_grads.push((0, dy));
     }
 
+    fn torch_layer(&self) -> Option<String> {
+        None
+    }
+
+    fn torch_forward(&self, _name: &str, ins: &[&str]) -> String {
+        format!("F.silu({})", ins[0])
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        ""
+    }
+
     /// As x * Sigmoid(x), which onnxruntime fuses.
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let sig = format!("{name}/sigmoid");

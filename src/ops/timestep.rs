@@ -17,6 +17,10 @@ impl PrimitiveOp for Timestep {
     }
 
     graph_input_methods!();
+
+    fn torch_forward(&self, _name: &str, _ins: &[&str]) -> String {
+        "t".into()
+    }
 }
 
 #[cfg(test)]

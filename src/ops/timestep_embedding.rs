@@ -11,6 +11,18 @@ use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
 use super::{GradValues, LoweredGrads};
 
+/// The Python function [`TimestepEmbedding::torch_forward`] calls: the arguments in float64 as
+/// the interpreter computes them (t * freq reaches ~1000 rad, where float32 would move sin/cos).
+const TORCH_HELPER: &str = r#"def timestep_embedding(t, dim):
+    """Sinusoidal embedding of the timesteps t [N] -> [N, dim]: sin(t * f_i), then cos(t * f_i),
+    f_i = exp(-ln(10000) * i / half) for i < half = dim / 2, computed in float64."""
+    half = dim // 2
+    i = torch.arange(half, dtype=torch.float64, device=t.device)
+    freqs = torch.exp(-math.log(10000.0) * i / half)
+    args = t.to(torch.float64)[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1).to(torch.float32)
+"#;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimestepEmbedding {
     pub dim: usize,
@@ -55,6 +67,19 @@ impl PrimitiveOp for TimestepEmbedding {
     /// Its only input is the timestep, which takes no gradient.
     fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
         cx.pool.give(dy);
+    }
+
+    fn torch_layer(&self) -> Option<String> {
+        None
+    }
+
+    fn torch_forward(&self, _name: &str, ins: &[&str]) -> String {
+        format!("timestep_embedding({}, {})", ins[0], self.dim)
+    }
+
+    /// The arguments in float64, as the interpreter and the ONNX export compute them.
+    fn torch_helper(&self) -> &'static str {
+        TORCH_HELPER
     }
 
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {

@@ -55,6 +55,18 @@ impl PrimitiveOp for UpsampleNearest {
         cx.input_grads.push((0, dx));
     }
 
+    fn torch_layer(&self) -> Option<String> {
+        None
+    }
+
+    fn torch_forward(&self, _name: &str, ins: &[&str]) -> String {
+        format!("F.interpolate({}, scale_factor={}, mode=\"nearest\")", ins[0], self.scale)
+    }
+
+    fn torch_helper(&self) -> &'static str {
+        ""
+    }
+
     /// asymmetric + floor: output pixel i reads input floor(i / scale), an exact repeat.
     fn lower_onnx(&self, cx: &mut Lowerer<'_>, name: &str, ins: &[&str], out: &str) {
         let (scale, s) = (self.scale, self.scale as f32);
