@@ -124,24 +124,10 @@ fn conv_gradients_for_strides_paddings_and_kernels() {
     }
 }
 
-/// Transposed convs: (in, out, kernel, stride, padding, h, w). Strides 1 and 2, paddings 0 and 1
-/// (and one larger than the kernel, which crops), kernels 1 to 4, non-square inputs, a same-size
-/// case and channels that widen and narrow.
+/// Transposed convs: every geometry of [`common::CONV_TRANSPOSE_CASES`].
 #[test]
 fn conv_transpose_gradients_for_strides_paddings_and_kernels() {
-    let cases = [
-        (3, 4, 3, 1, 1, 5, 7),
-        (2, 3, 2, 2, 0, 4, 3),
-        (3, 2, 4, 2, 1, 3, 5),
-        (2, 3, 3, 2, 1, 4, 6),
-        (2, 2, 3, 1, 0, 3, 4),
-        (4, 2, 4, 1, 1, 4, 3),
-        (3, 2, 2, 1, 0, 2, 5),
-        (4, 3, 1, 1, 0, 3, 5),
-        (1, 2, 1, 2, 1, 4, 3),
-        (2, 3, 3, 2, 0, 3, 2),
-    ];
-    for (i, &(cin, cout, k, s, p, h, w)) in cases.iter().enumerate() {
+    for (i, &(cin, cout, k, s, p, h, w)) in common::CONV_TRANSPOSE_CASES.iter().enumerate() {
         let g = graph_of(cin, h, w, |b, x, _| {
             let op =
                 ConvTranspose2d { in_channels: cin, out_channels: cout, kernel: k, stride: s, padding: p };

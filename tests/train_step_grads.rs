@@ -120,14 +120,7 @@ fn conv_backward_lowering_for_strides_paddings_and_kernels() {
 
 #[test]
 fn conv_transpose_backward_lowering() {
-    let cases = [
-        (3, 4, 3, 1, 1, 5, 7),
-        (2, 3, 2, 2, 0, 4, 3),
-        (3, 2, 4, 2, 1, 3, 5),
-        (2, 3, 3, 2, 1, 4, 6),
-        (4, 3, 1, 1, 0, 3, 5),
-    ];
-    for (i, &(cin, cout, k, s, p, h, w)) in cases.iter().enumerate() {
+    for (i, &(cin, cout, k, s, p, h, w)) in common::CONV_TRANSPOSE_CASES.iter().enumerate() {
         let g = graph_of(cin, h, w, |b, x, _| {
             let op =
                 ConvTranspose2d { in_channels: cin, out_channels: cout, kernel: k, stride: s, padding: p };
