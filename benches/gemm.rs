@@ -31,7 +31,7 @@ fn row(name: &str, m: usize, n: usize, k: usize, threads: usize, reps: usize) {
         matmul_strided(&mut c, n, m, n, k, &a, k, Tr::No, &b, n, Tr::No, false, threads)
     });
     let mut line = format!("{name:<28} {m:>5} {n:>5} {k:>5} {:>9.1}", flops / fp32 / 1e9);
-    for kernel in Kernel::all_available() {
+    for kernel in kernels() {
         let (mut pa, mut pb) = (Vec::new(), Vec::new());
         let (sa, sb) = (Src { data: &a, ld: k, tr: Tr::No }, Src { data: &b, ld: n, tr: Tr::No });
         let t = median_secs(reps, || {
@@ -50,7 +50,7 @@ fn row(name: &str, m: usize, n: usize, k: usize, threads: usize, reps: usize) {
 
 fn main() {
     let threads = rayon::current_num_threads();
-    let kernels = Kernel::all_available();
+    let kernels = kernels();
     println!("threads {threads}, bf16 kernels {:?}", kernels.iter().map(|k| k.name()).collect::<Vec<_>>());
     let mut header = format!("{:<28} {:>5} {:>5} {:>5} {:>9}", "GFLOP/s", "m", "n", "k", "fp32");
     for kernel in &kernels {
@@ -79,7 +79,7 @@ fn main() {
     }
     // 3x3 same-size convs as implicit GEMMs (one image: pack the image, products, unpad; and
     // the weight gradient's products), on every kernel; "min" columns: the fastest of the runs
-    for kernel in Kernel::all_available() {
+    for &kernel in &kernels {
         println!(
             "{:<28} {:>5} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9}",
             format!("implicit 3x3 ({})", kernel.name()),
@@ -97,6 +97,13 @@ fn main() {
             implicit_row(kernel, cin, cout, hw, 21);
         }
     }
+}
+
+/// The kernels to time: every one this CPU runs, the slow portable one only where it is what
+/// bf16 runs on (no AVX512_BF16, or `MDC_BF16_KERNEL=portable`).
+fn kernels() -> Vec<Kernel> {
+    let all = Kernel::all_available().into_iter();
+    all.filter(|&k| k != Kernel::Portable || Kernel::best() == Kernel::Portable).collect()
 }
 
 fn min_secs(reps: usize, mut f: impl FnMut()) -> f64 {

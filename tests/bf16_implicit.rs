@@ -1,5 +1,5 @@
 //! The implicit 3x3 convolutions (`ImplicitConv`) on every bf16 kernel this CPU runs (AMX tiles,
-//! AVX512_BF16 zmm), driven directly, against the fp32 conv kernel element by element: the
+//! AVX512_BF16 zmm, and the portable reference kernel everywhere), driven directly, against the fp32 conv kernel element by element: the
 //! forward (which is also the input gradient, as the flipped conv) and the weight gradient.
 //!
 //! The bound is tests/bf16_kernels.rs's (its `check`): rounding both factors to bf16 (u = 2^-8) moves a
@@ -8,7 +8,7 @@
 //! S the fp32 kernel run on |x|, |w|, |dy| and K the reduction length (9 Cin for y, H W for dW).
 
 use mdc::base::rng::Rng;
-use mdc::kernels::bf16::{self, ImplicitConv, Kernel};
+use mdc::kernels::bf16::{ImplicitConv, Kernel};
 use mdc::kernels::conv;
 use mdc::kernels::Workers;
 
@@ -69,10 +69,9 @@ fn implicit(
 }
 
 fn kernels() -> Vec<Kernel> {
-    if !bf16::available() {
-        eprintln!("skipped: this CPU has no AVX512_BF16");
-    }
-    Kernel::all_available()
+    let all = Kernel::all_available();
+    eprintln!("bf16 kernels on this CPU: {all:?}");
+    all
 }
 
 #[test]

@@ -109,8 +109,9 @@ impl<T: Real> Engine<T> {
         &self.graph
     }
 
-    /// Runs the conv and linear products at `precision` (bf16 only takes effect for f32 on a CPU
-    /// with AVX512_BF16; callers check [`crate::kernels::bf16::available`] to tell users).
+    /// Runs the conv and linear products at `precision` (bf16 takes effect for f32 only; callers
+    /// go through [`crate::kernels::bf16::resolve`], which refuses bf16 on a CPU without
+    /// AVX512_BF16 unless the portable reference kernel is asked for).
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.workers.precision = precision;
         self

@@ -30,8 +30,9 @@ impl Executor {
         Executor { engine: Engine::new(graph) }
     }
 
-    /// Runs the conv and linear products at `precision` (bf16 needs AVX512_BF16: callers check
-    /// [`crate::kernels::bf16::available`] first, or the products stay fp32).
+    /// Runs the conv and linear products at `precision` (callers go through
+    /// [`crate::kernels::bf16::resolve`]: without AVX512_BF16, bf16 runs on the slow portable
+    /// reference kernel).
     pub fn with_precision(self, precision: Precision) -> Executor {
         Executor { engine: self.engine.with_precision(precision) }
     }

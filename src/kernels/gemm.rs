@@ -107,8 +107,10 @@ pub enum Lhs<'a, T> {
 }
 
 impl<'a, T: Real> Lhs<'a, T> {
-    /// `op(a)` (`m` x `k`), packed into `buf` when `precision` is bf16, `T` is f32 and the CPU
-    /// has AVX512_BF16 (else the products run in `T`).
+    /// `op(a)` (`m` x `k`), packed into `buf` when `precision` is bf16 and `T` is f32 (else the
+    /// products run in `T`). The bf16 products run on [`bf16::Kernel::best`]: the portable
+    /// kernel where the CPU has no AVX512_BF16 (`bf16::resolve` lets users there ask for bf16
+    /// only through `MDC_BF16_KERNEL=portable`).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         precision: Precision,
@@ -120,7 +122,7 @@ impl<'a, T: Real> Lhs<'a, T> {
         buf: &'a mut Vec<u32>,
     ) -> Self {
         match T::as_f32(a) {
-            Some(data) if precision == Precision::Bf16 && bf16::available() => {
+            Some(data) if precision == Precision::Bf16 => {
                 Lhs::Bf16(bf16::pack_a(m, k, Src { data, ld: lda, tr: ta }, buf))
             }
             _ => Lhs::Plain { m, k, a, lda, ta },
@@ -237,7 +239,7 @@ pub fn matmul_rows_a<T: Real>(
     threads: usize,
     rows: &mut Vec<T>,
 ) {
-    if precision == Precision::Bf16 && bf16::available() && T::as_f32(b).is_some() {
+    if precision == Precision::Bf16 && T::as_f32(b).is_some() {
         let row = super::workspace::sized(rows, k);
         let mut packer = bf16::RowPacker::new(m, k, bufs.0);
         for i in 0..m {

@@ -18,6 +18,9 @@
 //! per 32 columns. `cargo bench --bench gemm` prints the implicit convs' GFLOP/s per kernel to
 //! re-check [`FWD_ROWS`] and [`WG_ROWS`] on a given CPU (best of the runs, beside the medians).
 //!
+//! The block loops ([`forward_blocks`], [`weight_grad_blocks`]) also drive the portable
+//! kernel's register block (`portable.rs`), so they run and are checked on any CPU.
+//!
 //! The padding pairs of the image rows (channels rounded up to 32 for AMX's tile rows) are zeros
 //! the AMX tiles must multiply; here the loop over k stops at the image's own pairs.
 
@@ -37,23 +40,23 @@ const WG_KC: usize = 128;
 /// One stretch of a register block's products: A's row r at `a + r * lda` (one word per pair
 /// of k), B's pair p at `b + p * ldb` (16 Z words).
 #[derive(Clone, Copy)]
-struct Segment {
-    a: *const u32,
-    b: *const u32,
+pub(super) struct Segment {
+    pub(super) a: *const u32,
+    pub(super) b: *const u32,
 }
 
 /// One register block: C[rows, 16 z columns] (+ C when `add`) = the sum over its segments of
 /// A[rows, 2 kn] x B[2 kn, 16 z columns], C's row r at `c + r * ldc`.
 #[derive(Clone, Copy)]
-struct Block {
-    rows: usize,
-    z: usize,
-    kn: usize,
-    lda: usize,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    add: bool,
+pub(super) struct Block {
+    pub(super) rows: usize,
+    pub(super) z: usize,
+    pub(super) kn: usize,
+    pub(super) lda: usize,
+    pub(super) ldb: usize,
+    pub(super) c: *mut f32,
+    pub(super) ldc: usize,
+    pub(super) add: bool,
 }
 
 /// out[j, co] = sum over taps and the first `live_pairs` channel pairs of the image rows
@@ -96,7 +99,7 @@ pub unsafe fn implicit_weight_grad(
 ///
 /// # Safety
 /// As [`implicit_conv`], for what `block` reads and writes.
-unsafe fn forward_blocks(
+pub(super) unsafe fn forward_blocks(
     g: &ForwardGeometry,
     weights: &PackedB,
     live_pairs: usize,
@@ -132,7 +135,7 @@ unsafe fn forward_blocks(
 ///
 /// # Safety
 /// As [`implicit_weight_grad`], for what `block` reads and writes.
-unsafe fn weight_grad_blocks(
+pub(super) unsafe fn weight_grad_blocks(
     g: &WeightGradGeometry,
     image: *const u32,
     dy: *const u32,

@@ -1,6 +1,6 @@
-//! 3x3 same-size convolutions in bf16 straight from the image ("implicit GEMM") on AMX tiles
-//! or on AVX512_BF16 (`implicit_avx512.rs`, reading the same layouts): no column matrix is made,
-//! converted or packed.
+//! 3x3 same-size convolutions in bf16 straight from the image ("implicit GEMM") on AMX tiles,
+//! on AVX512_BF16 (`implicit_avx512.rs`, reading the same layouts) or on the portable reference
+//! kernel (`portable.rs`): no column matrix is made, converted or packed.
 //!
 //! On a padded, flattened grid (rows of W + 2 positions, a zero row above and below and a zero
 //! column each side), output position j = y (W + 2) + x reads input position
@@ -150,8 +150,7 @@ impl ImplicitConv {
                         }
                     };
                     let to = |i: usize| dst.wrapping_add((at + x0 + i) * pairs + c0);
-                    // SAFETY: the CPU has AVX512_BF16 (checked in `on`: AMX implies it); reads
-                    // are masked to the row's min(16, w - x0) values of existing channels, writes
+                    // SAFETY: reads are masked to the row's min(16, w - x0) values of existing channels, writes
                     // to min(16, given - c0) pairs of grid rows inside `out`.
                     unsafe {
                         transpose::pair_and_transpose((given - c0).min(16), (w - x0).min(16), lo, hi, to)
@@ -199,6 +198,18 @@ impl ImplicitConv {
                         out.get(),
                         range,
                     ),
+                    Kernel::Portable => {
+                        let image = image.as_ptr();
+                        super::implicit_avx512::forward_blocks(
+                            &geometry,
+                            weights,
+                            live_pairs,
+                            image,
+                            out.get(),
+                            range,
+                            |blk, segments| super::portable::implicit_block(blk, segments),
+                        )
+                    }
                 }
             }
         };
@@ -223,7 +234,7 @@ impl ImplicitConv {
                     let (n, nc) = ((w - x0).min(16), (cout - c0).min(16));
                     let from = |i: usize| src.wrapping_add((yy * row + x0 + i) * stride + c0);
                     let to = |c: usize| dst.wrapping_add(((c0 + c) * h + yy) * w + x0);
-                    // SAFETY: AVX-512 is present (checked in `on`); reads stay inside `out`'s
+                    // SAFETY: reads stay inside `out`'s
                     // rows of computed positions, writes inside y's planes (masked to n, nc).
                     unsafe { transpose::transpose_block_bias(n, nc, from, bias.map(|b| &b[c0..c0 + nc]), to) }
                 }
@@ -279,7 +290,7 @@ impl ImplicitConv {
                     // channel c's words at grid positions (2t + q, 2t + q + 1), unaligned for q = 1
                     let src = |c: usize| from.wrapping_add(c * plane + 2 * t0 + q).cast::<u32>();
                     let to = |t: usize| dst.wrapping_add((q * rows + t0 + t) * cols + c0);
-                    // SAFETY: AVX-512 is present (checked in `on`); reads are masked to `lanes`
+                    // SAFETY: reads are masked to `lanes`
                     // words inside the staged planes (2 * rows + 2 values each), writes to `nc`
                     // channels of rows inside `out`.
                     unsafe { transpose::transpose_block(nc, lanes, src, to) }
@@ -360,6 +371,14 @@ impl ImplicitConv {
                     Kernel::Avx512 => {
                         super::implicit_avx512::implicit_weight_grad(&geometry, image, dy, acc.get(), taps)
                     }
+                    Kernel::Portable => super::implicit_avx512::weight_grad_blocks(
+                        &geometry,
+                        image,
+                        dy,
+                        acc.get(),
+                        taps,
+                        |blk, segments| super::portable::implicit_block(blk, segments),
+                    ),
                 }
             }
         };
@@ -398,7 +417,7 @@ mod tests {
         // channel counts off the tile sizes, an odd width, cin both below and above one tile
         for (cin, cout, h, w) in [(20, 24, 5, 7), (40, 17, 6, 9), (16, 40, 4, 4)] {
             let Some(conv) = ImplicitConv::new(cin, cout, h, w) else {
-                eprintln!("skipped: this CPU has no AVX512_BF16");
+                eprintln!("skipped: implicit convs turned off (MDC_BF16_KERNEL=...-im2col)");
                 return;
             };
             let x: Vec<f32> = (0..cin * h * w).map(|i| (i % 13) as f32 - 6.0).collect();

@@ -5,9 +5,11 @@
 
 mod amx;
 mod gemm;
+mod gemm_avx512;
 mod implicit_avx512;
 mod implicit_conv;
 pub mod layout;
+mod portable;
 mod transpose;
 
 pub use gemm::{matmul, pack_a, pack_b, packed_matmul, Kernel, PairPacker, RowPacker};
@@ -25,7 +27,8 @@ pub enum Precision {
     /// fp32 operands and accumulation.
     #[default]
     Fp32,
-    /// bf16 operands, fp32 accumulation; needs a CPU with AVX512_BF16.
+    /// bf16 operands, fp32 accumulation; needs a CPU with AVX512_BF16 (or
+    /// `MDC_BF16_KERNEL=portable`, the slow reference kernel).
     Bf16,
 }
 
@@ -44,14 +47,24 @@ impl Precision {
 /// checkpoint written elsewhere) it falls back to fp32 with a one-line note.
 ///
 /// As a default, bf16 also gives way to fp32 where it would be slower (see [`faster_than_fp32`]).
+/// `MDC_BF16_KERNEL=portable` runs bf16 on the portable reference kernel on any CPU, with a
+/// note that says so.
 pub fn resolve(asked: Precision, explicitly: bool) -> Result<(Precision, Option<String>), String> {
     if asked == Precision::Fp32 {
         return Ok((asked, None));
     }
+    if Kernel::portable_forced() {
+        let note = "note: bf16 on the portable reference kernel (MDC_BF16_KERNEL=portable): the \
+                    AVX512_BF16 arithmetic in plain Rust, many times slower than fp32";
+        return Ok((Precision::Bf16, Some(note.to_string())));
+    }
     if !available() {
         let why = "this CPU has no AVX512_BF16 (bf16 products need AMD Zen 4 / Intel Cooper Lake or later)";
         return if explicitly {
-            Err(format!("precision \"bf16\": {why}; use \"fp32\""))
+            Err(format!(
+                "precision \"bf16\": {why}; use \"fp32\" (or MDC_BF16_KERNEL=portable for bf16 on the slow \
+                 portable reference kernel)"
+            ))
         } else {
             Ok((Precision::Fp32, Some(format!("note: running in fp32: {why}"))))
         };
@@ -107,7 +120,7 @@ impl fmt::Display for Precision {
 }
 
 /// Whether this CPU has the instructions the bf16 kernels use (checked at run time, so the
-/// binary stays portable: without them the kernels are never entered).
+/// binary stays portable: without them only the portable kernel runs).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -119,6 +132,12 @@ pub fn available() -> bool {
     {
         false
     }
+}
+
+/// Whether the packing and layout routines run their AVX-512 versions: where the CPU has them,
+/// unless `MDC_BF16_KERNEL=portable` asks for the portable ones throughout.
+fn vector_routines() -> bool {
+    available() && !Kernel::portable_forced()
 }
 
 /// `x` rounded to bfloat16 (round to nearest even), as its 16 bits. Like the hardware

@@ -1,9 +1,70 @@
 //! 16 x 16 blocks of 32-bit values transposed in zmm registers, for the layout changes of the
 //! implicit convs: channel planes to channels-last rows and back. Element by element these
-//! scattered loads and stores cost more than the products they feed.
+//! scattered loads and stores cost more than the products they feed. Each routine runs its
+//! AVX-512 version where [`super::vector_routines`] says so, else the portable one
+//! (`portable.rs`), which writes the same values.
 
-#[cfg(target_arch = "x86_64")]
-pub use imp::*;
+use super::portable;
+use super::vector_routines;
+
+/// dst(i)[0..rows] = lane i of rows `0..rows` (16 x 16 transpose of 32-bit values):
+/// `src(r)` points at row r (`rows` of them, each `lanes` wide); `dst(i)` for i < `lanes`
+/// receives `rows` values.
+///
+/// # Safety
+/// `rows` and `lanes` are at most 16, `src(r)` is readable for `lanes` words for r < `rows`,
+/// and `dst(i)` writable for `rows` words for i < `lanes`.
+pub unsafe fn transpose_block(
+    rows: usize,
+    lanes: usize,
+    src: impl Fn(usize) -> *const u32,
+    dst: impl Fn(usize) -> *mut u32,
+) {
+    if vector_routines() {
+        imp::transpose_block(rows, lanes, src, dst)
+    } else {
+        portable::transpose_block(rows, lanes, src, dst)
+    }
+}
+
+/// Like [`transpose_block`] for fp32 rows, adding `bias[i]` to output row i.
+///
+/// # Safety
+/// As [`transpose_block`] for floats, and `bias`, when given, has at least `lanes` values.
+pub unsafe fn transpose_block_bias(
+    rows: usize,
+    lanes: usize,
+    src: impl Fn(usize) -> *const f32,
+    bias: Option<&[f32]>,
+    dst: impl Fn(usize) -> *mut f32,
+) {
+    if vector_routines() {
+        imp::transpose_block_bias(rows, lanes, src, bias, dst)
+    } else {
+        portable::transpose_block_bias(rows, lanes, src, bias, dst)
+    }
+}
+
+/// For channel pairs `0..pairs` (at most 16): row c = the bf16 pairs (lo(c)[x], hi(c)[x])
+/// for x in `0..n` (at most 16; `hi(c)` null: zeros); then transposed, `dst(x)` receives
+/// the `pairs` words of position x.
+///
+/// # Safety
+/// `pairs` and `n` are at most 16, `lo(c)` (and `hi(c)` unless null) are readable for `n`
+/// floats for c < `pairs`, and `dst(x)` writable for `pairs` words for x < `n`.
+pub unsafe fn pair_and_transpose(
+    pairs: usize,
+    n: usize,
+    lo: impl Fn(usize) -> *const f32,
+    hi: impl Fn(usize) -> *const f32,
+    dst: impl Fn(usize) -> *mut u32,
+) {
+    if vector_routines() {
+        imp::pair_and_transpose(pairs, n, lo, hi, dst)
+    } else {
+        portable::pair_and_transpose(pairs, n, lo, hi, dst)
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
@@ -80,14 +141,10 @@ mod imp {
         r
     }
 
-    /// dst(i)[0..lanes] = lane i of rows `0..lanes` (16 x 16 transpose of 32-bit values):
-    /// `src(r)` points at row r (`rows` of them, each `lanes` wide); `dst(i)` for i < `lanes`
-    /// receives `rows` values.
+    /// [`super::transpose_block`] in zmm registers.
     ///
     /// # Safety
-    /// The CPU has AVX512F (callers run only where [`crate::kernels::bf16::available`] is true);
-    /// `rows` and `lanes` are at most 16, `src(r)` is readable for `lanes` words for r < `rows`,
-    /// and `dst(i)` writable for `rows` words for i < `lanes` (loads and stores are masked).
+    /// The CPU has AVX512F; as [`super::transpose_block`] (loads and stores are masked).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn transpose_block(
         rows: usize,
@@ -103,11 +160,10 @@ mod imp {
         }
     }
 
-    /// Like [`transpose_block`] for fp32 rows, adding `bias[i]` to output row i.
+    /// [`super::transpose_block_bias`] in zmm registers.
     ///
     /// # Safety
-    /// The CPU has AVX512F (callers run only where [`crate::kernels::bf16::available`] is true); as
-    /// [`transpose_block`] for floats, and `bias`, when given, has at least `lanes` values.
+    /// The CPU has AVX512F; as [`super::transpose_block_bias`] (loads and stores are masked).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn transpose_block_bias(
         rows: usize,
@@ -128,14 +184,11 @@ mod imp {
         }
     }
 
-    /// For channel pairs `0..pairs` (at most 16): row c = the bf16 pairs (lo(c)[x], hi(c)[x])
-    /// for x in `0..n` (at most 16; `hi(c)` null: zeros); then transposed, `dst(x)` receives
-    /// the `pairs` words of position x.
+    /// [`super::pair_and_transpose`] in zmm registers.
     ///
     /// # Safety
-    /// The CPU has AVX512F, AVX512BW and AVX512_BF16; `pairs` and `n` are at most 16, `lo(c)` (and
-    /// `hi(c)` unless null) are readable for `n` floats for c < `pairs`, and `dst(x)` writable for
-    /// `pairs` words for x < `n` (loads and stores are masked).
+    /// The CPU has AVX512F, AVX512BW and AVX512_BF16; as [`super::pair_and_transpose`] (loads and
+    /// stores are masked).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub unsafe fn pair_and_transpose(
         pairs: usize,
@@ -166,9 +219,9 @@ mod imp {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    //! Never called: the implicit convs need AMX, so x86-64.
+    //! Never called: `vector_routines()` is false off x86-64.
     /// # Safety
-    /// Never called: the implicit convs that use it need AMX, so x86-64.
+    /// Never called: `vector_routines()` is false off x86-64.
     pub unsafe fn transpose_block(
         _: usize,
         _: usize,
@@ -178,7 +231,7 @@ mod imp {
         unreachable!("AVX-512 transposes need x86-64")
     }
     /// # Safety
-    /// Never called: the implicit convs that use it need AMX, so x86-64.
+    /// Never called: `vector_routines()` is false off x86-64.
     pub unsafe fn transpose_block_bias(
         _: usize,
         _: usize,
@@ -189,7 +242,7 @@ mod imp {
         unreachable!("AVX-512 transposes need x86-64")
     }
     /// # Safety
-    /// Never called: the implicit convs that use it need AMX, so x86-64.
+    /// Never called: `vector_routines()` is false off x86-64.
     pub unsafe fn pair_and_transpose(
         _: usize,
         _: usize,
@@ -201,27 +254,35 @@ mod imp {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-pub use imp::*;
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn blocks_transpose_with_ragged_edges() {
-        if !super::super::available() {
-            return;
+        for vector in [false, super::super::available()] {
+            for (rows, lanes) in [(16, 16), (7, 16), (16, 5), (3, 9), (1, 1)] {
+                transposes_one_block(vector, rows, lanes);
+            }
         }
-        for (rows, lanes) in [(16, 16), (7, 16), (16, 5), (3, 9), (1, 1)] {
-            let src: Vec<u32> = (0..16 * 20).map(|i| i as u32 + 1).collect();
-            let mut dst = vec![0u32; 16 * 24];
-            let out = dst.as_mut_ptr();
-            // SAFETY: the CPU has AVX-512 (checked above); rows are 20 apart, output rows 24
-            unsafe { super::transpose_block(rows, lanes, |r| src.as_ptr().add(r * 20), |i| out.add(i * 24)) };
-            for i in 0..16 {
-                for r in 0..24 {
-                    let want = if i < lanes && r < rows { src[r * 20 + i] } else { 0 };
-                    assert_eq!(dst[i * 24 + r], want, "rows {rows} lanes {lanes}: ({i}, {r})");
-                }
+    }
+
+    /// One block on AVX-512 (`vector`) or portably: each routine must write exactly its block.
+    fn transposes_one_block(vector: bool, rows: usize, lanes: usize) {
+        let src: Vec<u32> = (0..16 * 20).map(|i| i as u32 + 1).collect();
+        let mut dst = vec![0u32; 16 * 24];
+        let out = dst.as_mut_ptr();
+        let (from, to) = (|r| src.as_ptr().wrapping_add(r * 20), |i| out.wrapping_add(i * 24));
+        // SAFETY: AVX-512 only where the CPU has it; rows are 20 apart, output rows 24
+        unsafe {
+            if vector {
+                super::imp::transpose_block(rows, lanes, from, to)
+            } else {
+                super::portable::transpose_block(rows, lanes, from, to)
+            }
+        };
+        for i in 0..16 {
+            for r in 0..24 {
+                let want = if i < lanes && r < rows { src[r * 20 + i] } else { 0 };
+                assert_eq!(dst[i * 24 + r], want, "vector {vector} rows {rows} lanes {lanes}: ({i}, {r})");
             }
         }
     }

@@ -39,9 +39,10 @@ fn dot(a: u32, b: u32) -> f32 {
 /// A register block: the model or the zmm one.
 type BlockFn = unsafe fn(&Block, &[Segment]);
 
-/// Both register blocks where the CPU has AVX512_BF16, else the model alone.
+/// The model, the portable kernel's block, and the zmm one where the CPU has AVX512_BF16.
 fn blocks() -> Vec<(&'static str, BlockFn)> {
-    let mut all: Vec<(&'static str, BlockFn)> = vec![("model", model_block)];
+    let mut all: Vec<(&'static str, BlockFn)> =
+        vec![("model", model_block), ("portable", crate::kernels::bf16::portable::implicit_block)];
     if crate::kernels::bf16::available() {
         all.push(("zmm", imp::block_any));
     }
