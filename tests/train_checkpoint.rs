@@ -56,6 +56,25 @@ fn round_trips_exactly_and_serves_ema_for_inference() {
     assert_eq!(meta["metadata_sha256"], mdc::params::metadata_digest(&meta));
 }
 
+/// The metadata's guide step and the guide's own must agree: a checkpoint where they do not
+/// (a step without a guide, a guide without one, or two different steps) is refused, not written.
+#[test]
+fn a_guide_step_that_disagrees_with_the_guide_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("checkpoint.safetensors");
+    let g = tiny();
+    let disagreements: [fn(&mut Checkpoint); 3] =
+        [|ck| ck.info.guide_step = Some(12), |ck| ck.guide = None, |ck| ck.info.guide_step = None];
+    for disagree in disagreements {
+        let mut ck = checkpoint(&g);
+        disagree(&mut ck);
+        let e = ck.save(&p).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("guide step"), "{e}");
+        assert!(!p.exists(), "nothing is written");
+    }
+}
+
 #[test]
 fn damaged_files_are_reported_not_loaded() {
     let dir = tempfile::tempdir().unwrap();
