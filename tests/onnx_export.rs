@@ -163,30 +163,16 @@ fn export_api_checks_params() {
 fn export_from_a_training_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let grey = mdc::model::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet.toml"))).unwrap();
-    let (raw, ema) = (random_params(&grey.graph, 1), random_params(&grey.graph, 2));
-    let (adam_m, adam_v) = (random_params(&grey.graph, 3), random_params(&grey.graph, 4));
-    let ck = mdc::train::Checkpoint {
-        step: 1234,
-        model: raw.clone(),
-        ema: ema.clone(),
-        adam_m,
-        adam_v,
-        rng: [1, 2, 3, 4],
-        data_epoch: 0,
-        data_position: 0,
-        model_hash: grey.hash.clone(),
-        config: mdc::train::TrainConfig {
-            schedule: mdc::diffusion::ScheduleKind::Cosine,
-            timesteps: 500,
-            ..Default::default()
-        },
-        class_names: Vec::new(),
-        guide: None,
+    let config = mdc::train::TrainConfig {
+        schedule: mdc::diffusion::ScheduleKind::Cosine,
+        timesteps: 500,
+        ..Default::default()
     };
+    let ck = random_checkpoint(&grey.graph, &grey.hash, 1234, config, None);
     let ckpt = dir.path().join("checkpoint.safetensors");
     ck.save(&ckpt).unwrap();
 
-    for (flag, expected) in [(None, &ema), (Some("--no-ema"), &raw)] {
+    for (flag, expected) in [(None, &ck.ema), (Some("--no-ema"), &ck.model)] {
         let out = dir.path().join("m.onnx");
         let mut args = vec!["export", "onnx", "models/unet.toml", "--weights", ckpt.to_str().unwrap()];
         args.extend(flag);
@@ -231,20 +217,7 @@ fn export_warns_about_a_non_ascii_model_hash() {
 fn export_refuses_a_damaged_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let grey = mdc::model::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet.toml"))).unwrap();
-    let ck = mdc::train::Checkpoint {
-        step: 3,
-        model: random_params(&grey.graph, 1),
-        ema: random_params(&grey.graph, 2),
-        adam_m: random_params(&grey.graph, 3),
-        adam_v: random_params(&grey.graph, 4),
-        rng: [1, 2, 3, 4],
-        data_epoch: 0,
-        data_position: 0,
-        model_hash: grey.hash.clone(),
-        config: mdc::train::TrainConfig::default(),
-        class_names: Vec::new(),
-        guide: None,
-    };
+    let ck = random_checkpoint(&grey.graph, &grey.hash, 3, mdc::train::TrainConfig::default(), None);
     let path = dir.path().join("checkpoint.safetensors");
     ck.save(&path).unwrap();
     let out = dir.path().join("m.onnx");

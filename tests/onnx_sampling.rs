@@ -69,21 +69,11 @@ fn an_autoguided_export_matches_the_interpreter_and_says_so() {
     let model = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/unet-cond.toml"));
     let loaded = mdc::model::load(model).unwrap();
     let graph = loaded.graph.clone();
-    let (ema, guide) = (random_params(&graph, 2), random_params(&graph, 5));
-    let ck = mdc::train::Checkpoint {
-        step: 40,
-        model: random_params(&graph, 1),
-        ema: ema.clone(),
-        adam_m: random_params(&graph, 3),
-        adam_v: random_params(&graph, 4),
-        rng: [1, 2, 3, 4],
-        data_epoch: 0,
-        data_position: 0,
-        model_hash: loaded.hash.clone(),
-        config: mdc::train::TrainConfig { autoguidance: 2.5, ..Default::default() },
-        class_names: Vec::new(),
-        guide: Some(mdc::train::Guide { step: 10, weights: guide.clone() }),
-    };
+    let guide = random_params(&graph, 5);
+    let config = mdc::train::TrainConfig { autoguidance: 2.5, ..Default::default() };
+    let kept = mdc::train::Guide { step: 10, weights: guide.clone() };
+    let ck = random_checkpoint(&graph, &loaded.hash, 40, config, Some(kept));
+    let ema = ck.ema.clone();
     let ckpt = dir.path().join("checkpoint.safetensors");
     ck.save(&ckpt).unwrap();
     let onnx = dir.path().join("guided.onnx");

@@ -4,7 +4,7 @@ use mdc::check::blocks::mini_unet;
 use mdc::graph::Graph;
 use std::collections::HashMap;
 
-use mdc::params::{FormatVersion, Params, WeightsFile};
+use mdc::params::{CheckpointInfo, FormatVersion, Params, WeightsFile};
 use mdc::train::{Checkpoint, CheckpointError, Guide, TrainConfig};
 
 fn tiny() -> Graph {
@@ -12,18 +12,23 @@ fn tiny() -> Graph {
 }
 
 fn checkpoint(graph: &Graph) -> Checkpoint {
-    Checkpoint {
+    let info = CheckpointInfo {
         step: 42,
-        model: Params::init(graph, 1),
-        ema: Params::init(graph, 2),
-        adam_m: Params::init(graph, 3),
-        adam_v: Params::init(graph, 4),
         rng: [1, u64::MAX, 3, 0xDEAD_BEEF],
         data_epoch: 7,
         data_position: 13,
         model_hash: "ab".repeat(32),
         config: TrainConfig { steps: 99, lr: 3e-4, ..TrainConfig::default() },
         class_names: vec!["cat".into(), "dog, \"big\"".into()],
+        guide_step: Some(11),
+        mdc_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    Checkpoint {
+        info,
+        model: Params::init(graph, 1),
+        ema: Params::init(graph, 2),
+        adam_m: Params::init(graph, 3),
+        adam_v: Params::init(graph, 4),
         guide: Some(Guide { step: 11, weights: Params::init(graph, 5) }),
     }
 }
@@ -44,15 +49,30 @@ fn round_trips_exactly_and_serves_ema_for_inference() {
     assert_eq!(file.weights(&g, true).unwrap(), ck.ema);
     assert_eq!(file.weights(&g, false).unwrap(), ck.model);
     assert_eq!(file.format_version(), Some(FormatVersion::V2));
-    let info = file.checkpoint().unwrap();
-    assert_eq!(
-        (info.step, &info.config, &info.class_names, info.guide_step),
-        (42, &ck.config, &ck.class_names, Some(11))
-    );
+    assert_eq!(file.checkpoint(), Some(&ck.info));
     let meta = metadata(&std::fs::read(&p).unwrap());
     assert_eq!((meta["schedule"].as_str(), meta["timesteps"].as_str()), ("cosine", "1000"));
     assert_eq!(meta["format"], "mdc-checkpoint-v2");
     assert_eq!(meta["metadata_sha256"], mdc::params::metadata_digest(&meta));
+}
+
+/// The metadata's guide step and the guide's own must agree: a checkpoint where they do not
+/// (a step without a guide, a guide without one, or two different steps) is refused, not written.
+#[test]
+fn a_guide_step_that_disagrees_with_the_guide_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("checkpoint.safetensors");
+    let g = tiny();
+    let disagreements: [fn(&mut Checkpoint); 3] =
+        [|ck| ck.info.guide_step = Some(12), |ck| ck.guide = None, |ck| ck.info.guide_step = None];
+    for disagree in disagreements {
+        let mut ck = checkpoint(&g);
+        disagree(&mut ck);
+        let e = ck.save(&p).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("guide step"), "{e}");
+        assert!(!p.exists(), "nothing is written");
+    }
 }
 
 #[test]
@@ -157,7 +177,7 @@ fn a_recipe_out_of_range_in_the_metadata_is_a_corrupt_checkpoint() {
         (&|c: &mut TrainConfig| c.batch = 0, "`batch`: expected an integer from 1 to 4096, found 0"),
     ] {
         let mut ck = checkpoint(&g);
-        edit(&mut ck.config);
+        edit(&mut ck.info.config);
         ck.save(&p).unwrap();
         let e = load(&p, &g).unwrap_err().to_string();
         assert!(e.contains("is corrupt") && e.contains("checkpoint.safetensors"), "{e}");
@@ -204,9 +224,9 @@ fn version_1_files_load_and_only_they_get_legacy_defaults() {
     let p = dir.path().join("checkpoint.safetensors");
     let g = tiny();
     let mut ck = checkpoint(&g);
-    ck.config.autoguidance = 2.5;
-    ck.config.autoguidance_max_t = Some(850);
-    ck.config.prediction = Prediction::Velocity;
+    ck.info.config.autoguidance = 2.5;
+    ck.info.config.autoguidance_max_t = Some(850);
+    ck.info.config.prediction = Prediction::Velocity;
     ck.save(&p).unwrap();
     let v2 = std::fs::read(&p).unwrap();
     std::fs::write(&p, as_v1(&v2)).unwrap();
@@ -224,7 +244,7 @@ fn version_1_files_load_and_only_they_get_legacy_defaults() {
             m.insert("config".into(), config.to_string());
         })
     };
-    ck.config.prediction = Prediction::Noise;
+    ck.info.config.prediction = Prediction::Noise;
     ck.save(&p).unwrap();
     let v2 = std::fs::read(&p).unwrap();
     std::fs::write(&p, old(&as_v1(&v2))).unwrap();
@@ -260,7 +280,7 @@ fn damaged_metadata_is_an_error_not_an_older_file() {
     let p = dir.path().join("checkpoint.safetensors");
     let g = tiny();
     let mut ck = checkpoint(&g);
-    ck.config.autoguidance = 3.0;
+    ck.info.config.autoguidance = 3.0;
     ck.save(&p).unwrap();
     let v2 = std::fs::read(&p).unwrap();
     let v1 = as_v1(&v2);

@@ -102,7 +102,7 @@ fn loss_falls_and_outputs_are_written() {
     let png = image::open(samples).unwrap();
     assert!(png.width() > 2 * 8 && png.height() > 2 * 8);
     let ck = Checkpoint::load(&out.checkpoint, &g, HASH, "tiny").unwrap();
-    assert_eq!(ck.step, 60);
+    assert_eq!(ck.info.step, 60);
     assert_ne!(ck.ema, ck.model, "the EMA lags the weights");
 }
 
@@ -121,7 +121,7 @@ fn resumed_run_reproduces_the_uninterrupted_one_bit_for_bit() {
     // A row the interrupted run logged past its checkpoint is dropped on resume.
     let ck_path = parts.path().join("checkpoint.safetensors");
     let ck = Checkpoint::load(&ck_path, &g, HASH, "tiny").unwrap();
-    assert_eq!(ck.step, 4);
+    assert_eq!(ck.info.step, 4);
     let mut second = job(&g, parts.path(), config(10), squares());
     second.resume = Some(ck);
     train(second).unwrap();
@@ -159,7 +159,7 @@ fn a_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint() {
     assert!(msg.contains(&format!("diverged at step {bad_step}")) && msg.contains("NaN"), "{msg}");
     assert!(msg.contains(&format!("(step {})", bad_step - 1)), "{msg}");
     let ck = Checkpoint::load(&dir.path().join("checkpoint.safetensors"), &g, HASH, "tiny").unwrap();
-    assert_eq!(ck.step, bad_step - 1);
+    assert_eq!(ck.info.step, bad_step - 1);
     assert!(ck.model.tensors.iter().all(|t| t.iter().all(|v| v.is_finite())));
 }
 
@@ -176,7 +176,7 @@ fn a_huge_learning_rate_is_caught() {
     let d = err.downcast_ref::<Diverged>().unwrap_or_else(|| panic!("expected divergence, got {err:#}"));
     assert!(d.step > 1 && d.step <= 200, "{d}");
     let ck = Checkpoint::load(&dir.path().join("checkpoint.safetensors"), &g, HASH, "tiny").unwrap();
-    assert_eq!(ck.step, d.step - 1);
+    assert_eq!(ck.info.step, d.step - 1);
 }
 
 /// Trains the tiny model at `precision`; returns the loss of every step logged so far.
@@ -255,9 +255,9 @@ fn checkpoints_resume_in_the_other_precision() {
         let losses = run_at(dir.path(), 10, second, None, true);
         assert_eq!(losses.len(), 10, "{first} then {second}: steps 1..=10 logged");
         let ck = Checkpoint::load(&dir.path().join("checkpoint.safetensors"), &tiny(), HASH, "tiny").unwrap();
-        assert_eq!(ck.step, 10);
+        assert_eq!(ck.info.step, 10);
         assert_eq!(
-            ck.config.precision, second,
+            ck.info.config.precision, second,
             "the checkpoint records the precision it was last trained in"
         );
         let gap = mean_relative_gap(&losses, &reference);
@@ -277,7 +277,7 @@ fn a_velocity_run_learns_records_its_target_and_resumes_exactly() {
     let last: f64 = l[50..].iter().map(|p| p.1).sum::<f64>() / 10.0;
     assert!(last < 0.7 * first, "loss should fall: first 10 steps {first}, last 10 {last}");
     let ck = Checkpoint::load(&out.checkpoint, &g, HASH, "tiny").unwrap();
-    assert_eq!(ck.config.prediction, Prediction::Velocity);
+    assert_eq!(ck.info.config.prediction, Prediction::Velocity);
     let file = mdc::params::WeightsFile::open(&out.checkpoint).unwrap();
     assert_eq!(file.checkpoint().unwrap().config.prediction, Prediction::Velocity);
     // The same seed with the noise as target gives another run.

@@ -186,28 +186,28 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             )));
         }
         let ck = Checkpoint::load(&ckpt_path, &model.graph, &model.hash, &model_name)?;
-        let mut recipe = Recipe::new(ck.config.clone(), Origin::Checkpoint);
+        let mut recipe = Recipe::new(ck.info.config.clone(), Origin::Checkpoint);
         apply_overrides(&mut recipe, args)?;
-        let changed = ck.config.recipe_differences(&recipe.config);
+        let changed = ck.info.config.recipe_differences(&recipe.config);
         if !changed.is_empty() {
             bail!(UsageError(format!(
                 "--resume keeps the run's recipe, but these settings differ from the checkpoint's:\n  {}\n  drop them, or start a new run in another --out",
                 changed.join("\n  ")
             )));
         }
-        if recipe.config.steps <= ck.step {
+        if recipe.config.steps <= ck.info.step {
             bail!(UsageError(format!(
                 "the run in {} already completed {} of {} steps; pass --steps N (more than {}) to train longer",
                 out_dir.display(),
-                ck.step,
+                ck.info.step,
                 recipe.config.steps,
-                ck.step
+                ck.info.step
             )));
         }
-        if recipe.config.steps != ck.config.steps {
+        if recipe.config.steps != ck.info.config.steps {
             eprintln!(
                 "note: steps changed from {} to {}; the learning-rate decay is stretched from here on",
-                ck.config.steps, recipe.config.steps
+                ck.info.config.steps, recipe.config.steps
             );
         }
         (recipe, Some(ck))
@@ -236,7 +236,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("{note}");
     }
     let cfg = recipe.config.clone();
-    let start = resume.as_ref().map_or(0, |ck| ck.step);
+    let start = resume.as_ref().map_or(0, |ck| ck.info.step);
     if let Some(stop) = args.stop_after.filter(|&s| s <= start) {
         bail!(UsageError(stop_after_problem(stop, start)));
     }
@@ -268,7 +268,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         dataset.describe()
     );
     match &resume {
-        Some(ck) => println!("resuming from {} at step {}", ckpt_path.display(), ck.step),
+        Some(ck) => println!("resuming from {} at step {}", ckpt_path.display(), ck.info.step),
         None => println!("output: {}", out_dir.display()),
     }
     println!("settings:\n{}", recipe.describe());

@@ -4,31 +4,22 @@
 
 use std::path::Path;
 
-use super::TrainConfig;
 use crate::graph::Graph;
 use crate::params::{checkpoint_bytes, CheckpointInfo, Params, WeightsError, WeightsFile, CHECKPOINT_FORMAT};
 
 /// The file name of a run's checkpoint inside its output folder.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 
+/// A training run's whole state: its metadata and its tensors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
-    /// Steps completed.
-    pub step: u64,
+    /// Step, generator and data order, model hash, recipe, class names, guide step. Its
+    /// `guide_step` must be `guide`'s step ([`Checkpoint::save`] refuses a pair that disagrees).
+    pub info: CheckpointInfo,
     pub model: Params,
     pub ema: Params,
     pub adam_m: Params,
     pub adam_v: Params,
-    /// State of the generator that draws timesteps and noise.
-    pub rng: [u64; 4],
-    /// Data order state: (epoch, position within it).
-    pub data_epoch: u64,
-    pub data_position: usize,
-    /// SHA-256 of the model file the run trains.
-    pub model_hash: String,
-    pub config: TrainConfig,
-    /// A conditional model's class names in label order, when the data named them (folders).
-    pub class_names: Vec<String>,
     /// The autoguidance guide, once the run has passed `guide_at`.
     pub guide: Option<Guide>,
 }
@@ -58,21 +49,22 @@ pub enum CheckpointError {
 }
 
 impl Checkpoint {
-    /// Writes the checkpoint atomically (a crash leaves the previous one intact).
+    /// Writes the checkpoint atomically (a crash leaves the previous one intact). A guide whose
+    /// step is not `info.guide_step` is an error: the file would name the wrong step for its
+    /// guide's weights.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let info = CheckpointInfo {
-            step: self.step,
-            rng: self.rng,
-            data_epoch: self.data_epoch,
-            data_position: self.data_position,
-            model_hash: self.model_hash.clone(),
-            config: self.config.clone(),
-            class_names: self.class_names.clone(),
-            guide_step: self.guide.as_ref().map(|g| g.step),
-            mdc_version: env!("CARGO_PKG_VERSION").to_string(),
-        };
+        let guide_step = self.guide.as_ref().map(|g| g.step);
+        if self.info.guide_step != guide_step {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the checkpoint's guide step {:?} is not its guide's step {guide_step:?}",
+                    self.info.guide_step
+                ),
+            ));
+        }
         let parts = [&self.model, &self.ema, &self.adam_m, &self.adam_v];
-        let bytes = checkpoint_bytes(&info, parts, self.guide.as_ref().map(|g| &g.weights));
+        let bytes = checkpoint_bytes(&self.info, parts, self.guide.as_ref().map(|g| &g.weights));
         crate::base::fsutil::write_atomic(path, &bytes)
     }
 
@@ -98,24 +90,12 @@ impl Checkpoint {
             });
         }
         let [weights, ema, adam_m, adam_v] = file.parts(graph).map_err(CheckpointError::from_weights)?;
+        // The file's guide step is `info.guide_step`, so the pair agrees.
         let guide = file
             .guide(graph)
             .map_err(CheckpointError::from_weights)?
             .map(|(step, weights)| Guide { step, weights });
-        Ok(Checkpoint {
-            step: info.step,
-            model: weights,
-            ema,
-            adam_m,
-            adam_v,
-            rng: info.rng,
-            data_epoch: info.data_epoch,
-            data_position: info.data_position,
-            model_hash: model_hash.to_string(),
-            config: info.config.clone(),
-            class_names: info.class_names.clone(),
-            guide,
-        })
+        Ok(Checkpoint { info: info.clone(), model: weights, ema, adam_m, adam_v, guide })
     }
 }
 

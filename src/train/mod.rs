@@ -107,7 +107,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     if cfg.warmup.is_none() {
         // The default (5% of the steps the run started with) is saved resolved, so resuming
         // with more --steps keeps the warmup the run started with.
-        let started_with = job.resume.as_ref().map_or(&job.config, |ck| &ck.config);
+        let started_with = job.resume.as_ref().map_or(&job.config, |ck| &ck.info.config);
         cfg.warmup = Some(started_with.warmup_steps());
     }
     let cfg = &cfg;

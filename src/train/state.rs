@@ -10,7 +10,7 @@ use crate::data::{DataOrder, Dataset};
 use crate::diffusion::{NoiseSchedule, Prediction};
 use crate::graph::Graph;
 use crate::interp::Executor;
-use crate::params::Params;
+use crate::params::{CheckpointInfo, Params};
 
 pub struct TrainState {
     /// Steps completed.
@@ -75,35 +75,41 @@ impl TrainState {
     }
 
     pub fn from_checkpoint(ck: Checkpoint, cfg: &TrainConfig, data_len: usize) -> TrainState {
+        let info = ck.info;
         let mut opt = AdamW::new(&ck.model, hyper(cfg));
         opt.m = ck.adam_m;
         opt.v = ck.adam_v;
-        opt.t = ck.step;
+        opt.t = info.step;
         TrainState {
-            step: ck.step,
+            step: info.step,
             params: ck.model,
             ema: ck.ema,
             opt,
-            rng: Rng::from_state(ck.rng),
-            order: DataOrder::restore(data_len, cfg.seed, ck.data_epoch, ck.data_position),
+            rng: Rng::from_state(info.rng),
+            order: DataOrder::restore(data_len, cfg.seed, info.data_epoch, info.data_position),
             guide: ck.guide,
         }
     }
 
     pub fn checkpoint(&self, cfg: &TrainConfig, model_hash: &str, class_names: &[String]) -> Checkpoint {
         let (data_epoch, data_position) = self.order.state();
-        Checkpoint {
+        let info = CheckpointInfo {
             step: self.step,
-            model: self.params.clone(),
-            ema: self.ema.clone(),
-            adam_m: self.opt.m.clone(),
-            adam_v: self.opt.v.clone(),
             rng: self.rng.state(),
             data_epoch,
             data_position,
             model_hash: model_hash.to_string(),
             config: cfg.clone(),
             class_names: class_names.to_vec(),
+            guide_step: self.guide.as_ref().map(|g| g.step),
+            mdc_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        Checkpoint {
+            info,
+            model: self.params.clone(),
+            ema: self.ema.clone(),
+            adam_m: self.opt.m.clone(),
+            adam_v: self.opt.v.clone(),
             guide: self.guide.clone(),
         }
     }

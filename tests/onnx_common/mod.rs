@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use mdc::base::rng::Rng;
 use mdc::graph::Graph;
 use mdc::onnx::{export_to_file, ModelInfo, ScheduleInfo};
-use mdc::params::Params;
+use mdc::params::{CheckpointInfo, Params};
 use mdc::runtime::{Device, OrtDenoiser};
+use mdc::train::{Checkpoint, Guide, TrainConfig};
 use ndarray::{Array1, Array4};
 
 /// True when a missing optional tool must fail the test (CI installs everything).
@@ -72,6 +73,30 @@ pub fn random_params(graph: &Graph, seed: u64) -> Params {
         });
     }
     p
+}
+
+/// A training checkpoint of [`random_params`] (seeds 1 to 4: weights, EMA, Adam moments) for the
+/// model file with `model_hash`, at `step` with recipe `config`, keeping `guide` when given.
+pub fn random_checkpoint(
+    graph: &Graph,
+    model_hash: &str,
+    step: u64,
+    config: TrainConfig,
+    guide: Option<Guide>,
+) -> Checkpoint {
+    let info = CheckpointInfo {
+        step,
+        rng: [1, 2, 3, 4],
+        data_epoch: 0,
+        data_position: 0,
+        model_hash: model_hash.to_string(),
+        config,
+        class_names: Vec::new(),
+        guide_step: guide.as_ref().map(|g| g.step),
+        mdc_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let [model, ema, adam_m, adam_v] = [1, 2, 3, 4].map(|seed| random_params(graph, seed));
+    Checkpoint { info, model, ema, adam_m, adam_v, guide }
 }
 
 pub fn random_images(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Array4<f32> {
