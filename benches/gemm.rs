@@ -94,7 +94,11 @@ fn main() {
         for (cin, cout, hw) in
             [(32, 64, 32), (64, 64, 32), (128, 128, 16), (256, 128, 8), (128, 32, 32), (64, 64, 28)]
         {
-            implicit_row(kernel, cin, cout, hw, 21);
+            implicit_row(kernel, cin, cout, hw, 1, 21);
+        }
+        // the downsamples of models/unet-rgb32.toml
+        for (cin, cout, hw) in [(32, 32, 32), (64, 64, 16)] {
+            implicit_row(kernel, cin, cout, hw, 2, 21);
         }
     }
 }
@@ -117,21 +121,22 @@ fn min_secs(reps: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-fn implicit_row(kernel: Kernel, cin: usize, cout: usize, hw: usize, reps: usize) {
-    let Some(conv) = bf16::ImplicitConv::on(kernel, cin, cout, hw, hw) else {
+fn implicit_row(kernel: Kernel, cin: usize, cout: usize, hw: usize, stride: usize, reps: usize) {
+    let Some(conv) = bf16::ImplicitConv::on(kernel, cin, cout, hw, hw, stride) else {
         println!("{:<28} implicit convs turned off (MDC_BF16_KERNEL)", "");
         return;
     };
     let x: Vec<f32> = (0..cin * hw * hw).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
     let w: Vec<f32> = (0..cout * cin * 9).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
     let (mut wbuf, mut ibuf, mut obuf) = (Vec::new(), Vec::new(), Vec::<f32>::new());
-    let mut y = vec![0f32; cout * hw * hw];
+    let ho = hw / stride;
+    let mut y = vec![0f32; cout * ho * ho];
     let packed_w = conv.pack_weights(&w, &mut wbuf);
     // the output on a 64-byte line, as the interpreter's buffers are
     obuf.resize(conv.output_len() + 15, 0f32);
     let start = obuf.as_ptr().align_offset(64).min(15);
     let out = &mut obuf[start..start + conv.output_len()];
-    let flops = 2.0 * (cout * cin * 9 * hw * hw) as f64;
+    let flops = 2.0 * (cout * cin * 9 * ho * ho) as f64;
     let all = median_secs(reps, || {
         let image = conv.pack_image(&x, &mut ibuf);
         conv.run(&packed_w, image, out, 1);
@@ -150,7 +155,7 @@ fn implicit_row(kernel: Kernel, cin: usize, cout: usize, hw: usize, reps: usize)
     let dw = min_secs(reps, || conv.add_weight_grad(&pairs, &dy, acc, 1));
     println!(
         "{:<28} {cout:>5} {cin:>5} {hw:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-        "",
+        if stride == 2 { "  stride 2 (downsample)" } else { "" },
         flops / all / 1e9,
         flops / products / 1e9,
         flops / fastest / 1e9,

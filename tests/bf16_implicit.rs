@@ -17,14 +17,15 @@ use crate::bf16_kernels::{abs, check, random};
 /// What a stale buffer could hold: NaN in every word (as a bf16 pair, and as fp32).
 const NAN_PAIR: u32 = 0x7fc0_7fc0;
 
-fn geom(cin: usize, cout: usize, h: usize, w: usize) -> conv::ConvGeom {
-    conv::ConvGeom { cin, cout, k: 3, stride: 1, pad: 1, h, w, ho: h, wo: w }
+/// A 3x3, padding-1 conv: same size (stride 1) or a downsample to h/2 x w/2 (stride 2).
+fn geom(cin: usize, cout: usize, h: usize, w: usize, stride: usize) -> conv::ConvGeom {
+    conv::ConvGeom { cin, cout, k: 3, stride, pad: 1, h, w, ho: h / stride, wo: w / stride }
 }
 
 /// The fp32 conv kernel: y = conv(x, w) (no bias) and dW for `dy`, on one image.
 fn fp32(g: &conv::ConvGeom, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let mut wk = Workers::<f32>::new();
-    let mut y = vec![0f32; g.cout * g.h * g.w];
+    let mut y = vec![0f32; g.cout * g.ho * g.wo];
     let zero = vec![0f32; g.cout];
     conv::forward(&mut wk, g, 1, x, w, &zero, &mut y);
     let (mut dw, mut db) = (vec![0f32; w.len()], vec![0f32; g.cout]);
@@ -56,7 +57,7 @@ fn implicit(
     let image = conv.pack_image(x, &mut ibuf);
     let out = dirty_aligned(&mut ostore, conv.output_len());
     conv.run(&packed, image, out, threads);
-    let mut y = vec![f32::NAN; g.cout * g.h * g.w];
+    let mut y = vec![f32::NAN; g.cout * g.ho * g.wo];
     conv.unpad(out, None, &mut y);
     let pairs = conv.pack_image_pairs(x, &mut pbuf);
     let dy_rows = conv.pack_output_grad(dy, &mut dbuf);
@@ -77,24 +78,39 @@ fn kernels() -> Vec<Kernel> {
 #[test]
 fn implicit_convs_on_every_kernel_are_within_the_rounding_bound() {
     // channel counts off the register blocks and tiles (12 or 16 rows, 16 or 32 columns, 16
-    // pairs), odd and one-pixel-narrow images, fewer than 16 output channels
-    let cases =
-        [(16, 8, 5, 7), (32, 32, 7, 7), (40, 24, 5, 9), (16, 64, 6, 6), (64, 17, 9, 3), (33, 40, 1, 11)];
+    // pairs), odd and one-pixel-narrow images, fewer than 16 output channels; stride-2
+    // downsamples (even sizes) to 1x1, to odd sizes, and with an output row of one block or more
+    let cases = [
+        (16, 8, 5, 7, 1),
+        (32, 32, 7, 7, 1),
+        (40, 24, 5, 9, 1),
+        (16, 64, 6, 6, 1),
+        (64, 17, 9, 3, 1),
+        (33, 40, 1, 11, 1),
+        (16, 32, 8, 8, 2),
+        (40, 24, 6, 10, 2),
+        (33, 17, 2, 2, 2),
+        (32, 64, 16, 16, 2),
+        (64, 40, 4, 70, 2),
+    ];
     for kernel in kernels() {
         let mut worst = 0f64;
-        for (c, &(cin, cout, h, w)) in cases.iter().enumerate() {
-            let g = geom(cin, cout, h, w);
-            let conv = ImplicitConv::on(kernel, cin, cout, h, w).expect("8+ channel pairs run implicitly");
+        for (c, &(cin, cout, h, w, stride)) in cases.iter().enumerate() {
+            let g = geom(cin, cout, h, w, stride);
+            let Some(conv) = ImplicitConv::on(kernel, cin, cout, h, w, stride) else {
+                assert!(stride == 2 && kernel == Kernel::Amx, "{kernel:?}: 8+ channel pairs run implicitly");
+                continue;
+            };
             let mut rng = Rng::new(c as u64 + 100);
             let x = random(&mut rng, cin * h * w);
             let wt = random(&mut rng, cout * cin * 9);
-            let dy = random(&mut rng, cout * h * w);
+            let dy = random(&mut rng, cout * g.ho * g.wo);
             let (y, dw) = fp32(&g, &x, &wt, &dy);
             let (sy, sdw) = fp32(&g, &abs(&x), &abs(&wt), &abs(&dy));
             let (gy, gdw) = implicit(&conv, &g, &x, &wt, &dy, 1);
-            let what = format!("{kernel:?} {cin}->{cout} at {h}x{w}");
+            let what = format!("{kernel:?} {cin}->{cout} at {h}x{w}, stride {stride}");
             worst = worst.max(check(&format!("{what} y"), &gy, &y, &sy, 9 * cin));
-            worst = worst.max(check(&format!("{what} dW"), &gdw, &dw, &sdw, h * w));
+            worst = worst.max(check(&format!("{what} dW"), &gdw, &dw, &sdw, g.ho * g.wo));
             // one image split over threads: the same sums in the same order
             let split = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
             let (ty, tdw) = split.install(|| implicit(&conv, &g, &x, &wt, &dy, 3));
@@ -111,8 +127,8 @@ fn implicit_convs_accumulate_in_fp32() {
     let (cin, cout, h, w) = (64, 16, 3, 3);
     let small = 2f32.powi(-9);
     for kernel in kernels() {
-        let conv = ImplicitConv::on(kernel, cin, cout, h, w).unwrap();
-        let g = geom(cin, cout, h, w);
+        let conv = ImplicitConv::on(kernel, cin, cout, h, w, 1).unwrap();
+        let g = geom(cin, cout, h, w, 1);
         // forward: the centre output reads all 9 taps of all 64 channels: one 1, 575 of 2^-9
         let mut x = vec![small; cin * h * w];
         x[0] = 1.0;
@@ -126,8 +142,8 @@ fn implicit_convs_accumulate_in_fp32() {
     }
     let (cin, cout, h, w) = (16, 16, 16, 16);
     for kernel in kernels() {
-        let conv = ImplicitConv::on(kernel, cin, cout, h, w).unwrap();
-        let g = geom(cin, cout, h, w);
+        let conv = ImplicitConv::on(kernel, cin, cout, h, w, 1).unwrap();
+        let g = geom(cin, cout, h, w, 1);
         // weight gradient: the centre tap sums dy x x over all 256 positions: one 1, 255 of 2^-9
         let x = vec![1f32; cin * h * w];
         let mut dy = vec![small; cout * h * w];

@@ -236,7 +236,14 @@ pub fn backward<T: Real>(
     dbias: &mut [T],
 ) {
     if let Some(plan) = conv_amx::BackwardPlan::new::<T>(g, workers.precision, dx.is_some()) {
-        return conv_amx::backward(workers, g, &plan, batch, x, weight, dy, dx, dweight, dbias);
+        if !plan.input_grad_by_im2col() {
+            return conv_amx::backward(workers, g, &plan, batch, x, weight, dy, dx, dweight, dbias);
+        }
+        conv_amx::backward(workers, g, &plan, batch, x, weight, dy, None, dweight, dbias);
+        if let Some(dx) = dx {
+            input_grad(workers, g, batch, weight, dy, dx);
+        }
+        return;
     }
     let (kd, pos, cout) = (g.kdim(), g.positions(), g.cout);
     let want_dx = dx.is_some();

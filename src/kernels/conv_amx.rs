@@ -47,21 +47,34 @@ pub(super) fn forward<T: Real>(
 /// The implicit GEMMs of one conv's backward.
 pub(super) struct BackwardPlan {
     weight_grad: ImplicitConv,
-    /// The flipped conv, when dx is wanted.
+    /// The flipped conv, when dx is wanted of a same-size conv.
     input_grad: Option<ImplicitConv>,
+    /// dx is wanted of a stride-2 conv: `conv.rs` computes it (W^T dy, then col2im), this plan
+    /// the weight gradient.
+    input_grad_by_im2col: bool,
 }
 
 impl BackwardPlan {
-    /// A plan where every gradient asked for runs implicitly; else None, and `conv.rs`'s im2col
-    /// path computes them all.
+    /// A plan where the weight gradient runs implicitly, and dx too where it is a same-size
+    /// conv's (the flipped conv); else None, and `conv.rs`'s im2col path computes them all.
     pub fn new<T: Real>(g: &ConvGeom, precision: Precision, want_dx: bool) -> Option<BackwardPlan> {
         let weight_grad = g.implicit::<T>(precision)?;
-        let input_grad = if want_dx { Some(g.flipped().implicit::<T>(precision)?) } else { None };
-        Some(BackwardPlan { weight_grad, input_grad })
+        let (input_grad, input_grad_by_im2col) = match want_dx {
+            false => (None, false),
+            true if g.same_size() => (Some(g.flipped().implicit::<T>(precision)?), false),
+            true => (None, true),
+        };
+        Some(BackwardPlan { weight_grad, input_grad, input_grad_by_im2col })
+    }
+
+    /// Whether dx is left to `conv.rs` (see `input_grad_by_im2col`).
+    pub fn input_grad_by_im2col(&self) -> bool {
+        self.input_grad_by_im2col
     }
 }
 
-/// Accumulates dweight and dbias, and writes dx when the plan has it.
+/// Accumulates dweight and dbias, and writes dx when the plan has it (the caller passes None
+/// when [`BackwardPlan::input_grad_by_im2col`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward<T: Real>(
     workers: &mut Workers<T>,

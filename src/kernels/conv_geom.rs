@@ -37,13 +37,15 @@ impl ConvGeom {
     pub(super) fn pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
-    /// The bf16 implicit GEMM of this conv (3x3, stride 1, same size) on f32 data, where the
-    /// channel count makes it pay (on AMX or AVX512_BF16, see [`ImplicitConv::new`]).
+    /// The bf16 implicit GEMM of this conv (3x3, padding 1: stride 1 same size, or a stride-2
+    /// downsample of even sizes) on f32 data, where the channel count makes it pay and the
+    /// kernel runs it (see [`ImplicitConv::new`]).
     pub(super) fn implicit<T: Real>(&self, precision: Precision) -> Option<ImplicitConv> {
         let is_f32 = T::as_f32(&[]).is_some();
-        let shape = self.k == 3 && self.pad == 1 && self.same_size();
+        let downsample = self.stride == 2 && self.ho * 2 == self.h && self.wo * 2 == self.w;
+        let shape = self.k == 3 && self.pad == 1 && (self.same_size() || downsample);
         (precision == Precision::Bf16 && is_f32 && shape)
-            .then(|| ImplicitConv::new(self.cin, self.cout, self.h, self.w))
+            .then(|| ImplicitConv::new(self.cin, self.cout, self.h, self.w, self.stride))
             .flatten()
     }
     /// This conv with input and output swapped: the conv whose forward is the input gradient

@@ -24,8 +24,9 @@ pub use imp::{block, implicit_conv, implicit_weight_grad};
 pub struct ForwardGeometry {
     /// Channel pairs per image row (a multiple of 16).
     pub pairs: usize,
-    /// Row length of the padded grid (w + 2).
-    pub row: usize,
+    /// Per tap, the image row that output position 0 reads: output j reads row j + `taps[tap]`
+    /// (a shift on the padded grid; for a strided conv, a shift inside the tap's phase grid).
+    pub taps: [usize; 9],
     /// Row stride of the output (output channels rounded up to whole panels).
     pub out_stride: usize,
 }
@@ -38,10 +39,9 @@ pub struct WeightGradGeometry {
     pub cin: usize,
     /// Channel columns of the image rows (a multiple of 32).
     pub channels: usize,
-    /// Rows of the image per parity.
-    pub pairs_per_parity: usize,
-    /// Row length of the padded grid (w + 2).
-    pub row: usize,
+    /// Per tap, the image row holding the position pair that dy's pair 0 meets: pair p meets
+    /// row `tap_rows[tap] + p` (the copy of the right parity, and phase, shifted by the tap).
+    pub tap_rows: [usize; 9],
     /// Words per row of dy (a multiple of 16).
     pub dy_words: usize,
 }
@@ -245,8 +245,7 @@ mod imp {
                 let two_cols = weights.n - jp * NR > 16;
                 let panel = weights.data.as_ptr().add(jp * kp * NR);
                 for tap in 0..9 {
-                    let shift = tap / 3 * g.row + tap % 3;
-                    let a0 = image.add((j0 + shift) * g.pairs);
+                    let a0 = image.add((j0 + g.taps[tap]) * g.pairs);
                     let a1 = a0.add(ROW_STEP * g.pairs);
                     for c0 in (0..g.pairs).step_by(PAIR_STEP) {
                         let bp = panel.add((tap * g.pairs + c0) * NR);
@@ -293,9 +292,7 @@ mod imp {
         let acc_row = 9 * g.channels;
         let (a_stride, b_stride, c_stride) = (g.dy_words * 4, g.channels * 4, acc_row * 4);
         for tap in taps {
-            let shift = tap / 3 * g.row + tap % 3;
-            // pairs starting at an odd position live in the second copy
-            let b_rows = image.add((shift % 2 * g.pairs_per_parity + shift / 2) * g.channels);
+            let b_rows = image.add(g.tap_rows[tap] * g.channels);
             for c0 in (0..g.channels).step_by(BLOCK) {
                 // blocks with 16 channels or 16 output channels or fewer skip the other half
                 let two_cols = g.cin - c0 > ROW_STEP;

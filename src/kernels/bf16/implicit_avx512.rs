@@ -1,6 +1,8 @@
 //! The AVX512_BF16 micro-kernels of the implicit 3x3 convolutions (AMD Zen 4 and later, and
-//! Intel without AMX): the same packed operands as the AMX kernels (`implicit_conv.rs` makes
-//! them, `amx.rs` describes their geometry), multiplied with `VDPBF16PS` on zmm registers.
+//! Intel without AMX), same-size and stride-2: the same packed operands as the AMX kernels
+//! (`implicit_conv.rs` makes them, `amx.rs` describes their geometry: per tap, where its
+//! shifted rows start, so a stride-2 conv's phase grids need nothing more here), multiplied
+//! with `VDPBF16PS` on zmm registers.
 //!
 //! A block of C stays in zmm accumulators, [`FWD_ROWS`] or [`WG_ROWS`] rows by one or two zmm
 //! of 16 fp32 columns; per pair of k the kernel loads the row of B once into Z registers and
@@ -117,7 +119,7 @@ pub(super) unsafe fn forward_blocks(
         while j < range.end {
             let rows = FWD_ROWS.min(range.end - j);
             let segments: [Segment; 9] = std::array::from_fn(|tap| Segment {
-                a: image.wrapping_add((j + tap / 3 * g.row + tap % 3) * g.pairs),
+                a: image.wrapping_add((j + g.taps[tap]) * g.pairs),
                 b: panel.wrapping_add(tap * g.pairs * NR),
             });
             let c = out.add(j * g.out_stride + jp * NR);
@@ -147,9 +149,7 @@ pub(super) unsafe fn weight_grad_blocks(
     // equal cache blocks of k, none of them a sliver
     let k_blocks = g.dy_words.div_ceil(WG_KC).max(1);
     for tap in taps {
-        let shift = tap / 3 * g.row + tap % 3;
-        // pairs starting at an odd position live in the second copy
-        let b_rows = image.add((shift % 2 * g.pairs_per_parity + shift / 2) * g.channels);
+        let b_rows = image.add(g.tap_rows[tap] * g.channels);
         for c0 in (0..g.cin).step_by(NR) {
             let z = if g.cin - c0 > 16 { 2 } else { 1 };
             for kb in 0..k_blocks {

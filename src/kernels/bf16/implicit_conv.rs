@@ -31,7 +31,14 @@ use super::{Kernel, SendPtr};
 /// Positions per C block: two tiles of 16.
 const POSITION_BLOCK: usize = 2 * ROW_STEP;
 
-/// The sizes of one 3x3, stride-1, padding-1 convolution of one image on the padded grid.
+/// The sizes of one 3x3, padding-1 convolution of one image: stride 1 (same size), or stride
+/// 2 on even sizes (a downsample to h/2 x w/2).
+///
+/// A stride-2 conv reads every other position, so the image is split into four phase grids,
+/// phase (a, b) holding the padded image's positions (2i + a, 2j + b) on rows of w/2 + 1: tap
+/// (ky, kx) of output (y, x) is then position (y + ky/2, x + kx/2) of phase (ky%2, kx%2), a
+/// constant shift of one phase grid, and the products run as for stride 1 with each tap's A
+/// starting in its phase (one output column in w/2 + 1 is computed and dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImplicitConv {
     kernel: Kernel,
@@ -39,6 +46,7 @@ pub struct ImplicitConv {
     cout: usize,
     h: usize,
     w: usize,
+    stride: usize,
 }
 
 impl ImplicitConv {
@@ -47,20 +55,36 @@ impl ImplicitConv {
     /// and pays: bf16 products available, and at least 8
     /// channel pairs (fewer are padded with zeros to a tile's 16, and with one or a few input
     /// channels im2col's columns are cheap anyway).
-    pub fn new(cin: usize, cout: usize, h: usize, w: usize) -> Option<ImplicitConv> {
+    pub fn new(cin: usize, cout: usize, h: usize, w: usize, stride: usize) -> Option<ImplicitConv> {
         let kernel = Kernel::best();
         if !kernel.implicit_convs_by_default() {
             return None;
         }
-        Self::on(kernel, cin, cout, h, w)
+        Self::on(kernel, cin, cout, h, w, stride)
     }
 
     /// [`Self::new`] on a given kernel (which this CPU must run; for tests and benchmarks that
     /// compare kernels). `MDC_BF16_KERNEL=avx512-im2col` (or `amx-im2col`) turns them off.
-    pub fn on(kernel: Kernel, cin: usize, cout: usize, h: usize, w: usize) -> Option<ImplicitConv> {
+    /// Stride 2 needs even sizes, and is not offered on AMX, where it has not yet run.
+    pub fn on(
+        kernel: Kernel,
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        stride: usize,
+    ) -> Option<ImplicitConv> {
         let worth_it = cin.div_ceil(2) >= PAIR_STEP / 2 && h > 0 && w > 0 && cout > 0;
+        let downsample = stride == 2 && h.is_multiple_of(2) && w.is_multiple_of(2) && kernel != Kernel::Amx;
         let runs = Kernel::all_available().contains(&kernel) && !Kernel::im2col_forced();
-        (worth_it && runs).then_some(ImplicitConv { kernel, cin, cout, h, w })
+        (worth_it && (stride == 1 || downsample) && runs).then_some(ImplicitConv {
+            kernel,
+            cin,
+            cout,
+            h,
+            w,
+            stride,
+        })
     }
 
     /// The kernel that runs the products.
@@ -72,22 +96,53 @@ impl ImplicitConv {
     fn pairs(&self) -> usize {
         self.cin.div_ceil(2).next_multiple_of(PAIR_STEP)
     }
-    /// Row length of the padded grid.
+    /// Output rows and columns.
+    fn out_size(&self) -> (usize, usize) {
+        (self.h / self.stride, self.w / self.stride)
+    }
+    /// Row length of the grids: the padded image (w + 2), or each phase grid (w/2 + 1); the
+    /// output positions are computed on the same rows.
     fn row(&self) -> usize {
-        self.w + 2
+        if self.stride == 1 {
+            self.w + 2
+        } else {
+            self.w / 2 + 1
+        }
     }
-    /// Largest tap shift.
+    /// Largest tap shift (within a phase grid).
     fn max_shift(&self) -> usize {
-        2 * self.row() + 2
+        if self.stride == 1 {
+            2 * self.row() + 2
+        } else {
+            self.row() + 1
+        }
     }
-    /// Output positions computed (the grid's rows 1..=h, padding columns included), rounded up
-    /// to whole blocks.
+    /// Output positions computed (the output rows, padding columns included), rounded up to
+    /// whole blocks.
     fn positions(&self) -> usize {
-        (self.h * self.row()).next_multiple_of(POSITION_BLOCK)
+        (self.out_size().0 * self.row()).next_multiple_of(POSITION_BLOCK)
     }
-    /// Grid positions the forward's image holds: every one a tap of a computed position reads.
-    fn grid_positions(&self) -> usize {
+    /// Positions of one phase grid (the whole padded grid for stride 1): every one a tap of a
+    /// computed position reads.
+    fn phase_positions(&self) -> usize {
         self.positions() + self.max_shift()
+    }
+    /// Phase grids: 1, or 4 for stride 2.
+    fn phases(&self) -> usize {
+        self.stride * self.stride
+    }
+    /// Grid positions the forward's image holds, all phases.
+    fn grid_positions(&self) -> usize {
+        self.phases() * self.phase_positions()
+    }
+    /// The phase grid tap `tap` reads, and its shift there.
+    fn tap_phase_and_shift(&self, tap: usize) -> (usize, usize) {
+        let (ky, kx) = (tap / 3, tap % 3);
+        if self.stride == 1 {
+            (0, ky * self.row() + kx)
+        } else {
+            (ky % 2 * 2 + kx % 2, ky / 2 * self.row() + kx / 2)
+        }
     }
     /// Output channels rounded up to whole B panels: the row stride of the forward's output.
     fn cout_padded(&self) -> usize {
@@ -117,16 +172,20 @@ impl ImplicitConv {
         PackedB { n: self.cout, kp, data: out }
     }
 
-    /// Packs one image [cin, h, w] (fp32) as the forward's A: channels-last on the padded grid,
-    /// row i (a grid position) holding the bf16 channel pairs there.
+    /// Packs one image [cin, h, w] (fp32) as the forward's A: channels-last on the padded grid
+    /// (stride 2: on the four phase grids, one after the other), row i (a grid position)
+    /// holding the bf16 channel pairs there.
     pub fn pack_image<'a>(&self, x: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
         let (h, w, row, pairs, cin) = (self.h, self.w, self.row(), self.pairs(), self.cin);
         assert_eq!(x.len(), cin * h * w, "an image of {cin} channels of {h}x{w}");
+        if self.stride == 2 {
+            return self.pack_image_phases(x, buf);
+        }
         let out = words(buf, self.grid_positions() * pairs);
         let given = cin.div_ceil(2);
         // zeros where nothing is written below: the padding positions, and the channel pairs
         // past cin of the image's positions
-        for gap in self.padding_runs(row + 1, self.grid_positions()) {
+        for gap in self.padding_runs(row + 1, self.grid_positions(), (h, w)) {
             out[gap.start * pairs..gap.end * pairs].fill(0);
         }
         if given < pairs {
@@ -136,26 +195,63 @@ impl ImplicitConv {
                 }
             }
         }
-        let (src, dst) = (x.as_ptr(), out.as_mut_ptr());
         for y in 0..h {
-            let at = (y + 1) * row + 1;
-            for x0 in (0..w).step_by(16) {
-                for c0 in (0..given).step_by(16) {
-                    let lo = |c: usize| src.wrapping_add(2 * (c0 + c) * h * w + y * w + x0);
-                    let hi = |c: usize| {
-                        if 2 * (c0 + c) + 1 < cin {
-                            src.wrapping_add((2 * (c0 + c) + 1) * h * w + y * w + x0)
-                        } else {
-                            std::ptr::null()
-                        }
-                    };
-                    let to = |i: usize| dst.wrapping_add((at + x0 + i) * pairs + c0);
-                    // SAFETY: reads are masked to the row's min(16, w - x0) values of existing channels, writes
-                    // to min(16, given - c0) pairs of grid rows inside `out`.
-                    unsafe {
-                        transpose::pair_and_transpose((given - c0).min(16), (w - x0).min(16), lo, hi, to)
+            self.pair_row(x, |c| (c * h + y) * w, w, out, (y + 1) * row + 1);
+        }
+        out
+    }
+
+    /// Rows `at..at + n` of the forward's image `out` = the bf16 channel pairs of n positions:
+    /// channel c's values at `src[start(c)..][..n]`.
+    fn pair_row(&self, src: &[f32], start: impl Fn(usize) -> usize, n: usize, out: &mut [u32], at: usize) {
+        let (cin, pairs) = (self.cin, self.pairs());
+        let given = cin.div_ceil(2);
+        assert!((0..cin).all(|c| start(c) + n <= src.len()) && (at + n) * pairs <= out.len());
+        let (from, dst) = (src.as_ptr(), out.as_mut_ptr());
+        for x0 in (0..n).step_by(16) {
+            for c0 in (0..given).step_by(16) {
+                let lo = |c: usize| from.wrapping_add(start(2 * (c0 + c)) + x0);
+                let hi = |c: usize| {
+                    let ch = 2 * (c0 + c) + 1;
+                    if ch < cin {
+                        from.wrapping_add(start(ch) + x0)
+                    } else {
+                        std::ptr::null()
+                    }
+                };
+                let to = |i: usize| dst.wrapping_add((at + x0 + i) * pairs + c0);
+                // SAFETY: reads are masked to min(16, n - x0) values of existing channels, writes
+                // to min(16, given - c0) pairs of rows inside `out` (both asserted above).
+                unsafe { transpose::pair_and_transpose((given - c0).min(16), (n - x0).min(16), lo, hi, to) }
+            }
+        }
+    }
+
+    /// [`Self::pack_image`] for stride 2: each image row of a phase's columns is gathered into
+    /// fp32 rows (staged after the packed image in `buf`), then paired and transposed.
+    fn pack_image_phases<'a>(&self, x: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
+        let (h, w, row, pairs, cin) = (self.h, self.w, self.row(), self.pairs(), self.cin);
+        let (ho, wo) = self.out_size();
+        let len = self.grid_positions() * pairs;
+        let (out, staging) = words(buf, len + cin * wo).split_at_mut(len);
+        let staging: &mut [f32] = bytemuck::cast_slice_mut(staging);
+        out.fill(0);
+        for phase in 0..4 {
+            let (a, b) = (phase / 2, phase % 2);
+            // phase column j is padded column 2j + b, image column 2j + b - 1: image columns
+            // first, first + 2, ... land on phase columns first, first + 1, ...
+            let first = 1 - b;
+            for i in 0..=ho {
+                // phase row i is padded row 2i + a, image row 2i + a - 1
+                let Some(y) = (2 * i + a).checked_sub(1).filter(|&y| y < h) else { continue };
+                for (c, dst) in staging.chunks_exact_mut(wo).enumerate() {
+                    let src = &x[(c * h + y) * w..(c * h + y + 1) * w];
+                    for (d, &v) in dst.iter_mut().zip(src[first..].iter().step_by(2)) {
+                        *d = v;
                     }
                 }
+                let at = phase * self.phase_positions() + i * row + first;
+                self.pair_row(staging, |c| c * wo, wo, out, at);
             }
         }
         out
@@ -176,7 +272,10 @@ impl ImplicitConv {
         let tasks = threads.clamp(1, blocks);
         let geometry = super::amx::ForwardGeometry {
             pairs: self.pairs(),
-            row: self.row(),
+            taps: std::array::from_fn(|tap| {
+                let (phase, shift) = self.tap_phase_and_shift(tap);
+                phase * self.phase_positions() + shift
+            }),
             out_stride: self.cout_padded(),
         };
         let (out, live_pairs) = (SendPtr(out.as_mut_ptr()), self.cin.div_ceil(2));
@@ -221,10 +320,10 @@ impl ImplicitConv {
         }
     }
 
-    /// y [cout, h, w] = the valid positions of the output, transposed back to channel planes,
+    /// y [cout, ho, wo] = the valid positions of the output, transposed back to channel planes,
     /// plus `bias` when given.
     pub fn unpad(&self, out: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-        let (h, w, row, stride, cout) = (self.h, self.w, self.row(), self.cout_padded(), self.cout);
+        let ((h, w), row, stride, cout) = (self.out_size(), self.row(), self.cout_padded(), self.cout);
         assert!(y.len() == cout * h * w && out.len() == self.output_len());
         assert!(bias.is_none_or(|b| b.len() >= cout));
         let (src, dst) = (out.as_ptr(), y.as_mut_ptr());
@@ -246,36 +345,46 @@ impl ImplicitConv {
     fn grad_channels(&self) -> usize {
         self.cin.next_multiple_of(2 * PAIR_STEP)
     }
-    /// Position pairs the weight gradient's image holds per parity.
+    /// Position pairs the weight gradient's image holds per parity (and phase).
     fn grad_pairs(&self) -> usize {
         (self.positions() + self.max_shift()) / 2 + 1
+    }
+    /// Copies of the image the weight gradient's B holds: two parities per phase.
+    fn grad_copies(&self) -> usize {
+        2 * self.phases()
     }
     /// Words per row of the weight gradient's dy: the computed positions, two to a word.
     fn dy_words(&self) -> usize {
         self.positions() / 2
     }
 
-    /// Packs one image [cin, h, w] (fp32) as the weight gradient's B: for parity q in 0, 1, row
-    /// t holds, for each channel, the bf16 pair at grid positions (2t + q, 2t + q + 1).
+    /// Packs one image [cin, h, w] (fp32) as the weight gradient's B: for parity q in 0, 1 (of
+    /// each phase grid, stride 2), row t holds, for each channel, the bf16 pair at grid
+    /// positions (2t + q, 2t + q + 1).
     pub fn pack_image_pairs<'a>(&self, x: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
         let (h, w, row, cols, rows, cin) =
             (self.h, self.w, self.row(), self.grad_channels(), self.grad_pairs(), self.cin);
         assert_eq!(x.len(), cin * h * w, "an image of {cin} channels of {h}x{w}");
-        // the two parities, then 16 channels' grid planes in plain bf16 (staging)
+        // the copies, then 16 channels' grid planes in plain bf16 (staging)
         let plane = 2 * rows + 2;
-        let out = words(buf, 2 * rows * cols + 16 * plane / 2);
-        let (out, staging) = out.split_at_mut(2 * rows * cols);
+        let copies = self.grad_copies();
+        let out = words(buf, copies * rows * cols + 16 * plane / 2);
+        let (out, staging) = out.split_at_mut(copies * rows * cols);
         // every row gets channels 0..cin below; the columns past them stay zero
         if cin < cols {
             out.chunks_exact_mut(cols).for_each(|r| r[cin..].fill(0));
         }
         // the u16 halves of the u32 words
         let halves: &mut [u16] = bytemuck::cast_slice_mut(staging);
-        for c0 in (0..cin).step_by(16) {
+        for (phase, c0) in (0..self.phases()).flat_map(|p| (0..cin).step_by(16).map(move |c0| (p, c0))) {
             let nc = (cin - c0).min(16);
             for (c, src) in x[c0 * h * w..(c0 + nc) * h * w].chunks_exact(h * w).enumerate() {
                 let plane_c = &mut halves[c * plane..(c + 1) * plane];
-                for gap in self.padding_runs(row + 1, plane) {
+                if self.stride == 2 {
+                    self.stage_phase_plane(phase, src, plane_c);
+                    continue;
+                }
+                for gap in self.padding_runs(row + 1, plane, (h, w)) {
                     plane_c[gap].fill(0);
                 }
                 for (y, src) in src.chunks_exact(w).enumerate() {
@@ -285,11 +394,12 @@ impl ImplicitConv {
             }
             let (from, dst) = (halves.as_ptr(), out.as_mut_ptr());
             for q in 0..2 {
+                let copy = 2 * phase + q;
                 for t0 in (0..rows).step_by(16) {
                     let lanes = (rows - t0).min(16);
                     // channel c's words at grid positions (2t + q, 2t + q + 1), unaligned for q = 1
                     let src = |c: usize| from.wrapping_add(c * plane + 2 * t0 + q).cast::<u32>();
-                    let to = |t: usize| dst.wrapping_add((q * rows + t0 + t) * cols + c0);
+                    let to = |t: usize| dst.wrapping_add((copy * rows + t0 + t) * cols + c0);
                     // SAFETY: reads are masked to `lanes`
                     // words inside the staged planes (2 * rows + 2 values each), writes to `nc`
                     // channels of rows inside `out`.
@@ -300,11 +410,31 @@ impl ImplicitConv {
         out
     }
 
-    /// The positions of a grid of `len` that are not the image's, as runs: the image's row y
-    /// is at `first + y (w + 2)` .. + w (the forward's padded images: `first` = w + 3; dy on
-    /// the grid of computed positions: 0).
-    fn padding_runs(&self, first: usize, len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    /// One channel's plane [h, w] as phase grid `phase` of a stride-2 conv in bf16: position
+    /// (i, j) = the padded image's (2i + a, 2j + b), zero on the padding and past the grid.
+    fn stage_phase_plane(&self, phase: usize, src: &[f32], plane: &mut [u16]) {
         let (h, w, row) = (self.h, self.w, self.row());
+        let (a, b) = (phase / 2, phase % 2);
+        plane.fill(0);
+        for i in 0..=self.out_size().0 {
+            let Some(y) = (2 * i + a).checked_sub(1).filter(|&y| y < h) else { continue };
+            let dst = &mut plane[i * row + 1 - b..];
+            for (d, &v) in dst.iter_mut().zip(src[y * w + 1 - b..(y + 1) * w].iter().step_by(2)) {
+                *d = super::to_bf16(v);
+            }
+        }
+    }
+
+    /// The positions of a grid of `len` that are not the image's, as runs, for an image of
+    /// `h` x `w` whose row y is at `first + y row` .. + w (the forward's padded images: `first`
+    /// = w + 3; dy on the grid of computed positions: 0).
+    fn padding_runs(
+        &self,
+        first: usize,
+        len: usize,
+        (h, w): (usize, usize),
+    ) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let row = self.row();
         (0..=h).map(move |y| {
             let start = if y == 0 { 0 } else { first + (y - 1) * row + w };
             let end = if y == h { len } else { first + y * row };
@@ -315,7 +445,7 @@ impl ImplicitConv {
     /// Packs dy [cout, h, w] (fp32) as the weight gradient's A: a row per output channel of the
     /// computed positions in plain bf16 (zero on the padding columns), rows rounded up to tiles.
     pub fn pack_output_grad<'a>(&self, dy: &[f32], buf: &'a mut Vec<u32>) -> &'a [u32] {
-        let (h, w, row, cout, dy_words) = (self.h, self.w, self.row(), self.cout, self.dy_words());
+        let ((h, w), row, cout, dy_words) = (self.out_size(), self.row(), self.cout, self.dy_words());
         assert_eq!(dy.len(), cout * h * w, "a gradient of {cout} channels of {h}x{w}");
         let out = words(buf, cout.next_multiple_of(2 * ROW_STEP) * dy_words);
         // the u16 halves of the u32 words
@@ -324,7 +454,7 @@ impl ImplicitConv {
         let (rows_given, rows_past_cout) = halves.split_at_mut(cout * 2 * dy_words);
         rows_past_cout.fill(0);
         for r in rows_given.chunks_exact_mut(2 * dy_words) {
-            for gap in self.padding_runs(0, 2 * dy_words) {
+            for gap in self.padding_runs(0, 2 * dy_words, (h, w)) {
                 r[gap].fill(0);
             }
         }
@@ -346,15 +476,18 @@ impl ImplicitConv {
     /// [`Self::pack_output_grad`], the taps split over `threads` rayon tasks. Start `acc` on a
     /// 64-byte line, as `out` of [`Self::run`].
     pub fn add_weight_grad(&self, image: &[u32], dy: &[u32], acc: &mut [f32], threads: usize) {
-        assert!(image.len() == 2 * self.grad_pairs() * self.grad_channels());
+        assert!(image.len() == self.grad_copies() * self.grad_pairs() * self.grad_channels());
         assert!(dy.len() == self.cout.next_multiple_of(2 * ROW_STEP) * self.dy_words());
         assert!(acc.len() == self.weight_grad_len());
         let geometry = super::amx::WeightGradGeometry {
             cout: self.cout,
             cin: self.cin,
             channels: self.grad_channels(),
-            pairs_per_parity: self.grad_pairs(),
-            row: self.row(),
+            tap_rows: std::array::from_fn(|tap| {
+                // pairs starting at an odd position live in the second copy of the phase
+                let (phase, shift) = self.tap_phase_and_shift(tap);
+                (2 * phase + shift % 2) * self.grad_pairs() + shift / 2
+            }),
             dy_words: self.dy_words(),
         };
         let tasks = threads.clamp(1, 9);
@@ -416,7 +549,7 @@ mod tests {
     fn packers_overwrite_stale_buffers() {
         // channel counts off the tile sizes, an odd width, cin both below and above one tile
         for (cin, cout, h, w) in [(20, 24, 5, 7), (40, 17, 6, 9), (16, 40, 4, 4)] {
-            let Some(conv) = ImplicitConv::new(cin, cout, h, w) else {
+            let Some(conv) = ImplicitConv::new(cin, cout, h, w, 1) else {
                 eprintln!("skipped: implicit convs turned off (MDC_BF16_KERNEL=...-im2col)");
                 return;
             };

@@ -60,7 +60,8 @@ fn forward_blocks_compute_the_layouts_sums_and_write_only_their_range() {
         (16, 8, 5, 3, 64..128),
     ] {
         let (kp, out_stride) = (9 * pairs, n.next_multiple_of(NR));
-        let g = ForwardGeometry { pairs, row, out_stride };
+        let taps = std::array::from_fn(|tap| tap / 3 * row + tap % 3);
+        let g = ForwardGeometry { pairs, taps, out_stride };
         let grid = range.end + 2 * row + 2;
         let image = small_pairs(grid * pairs, 1);
         let weights = small_pairs(out_stride / NR * kp * NR, 2);
@@ -110,7 +111,11 @@ fn weight_grad_blocks_add_the_layouts_sums_to_every_tap() {
     {
         let channels = cin.next_multiple_of(NR);
         let per_parity = dy_words + row + 2;
-        let g = WeightGradGeometry { cout, cin, channels, pairs_per_parity: per_parity, row, dy_words };
+        let tap_rows = std::array::from_fn(|tap| {
+            let shift = tap / 3 * row + tap % 3;
+            shift % 2 * per_parity + shift / 2
+        });
+        let g = WeightGradGeometry { cout, cin, channels, tap_rows, dy_words };
         let image = small_pairs(2 * per_parity * channels, 3);
         let dy = small_pairs(cout.next_multiple_of(NR) * dy_words, 4);
         let acc_len = cout.next_multiple_of(NR) * 9 * channels;
