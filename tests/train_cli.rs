@@ -446,3 +446,43 @@ fn sampling_uses_the_runs_guide_and_refuses_a_missing_one() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("expected a weight from 1"), "{}", r.stderr);
 }
+
+/// bf16 on a CPU without AVX512_BF16 is an error that names the way out; with
+/// `MDC_BF16_KERNEL=portable` the run trains in bf16 on the portable kernel, saying so.
+#[test]
+fn bf16_runs_on_the_portable_kernel_when_asked_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = |portable: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mdc"));
+        cmd.args([
+            "train",
+            TINY,
+            "--out",
+            s(&out),
+            "--precision",
+            "bf16",
+            "--steps",
+            "2",
+            "-q",
+            "--overwrite",
+        ]);
+        cmd.env_remove("MDC_BF16_KERNEL");
+        if portable {
+            cmd.env("MDC_BF16_KERNEL", "portable");
+        }
+        cmd.output().unwrap()
+    };
+    let o = run(true);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{stdout}{stderr}");
+    assert!(format!("{stdout}{stderr}").contains("portable reference kernel"), "{stdout}{stderr}");
+    assert_eq!(losses(&out).len(), 2);
+    std::fs::remove_dir_all(&out).unwrap();
+    if !mdc::kernels::bf16::available() {
+        let o = run(false);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && !out.join("loss.csv").exists(), "{stderr}");
+        assert!(stderr.contains("no AVX512_BF16") && stderr.contains("MDC_BF16_KERNEL=portable"), "{stderr}");
+    }
+}
