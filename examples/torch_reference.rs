@@ -62,7 +62,7 @@ fn write(
     meta: HashMap<String, String>,
 ) -> anyhow::Result<()> {
     let views: Vec<_> = tensors.iter().map(|(n, s, b)| f32_view(n, s, b)).collect();
-    let data = safetensors::serialize(views, Some(meta))?;
+    let data = mdc::base::safetensors_out::safetensors_bytes(views, Some(&meta));
     std::fs::write(out, data).with_context(|| format!("cannot write {out}"))
 }
 

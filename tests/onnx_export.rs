@@ -204,7 +204,7 @@ fn export_warns_about_a_non_ascii_model_hash() {
     let meta: HashMap<String, String> =
         [("model_hash".to_string(), format!("a{}", "é".repeat(20)))].into_iter().collect();
     let weights = dir.path().join("w.safetensors");
-    std::fs::write(&weights, params.to_safetensors(Some(meta))).unwrap();
+    std::fs::write(&weights, params.to_safetensors(Some(&meta))).unwrap();
     let out = dir.path().join("m.onnx");
     let o = export_with_weights("models/unet.toml", &weights, &out);
     let stderr = String::from_utf8_lossy(&o.stderr);

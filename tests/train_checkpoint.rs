@@ -56,6 +56,39 @@ fn round_trips_exactly_and_serves_ema_for_inference() {
     assert_eq!(meta["metadata_sha256"], mdc::params::metadata_digest(&meta));
 }
 
+/// The same checkpoint saved twice is the same bytes, whatever order its metadata map iterates
+/// in, and those bytes are what its content, read back, gives again: keys sorted, tensors in a
+/// fixed order.
+#[test]
+fn the_same_checkpoint_is_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, q) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+    let g = tiny();
+    let ck = checkpoint(&g);
+    ck.save(&p).unwrap();
+    ck.save(&q).unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    assert!(bytes == std::fs::read(&q).unwrap(), "two saves differ");
+    assert_eq!(load(&q, &g).unwrap(), ck);
+
+    // The content read back and written with its metadata inserted in reverse order.
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let meta = metadata(&bytes);
+    let mut keys: Vec<&String> = meta.keys().collect();
+    keys.sort();
+    let mut reversed = HashMap::new();
+    for k in keys.iter().rev() {
+        reversed.insert(k.to_string(), meta[*k].clone());
+    }
+    let again = mdc::base::safetensors_out::safetensors_bytes(st.tensors(), Some(&reversed));
+    assert!(again == bytes, "rewriting the content read back changes the bytes");
+
+    let (n, _) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    let at: Vec<usize> = keys.iter().map(|k| header.find(&format!("\"{k}\":")).unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "metadata keys not sorted: {header}");
+}
+
 /// The metadata's guide step and the guide's own must agree: a checkpoint where they do not
 /// (a step without a guide, a guide without one, or two different steps) is refused, not written.
 #[test]

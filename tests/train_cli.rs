@@ -137,6 +137,20 @@ fn stop_and_resume_matches_an_uninterrupted_run() {
     assert!(r.stderr.contains("already completed 6 of 6 steps"), "{}", r.stderr);
 }
 
+/// Two runs of the same training, each in its own process (so its own hash seeds), write the
+/// same checkpoint, byte for byte.
+#[test]
+fn the_same_run_twice_writes_the_same_checkpoint_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let r = mdc(&["train", TINY, "--out", s(out), "--steps", "2", "--samples", "0", "-q"]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    }
+    let read = |d: &Path| std::fs::read(d.join("checkpoint.safetensors")).unwrap();
+    assert!(read(&a) == read(&b), "the two runs' checkpoints differ");
+}
+
 #[test]
 fn resume_refuses_another_model_file_and_a_corrupt_checkpoint() {
     let dir = tempfile::tempdir().unwrap();

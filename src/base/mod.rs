@@ -5,6 +5,7 @@ pub mod fsutil;
 pub mod image_io;
 pub mod limits;
 pub mod rng;
+pub mod safetensors_out;
 pub mod shape;
 pub mod suggest;
 pub mod timing;

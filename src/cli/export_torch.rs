@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::base::fsutil::write_atomic;
+use crate::base::safetensors_out::safetensors_bytes;
 use crate::data::{DataSource, Dataset};
 use crate::model;
 use crate::torch::{module_source, train_script, DataFile, TrainScript};
@@ -153,5 +154,5 @@ fn tensors_file(d: &Dataset) -> Vec<u8> {
             TensorView::new(safetensors::Dtype::I64, vec![d.len()], l).expect("shape matches data"),
         ));
     }
-    safetensors::serialize(views, None).expect("tensors serialise")
+    safetensors_bytes(views, None)
 }

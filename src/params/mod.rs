@@ -7,6 +7,7 @@ use std::path::Path;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::base::rng::Rng;
+use crate::base::safetensors_out::safetensors_bytes;
 use crate::graph::{Graph, Init, ParamSpec};
 
 mod checkpoint_info;
@@ -67,10 +68,10 @@ impl Params {
         self.tensors.iter().map(|t| t.len()).sum()
     }
 
-    /// Serialises to safetensors bytes, tensors named as in `names`, plus string metadata.
-    pub fn to_safetensors(&self, metadata: Option<std::collections::HashMap<String, String>>) -> Vec<u8> {
-        let views = self.named_views("");
-        safetensors::serialize(views, metadata).expect("f32 tensors with consistent shapes serialise")
+    /// Serialises to safetensors bytes, tensors named as in `names`, plus string metadata; the
+    /// same bytes for the same content ([`safetensors_bytes`]).
+    pub fn to_safetensors(&self, metadata: Option<&std::collections::HashMap<String, String>>) -> Vec<u8> {
+        safetensors_bytes(self.named_views(""), metadata)
     }
 
     /// (name, view) pairs with `prefix` prepended to each name, for building a larger file

@@ -9,6 +9,7 @@ use super::checkpoint_info::{
     keys, CheckpointInfo, FormatVersion, TensorDigests, CHECKPOINT_GUIDE, CHECKPOINT_PARTS,
 };
 use super::{tensors_digest, Params, WeightsError};
+use crate::base::safetensors_out::safetensors_bytes;
 use crate::graph::Graph;
 
 /// A weights file, read and classified.
@@ -160,7 +161,8 @@ impl WeightsFile {
 }
 
 /// The bytes of a training checkpoint: the four [`CHECKPOINT_PARTS`], the guide's weights when
-/// `info` keeps one, and `info` as metadata in the current format, with the tensors' digests.
+/// `info` keeps one, and `info` as metadata in the current format, with the tensors' digests; the
+/// same bytes for the same checkpoint ([`safetensors_bytes`]).
 pub fn checkpoint_bytes(info: &CheckpointInfo, parts: [&Params; 4], guide: Option<&Params>) -> Vec<u8> {
     let mut views = Vec::new();
     for (prefix, p) in CHECKPOINT_PARTS.iter().zip(parts) {
@@ -170,5 +172,5 @@ pub fn checkpoint_bytes(info: &CheckpointInfo, parts: [&Params; 4], guide: Optio
         views.extend(g.named_views(CHECKPOINT_GUIDE));
     }
     let digests = TensorDigests { parts: tensors_digest(parts), guide: guide.map(Params::digest) };
-    safetensors::serialize(views, Some(info.to_metadata(&digests))).expect("f32 tensors serialise")
+    safetensors_bytes(views, Some(&info.to_metadata(&digests)))
 }
