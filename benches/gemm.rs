@@ -78,10 +78,11 @@ fn main() {
         row(name, kd, cout, pos, 1, 21);
     }
     // 3x3 same-size convs as implicit GEMMs (one image: pack the image, products, unpad; and
-    // the weight gradient's products), on every kernel; "min" columns: the fastest of the runs
+    // the weight gradient's products), on every kernel; "min" columns: the fastest of the runs;
+    // "pack W": the weights packed (once per conv per pass, for all images), microseconds
     for &kernel in &kernels {
         println!(
-            "{:<28} {:>5} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9}",
+            "{:<28} {:>5} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9}",
             format!("implicit 3x3 ({})", kernel.name()),
             "cout",
             "cin",
@@ -89,7 +90,8 @@ fn main() {
             "GFLOP/s",
             "products",
             "min",
-            "dW prod"
+            "dW prod",
+            "pack W us"
         );
         for (cin, cout, hw) in
             [(32, 64, 32), (64, 64, 32), (128, 128, 16), (256, 128, 8), (128, 32, 32), (64, 64, 28)]
@@ -131,6 +133,9 @@ fn implicit_row(kernel: Kernel, cin: usize, cout: usize, hw: usize, stride: usiz
     let (mut wbuf, mut ibuf, mut obuf) = (Vec::new(), Vec::new(), Vec::<f32>::new());
     let ho = hw / stride;
     let mut y = vec![0f32; cout * ho * ho];
+    let pack_w = median_secs(reps, || {
+        conv.pack_weights(&w, &mut wbuf);
+    });
     let packed_w = conv.pack_weights(&w, &mut wbuf);
     // the output on a 64-byte line, as the interpreter's buffers are
     obuf.resize(conv.output_len() + 15, 0f32);
@@ -154,11 +159,12 @@ fn implicit_row(kernel: Kernel, cin: usize, cout: usize, hw: usize, stride: usiz
     let acc = &mut abuf[start..start + conv.weight_grad_len()];
     let dw = min_secs(reps, || conv.add_weight_grad(&pairs, &dy, acc, 1));
     println!(
-        "{:<28} {cout:>5} {cin:>5} {hw:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+        "{:<28} {cout:>5} {cin:>5} {hw:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
         if stride == 2 { "  stride 2 (downsample)" } else { "" },
         flops / all / 1e9,
         flops / products / 1e9,
         flops / fastest / 1e9,
-        flops / dw / 1e9
+        flops / dw / 1e9,
+        pack_w * 1e6
     );
 }

@@ -25,6 +25,7 @@
 
 use super::gemm::{convert_plain, words};
 use super::layout::{PackedB, NR, PAIR_STEP, ROW_STEP};
+use super::portable::bf16_bits;
 use super::transpose;
 use super::{Kernel, SendPtr};
 
@@ -152,24 +153,43 @@ impl ImplicitConv {
     /// Packs weights [cout, cin, 3, 3] (fp32) as the forward's B: k = tap * pairs + c holds
     /// the bf16 pair (w[co, 2c, tap], w[co, 2c + 1, tap]), in panels of 32 output channels.
     pub fn pack_weights<'a>(&self, weight: &[f32], buf: &'a mut Vec<u32>) -> PackedB<'a> {
-        let (cin, pairs) = (self.cin, self.pairs());
-        assert_eq!(weight.len(), self.cout * cin * 9, "weights of a {cin} -> {} 3x3 conv", self.cout);
-        let kp = 9 * pairs;
+        let (cin, cout, pairs) = (self.cin, self.cout, self.pairs());
+        assert_eq!(weight.len(), cout * cin * 9, "weights of a {cin} -> {cout} 3x3 conv");
+        let (kp, given) = (9 * pairs, cin.div_ceil(2));
         let out = words(buf, self.cout_padded() / NR * kp * NR);
-        out.fill(0);
-        for co in 0..self.cout {
-            let (panel, j) = (co / NR, co % NR);
-            let w = &weight[co * cin * 9..(co + 1) * cin * 9];
-            for c in 0..cin.div_ceil(2) {
+        // per panel and channel pair, the 18 weights of each of the 32 output channels (two
+        // channels' 9 taps, adjacent in memory) are read once into a [value][channel] block, and
+        // each tap's 32 words converted from it by branch-free code the compiler vectorises:
+        // converting value by value, in the weights' order, took 1.5x as long on a Zen 3
+        for (panel, block) in out.chunks_exact_mut(kp * NR).enumerate() {
+            let rows: Vec<&[f32]> = weight.chunks_exact(cin * 9).skip(panel * NR).take(NR).collect();
+            let mut values = [[0f32; NR]; 18];
+            for c in 0..pairs {
+                if c >= given {
+                    for tap in 0..9 {
+                        block[(tap * pairs + c) * NR..][..NR].fill(0);
+                    }
+                    continue;
+                }
+                // the second channel of the last pair may not exist: its taps are zero
+                let n = if 2 * c + 1 < cin { 18 } else { 9 };
+                for (j, w) in rows.iter().enumerate() {
+                    for (v, &x) in values.iter_mut().zip(&w[2 * c * 9..2 * c * 9 + n]) {
+                        v[j] = x;
+                    }
+                }
+                if n == 9 {
+                    values[9..].iter_mut().for_each(|v| v.fill(0.0));
+                }
                 for tap in 0..9 {
-                    let lo = w[2 * c * 9 + tap];
-                    let hi = if 2 * c + 1 < cin { w[(2 * c + 1) * 9 + tap] } else { 0.0 };
-                    out[(panel * kp + tap * pairs + c) * NR + j] =
-                        super::to_bf16(lo) as u32 | (super::to_bf16(hi) as u32) << 16;
+                    let words = &mut block[(tap * pairs + c) * NR..][..NR];
+                    for ((word, &l), &h) in words.iter_mut().zip(&values[tap]).zip(&values[9 + tap]) {
+                        *word = bf16_bits(l) | bf16_bits(h) << 16;
+                    }
                 }
             }
         }
-        PackedB { n: self.cout, kp, data: out }
+        PackedB { n: cout, kp, data: out }
     }
 
     /// Packs one image [cin, h, w] (fp32) as the forward's A: channels-last on the padded grid
@@ -564,6 +584,42 @@ mod tests {
             check("pack_image", &|b| conv.pack_image(&x, b).to_vec());
             check("pack_image_pairs", &|b| conv.pack_image_pairs(&x, b).to_vec());
             check("pack_output_grad", &|b| conv.pack_output_grad(&dy, b).to_vec());
+        }
+    }
+}
+
+#[cfg(test)]
+mod weight_layout_tests {
+    use super::super::portable::pair;
+    use super::*;
+
+    /// The forward's B straight from its definition: word (panel, tap * pairs + c, j) holds the
+    /// pair (w[co, 2c, tap], w[co, 2c + 1, tap]) for co = 32 panel + j, zero past cin and cout.
+    fn by_definition(conv: &ImplicitConv, weight: &[f32]) -> Vec<u32> {
+        let (cin, pairs) = (conv.cin, conv.pairs());
+        let kp = 9 * pairs;
+        let mut out = vec![0u32; conv.cout_padded() / NR * kp * NR];
+        for co in 0..conv.cout {
+            let w = &weight[co * cin * 9..(co + 1) * cin * 9];
+            for c in 0..cin.div_ceil(2) {
+                for tap in 0..9 {
+                    let hi = if 2 * c + 1 < cin { w[(2 * c + 1) * 9 + tap] } else { 0.0 };
+                    out[(co / NR * kp + tap * pairs + c) * NR + co % NR] = pair(w[2 * c * 9 + tap], hi);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packed_weights_follow_the_layout_and_overwrite_stale_words() {
+        for (cin, cout) in [(16, 8), (33, 40), (64, 17), (20, 64), (256, 128)] {
+            let conv = ImplicitConv { kernel: Kernel::Portable, cin, cout, h: 4, w: 4, stride: 1 };
+            let weight: Vec<f32> =
+                (0..cout * cin * 9).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            let mut stale = vec![0x7fc0_7fc0u32; 1 << 20];
+            let packed = conv.pack_weights(&weight, &mut stale);
+            assert_eq!(packed.data, &by_definition(&conv, &weight)[..], "{cin} -> {cout}");
         }
     }
 }
