@@ -137,7 +137,9 @@ pub fn available() -> bool {
 /// Whether the packing and layout routines run their AVX-512 versions: where the CPU has them,
 /// unless `MDC_BF16_KERNEL=portable` asks for the portable ones throughout.
 fn vector_routines() -> bool {
-    available() && !Kernel::portable_forced()
+    // asked per 16 x 16 block and per packed row: answered once
+    static VECTOR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VECTOR.get_or_init(|| available() && !Kernel::portable_forced())
 }
 
 /// `x` rounded to bfloat16 (round to nearest even), as its 16 bits. Like the hardware
