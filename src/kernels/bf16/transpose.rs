@@ -265,6 +265,57 @@ mod tests {
         }
     }
 
+    /// Where the CPU has AVX-512, its pairing and bias transposes write what the portable ones
+    /// write (the portable ones run, and are checked against fp32, on every CPU).
+    #[test]
+    fn avx512_and_portable_pairing_and_bias_transposes_agree() {
+        if !super::super::available() {
+            eprintln!("skipped: this CPU has no AVX512_BF16 (the portable routines alone run)");
+            return;
+        }
+        let src: Vec<f32> = (0..16 * 40).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0 + 1e-3).collect();
+        let bias: Vec<f32> = (0..16).map(|i| i as f32 * 0.25).collect();
+        for (pairs, n) in [(16, 16), (5, 16), (16, 3), (7, 9), (1, 1)] {
+            let run = |vector: bool| {
+                let mut dst = vec![0u32; 16 * 20];
+                let (out, from) = (dst.as_mut_ptr(), src.as_ptr());
+                let lo = |c: usize| from.wrapping_add(2 * c * 20);
+                // the last pair's second channel missing when pairs is odd
+                let hi = |c: usize| {
+                    if pairs % 2 == 1 && c + 1 == pairs {
+                        std::ptr::null()
+                    } else {
+                        from.wrapping_add((2 * c + 1) * 20)
+                    }
+                };
+                let to = |x: usize| out.wrapping_add(x * 20);
+                // SAFETY: AVX-512 only where the CPU has it (checked above); rows are 20 apart
+                unsafe {
+                    if vector {
+                        super::imp::pair_and_transpose(pairs, n, lo, hi, to)
+                    } else {
+                        super::portable::pair_and_transpose(pairs, n, lo, hi, to)
+                    }
+                }
+                let mut fdst = vec![0f32; 16 * 20];
+                let out = fdst.as_mut_ptr();
+                let (rows, lanes) = (pairs, n);
+                // SAFETY: as above
+                unsafe {
+                    let (from, to) =
+                        (|r: usize| from.wrapping_add(r * 20), |i: usize| out.wrapping_add(i * 20));
+                    if vector {
+                        super::imp::transpose_block_bias(rows, lanes, from, Some(&bias), to)
+                    } else {
+                        super::portable::transpose_block_bias(rows, lanes, from, Some(&bias), to)
+                    }
+                }
+                (dst, fdst.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            };
+            assert_eq!(run(true), run(false), "pairs {pairs} n {n}");
+        }
+    }
+
     /// One block on AVX-512 (`vector`) or portably: each routine must write exactly its block.
     fn transposes_one_block(vector: bool, rows: usize, lanes: usize) {
         let src: Vec<u32> = (0..16 * 20).map(|i| i as u32 + 1).collect();
