@@ -102,6 +102,47 @@ fn main() {
         for (cin, cout, hw) in [(32, 32, 32), (64, 64, 16)] {
             implicit_row(kernel, cin, cout, hw, 2, 21);
         }
+        if kernel != Kernel::Amx {
+            block_rows_sweep(kernel);
+        }
+    }
+}
+
+/// The register blocks' rows measured (`BlockRows`): the products' GFLOP/s (fastest of the
+/// runs) of the forward and the weight gradient of two of the model's 3x3 convs, per rows.
+fn block_rows_sweep(kernel: Kernel) {
+    println!(
+        "{:<28} {:>5} {:>5} {:>5} {:>9} {:>9}",
+        "  register block rows", "cout", "cin", "hw", "fwd", "dW"
+    );
+    for (cin, cout, hw) in [(64, 64, 32), (128, 128, 16)] {
+        let conv = bf16::ImplicitConv::on(kernel, cin, cout, hw, hw, 1).expect("8+ channel pairs");
+        let x: Vec<f32> = (0..cin * hw * hw).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
+        let w: Vec<f32> = (0..cout * cin * 9).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
+        let dy: Vec<f32> = (0..cout * hw * hw).map(|i| ((i * 3 % 7) as f32 - 3.0) / 4.0).collect();
+        let (mut wbuf, mut ibuf, mut pbuf, mut dbuf) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let packed_w = conv.pack_weights(&w, &mut wbuf);
+        let image = conv.pack_image(&x, &mut ibuf).to_vec();
+        let pairs = conv.pack_image_pairs(&x, &mut pbuf).to_vec();
+        let dy_rows = conv.pack_output_grad(&dy, &mut dbuf).to_vec();
+        let (mut obuf, mut abuf) =
+            (vec![0f32; conv.output_len() + 15], vec![0f32; conv.weight_grad_len() + 15]);
+        let o0 = obuf.as_ptr().align_offset(64).min(15);
+        let a0 = abuf.as_ptr().align_offset(64).min(15);
+        let out = &mut obuf[o0..o0 + conv.output_len()];
+        let acc = &mut abuf[a0..a0 + conv.weight_grad_len()];
+        let flops = 2.0 * (cout * cin * 9 * hw * hw) as f64;
+        for rows in [4, 6, 8, 10, 12] {
+            let c = conv.with_block_rows(bf16::BlockRows { forward: rows, weight_grad: rows });
+            let fwd = min_secs(11, || c.run(&packed_w, &image, out, 1));
+            let dw = min_secs(11, || c.add_weight_grad(&pairs, &dy_rows, acc, 1));
+            println!(
+                "{:<28} {cout:>5} {cin:>5} {hw:>5} {:>9.1} {:>9.1}",
+                format!("    {rows} rows"),
+                flops / fwd / 1e9,
+                flops / dw / 1e9
+            );
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! S the fp32 kernel run on |x|, |w|, |dy| and K the reduction length (9 Cin for y, H W for dW).
 
 use mdc::base::rng::Rng;
-use mdc::kernels::bf16::{ImplicitConv, Kernel};
+use mdc::kernels::bf16::{BlockRows, ImplicitConv, Kernel};
 use mdc::kernels::conv;
 use mdc::kernels::Workers;
 
@@ -114,7 +114,11 @@ fn implicit_convs_on_every_kernel_are_within_the_rounding_bound() {
             // one image split over threads: the same sums in the same order
             let split = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
             let (ty, tdw) = split.install(|| implicit(&conv, &g, &x, &wt, &dy, 3));
-            assert_eq!((ty, tdw), (gy, gdw), "{what}: split over 3 threads differs from 1");
+            assert_eq!((ty, tdw), (gy.clone(), gdw.clone()), "{what}: split over 3 threads differs from 1");
+            // ragged register blocks (where the kernel has them): each sum in the same order
+            let reblocked = conv.with_block_rows(BlockRows { forward: 5, weight_grad: 7 });
+            let (ry, rdw) = implicit(&reblocked, &g, &x, &wt, &dy, 1);
+            assert_eq!((ry, rdw), (gy, gdw), "{what}: blocks of 5 and 7 rows differ from the default");
         }
         assert!(worst > 1e-3, "{kernel:?}: results are no different from fp32 (worst {worst} of the bound)");
     }

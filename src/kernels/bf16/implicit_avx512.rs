@@ -18,7 +18,8 @@
 //! products). The block is then chosen for reuse, not for latency: 24 accumulators, the most
 //! that leave room for B and A, load each word of B once per 12 rows and each word of A once
 //! per 32 columns. `cargo bench --bench gemm` prints the implicit convs' GFLOP/s per kernel to
-//! re-check [`FWD_ROWS`] and [`WG_ROWS`] on a given CPU (best of the runs, beside the medians).
+//! re-check [`FWD_ROWS`] and [`WG_ROWS`] on a given CPU (best of the runs, beside the medians),
+//! and sweeps the rows of both blocks ([`BlockRows`]) to choose them by measurement.
 //!
 //! The block loops ([`forward_blocks`], [`weight_grad_blocks`]) also drive the portable
 //! kernel's register block (`portable.rs`), so they run and are checked on any CPU.
@@ -35,6 +36,25 @@ use super::layout::{PackedB, NR};
 pub(super) const FWD_ROWS: usize = 12;
 /// Rows (output channels) of the weight gradient's register block.
 pub(super) const WG_ROWS: usize = 12;
+/// Rows of the register blocks: output positions in the forward, output channels in the weight
+/// gradient, each 1..=12. [`BlockRows::DEFAULT`] unless measuring another blocking
+/// (`ImplicitConv::with_block_rows`, `cargo bench --bench gemm`): the sums are the same bits
+/// whatever the rows, only the speed changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRows {
+    pub forward: usize,
+    pub weight_grad: usize,
+}
+
+impl BlockRows {
+    pub const DEFAULT: BlockRows = BlockRows { forward: FWD_ROWS, weight_grad: WG_ROWS };
+
+    /// Whether both are 1..=12, the blocks the register kernels have.
+    pub fn valid(self) -> bool {
+        (1..=12).contains(&self.forward) && (1..=12).contains(&self.weight_grad)
+    }
+}
+
 /// Pairs of k per cache block of the weight gradient: a block of B (32 channels) is at most
 /// 16 KiB, half of Zen 4's L1.
 const WG_KC: usize = 128;
@@ -61,46 +81,26 @@ pub(super) struct Block {
     pub(super) add: bool,
 }
 
+/// The zmm register block: C[rows, 16 z columns] (+ C when `add`) = the sum over the segments
+/// of A x B, on `VDPBF16PS`.
+///
+/// # Safety
+/// The CPU has AVX512_BF16; the block's operands are readable and C writable.
+pub(super) unsafe fn zmm_block(blk: &Block, segments: &[Segment]) {
+    imp::block_any(blk, segments)
+}
+
 /// out[j, co] = sum over taps and the first `live_pairs` channel pairs of the image rows
 /// shifted by the tap x the packed weights, for the positions `range` and every output channel
-/// (columns past `weights.n` in the last panel may be left unwritten).
+/// (columns past `weights.n` in the last panel may be left unwritten), in register blocks each
+/// handed to `block` ([`zmm_block`] or the portable one): per panel of 32 output channels (one
+/// zmm where it holds 16 or fewer), `block_rows` positions at a time, the 9 taps as 9 segments
+/// whose A starts `g.taps[tap]` image rows further on.
 ///
 /// # Safety
-/// The CPU has AVX512_BF16; `image` and `out` have the lengths `ImplicitConv` gives them for
+/// `block` runs on this CPU; `image` and `out` have the lengths `ImplicitConv` gives them for
 /// this geometry, `weights` has k = 9 * pairs, `live_pairs <= g.pairs`.
-pub unsafe fn implicit_conv(
-    g: &ForwardGeometry,
-    weights: &PackedB,
-    live_pairs: usize,
-    image: *const u32,
-    out: *mut f32,
-    range: Range<usize>,
-) {
-    forward_blocks(g, weights, live_pairs, image, out, range, |blk, segments| imp::block_any(blk, segments))
-}
-
-/// acc[co, tap, c] += sum over position pairs p of dy's pair p of row co x the image's pair
-/// at positions (2p + shift(tap), 2p + 1 + shift(tap)) of channel c, for the taps `taps`.
-///
-/// # Safety
-/// The CPU has AVX512_BF16; `image`, `dy` and `acc` have the lengths `ImplicitConv` gives them
-/// for this geometry.
-pub unsafe fn implicit_weight_grad(
-    g: &WeightGradGeometry,
-    image: *const u32,
-    dy: *const u32,
-    acc: *mut f32,
-    taps: Range<usize>,
-) {
-    weight_grad_blocks(g, image, dy, acc, taps, |blk, segments| imp::block_any(blk, segments))
-}
-
-/// The forward's register blocks, each handed to `block`: per panel of 32 output channels
-/// (one zmm where it holds 16 or fewer), [`FWD_ROWS`] positions at a time, the 9 taps as 9
-/// segments whose A starts `shift(tap)` image rows further on.
-///
-/// # Safety
-/// As [`implicit_conv`], for what `block` reads and writes.
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn forward_blocks(
     g: &ForwardGeometry,
     weights: &PackedB,
@@ -108,8 +108,10 @@ pub(super) unsafe fn forward_blocks(
     image: *const u32,
     out: *mut f32,
     range: Range<usize>,
+    block_rows: usize,
     block: impl Fn(&Block, &[Segment]),
 ) {
+    assert!((1..=12).contains(&block_rows), "register blocks of 1 to 12 rows");
     let kp = weights.kp;
     debug_assert!(kp == 9 * g.pairs && live_pairs <= g.pairs && g.out_stride.is_multiple_of(NR));
     for jp in 0..weights.n.div_ceil(NR) {
@@ -117,7 +119,7 @@ pub(super) unsafe fn forward_blocks(
         let panel = weights.data.as_ptr().add(jp * kp * NR);
         let mut j = range.start;
         while j < range.end {
-            let rows = FWD_ROWS.min(range.end - j);
+            let rows = block_rows.min(range.end - j);
             let segments: [Segment; 9] = std::array::from_fn(|tap| Segment {
                 a: image.wrapping_add((j + g.taps[tap]) * g.pairs),
                 b: panel.wrapping_add(tap * g.pairs * NR),
@@ -131,20 +133,25 @@ pub(super) unsafe fn forward_blocks(
     }
 }
 
-/// The weight gradient's register blocks, each handed to `block`: per tap, per 32 channels
-/// (one zmm where 16 or fewer are left), per [`WG_KC`] position pairs (the block of B stays in
-/// L1 while the output channels pass), [`WG_ROWS`] output channels at a time.
+/// acc[co, tap, c] += sum over position pairs p of dy's pair p of row co x the image's pair
+/// at row `g.tap_rows[tap] + p` of channel c, for the taps `taps`, in register blocks each
+/// handed to `block`: per tap, per 32 channels (one zmm where 16 or fewer are left), per
+/// [`WG_KC`] position pairs (the block of B stays in L1 while the output channels pass),
+/// `block_rows` output channels at a time.
 ///
 /// # Safety
-/// As [`implicit_weight_grad`], for what `block` reads and writes.
+/// `block` runs on this CPU; `image`, `dy` and `acc` have the lengths `ImplicitConv` gives them
+/// for this geometry.
 pub(super) unsafe fn weight_grad_blocks(
     g: &WeightGradGeometry,
     image: *const u32,
     dy: *const u32,
     acc: *mut f32,
     taps: Range<usize>,
+    block_rows: usize,
     block: impl Fn(&Block, &[Segment]),
 ) {
+    assert!((1..=12).contains(&block_rows), "register blocks of 1 to 12 rows");
     let acc_row = 9 * g.channels;
     // equal cache blocks of k, none of them a sliver
     let k_blocks = g.dy_words.div_ceil(WG_KC).max(1);
@@ -156,7 +163,7 @@ pub(super) unsafe fn weight_grad_blocks(
                 let (k0, k1) = (g.dy_words * kb / k_blocks, g.dy_words * (kb + 1) / k_blocks);
                 let mut co = 0;
                 while co < g.cout {
-                    let rows = WG_ROWS.min(g.cout - co);
+                    let rows = block_rows.min(g.cout - co);
                     let segment =
                         Segment { a: dy.add(co * g.dy_words + k0), b: b_rows.add(k0 * g.channels + c0) };
                     let c = acc.add(co * acc_row + tap * g.channels + c0);
@@ -182,7 +189,7 @@ pub(super) unsafe fn weight_grad_blocks(
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::{Block, Segment, FWD_ROWS, WG_ROWS};
+    use super::{Block, Segment};
 
     /// The register block for R rows and Z zmm of columns: R x Z accumulators, per pair of k Z
     /// loads of B and R broadcasts of A.
@@ -230,7 +237,6 @@ mod imp {
                 }
             };
         }
-        const _: () = assert!(FWD_ROWS <= 12 && WG_ROWS <= 12);
         dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
     }
 }

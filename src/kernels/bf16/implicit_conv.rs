@@ -24,6 +24,7 @@
 //!   and at odd positions, so any shift is whole rows of one of the two.
 
 use super::gemm::{convert_plain, words};
+use super::implicit_avx512::{Block, BlockRows, Segment};
 use super::layout::{PackedB, NR, PAIR_STEP, ROW_STEP};
 use super::portable::bf16_bits;
 use super::transpose;
@@ -48,6 +49,8 @@ pub struct ImplicitConv {
     h: usize,
     w: usize,
     stride: usize,
+    /// The register blocks of the AVX512_BF16 and portable kernels.
+    block_rows: BlockRows,
 }
 
 impl ImplicitConv {
@@ -85,12 +88,31 @@ impl ImplicitConv {
             h,
             w,
             stride,
+            block_rows: BlockRows::DEFAULT,
         })
     }
 
     /// The kernel that runs the products.
     pub fn kernel(&self) -> Kernel {
         self.kernel
+    }
+
+    /// The register block of the AVX512_BF16 or portable kernel (AMX multiplies whole tiles in
+    /// `amx.rs` instead).
+    fn register_block(&self) -> unsafe fn(&Block, &[Segment]) {
+        match self.kernel {
+            Kernel::Avx512 => super::implicit_avx512::zmm_block,
+            Kernel::Portable => super::portable::implicit_block,
+            Kernel::Amx => unreachable!("AMX runs its own tiles"),
+        }
+    }
+
+    /// This conv with register blocks of other rows on the AVX512_BF16 and portable kernels
+    /// (AMX ignores them): to choose the blocking by measurement (`cargo bench --bench gemm`).
+    /// The results are the same bits whatever the rows.
+    pub fn with_block_rows(self, block_rows: BlockRows) -> ImplicitConv {
+        assert!(block_rows.valid(), "register blocks of 1 to 12 rows, not {block_rows:?}");
+        ImplicitConv { block_rows, ..self }
     }
 
     /// Channel pairs, padded to whole tile rows.
@@ -309,26 +331,16 @@ impl ImplicitConv {
                     Kernel::Amx => {
                         super::amx::implicit_conv(&geometry, weights, image.as_ptr(), out.get(), range)
                     }
-                    Kernel::Avx512 => super::implicit_avx512::implicit_conv(
+                    Kernel::Avx512 | Kernel::Portable => super::implicit_avx512::forward_blocks(
                         &geometry,
                         weights,
                         live_pairs,
                         image.as_ptr(),
                         out.get(),
                         range,
+                        self.block_rows.forward,
+                        |blk, segments| self.register_block()(blk, segments),
                     ),
-                    Kernel::Portable => {
-                        let image = image.as_ptr();
-                        super::implicit_avx512::forward_blocks(
-                            &geometry,
-                            weights,
-                            live_pairs,
-                            image,
-                            out.get(),
-                            range,
-                            |blk, segments| super::portable::implicit_block(blk, segments),
-                        )
-                    }
                 }
             }
         };
@@ -521,16 +533,14 @@ impl ImplicitConv {
                 let (image, dy) = (image.as_ptr(), dy.as_ptr());
                 match self.kernel {
                     Kernel::Amx => super::amx::implicit_weight_grad(&geometry, image, dy, acc.get(), taps),
-                    Kernel::Avx512 => {
-                        super::implicit_avx512::implicit_weight_grad(&geometry, image, dy, acc.get(), taps)
-                    }
-                    Kernel::Portable => super::implicit_avx512::weight_grad_blocks(
+                    Kernel::Avx512 | Kernel::Portable => super::implicit_avx512::weight_grad_blocks(
                         &geometry,
                         image,
                         dy,
                         acc.get(),
                         taps,
-                        |blk, segments| super::portable::implicit_block(blk, segments),
+                        self.block_rows.weight_grad,
+                        |blk, segments| self.register_block()(blk, segments),
                     ),
                 }
             }
@@ -614,7 +624,7 @@ mod weight_layout_tests {
     #[test]
     fn packed_weights_follow_the_layout_and_overwrite_stale_words() {
         for (cin, cout) in [(16, 8), (33, 40), (64, 17), (20, 64), (256, 128)] {
-            let conv = ImplicitConv { kernel: Kernel::Portable, cin, cout, h: 4, w: 4, stride: 1 };
+            let conv = ImplicitConv::on(Kernel::Portable, cin, cout, 4, 4, 1).unwrap();
             let weight: Vec<f32> =
                 (0..cout * cin * 9).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
             let mut stale = vec![0x7fc0_7fc0u32; 1 << 20];

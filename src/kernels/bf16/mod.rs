@@ -13,6 +13,7 @@ mod portable;
 mod transpose;
 
 pub use gemm::{matmul, pack_a, pack_b, packed_matmul, Kernel, PairPacker, RowPacker};
+pub use implicit_avx512::BlockRows;
 pub use implicit_conv::ImplicitConv;
 pub use layout::{PackedA, Src};
 

@@ -44,7 +44,7 @@ fn blocks() -> Vec<(&'static str, BlockFn)> {
     let mut all: Vec<(&'static str, BlockFn)> =
         vec![("model", model_block), ("portable", crate::kernels::bf16::portable::implicit_block)];
     if crate::kernels::bf16::available() {
-        all.push(("zmm", imp::block_any));
+        all.push(("zmm", zmm_block));
     }
     all
 }
@@ -63,18 +63,23 @@ fn forward_blocks_compute_the_layouts_sums_and_write_only_their_range() {
         let taps = std::array::from_fn(|tap| tap / 3 * row + tap % 3);
         let g = ForwardGeometry { pairs, taps, out_stride };
         let grid = range.end + 2 * row + 2;
-        let image = small_pairs(grid * pairs, 1);
+        let image_words = small_pairs(grid * pairs, 1);
+        let image = &image_words;
         let weights = small_pairs(out_stride / NR * kp * NR, 2);
         let packed = PackedB { n, kp, data: &weights };
-        for (name, block) in blocks() {
+        // the default blocks of 12 rows, and ragged blocks of 5
+        for ((name, block), rows) in blocks().into_iter().flat_map(|b| [(b, FWD_ROWS), (b, 5)]) {
             let sentinel = -1e30f32;
             let mut out = vec![sentinel; (range.end + 32) * out_stride];
+            let (image, out_ptr) = (image.as_ptr(), out.as_mut_ptr());
             // SAFETY: the buffers cover every read (grid positions) and write (rows of range)
             unsafe {
-                forward_blocks(&g, &packed, live, image.as_ptr(), out.as_mut_ptr(), range.clone(), |b, s| {
+                forward_blocks(&g, &packed, live, image, out_ptr, range.clone(), rows, |b, s| {
+                    assert!(b.rows <= rows, "a block of {} rows, asked for {rows}", b.rows);
                     block(b, s)
                 })
             };
+            let image = &image_words;
             for (j, row_out) in out.chunks_exact(out_stride).enumerate() {
                 for (co, &got) in row_out.iter().enumerate() {
                     let (panel, col) = (co / NR, co % NR);
@@ -120,7 +125,8 @@ fn weight_grad_blocks_add_the_layouts_sums_to_every_tap() {
         let dy = small_pairs(cout.next_multiple_of(NR) * dy_words, 4);
         let acc_len = cout.next_multiple_of(NR) * 9 * channels;
         let start: Vec<f32> = (0..acc_len).map(|i| (i % 5) as f32).collect();
-        for (name, block) in blocks() {
+        // the default blocks of 12 output channels, and ragged blocks of 7
+        for ((name, block), rows) in blocks().into_iter().flat_map(|b| [(b, WG_ROWS), (b, 7)]) {
             for taps in [0..9, 2..5] {
                 let mut acc = start.clone();
                 // SAFETY: the buffers cover every read (both parities, every dy row) and write
@@ -131,7 +137,11 @@ fn weight_grad_blocks_add_the_layouts_sums_to_every_tap() {
                         dy.as_ptr(),
                         acc.as_mut_ptr(),
                         taps.clone(),
-                        |b, s| block(b, s),
+                        rows,
+                        |b, s| {
+                            assert!(b.rows <= rows, "a block of {} rows, asked for {rows}", b.rows);
+                            block(b, s)
+                        },
                     )
                 };
                 for co in 0..cout {
