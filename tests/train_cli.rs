@@ -493,6 +493,15 @@ fn bf16_runs_on_the_portable_kernel_when_asked_and_says_so() {
     assert!(format!("{stdout}{stderr}").contains("portable reference kernel"), "{stdout}{stderr}");
     assert_eq!(losses(&out).len(), 2);
     std::fs::remove_dir_all(&out).unwrap();
+    // a misspelt kernel is an error that lists the names, not a silent default
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mdc"));
+    cmd.args(["train", TINY, "--out", s(&out), "--precision", "bf16", "--steps", "2", "-q"]);
+    let o = cmd.env("MDC_BF16_KERNEL", "avx-512").output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("MDC_BF16_KERNEL=\"avx-512\": expected one of"),
+        "{stderr}"
+    );
     if !mdc::kernels::bf16::available() {
         let o = run(false);
         let stderr = String::from_utf8_lossy(&o.stderr);

@@ -25,7 +25,7 @@
 
 use super::gemm_avx512 as avx512;
 use super::layout::{PackedA, PackedB, Src, Tr, NR, PAIR_STEP, ROW_STEP};
-use super::{portable, vector_routines, SendPtr};
+use super::{portable, run_tasks, vector_routines, SendPtr};
 
 /// Rows of the micro-kernel's C tile.
 pub(super) const MR: usize = 12;
@@ -52,66 +52,107 @@ pub enum Kernel {
     Portable,
 }
 
+/// What `MDC_BF16_KERNEL` asks for (to compare kernels and conv paths): a kernel, and whether
+/// 3x3 convs go through im2col or, on AVX512_BF16, run implicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KernelAsked {
+    pub kernel: Option<Kernel>,
+    pub im2col: bool,
+    pub implicit: bool,
+}
+
+/// The values `MDC_BF16_KERNEL` takes, each with what it asks for.
+const KERNEL_VALUES: [(&str, Option<Kernel>, bool, bool); 6] = [
+    ("avx512", Some(Kernel::Avx512), false, false),
+    ("avx512-implicit", Some(Kernel::Avx512), false, true),
+    ("avx512-im2col", Some(Kernel::Avx512), true, false),
+    ("amx-im2col", Some(Kernel::Amx), true, false),
+    ("portable", Some(Kernel::Portable), false, false),
+    ("portable-im2col", Some(Kernel::Portable), true, false),
+];
+
+impl KernelAsked {
+    /// `value` of `MDC_BF16_KERNEL` read, or what is wrong with it.
+    pub fn parse(value: &str) -> Result<KernelAsked, String> {
+        let known = KERNEL_VALUES.iter().find(|(name, ..)| *name == value);
+        let Some(&(_, kernel, im2col, implicit)) = known else {
+            let names: Vec<&str> = KERNEL_VALUES.iter().map(|(name, ..)| *name).collect();
+            return Err(format!(
+                "MDC_BF16_KERNEL=\"{value}\": expected one of {} (or unset)",
+                names.join(", ")
+            ));
+        };
+        Ok(KernelAsked { kernel, im2col, implicit })
+    }
+
+    /// The environment's ask, read once (unset: nothing asked).
+    pub fn from_env() -> Result<KernelAsked, String> {
+        static ASKED: std::sync::OnceLock<Result<KernelAsked, String>> = std::sync::OnceLock::new();
+        ASKED
+            .get_or_init(|| match std::env::var("MDC_BF16_KERNEL") {
+                Ok(value) => KernelAsked::parse(&value),
+                Err(_) => Ok(KernelAsked::default()),
+            })
+            .clone()
+    }
+
+    /// The ask, with an unusable one ignored (`bf16::resolve` reports it to users).
+    fn current() -> KernelAsked {
+        KernelAsked::from_env().unwrap_or_default()
+    }
+}
+
 impl Kernel {
-    /// The fastest kernel this CPU runs: AMX where the CPU and the OS allow it, else
-    /// AVX512_BF16, else the portable one; unless the environment says `MDC_BF16_KERNEL=avx512`
-    /// or `portable` (to compare them; `avx512-im2col`, `amx-im2col` and `portable-im2col`
-    /// also turn the implicit convs off, see [`Kernel::im2col_forced`]).
+    /// The kernel bf16 products run on: the one `MDC_BF16_KERNEL` asks for where this CPU runs
+    /// it, else the fastest this CPU runs: AMX where the CPU and the OS allow it, else
+    /// AVX512_BF16, else the portable one.
     pub fn best() -> Kernel {
         static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| {
-            let forced_avx512 = std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v.starts_with("avx512"));
-            if Kernel::portable_forced() || !super::available() {
-                Kernel::Portable
-            } else if !forced_avx512 && super::amx::available() {
-                Kernel::Amx
-            } else {
-                Kernel::Avx512
-            }
+        *BEST.get_or_init(|| match KernelAsked::current().kernel {
+            Some(kernel) if kernel.runs_here() => kernel,
+            _ => [Kernel::Amx, Kernel::Avx512, Kernel::Portable].into_iter().find(|k| k.runs_here()).unwrap(),
         })
+    }
+
+    /// Whether this CPU (and OS) runs the kernel.
+    pub fn runs_here(self) -> bool {
+        match self {
+            Kernel::Avx512 => super::available(),
+            Kernel::Amx => super::amx::available(),
+            Kernel::Portable => true,
+        }
     }
 
     /// Whether `MDC_BF16_KERNEL=portable` (or `portable-im2col`) asks for the portable kernel
     /// throughout, the packing and layout routines included.
     pub fn portable_forced() -> bool {
-        static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *FORCED.get_or_init(|| std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v.starts_with("portable")))
+        KernelAsked::current().kernel == Some(Kernel::Portable)
     }
 
-    /// Whether `MDC_BF16_KERNEL` (`avx512-im2col`, `amx-im2col`, `portable-im2col`) asks for every conv through
-    /// im2col and the GEMM, as before the implicit convs (to compare the two).
+    /// Whether `MDC_BF16_KERNEL` (`avx512-im2col`, `amx-im2col`, `portable-im2col`) asks for
+    /// every conv through im2col and the GEMM, as before the implicit convs (to compare the two).
     pub fn im2col_forced() -> bool {
-        static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *FORCED.get_or_init(|| std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v.ends_with("-im2col")))
+        KernelAsked::current().im2col
     }
 
     /// Whether mdc runs 3x3 convs as implicit GEMMs on this kernel by default. AMX: yes, unless
     /// `MDC_BF16_KERNEL=amx-im2col`. AVX512_BF16: only when asked with
     /// `MDC_BF16_KERNEL=avx512-implicit`, because that path was written on a CPU without AVX-512
-    /// and has not yet run on one (its tests skip there); it becomes the default once its tests
-    /// have passed and it has been measured on a Zen 4 or Zen 5 (docs/experiments/benchmarks.md).
+    /// and its zmm code has not yet run on one; it becomes the default once its tests have
+    /// passed and it has been measured on a Zen 4 or Zen 5 (docs/experiments/benchmarks.md).
     /// Portable: yes, so that the implicit convs' code is what runs (and is checked) everywhere.
     pub fn implicit_convs_by_default(self) -> bool {
-        if Kernel::im2col_forced() {
-            return false;
-        }
+        let asked = KernelAsked::current();
         match self {
-            Kernel::Amx | Kernel::Portable => true,
-            Kernel::Avx512 => std::env::var("MDC_BF16_KERNEL").is_ok_and(|v| v == "avx512-implicit"),
+            Kernel::Amx | Kernel::Portable => !asked.im2col,
+            Kernel::Avx512 => asked.implicit,
         }
     }
 
     /// Every kernel this CPU runs (for tests and benchmarks that compare them): the portable
     /// one always.
     pub fn all_available() -> Vec<Kernel> {
-        let mut all = vec![Kernel::Portable];
-        if super::available() {
-            all.push(Kernel::Avx512);
-        }
-        if super::amx::available() {
-            all.push(Kernel::Amx);
-        }
-        all
+        [Kernel::Portable, Kernel::Avx512, Kernel::Amx].into_iter().filter(|k| k.runs_here()).collect()
     }
 
     /// The instruction set's name, for reports.
@@ -344,12 +385,7 @@ pub fn packed_matmul(
             }
         }
     };
-    if tasks == 1 {
-        run(0);
-    } else {
-        use rayon::prelude::*;
-        (0..tasks).into_par_iter().for_each(run);
-    }
+    run_tasks(tasks, run);
 }
 
 /// `dst[m, n] (+)= op(a) x op(b)` in bf16 with fp32 accumulation on `kernel` ([`Kernel::best`]

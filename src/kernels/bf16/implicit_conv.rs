@@ -26,9 +26,9 @@
 use super::gemm::{convert_plain, words};
 use super::implicit_avx512::{Block, BlockRows, Segment};
 use super::layout::{PackedB, NR, PAIR_STEP, ROW_STEP};
-use super::portable::bf16_bits;
+use super::portable::pair;
 use super::transpose;
-use super::{Kernel, SendPtr};
+use super::{run_tasks, Kernel, SendPtr};
 
 /// Positions per C block: two tiles of 16.
 const POSITION_BLOCK: usize = 2 * ROW_STEP;
@@ -80,7 +80,7 @@ impl ImplicitConv {
     ) -> Option<ImplicitConv> {
         let worth_it = cin.div_ceil(2) >= PAIR_STEP / 2 && h > 0 && w > 0 && cout > 0;
         let downsample = stride == 2 && h.is_multiple_of(2) && w.is_multiple_of(2) && kernel != Kernel::Amx;
-        let runs = Kernel::all_available().contains(&kernel) && !Kernel::im2col_forced();
+        let runs = kernel.runs_here() && !Kernel::im2col_forced();
         (worth_it && (stride == 1 || downsample) && runs).then_some(ImplicitConv {
             kernel,
             cin,
@@ -97,13 +97,13 @@ impl ImplicitConv {
         self.kernel
     }
 
-    /// The register block of the AVX512_BF16 or portable kernel (AMX multiplies whole tiles in
-    /// `amx.rs` instead).
-    fn register_block(&self) -> unsafe fn(&Block, &[Segment]) {
+    /// The register block of the AVX512_BF16 or portable kernel; None on AMX, which multiplies
+    /// whole tiles in `amx.rs` instead.
+    fn register_block(&self) -> Option<unsafe fn(&Block, &[Segment])> {
         match self.kernel {
-            Kernel::Avx512 => super::implicit_avx512::zmm_block,
-            Kernel::Portable => super::portable::implicit_block,
-            Kernel::Amx => unreachable!("AMX runs its own tiles"),
+            Kernel::Avx512 => Some(super::implicit_avx512::zmm_block),
+            Kernel::Portable => Some(super::portable::implicit_block),
+            Kernel::Amx => None,
         }
     }
 
@@ -184,7 +184,7 @@ impl ImplicitConv {
         // each tap's 32 words converted from it by branch-free code the compiler vectorises:
         // converting value by value, in the weights' order, took 1.5x as long on a Zen 3
         for (panel, block) in out.chunks_exact_mut(kp * NR).enumerate() {
-            let rows: Vec<&[f32]> = weight.chunks_exact(cin * 9).skip(panel * NR).take(NR).collect();
+            let rows = weight.chunks_exact(cin * 9).skip(panel * NR).take(NR);
             let mut values = [[0f32; NR]; 18];
             for c in 0..pairs {
                 if c >= given {
@@ -195,7 +195,7 @@ impl ImplicitConv {
                 }
                 // the second channel of the last pair may not exist: its taps are zero
                 let n = if 2 * c + 1 < cin { 18 } else { 9 };
-                for (j, w) in rows.iter().enumerate() {
+                for (j, w) in rows.clone().enumerate() {
                     for (v, &x) in values.iter_mut().zip(&w[2 * c * 9..2 * c * 9 + n]) {
                         v[j] = x;
                     }
@@ -206,7 +206,7 @@ impl ImplicitConv {
                 for tap in 0..9 {
                     let words = &mut block[(tap * pairs + c) * NR..][..NR];
                     for ((word, &l), &h) in words.iter_mut().zip(&values[tap]).zip(&values[9 + tap]) {
-                        *word = bf16_bits(l) | bf16_bits(h) << 16;
+                        *word = pair(l, h);
                     }
                 }
             }
@@ -321,17 +321,16 @@ impl ImplicitConv {
             out_stride: self.cout_padded(),
         };
         let (out, live_pairs) = (SendPtr(out.as_mut_ptr()), self.cin.div_ceil(2));
+        let register_block = self.register_block();
         let task = |t: usize| {
             let range = blocks * t / tasks * POSITION_BLOCK..blocks * (t + 1) / tasks * POSITION_BLOCK;
             // SAFETY: the kernel runs on this CPU (checked in `on`); the buffers have the lengths
             // asserted above, which cover every read (positions + largest shift) and write;
             // tasks write disjoint position ranges.
             unsafe {
-                match self.kernel {
-                    Kernel::Amx => {
-                        super::amx::implicit_conv(&geometry, weights, image.as_ptr(), out.get(), range)
-                    }
-                    Kernel::Avx512 | Kernel::Portable => super::implicit_avx512::forward_blocks(
+                match register_block {
+                    None => super::amx::implicit_conv(&geometry, weights, image.as_ptr(), out.get(), range),
+                    Some(block) => super::implicit_avx512::forward_blocks(
                         &geometry,
                         weights,
                         live_pairs,
@@ -339,17 +338,12 @@ impl ImplicitConv {
                         out.get(),
                         range,
                         self.block_rows.forward,
-                        |blk, segments| self.register_block()(blk, segments),
+                        |blk, segments| block(blk, segments),
                     ),
                 }
             }
         };
-        if tasks == 1 {
-            task(0);
-        } else {
-            use rayon::prelude::*;
-            (0..tasks).into_par_iter().for_each(task);
-        }
+        run_tasks(tasks, task);
     }
 
     /// y [cout, ho, wo] = the valid positions of the output, transposed back to channel planes,
@@ -524,6 +518,7 @@ impl ImplicitConv {
         };
         let tasks = threads.clamp(1, 9);
         let acc = SendPtr(acc.as_mut_ptr());
+        let register_block = self.register_block();
         let task = |t: usize| {
             let taps = 9 * t / tasks..9 * (t + 1) / tasks;
             // SAFETY: the kernel runs on this CPU (checked in `on`); the buffers have the lengths
@@ -531,26 +526,21 @@ impl ImplicitConv {
             // disjoint taps.
             unsafe {
                 let (image, dy) = (image.as_ptr(), dy.as_ptr());
-                match self.kernel {
-                    Kernel::Amx => super::amx::implicit_weight_grad(&geometry, image, dy, acc.get(), taps),
-                    Kernel::Avx512 | Kernel::Portable => super::implicit_avx512::weight_grad_blocks(
+                match register_block {
+                    None => super::amx::implicit_weight_grad(&geometry, image, dy, acc.get(), taps),
+                    Some(block) => super::implicit_avx512::weight_grad_blocks(
                         &geometry,
                         image,
                         dy,
                         acc.get(),
                         taps,
                         self.block_rows.weight_grad,
-                        |blk, segments| self.register_block()(blk, segments),
+                        |blk, segments| block(blk, segments),
                     ),
                 }
             }
         };
-        if tasks == 1 {
-            task(0);
-        } else {
-            use rayon::prelude::*;
-            (0..tasks).into_par_iter().for_each(task);
-        }
+        run_tasks(tasks, task);
     }
 
     /// dweight [cout, cin, 3, 3] += the sums `acc` of [`Self::add_weight_grad`].
@@ -600,7 +590,6 @@ mod tests {
 
 #[cfg(test)]
 mod weight_layout_tests {
-    use super::super::portable::pair;
     use super::*;
 
     /// The forward's B straight from its definition: word (panel, tap * pairs + c, j) holds the

@@ -42,22 +42,6 @@ fn flush(x: f32) -> f32 {
     }
 }
 
-/// [`to_bf16`] without branches, as a word (the compiler vectorises loops of it): the same
-/// bits for every input, NaN and subnormals included.
-#[inline(always)]
-pub(super) fn bf16_bits(x: f32) -> u32 {
-    let b = x.to_bits();
-    let rounded = b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16;
-    let nan = (b >> 16) | 0x40;
-    let value = if b & 0x7fff_ffff > 0x7f80_0000 { nan } else { rounded };
-    // a zero exponent (zero or subnormal) keeps the sign alone
-    if b & 0x7f80_0000 == 0 {
-        (b >> 16) & 0x8000
-    } else {
-        value
-    }
-}
-
 /// The bf16 pair (lo, hi) as one word, lo in the low half.
 #[inline]
 pub(super) fn pair(lo: f32, hi: f32) -> u32 {
@@ -239,17 +223,6 @@ mod tests {
         let a = pair(2f32.powi(-15), 1.0);
         let b = pair(2f32.powi(-15), 1.0);
         assert_eq!(dot_pair(-1.0, a, b), 2f32.powi(-30));
-    }
-
-    #[test]
-    fn the_branch_free_conversion_gives_the_bits_of_to_bf16() {
-        let specials =
-            [0.0, -0.0, 1e-40, -1e-40, f32::MIN_POSITIVE, f32::MAX, f32::INFINITY, f32::NAN, -f32::NAN];
-        let mut rng = crate::base::rng::Rng::new(5);
-        let randoms = (0..100_000).map(|_| f32::from_bits(rng.next_u64() as u32));
-        for x in specials.into_iter().chain(randoms) {
-            assert_eq!(bf16_bits(x), to_bf16(x) as u32, "{x:e} ({:#010x})", x.to_bits());
-        }
     }
 
     #[test]
