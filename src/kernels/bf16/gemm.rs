@@ -30,9 +30,9 @@ use super::{portable, run_tasks, vector_routines, SendPtr};
 /// Rows of the micro-kernel's C tile.
 pub(super) const MR: usize = 12;
 /// Pairs of k per cache block: a B panel block is KC * NR * 4 = 32 KiB (L1 is 48 KiB).
-pub(super) const KC: usize = 256;
+const KC: usize = 256;
 /// Rows of A per cache block: MC * KC * 4 = 128 KiB, well inside L2.
-pub(super) const MC: usize = 128;
+const MC: usize = 128;
 /// Words per row of packed A (and rows per panel of packed B) for depth `k`.
 fn padded_pairs(k: usize) -> usize {
     k.div_ceil(2).next_multiple_of(PAIR_STEP)
@@ -379,13 +379,69 @@ pub fn packed_matmul(
         // all inside the bounds asserted above.
         unsafe {
             match kernel {
-                Kernel::Avx512 => avx512::block(a, b, p0..p1, c.get(), ldd, accumulate),
+                Kernel::Avx512 => {
+                    for_each_tile(a, b, p0..p1, c.get(), ldd, accumulate, |rows, t| avx512::tile_any(rows, t))
+                }
                 Kernel::Amx => super::amx::block(a, b, p0..p1, c.get(), ldd, accumulate),
-                Kernel::Portable => portable::gemm_block(a, b, p0..p1, c.get(), ldd, accumulate, KC),
+                Kernel::Portable => {
+                    for_each_tile(a, b, p0..p1, c.get(), ldd, accumulate, |rows, t| portable::tile(rows, t))
+                }
             }
         }
     };
     run_tasks(tasks, run);
+}
+
+/// One micro-kernel call: C[rows, cols] (+)= A[rows, 2kn] x B[2kn, cols], A's rows `lda` words
+/// apart, B's pairs of k `NR` words apart, C's rows `ldc` floats apart; `add`: C + the product.
+#[derive(Clone, Copy)]
+pub(super) struct Tile {
+    pub(super) kn: usize,
+    pub(super) a: *const u32,
+    pub(super) lda: usize,
+    pub(super) b: *const u32,
+    pub(super) c: *mut f32,
+    pub(super) ldc: usize,
+    pub(super) cols: usize,
+    pub(super) add: bool,
+}
+
+/// C (+)= A x B over the B panels `panels`, blocked for the caches and handed to `tile` (rows,
+/// tile) a tile of at most [`MR`] rows at a time: per block of [`KC`] pairs of k (each tile's sum
+/// starts from zero and is added to C, so every kernel forms the same sums), per block of [`MC`]
+/// rows of A, per panel.
+///
+/// # Safety
+/// `tile` runs on this CPU; `a` and `b` come from `pack_a`/`pack_b` with the same depth, `panels`
+/// are panels of `b`, and `c` with row stride `ldc` is writable for rows `0..a.m` and the
+/// columns of `panels` (up to `b.n`), written by no one else meanwhile.
+unsafe fn for_each_tile(
+    a: &PackedA,
+    b: &PackedB,
+    panels: std::ops::Range<usize>,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    tile: impl Fn(usize, &Tile),
+) {
+    let (m, n, kp) = (a.m, b.n, a.kp);
+    for k0 in (0..kp).step_by(KC) {
+        let kn = KC.min(kp - k0);
+        let add = accumulate || k0 > 0;
+        for i0 in (0..m).step_by(MC) {
+            let i1 = (i0 + MC).min(m);
+            for jp in panels.clone() {
+                let j0 = jp * NR;
+                let cols = NR.min(n - j0);
+                let bp = b.data.as_ptr().add(jp * kp * NR + k0 * NR);
+                for i in (i0..i1).step_by(MR) {
+                    let ap = a.data.as_ptr().add(i * kp + k0);
+                    let cp = c.add(i * ldc + j0);
+                    tile(MR.min(i1 - i), &Tile { kn, a: ap, lda: kp, b: bp, c: cp, ldc, cols, add });
+                }
+            }
+        }
+    }
 }
 
 /// `dst[m, n] (+)= op(a) x op(b)` in bf16 with fp32 accumulation on `kernel` ([`Kernel::best`]

@@ -10,10 +10,9 @@ pub use x86::*;
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
-    use std::ops::Range;
 
-    use super::super::gemm::{KC, MC, MR};
-    use super::super::layout::{mask, PackedA, PackedB, NR};
+    use super::super::gemm::{Tile, MR};
+    use super::super::layout::{mask, NR};
 
     pub use std::arch::x86_64::__m512i as Index;
 
@@ -118,62 +117,12 @@ mod x86 {
         }
     }
 
-    /// C (+)= A x B over the B panels `panels`, blocked for the caches.
+    /// The micro-kernel for `rows` rows of C (see `gemm.rs`'s `for_each_tile`).
     ///
-    /// # Safety
-    /// The CPU has AVX512F, AVX512BW and AVX512_BF16 ([`crate::kernels::bf16::available`]: callers
-    /// check it); `a` and `b` come from `pack_a`/`pack_b` with the same depth, `panels`
-    /// are panels of `b`, and `c` with row stride `ldc` is writable for rows `0..a.m` and the
-    /// columns of `panels` (up to `b.n`), written by no one else meanwhile.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub unsafe fn block(
-        a: &PackedA,
-        b: &PackedB,
-        panels: Range<usize>,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
-        let (m, n, kp) = (a.m, b.n, a.kp);
-        for k0 in (0..kp).step_by(KC) {
-            let kn = KC.min(kp - k0);
-            let add = accumulate || k0 > 0;
-            for i0 in (0..m).step_by(MC) {
-                let i1 = (i0 + MC).min(m);
-                for jp in panels.clone() {
-                    let j0 = jp * NR;
-                    let cols = NR.min(n - j0);
-                    let bp = b.data.as_ptr().add(jp * kp * NR + k0 * NR);
-                    let mut i = i0;
-                    while i < i1 {
-                        let rows = MR.min(i1 - i);
-                        let ap = a.data.as_ptr().add(i * kp + k0);
-                        let cp = c.add(i * ldc + j0);
-                        tile_any(rows, &Tile { kn, a: ap, lda: kp, b: bp, c: cp, ldc, cols, add });
-                        i += rows;
-                    }
-                }
-            }
-        }
-    }
-
-    /// One micro-kernel call: C[rows, cols] (+)= A[rows, 2kn] x B[2kn, cols].
-    #[derive(Clone, Copy)]
-    struct Tile {
-        kn: usize,
-        a: *const u32,
-        lda: usize,
-        b: *const u32,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-        add: bool,
-    }
-
     /// # Safety
     /// As [`tile`], with `rows` in `1..=MR`.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    unsafe fn tile_any(rows: usize, t: &Tile) {
+    pub unsafe fn tile_any(rows: usize, t: &Tile) {
         macro_rules! dispatch {
             ($($r:literal)*) => {
                 match rows {
@@ -221,9 +170,7 @@ mod x86 {
 #[cfg(not(target_arch = "x86_64"))]
 mod elsewhere {
     //! Never called: `available()` is false off x86-64, so the portable routines run there.
-    use std::ops::Range;
-
-    use super::super::layout::{PackedA, PackedB};
+    use super::super::gemm::Tile;
 
     /// # Safety
     /// Never called: it exists so the callers compile off x86-64, where `available()` is false.
@@ -237,7 +184,7 @@ mod elsewhere {
     }
     /// # Safety
     /// Never called: it exists so the callers compile off x86-64, where `available()` is false.
-    pub unsafe fn block(_: &PackedA, _: &PackedB, _: Range<usize>, _: *mut f32, _: usize, _: bool) {
+    pub unsafe fn tile_any(_: usize, _: &Tile) {
         unreachable!("bf16 kernels need x86-64")
     }
     /// # Safety

@@ -19,10 +19,9 @@
 //! then added to C), so results differ from them only where AMD and Intel order a pair's two
 //! products differently.
 
-use std::ops::Range;
-
+use super::gemm::Tile;
 use super::implicit_avx512::{Block, Segment};
-use super::layout::{PackedA, PackedB, NR};
+use super::layout::NR;
 use super::{from_bf16, to_bf16};
 
 /// `acc` + the two products of a bf16 pair, as one `VDPBF16PS` lane.
@@ -81,43 +80,25 @@ pub(super) fn interleave_panel(k: usize, b: &[f32], ld: usize, j0: usize, cols: 
     }
 }
 
-/// C (+)= A x B over the B panels `panels`, the sums formed as the zmm GEMM forms them: per
-/// cache block of `kc` pairs of k, from zero, then added to C.
+/// One GEMM tile (`gemm.rs`'s `for_each_tile`): C[rows, cols] (+)= A x B, each element's sum
+/// from zero over the tile's pairs of k, then added to C, as the zmm tile forms it.
 ///
 /// # Safety
-/// `a` and `b` come from `pack_a`/`pack_b` with the same depth, `panels` are panels of `b`, and
-/// `c` with row stride `ldc` is writable for rows `0..a.m` and the columns of `panels` (up to
-/// `b.n`), written by no one else meanwhile.
-pub(super) unsafe fn gemm_block(
-    a: &PackedA,
-    b: &PackedB,
-    panels: Range<usize>,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    kc: usize,
-) {
-    let (m, n, kp) = (a.m, b.n, a.kp);
-    for k0 in (0..kp).step_by(kc) {
-        let kn = kc.min(kp - k0);
-        let add = accumulate || k0 > 0;
-        for jp in panels.clone() {
-            let j0 = jp * NR;
-            let cols = NR.min(n - j0);
-            let panel = &b.data[jp * kp * NR + k0 * NR..jp * kp * NR + (k0 + kn) * NR];
-            for i in 0..m {
-                let row = &a.data[i * kp + k0..i * kp + k0 + kn];
-                let mut acc = [0f32; NR];
-                for (&w, bp) in row.iter().zip(panel.chunks_exact(NR)) {
-                    for (s, &bw) in acc.iter_mut().zip(bp) {
-                        *s = dot_pair(*s, w, bw);
-                    }
-                }
-                let cr = std::slice::from_raw_parts_mut(c.add(i * ldc + j0), cols);
-                for (d, s) in cr.iter_mut().zip(acc) {
-                    *d = if add { *d + s } else { s };
-                }
+/// A is readable for `rows` rows of `t.kn` words at stride `t.lda`, B for `t.kn` rows of NR
+/// words, and C writable for `rows` rows of `t.cols` floats at stride `t.ldc`.
+pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+    for r in 0..rows {
+        let row = std::slice::from_raw_parts(t.a.add(r * t.lda), t.kn);
+        let mut acc = [0f32; NR];
+        for (p, &w) in row.iter().enumerate() {
+            let bp = std::slice::from_raw_parts(t.b.add(p * NR), NR);
+            for (s, &bw) in acc.iter_mut().zip(bp) {
+                *s = dot_pair(*s, w, bw);
             }
+        }
+        let cr = std::slice::from_raw_parts_mut(t.c.add(r * t.ldc), t.cols);
+        for (d, s) in cr.iter_mut().zip(acc) {
+            *d = if t.add { *d + s } else { s };
         }
     }
 }
