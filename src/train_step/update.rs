@@ -20,15 +20,7 @@ pub(crate) struct Coefficients {
 
 pub(crate) fn coefficients(cx: &mut Lowerer<'_>) -> Coefficients {
     let rows: Vec<String> = names::COEFFICIENT_ROWS.iter().map(|r| format!("coef/{r}:row")).collect();
-    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
-    let ones = cx.b.const_i64(&[1; 5]);
-    cx.b.node(
-        "Split",
-        "coef/split",
-        &[names::COEFFICIENTS, &ones],
-        &refs,
-        vec![attribute("axis", Attr::Int(0))],
-    );
+    split_rows(cx, names::COEFFICIENTS, "coef/split", &rows);
     let per_image: Vec<String> = names::COEFFICIENT_ROWS
         .iter()
         .zip(&rows)
@@ -75,16 +67,15 @@ pub(crate) fn loss(cx: &mut Lowerer<'_>, c: &Coefficients, prediction: &str, ima
 /// The scalars split from `step_scalars` [5] (rows in [`names::SCALAR_ROWS`] order).
 fn scalars(cx: &mut Lowerer<'_>) -> Vec<String> {
     let outs: Vec<String> = names::SCALAR_ROWS.iter().map(|r| format!("scalar/{r}")).collect();
-    let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
-    let ones = cx.b.const_i64(&[1; 5]);
-    cx.b.node(
-        "Split",
-        "scalar/split",
-        &[names::STEP_SCALARS, &ones],
-        &refs,
-        vec![attribute("axis", Attr::Int(0))],
-    );
+    split_rows(cx, names::STEP_SCALARS, "scalar/split", &outs);
     outs
+}
+
+/// One `Split` node `node` of `input`'s rows (axis 0), one row into each of `outs`.
+fn split_rows(cx: &mut Lowerer<'_>, input: &str, node: &str, outs: &[String]) {
+    let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
+    let ones = cx.b.const_i64(&vec![1; outs.len()]);
+    cx.b.node("Split", node, &[input, &ones], &refs, vec![attribute("axis", Attr::Int(0))]);
 }
 
 /// A float constant named by its value.
