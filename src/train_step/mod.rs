@@ -18,11 +18,13 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::graph::Graph;
 use crate::onnx::{value_info, INPUT_T, INPUT_Y, IR_VERSION, OPSET};
+use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
 use crate::onnx_ir::proto::{
     tensor_proto::DataType, tensor_shape_proto::dimension, GraphProto, ModelProto, OperatorSetIdProto,
     ValueInfoProto,
 };
+use crate::ops::lower_grad::emit;
 use crate::params::Params;
 
 /// The graph's input and output names.
@@ -183,9 +185,7 @@ pub fn compile_gradients(graph: &Graph) -> Result<ModelProto, CompileError> {
     }
     let dx = grads.input.unwrap_or_else(|| {
         let zero = cx.b.const_f32("zero", &[], &[0.0]);
-        let mul = "dx/zero".to_string();
-        cx.b.node("Mul", &mul, &[crate::onnx::INPUT_X, &zero], &[&mul], vec![]);
-        mul
+        emit(&mut cx, "Mul", "dx/zero".into(), &[crate::onnx::INPUT_X, &zero], vec![])
     });
     cx.b.node("Identity", names::DX, &[&dx], &[names::DX], vec![]);
     outputs.push(value_info(names::DX, DataType::Float, image_dims(graph)));
@@ -253,14 +253,7 @@ fn flat_grads(cx: &mut Lowerer<'_>, layout: &FlatLayout, grads: Vec<Option<Strin
         })
         .collect();
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    cx.b.node(
-        "Concat",
-        out,
-        &refs,
-        &[out],
-        vec![crate::onnx_ir::builder::attribute("axis", crate::onnx_ir::builder::Attr::Int(0))],
-    );
-    out.to_string()
+    emit(cx, "Concat", out.to_string(), &refs, vec![attribute("axis", Attr::Int(0))])
 }
 
 fn dim_fixed(v: usize) -> dimension::Value {
