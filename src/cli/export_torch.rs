@@ -22,7 +22,7 @@ pub const BUILTIN_LABELS: &str = "builtin-labels-idx1-ubyte";
 pub fn run(model_path: &Path, output: &Path, with_train: bool) -> anyhow::Result<ExitCode> {
     let model = model::load(model_path)?;
     let source = module_source(&model)?;
-    write_atomic(output, source.as_bytes()).with_context(|| format!("cannot write {}", output.display()))?;
+    write(output, source.as_bytes())?;
     println!(
         "wrote {}: class {} ({} parameters, state_dict keys as mdc names them); forward(x, t{}) returns the network's output",
         output.display(),
@@ -49,8 +49,7 @@ pub fn run(model_path: &Path, output: &Path, with_train: bool) -> anyhow::Result
         output.file_name().map_or_else(|| "model.py".into(), |n| n.to_string_lossy().into_owned());
     let script = train_script(&TrainScript { model: &model, module_file, config, data, class_names });
     let script_path = dir.join("train.py");
-    write_atomic(&script_path, script.as_bytes())
-        .with_context(|| format!("cannot write {}", script_path.display()))?;
+    write(&script_path, script.as_bytes())?;
     println!(
         "wrote {}: the recipe of {} for PyTorch (`torchrun --nproc_per_node N {}` --out DIR); it writes mdc checkpoints",
         script_path.display(),
@@ -75,11 +74,9 @@ fn data_files(
         DataSource::Builtin => {
             dataset = dataset.first(config.builtin_digits);
             let (images, labels) = (dir.join(BUILTIN_IMAGES), dir.join(BUILTIN_LABELS));
-            write_atomic(&images, &idx_images(&dataset))
-                .with_context(|| format!("cannot write {}", images.display()))?;
+            write(&images, &idx_images(&dataset))?;
             let values = dataset.labels.as_ref().map(|l| l.values.clone()).unwrap_or_default();
-            write_atomic(&labels, &idx_labels(&values))
-                .with_context(|| format!("cannot write {}", labels.display()))?;
+            write(&labels, &idx_labels(&values))?;
             println!(
                 "wrote {} and {}: the {} built-in digits and their labels (IDX)",
                 images.display(),
@@ -95,8 +92,7 @@ fn data_files(
                 model.path.file_stem().map_or("data".into(), |s| s.to_string_lossy())
             );
             let path = dir.join(&file);
-            write_atomic(&path, &tensors_file(&dataset))
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write(&path, &tensors_file(&dataset))?;
             println!(
                 "wrote {}: {} images of {} as mdc trains on them",
                 path.display(),
@@ -112,6 +108,11 @@ fn data_files(
             Ok((DataFile::Idx { images, labels }, Vec::new()))
         }
     }
+}
+
+/// Writes `bytes` to `path` atomically; the error names the file.
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn absolute(p: &Path) -> String {

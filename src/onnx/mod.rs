@@ -224,20 +224,7 @@ fn lower_graph(lowerer: &mut lower::Lowerer, graph: &Graph, prefix: &str, out: &
         }
     }
     names[graph.output] = out.to_string();
-    let live = live_nodes(graph);
-    if let (Some(id), Some(label)) = (graph.label, graph.label_input()) {
-        if label.hide_below > 0 && live.contains(&id) {
-            names[id] = hide_labels(lowerer, label, prefix);
-        }
-    }
-    for (id, node) in graph.nodes.iter().enumerate() {
-        // The graph's inputs lower to nothing: they are declared by the caller.
-        if !live.contains(&id) || [graph.input, graph.timestep].contains(&id) || Some(id) == graph.label {
-            continue;
-        }
-        let ins: Vec<&str> = node.inputs.iter().map(|&i| names[i].as_str()).collect();
-        node.op.lower_onnx(lowerer, &node.name, &ins, &names[id]);
-    }
+    lower_live_nodes(lowerer, graph, &mut names, prefix);
     // A graph whose output is an input (an identity model) still needs a node producing it.
     if [graph.input, graph.timestep].contains(&graph.output) {
         lowerer.b.node("Identity", out, &[&output_source], &[out], vec![]);
@@ -246,7 +233,7 @@ fn lower_graph(lowerer: &mut lower::Lowerer, graph: &Graph, prefix: &str, out: &
 
 /// The labels the network reads: `y`, except the null label where `t < hide_below` (what the
 /// interpreter feeds, see [`Label::shown`]). Returns the value's name.
-pub(crate) fn hide_labels(lowerer: &mut lower::Lowerer, label: &Label, prefix: &str) -> String {
+fn hide_labels(lowerer: &mut lower::Lowerer, label: &Label, prefix: &str) -> String {
     let b = &mut lowerer.b;
     let below = b.const_f32(&format!("hide_below{}", label.hide_below), &[1], &[label.hide_below as f32]);
     let null = b.const_i64(&[label.null() as i64]);
@@ -327,6 +314,31 @@ pub(crate) fn value_names(graph: &Graph) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// Emits every node the output depends on into its value in `names` (the graph's inputs lower
+/// to nothing: the caller declares them), the labels' hiding first where the model hides them,
+/// its value then taking `y`'s place in `names`. Returns the live nodes.
+pub(crate) fn lower_live_nodes(
+    lowerer: &mut lower::Lowerer,
+    graph: &Graph,
+    names: &mut [String],
+    prefix: &str,
+) -> HashSet<NodeId> {
+    let live = live_nodes(graph);
+    if let (Some(id), Some(label)) = (graph.label, graph.label_input()) {
+        if label.hide_below > 0 && live.contains(&id) {
+            names[id] = hide_labels(lowerer, label, prefix);
+        }
+    }
+    for (id, node) in graph.nodes.iter().enumerate() {
+        if !live.contains(&id) || [graph.input, graph.timestep].contains(&id) || Some(id) == graph.label {
+            continue;
+        }
+        let ins: Vec<&str> = node.inputs.iter().map(|&i| names[i].as_str()).collect();
+        node.op.lower_onnx(lowerer, &node.name, &ins, &names[id]);
+    }
+    live
 }
 
 /// Nodes the output depends on; the rest (and their weights) are left out of the export.

@@ -12,7 +12,7 @@ mod script;
 pub use names::class_name;
 pub use script::{train_script, DataFile, TrainScript};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use crate::graph::{Graph, Init, NodeId};
@@ -39,7 +39,7 @@ pub fn module_source(model: &Model) -> Result<String, TorchError> {
     let class = names::class_name(model);
 
     let mut out = String::new();
-    header(&mut out, model, &file);
+    header(&mut out, model, &file, &live);
     let mut helpers: Vec<&str> = Vec::new();
     for n in &graph.nodes {
         let h = n.op.torch_helper();
@@ -64,7 +64,7 @@ fn file_name(model: &Model) -> String {
     model.path.file_name().map_or_else(|| model.path.display().to_string(), |n| n.to_string_lossy().into())
 }
 
-fn header(out: &mut String, model: &Model, file: &str) {
+fn header(out: &mut String, model: &Model, file: &str, live: &HashSet<NodeId>) {
     let g = &model.graph;
     let (c, h, w) = g.input_shape().as_image().unwrap_or((0, 0, 0));
     writeln!(
@@ -89,11 +89,9 @@ fn header(out: &mut String, model: &Model, file: &str) {
         }
         None => writeln!(out, "# an unconditional model: forward takes no labels\nCLASSES = None").unwrap(),
     }
-    let live = g.live_nodes();
-    let dead: Vec<String> = g
-        .params()
-        .into_iter()
-        .filter(|(name, _)| !live.contains(&node_of_param(g, name)))
+    let dead: Vec<String> = (g.nodes.iter().enumerate())
+        .filter(|(id, _)| !live.contains(id))
+        .flat_map(|(_, node)| node.params())
         .map(|(name, _)| names::py(&name))
         .collect();
     writeln!(
@@ -110,11 +108,6 @@ fn header(out: &mut String, model: &Model, file: &str) {
     writeln!(out, "# parameters the output does not depend on (they get no gradient)").unwrap();
     writeln!(out, "UNUSED_PARAMETERS = ({})", dead.iter().map(|d| format!("{d},")).collect::<String>())
         .unwrap();
-}
-
-fn node_of_param(g: &Graph, param: &str) -> NodeId {
-    let node = param.rsplit_once('.').map_or(param, |(n, _)| n);
-    g.nodes.iter().position(|n| n.name == node).unwrap_or(usize::MAX)
 }
 
 fn class_doc(model: &Model, file: &str) -> String {
@@ -171,7 +164,7 @@ fn forward(
     graph: &Graph,
     lines: &names::BlockLines,
     values: &[String],
-    live: &std::collections::HashSet<NodeId>,
+    live: &HashSet<NodeId>,
 ) {
     let y = if graph.label.is_some() { ", y=None" } else { "" };
     writeln!(out, "\n    def forward(self, x, t{y}):").unwrap();

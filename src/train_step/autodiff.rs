@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::graph::{Graph, NodeId, Shape};
-use crate::onnx::{hide_labels, live_nodes, value_names};
+use crate::onnx::{lower_live_nodes, value_names};
 use crate::onnx_ir::lower::Lowerer;
 use crate::ops::GradValues;
 
@@ -28,18 +28,7 @@ impl Forward {
 pub(crate) fn forward(cx: &mut Lowerer<'_>, graph: &Graph, x: &str) -> Forward {
     let mut names = value_names(graph);
     names[graph.input] = x.to_string();
-    let live = live_nodes(graph);
-    if let (Some(id), Some(label)) = (graph.label, graph.label_input()) {
-        if label.hide_below > 0 && live.contains(&id) {
-            names[id] = hide_labels(cx, label, "");
-        }
-    }
-    for (id, node) in graph.nodes.iter().enumerate() {
-        if live.contains(&id) && !is_graph_input(graph, id) {
-            let ins: Vec<&str> = node.inputs.iter().map(|&i| names[i].as_str()).collect();
-            node.op.lower_onnx(cx, &node.name, &ins, &names[id]);
-        }
-    }
+    let live = lower_live_nodes(cx, graph, &mut names, "");
     Forward { names, live }
 }
 

@@ -18,11 +18,13 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::graph::Graph;
 use crate::onnx::{value_info, INPUT_T, INPUT_Y, IR_VERSION, OPSET};
+use crate::onnx_ir::builder::{attribute, Attr};
 use crate::onnx_ir::lower::Lowerer;
 use crate::onnx_ir::proto::{
     tensor_proto::DataType, tensor_shape_proto::dimension, GraphProto, ModelProto, OperatorSetIdProto,
     ValueInfoProto,
 };
+use crate::ops::lower_grad::emit;
 use crate::params::Params;
 
 /// The graph's input and output names.
@@ -137,7 +139,7 @@ impl FlatLayout {
 
 /// The whole training step of `graph` under `recipe` (see the module's documentation).
 pub fn compile(graph: &Graph, recipe: &StepRecipe) -> Result<ModelProto, CompileError> {
-    let (c, _, _) = check(graph, true)?;
+    check(graph, true)?;
     let layout = FlatLayout::of(graph);
     let mut cx = Lowerer::with_weight_values();
     split_params(&mut cx, &layout);
@@ -153,7 +155,7 @@ pub fn compile(graph: &Graph, recipe: &StepRecipe) -> Result<ModelProto, Compile
     let state = |name: &str| value_info(name, DataType::Float, vec![p.clone()]);
     let mut inputs: Vec<ValueInfoProto> = names::STATE.iter().map(|(i, _)| state(i)).collect();
     inputs.push(value_info(names::STEP_SCALARS, DataType::Float, vec![dim_fixed(5)]));
-    inputs.extend(batch_inputs(graph, c));
+    inputs.extend(batch_inputs(graph));
     inputs.push(value_info(names::COEFFICIENTS, DataType::Float, vec![dim_fixed(5), dim_n()]));
     let mut outputs: Vec<ValueInfoProto> = names::STATE.iter().map(|(_, o)| state(o)).collect();
     outputs.push(value_info(names::LOSS, DataType::Float, vec![]));
@@ -167,7 +169,7 @@ pub fn compile(graph: &Graph, recipe: &StepRecipe) -> Result<ModelProto, Compile
 /// alone, as the training step has them. Checks each op's backward lowering against the
 /// interpreter's.
 pub fn compile_gradients(graph: &Graph) -> Result<ModelProto, CompileError> {
-    let (c, _, _) = check(graph, false)?;
+    check(graph, false)?;
     let layout = FlatLayout::of(graph);
     let mut cx = Lowerer::with_weight_values();
     if !layout.is_empty() {
@@ -183,17 +185,15 @@ pub fn compile_gradients(graph: &Graph) -> Result<ModelProto, CompileError> {
     }
     let dx = grads.input.unwrap_or_else(|| {
         let zero = cx.b.const_f32("zero", &[], &[0.0]);
-        let mul = "dx/zero".to_string();
-        cx.b.node("Mul", &mul, &[crate::onnx::INPUT_X, &zero], &[&mul], vec![]);
-        mul
+        emit(&mut cx, "Mul", "dx/zero".into(), &[crate::onnx::INPUT_X, &zero], vec![])
     });
     cx.b.node("Identity", names::DX, &[&dx], &[names::DX], vec![]);
-    outputs.push(value_info(names::DX, DataType::Float, image_dims(graph, c)));
+    outputs.push(value_info(names::DX, DataType::Float, image_dims(graph)));
     let mut inputs = vec![];
     if !layout.is_empty() {
         inputs.push(value_info(names::PARAMS, DataType::Float, vec![dim_fixed(layout.len())]));
     }
-    inputs.push(value_info(crate::onnx::INPUT_X, DataType::Float, image_dims(graph, c)));
+    inputs.push(value_info(crate::onnx::INPUT_X, DataType::Float, image_dims(graph)));
     inputs.push(value_info(INPUT_T, DataType::Float, vec![dim_n()]));
     if graph.label.is_some() {
         inputs.push(value_info(INPUT_Y, DataType::Int64, vec![dim_n()]));
@@ -204,13 +204,13 @@ pub fn compile_gradients(graph: &Graph) -> Result<ModelProto, CompileError> {
     Ok(model(cx, inputs, outputs, "mdc gradients of sum(dy * prediction)"))
 }
 
-/// The image input's (C, H, W); for a training step, with the output checked to be of the
-/// same shape and parameters to train.
-fn check(graph: &Graph, step: bool) -> Result<(usize, usize, usize), CompileError> {
+/// Checks that the input is an image [C, H, W]; for a training step, also that the output has
+/// its shape and that there are parameters to train.
+fn check(graph: &Graph, step: bool) -> Result<(), CompileError> {
     let input = graph.input_shape();
-    let chw = input.as_image().ok_or_else(|| CompileError::InputNotImage(input.clone()))?;
+    input.as_image().ok_or_else(|| CompileError::InputNotImage(input.clone()))?;
     if !step {
-        return Ok(chw);
+        return Ok(());
     }
     if graph.output_shape() != input {
         return Err(CompileError::OutputShape {
@@ -221,7 +221,7 @@ fn check(graph: &Graph, step: bool) -> Result<(usize, usize, usize), CompileErro
     if graph.param_count() == 0 {
         return Err(CompileError::NoParameters);
     }
-    Ok(chw)
+    Ok(())
 }
 
 /// One `Split` of the `params` input into each parameter's `<name>:flat` value, which the
@@ -253,14 +253,7 @@ fn flat_grads(cx: &mut Lowerer<'_>, layout: &FlatLayout, grads: Vec<Option<Strin
         })
         .collect();
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    cx.b.node(
-        "Concat",
-        out,
-        &refs,
-        &[out],
-        vec![crate::onnx_ir::builder::attribute("axis", crate::onnx_ir::builder::Attr::Int(0))],
-    );
-    out.to_string()
+    emit(cx, "Concat", out.to_string(), &refs, vec![attribute("axis", Attr::Int(0))])
 }
 
 fn dim_fixed(v: usize) -> dimension::Value {
@@ -271,16 +264,16 @@ fn dim_n() -> dimension::Value {
     dimension::Value::DimParam("N".into())
 }
 
-fn image_dims(graph: &Graph, c: usize) -> Vec<dimension::Value> {
-    let (_, h, w) = graph.input_shape().as_image().expect("checked image");
+fn image_dims(graph: &Graph) -> Vec<dimension::Value> {
+    let (c, h, w) = graph.input_shape().as_image().expect("checked image");
     vec![dim_n(), dim_fixed(c), dim_fixed(h), dim_fixed(w)]
 }
 
 /// x0, noise, t (and y): the batch's inputs.
-fn batch_inputs(graph: &Graph, c: usize) -> Vec<ValueInfoProto> {
+fn batch_inputs(graph: &Graph) -> Vec<ValueInfoProto> {
     let mut v = vec![
-        value_info(names::X0, DataType::Float, image_dims(graph, c)),
-        value_info(names::NOISE, DataType::Float, image_dims(graph, c)),
+        value_info(names::X0, DataType::Float, image_dims(graph)),
+        value_info(names::NOISE, DataType::Float, image_dims(graph)),
         value_info(INPUT_T, DataType::Float, vec![dim_n()]),
     ];
     if graph.label.is_some() {

@@ -20,15 +20,7 @@ pub(crate) struct Coefficients {
 
 pub(crate) fn coefficients(cx: &mut Lowerer<'_>) -> Coefficients {
     let rows: Vec<String> = names::COEFFICIENT_ROWS.iter().map(|r| format!("coef/{r}:row")).collect();
-    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
-    let ones = cx.b.const_i64(&[1; 5]);
-    cx.b.node(
-        "Split",
-        "coef/split",
-        &[names::COEFFICIENTS, &ones],
-        &refs,
-        vec![attribute("axis", Attr::Int(0))],
-    );
+    split_rows(cx, names::COEFFICIENTS, "coef/split", &rows);
     let per_image: Vec<String> = names::COEFFICIENT_ROWS
         .iter()
         .zip(&rows)
@@ -61,8 +53,7 @@ pub(crate) fn loss(cx: &mut Lowerer<'_>, c: &Coefficients, prediction: &str, ima
     let per_image = reduce_sum(cx, "loss/image_sum".into(), &sq, &[1, 2, 3], true);
     let numel = cx.b.const_f32(&format!("numel{image_numel}"), &[], &[image_numel as f32]);
     let mse = emit(cx, "Div", "loss/image_mse".into(), &[&per_image, &numel], vec![]);
-    let flat = cx.b.const_i64(&[-1]);
-    cx.b.node("Reshape", names::IMAGE_MSE, &[&mse, &flat], &[names::IMAGE_MSE], vec![]);
+    reshape(cx, names::IMAGE_MSE.into(), &mse, &[-1]);
     // sum_i w_i sum_i / numel = 1/2 sum_i (2 w_i / numel) sum_i.
     let weighted = emit(cx, "Mul", "loss/weighted".into(), &[&per_image, &c.grad_scale], vec![]);
     let total =
@@ -75,16 +66,15 @@ pub(crate) fn loss(cx: &mut Lowerer<'_>, c: &Coefficients, prediction: &str, ima
 /// The scalars split from `step_scalars` [5] (rows in [`names::SCALAR_ROWS`] order).
 fn scalars(cx: &mut Lowerer<'_>) -> Vec<String> {
     let outs: Vec<String> = names::SCALAR_ROWS.iter().map(|r| format!("scalar/{r}")).collect();
-    let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
-    let ones = cx.b.const_i64(&[1; 5]);
-    cx.b.node(
-        "Split",
-        "scalar/split",
-        &[names::STEP_SCALARS, &ones],
-        &refs,
-        vec![attribute("axis", Attr::Int(0))],
-    );
+    split_rows(cx, names::STEP_SCALARS, "scalar/split", &outs);
     outs
+}
+
+/// One `Split` node `node` of `input`'s rows (axis 0), one row into each of `outs`.
+fn split_rows(cx: &mut Lowerer<'_>, input: &str, node: &str, outs: &[String]) {
+    let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
+    let ones = cx.b.const_i64(&vec![1; outs.len()]);
+    cx.b.node("Split", node, &[input, &ones], &refs, vec![attribute("axis", Attr::Int(0))]);
 }
 
 /// A float constant named by its value.
@@ -114,15 +104,14 @@ pub(crate) fn optimizer(cx: &mut Lowerer<'_>, recipe: &StepRecipe, grads: &str) 
         vec![attribute("keepdims", Attr::Int(1))],
     );
     let norm = emit(cx, "Sqrt", "clip/norm_f64".into(), &[&sq], vec![]);
-    cx.b.node("Cast", "clip/norm", &[&norm], &["clip/norm"], vec![attribute("to", Attr::Int(1))]);
-    let scalar = cx.b.const_i64(&[]);
-    cx.b.node("Reshape", names::GRAD_NORM, &["clip/norm", &scalar], &[names::GRAD_NORM], vec![]);
+    let norm = emit(cx, "Cast", "clip/norm".into(), &[&norm], vec![attribute("to", Attr::Int(1))]);
+    reshape(cx, names::GRAD_NORM.into(), &norm, &[]);
     let g = if recipe.clip_grad > 0.0 {
         // factor = max_norm / (norm + 1e-6), applied only when below 1 (`clip_grad_norm`).
         let tiny = constant(cx, "clip_eps", 1e-6);
         let max = constant(cx, "clip_max", recipe.clip_grad);
         let one = constant(cx, "one_", 1.0);
-        let denom = emit(cx, "Add", "clip/denom".into(), &["clip/norm", &tiny], vec![]);
+        let denom = emit(cx, "Add", "clip/denom".into(), &[&norm, &tiny], vec![]);
         let factor = emit(cx, "Div", "clip/factor".into(), &[&max, &denom], vec![]);
         let factor = emit(cx, "Min", "clip/factor_at_most_1".into(), &[&factor, &one], vec![]);
         emit(cx, "Mul", "clip/grads".into(), &[grads, &factor], vec![])
@@ -159,7 +148,7 @@ pub(crate) fn optimizer(cx: &mut Lowerer<'_>, recipe: &StepRecipe, grads: &str) 
     let ema_new = e(cx, "Mul", "ema/new", &[&p, ema_keep]);
     let ema = e(cx, "Add", "ema/ema", &[&ema_old, &ema_new]);
     let loss_ok = finite(cx, names::LOSS);
-    let norm_ok = finite(cx, "clip/norm");
+    let norm_ok = finite(cx, &norm);
     let loss_ok = reshape(cx, "guard/loss_finite".into(), &loss_ok, &[1]);
     let ok = e(cx, "And", "guard/finite", &[&loss_ok, &norm_ok]);
     for (new, old, out) in [
