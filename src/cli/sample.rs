@@ -17,7 +17,7 @@ use super::UsageError;
 use crate::base::image_io::{image_png, write_grid, GridLayout};
 use crate::diffusion::{
     class_plan, describe_plan, parse_autoguidance_weight, parse_guidance_scale, NoiseSchedule, Prediction,
-    SampleOptions, Sampler, ScheduleKind,
+    SampleOptions, SamplerKind, ScheduleKind,
 };
 use crate::runtime::Device;
 
@@ -134,10 +134,11 @@ pub fn sizes(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let sampler = match args.sampler {
-        SamplerArg::Ddpm => Sampler::Ddpm,
-        SamplerArg::Ddim => Sampler::Ddim { steps: args.steps, eta: args.eta },
-        SamplerArg::Dpmpp2m => Sampler::DpmSolver2M { steps: args.steps },
-    };
+        SamplerArg::Ddpm => SamplerKind::Ddpm,
+        SamplerArg::Ddim => SamplerKind::Ddim,
+        SamplerArg::Dpmpp2m => SamplerKind::Dpmpp2m,
+    }
+    .with_steps(args.steps, args.eta);
     let t0 = Instant::now();
     let source = ModelSource::open(&args.source_request())?;
     let info = &source.info;

@@ -178,8 +178,7 @@ impl Params {
     fn hash_into(&self, h: &mut sha2::Sha256) {
         use sha2::Digest;
         for t in &self.tensors {
-            let bytes: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
-            h.update(&bytes);
+            h.update(f32_bytes(t.as_slice().expect("parameters are contiguous")));
         }
     }
 

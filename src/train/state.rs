@@ -172,14 +172,19 @@ impl TrainState {
     /// Keeps the EMA weights as the autoguidance guide once the run is at or after (a resumed run
     /// may have been given fewer steps) the guide step.
     pub fn take_guide(&mut self, cfg: &TrainConfig) {
-        if self.guide.is_none() && cfg.guide_step().is_some_and(|g| self.step >= g) {
+        if self.takes_guide_at(cfg, self.step) {
             self.guide = Some(Guide { step: self.step, weights: self.ema.clone() });
         }
     }
 
     /// Whether the step after this one takes the guide (its EMA must be on the host then).
     pub fn takes_guide_next(&self, cfg: &TrainConfig) -> bool {
-        self.guide.is_none() && cfg.guide_step().is_some_and(|g| self.step + 1 >= g)
+        self.takes_guide_at(cfg, self.step + 1)
+    }
+
+    /// Whether step `step` takes the guide: none is kept yet and `step` is at or after the guide step.
+    fn takes_guide_at(&self, cfg: &TrainConfig, step: u64) -> bool {
+        self.guide.is_none() && cfg.guide_step().is_some_and(|g| step >= g)
     }
 }
 

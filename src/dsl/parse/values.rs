@@ -15,13 +15,7 @@ impl Parser<'_> {
     pub(super) fn string(&mut self, s: &Section<'_, '_>, field: &str, required: bool) -> Option<Val<String>> {
         let Some(v) = s.get(field) else {
             if required && !self.suggested.iter().any(|f| f == field) {
-                let span = s.span.clone();
-                self.error(
-                    Diagnostic::error(format!("missing field `{field}`"), span)
-                        .block(s.label.clone())
-                        .field(field)
-                        .expected("a block name, e.g. `output = \"out\"`"),
-                );
+                self.missing(s, field, "a block name, e.g. `output = \"out\"`");
             }
             return None;
         };
@@ -69,11 +63,10 @@ impl Parser<'_> {
                 },
                 FieldDefault::Required if self.suggested.iter().any(|f| f == field) => None,
                 FieldDefault::Required => {
-                    self.error(
-                        Diagnostic::error(format!("missing field `{field}`"), s.span.clone())
-                            .block(s.label.clone())
-                            .field(field)
-                            .expected(format!("`{field} = <integer>` or `{field} = \"<name from [vars]>\"`")),
+                    self.missing(
+                        s,
+                        field,
+                        format!("`{field} = <integer>` or `{field} = \"<name from [vars]>\"`"),
                     );
                     None
                 }
@@ -125,12 +118,7 @@ impl Parser<'_> {
                 FieldDefault::Float(d) => Some(Val::plain(d, s.span.clone())),
                 _ if self.suggested.iter().any(|f| f == field) => None,
                 _ => {
-                    self.error(
-                        Diagnostic::error(format!("missing field `{field}`"), s.span.clone())
-                            .block(s.label.clone())
-                            .field(field)
-                            .expected(format!("`{field} = <number>`")),
-                    );
+                    self.missing(s, field, format!("`{field} = <number>`"));
                     None
                 }
             };
@@ -164,6 +152,16 @@ impl Parser<'_> {
             return None;
         }
         Some(Val::plain(value, v.span()))
+    }
+
+    /// A required field that `s` lacks.
+    fn missing(&mut self, s: &Section<'_, '_>, field: &str, expected: impl Into<String>) {
+        self.error(
+            Diagnostic::error(format!("missing field `{field}`"), s.span.clone())
+                .block(s.label.clone())
+                .field(field)
+                .expected(expected),
+        );
     }
 
     pub(super) fn literal(
@@ -208,11 +206,7 @@ impl Parser<'_> {
                 users.push(label.to_string());
                 return false;
             }
-            let expected = if lo == 1 {
-                format!("a positive integer up to {hi}")
-            } else {
-                format!("an integer from {lo} to {hi}")
-            };
+            let expected = int_range(lo, hi);
             let message = match field == var {
                 true => format!("`{name}` = {} is out of range", v.value),
                 false => format!("`{name}` = {} is out of range for `{field}`", v.value),
@@ -229,11 +223,7 @@ impl Parser<'_> {
         let mut d = Diagnostic::error("the value is out of range", v.span.clone())
             .block(label.to_string())
             .field(field.to_string())
-            .expected(if lo == 1 {
-                format!("a positive integer up to {hi}")
-            } else {
-                format!("an integer from {lo} to {hi}")
-            })
+            .expected(int_range(lo, hi))
             .found(v.value.to_string());
         if let Some((name, _)) = &v.origin {
             d = d.note(format!("`{name}` is {}", v.value));
@@ -245,14 +235,19 @@ impl Parser<'_> {
 
 /// What an integer field takes, for messages: "an integer from 0 to 63 (zeros added on each side)".
 pub(super) fn takes_text(s: &Section<'_, '_>, field: &str, lo: usize, hi: usize) -> String {
-    let range = if lo == 1 {
-        format!("a positive integer up to {hi}")
-    } else {
-        format!("an integer from {lo} to {hi}")
-    };
+    let range = int_range(lo, hi);
     match s.kind.and_then(|k| k.field(field)) {
         Some(spec) => format!("{range} ({})", spec.doc),
         None => range,
+    }
+}
+
+/// The integers `lo..=hi` in words: "a positive integer up to 64", "an integer from 0 to 63".
+fn int_range(lo: usize, hi: usize) -> String {
+    if lo == 1 {
+        format!("a positive integer up to {hi}")
+    } else {
+        format!("an integer from {lo} to {hi}")
     }
 }
 
