@@ -24,7 +24,7 @@
 //! portable versions, which write the same words.
 
 use super::gemm_avx512 as avx512;
-use super::layout::{PackedA, PackedB, Src, Tr, NR, PAIR_STEP, ROW_STEP};
+use super::layout::{PackedA, PackedB, Src, Tile, Tr, NR, PAIR_STEP, ROW_STEP};
 use super::{portable, run_tasks, vector_routines, SendPtr};
 
 /// Rows of the micro-kernel's C tile.
@@ -390,20 +390,6 @@ pub fn packed_matmul(
         }
     };
     run_tasks(tasks, run);
-}
-
-/// One micro-kernel call: C[rows, cols] (+)= A[rows, 2kn] x B[2kn, cols], A's rows `lda` words
-/// apart, B's pairs of k `NR` words apart, C's rows `ldc` floats apart; `add`: C + the product.
-#[derive(Clone, Copy)]
-pub(super) struct Tile {
-    pub(super) kn: usize,
-    pub(super) a: *const u32,
-    pub(super) lda: usize,
-    pub(super) b: *const u32,
-    pub(super) c: *mut f32,
-    pub(super) ldc: usize,
-    pub(super) cols: usize,
-    pub(super) add: bool,
 }
 
 /// C (+)= A x B over the B panels `panels`, blocked for the caches and handed to `tile` (rows,

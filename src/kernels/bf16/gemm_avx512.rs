@@ -11,8 +11,8 @@ pub use x86::*;
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::gemm::{Tile, MR};
-    use super::super::layout::{mask, NR};
+    use super::super::gemm::MR;
+    use super::super::layout::{mask, Tile, NR};
 
     pub use std::arch::x86_64::__m512i as Index;
 
@@ -170,7 +170,7 @@ mod x86 {
 #[cfg(not(target_arch = "x86_64"))]
 mod elsewhere {
     //! Never called: `available()` is false off x86-64, so the portable routines run there.
-    use super::super::gemm::Tile;
+    use super::super::layout::Tile;
 
     /// # Safety
     /// Never called: it exists so the callers compile off x86-64, where `available()` is false.

@@ -72,3 +72,17 @@ pub(super) fn mask(n: usize) -> u16 {
         (1u16 << n) - 1
     }
 }
+
+/// One micro-kernel call: C[rows, cols] (+)= A[rows, 2kn] x B[2kn, cols], A's rows `lda` words
+/// apart, B's pairs of k `NR` words apart, C's rows `ldc` floats apart; `add`: C + the product.
+#[derive(Clone, Copy)]
+pub(super) struct Tile {
+    pub(super) kn: usize,
+    pub(super) a: *const u32,
+    pub(super) lda: usize,
+    pub(super) b: *const u32,
+    pub(super) c: *mut f32,
+    pub(super) ldc: usize,
+    pub(super) cols: usize,
+    pub(super) add: bool,
+}

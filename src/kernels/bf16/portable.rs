@@ -19,9 +19,8 @@
 //! then added to C), so results differ from them only where AMD and Intel order a pair's two
 //! products differently.
 
-use super::gemm::Tile;
 use super::implicit_avx512::{Block, Segment};
-use super::layout::NR;
+use super::layout::{Tile, NR};
 use super::{from_bf16, to_bf16};
 
 /// `acc` + the two products of a bf16 pair, as one `VDPBF16PS` lane.
