@@ -102,6 +102,9 @@ fn main() {
         for (cin, cout, hw) in [(32, 32, 32), (64, 64, 16)] {
             implicit_row(kernel, cin, cout, hw, 2, 21);
         }
+        for (cin, cout, hw) in [(32, 32, 32), (64, 64, 16)] {
+            strided_input_grad_row(kernel, cin, cout, hw, 21);
+        }
         if kernel != Kernel::Amx {
             block_rows_sweep(kernel);
         }
@@ -207,5 +210,39 @@ fn implicit_row(kernel: Kernel, cin: usize, cout: usize, hw: usize, stride: usiz
         flops / fastest / 1e9,
         flops / dw / 1e9,
         pack_w * 1e6
+    );
+}
+
+/// A downsample's input gradient on one image and one thread, GFLOP/s (median): its four
+/// phases as implicit GEMMs (dy packed, the products, dx written), beside W^T dy + col2im (the
+/// bf16 GEMM of `Kernel::best`, as `conv.rs` runs it where the phases do not apply).
+fn strided_input_grad_row(kernel: Kernel, cin: usize, cout: usize, hw: usize, reps: usize) {
+    let Some(grad) = bf16::StridedInputGrad::on(kernel, cin, cout, hw, hw) else { return };
+    let ho = hw / 2;
+    let g = mdc::kernels::conv::ConvGeom { cin, cout, k: 3, stride: 2, pad: 1, h: hw, w: hw, ho, wo: ho };
+    let w: Vec<f32> = (0..cout * cin * 9).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
+    let dy: Vec<f32> = (0..cout * ho * ho).map(|i| ((i * 3 % 7) as f32 - 3.0) / 4.0).collect();
+    let mut dx = vec![0f32; cin * hw * hw];
+    let (mut staged_w, mut wbuf, mut dbuf) = (vec![0f32; w.len()], Vec::new(), Vec::new());
+    let packed_w = grad.pack_weights(&w, &mut staged_w, &mut wbuf);
+    let (mut obuf, mut staging) = (vec![0f32; grad.output_len() + 15], vec![0f32; grad.phase_len()]);
+    let start = obuf.as_ptr().align_offset(64).min(15);
+    let out = &mut obuf[start..start + grad.output_len()];
+    let flops = 2.0 * (cout * cin * 9 * ho * ho) as f64;
+    let phases = median_secs(reps, || {
+        let image = grad.pack_output_grad(&dy, &mut dbuf);
+        grad.run(&packed_w, image, (&mut *out, &mut staging), &mut dx, 1);
+    });
+    let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a thread pool");
+    let mut workers = mdc::kernels::Workers::<f32>::new();
+    workers.precision = bf16::Precision::Bf16;
+    let im2col = one_thread.install(|| {
+        median_secs(reps, || mdc::kernels::conv::input_grad(&mut workers, &g, 1, &w, &dy, &mut dx))
+    });
+    println!(
+        "{:<28} {cout:>5} {cin:>5} {hw:>5} {:>9.1} {:>9.1}   (dx: 4 phases, W^T dy + col2im)",
+        "  stride 2 dx",
+        flops / phases / 1e9,
+        flops / im2col / 1e9
     );
 }

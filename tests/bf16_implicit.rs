@@ -8,7 +8,7 @@
 //! S the fp32 kernel run on |x|, |w|, |dy| and K the reduction length (9 Cin for y, H W for dW).
 
 use mdc::base::rng::Rng;
-use mdc::kernels::bf16::{BlockRows, ImplicitConv, Kernel};
+use mdc::kernels::bf16::{BlockRows, ImplicitConv, Kernel, StridedInputGrad};
 use mdc::kernels::conv;
 use mdc::kernels::Workers;
 
@@ -159,6 +159,96 @@ fn implicit_convs_accumulate_in_fp32() {
         let centre = 1.0 + (h * w - 1) as f32 * small;
         for (i, taps) in dw.chunks_exact(9).enumerate() {
             assert_eq!(taps[4], centre, "{kernel:?}: weight {i}, centre tap");
+        }
+    }
+}
+
+/// dx of one image by `grad` on `threads` rayon tasks, every buffer handed in dirty.
+fn strided_dx(
+    grad: &StridedInputGrad,
+    g: &conv::ConvGeom,
+    w: &[f32],
+    dy: &[f32],
+    threads: usize,
+) -> Vec<f32> {
+    let (mut wbuf, mut dbuf) = (vec![NAN_PAIR; 1 << 16], vec![NAN_PAIR; 1 << 16]);
+    let mut staging_w = vec![f32::NAN; w.len()];
+    let (mut ostore, mut sstore) = (Vec::new(), Vec::new());
+    let packed = grad.pack_weights(w, &mut staging_w, &mut wbuf);
+    let dy_image = grad.pack_output_grad(dy, &mut dbuf);
+    let out = dirty_aligned(&mut ostore, grad.output_len());
+    let staging = dirty_aligned(&mut sstore, grad.phase_len());
+    let mut dx = vec![f32::NAN; g.cin * g.h * g.w];
+    grad.run(&packed, dy_image, (out, staging), &mut dx, threads);
+    dx
+}
+
+/// The fp32 conv kernel's dx of a conv (im2col: W^T dy, then col2im).
+fn fp32_dx(g: &conv::ConvGeom, x: &[f32], w: &[f32], dy: &[f32]) -> Vec<f32> {
+    let mut wk = Workers::<f32>::new();
+    let (mut dx, mut dw, mut db) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; g.cout]);
+    conv::backward(&mut wk, g, 1, x, w, dy, Some(&mut dx), &mut dw, &mut db);
+    dx
+}
+
+#[test]
+fn strided_input_gradients_on_every_kernel_are_within_the_rounding_bound() {
+    // downsamples to 1x1 and to odd sizes, wide rows (more than one position block), dy with 16
+    // or 17 channels (the fewest that run implicitly: 8 or 9 pairs) and dx with fewer than 16
+    // (a single zmm of output channels) or more than 32 (two panels)
+    let cases =
+        [(16, 16, 8, 8), (40, 24, 6, 10), (33, 17, 2, 2), (32, 64, 16, 16), (8, 40, 4, 70), (5, 32, 6, 6)];
+    for kernel in kernels() {
+        let mut worst = 0f64;
+        for (c, &(cin, cout, h, w)) in cases.iter().enumerate() {
+            let g = geom(cin, cout, h, w, 2);
+            let Some(grad) = StridedInputGrad::on(kernel, cin, cout, h, w) else {
+                assert_eq!(kernel, Kernel::Amx, "{kernel:?}: dy with 8+ channel pairs runs implicitly");
+                continue;
+            };
+            let mut rng = Rng::new(c as u64 + 200);
+            let x = random(&mut rng, cin * h * w);
+            let wt = random(&mut rng, cout * cin * 9);
+            let dy = random(&mut rng, cout * g.ho * g.wo);
+            let want = fp32_dx(&g, &x, &wt, &dy);
+            let s = fp32_dx(&g, &x, &abs(&wt), &abs(&dy));
+            let got = strided_dx(&grad, &g, &wt, &dy, 1);
+            let what = format!("{kernel:?} dx of {cin}->{cout} at {h}x{w}, stride 2");
+            // each element sums at most 4 taps of every channel of dy
+            worst = worst.max(check(&what, &got, &want, &s, 4 * cout));
+            let split = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+            let threaded = split.install(|| strided_dx(&grad, &g, &wt, &dy, 3));
+            assert_eq!(threaded, got, "{what}: split over 3 threads differs from 1");
+            let reblocked = grad.with_block_rows(BlockRows { forward: 5, weight_grad: 7 });
+            assert_eq!(strided_dx(&reblocked, &g, &wt, &dy, 1), got, "{what}: blocks of 5 rows differ");
+        }
+        if kernel != Kernel::Amx {
+            assert!(
+                worst > 1e-3,
+                "{kernel:?}: results are no different from fp32 (worst {worst} of the bound)"
+            );
+        }
+    }
+    // too few channels in dy to pay, and not on AMX: dx stays with im2col
+    assert!(StridedInputGrad::on(Kernel::Portable, 32, 14, 8, 8).is_none());
+    assert!(StridedInputGrad::on(Kernel::Portable, 32, 32, 7, 8).is_none());
+}
+
+#[test]
+fn strided_input_gradients_accumulate_in_fp32() {
+    // dx at (1, 1) (odd row and column) sums 4 taps of all 64 channels of dy: one 1 and 255 of
+    // 2^-9; exact in fp32, 10 significant bits that a bf16 sum (8) cannot hold
+    let (cin, cout, h, w) = (16, 64, 4, 4);
+    let small = 2f32.powi(-9);
+    for kernel in kernels() {
+        let Some(grad) = StridedInputGrad::on(kernel, cin, cout, h, w) else { continue };
+        let g = geom(cin, cout, h, w, 2);
+        let mut dy = vec![small; cout * 2 * 2];
+        dy[0] = 1.0;
+        let dx = strided_dx(&grad, &g, &vec![1f32; cout * cin * 9], &dy, 1);
+        let want = 1.0 + (4 * cout - 1) as f32 * small;
+        for c in 0..cin {
+            assert_eq!(dx[c * h * w + w + 1], want, "{kernel:?}: channel {c}");
         }
     }
 }

@@ -89,9 +89,10 @@ fn conv_forward_and_gradients_in_bf16_are_within_the_rounding_bound() {
         geom(16, 64, 3, 1, 1, 6),
         geom(64, 17, 3, 1, 1, 9),
         // stride-2 downsamples with 8+ channel pairs: forward and dW implicit on the phase grids,
-        // dx by col2im
+        // dx by its four phases (dy with 8+ pairs), or by col2im (fewer)
         geom(32, 32, 3, 2, 1, 8),
         geom(40, 17, 3, 2, 1, 6),
+        geom(32, 8, 3, 2, 1, 8),
     ];
     let mut worst = 0f64;
     // three images (split across the workers), and one (its products split across the threads)

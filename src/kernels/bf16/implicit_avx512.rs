@@ -90,16 +90,17 @@ pub(super) unsafe fn zmm_block(blk: &Block, segments: &[Segment]) {
     imp::block_any(blk, segments)
 }
 
-/// out[j, co] = sum over taps and the first `live_pairs` channel pairs of the image rows
+/// out[j, co] = sum over the packed taps `taps` (all 9 for a conv; a stride-2 conv's input
+/// gradient runs a few at a time) and the first `live_pairs` channel pairs of the image rows
 /// shifted by the tap x the packed weights, for the positions `range` and every output channel
 /// (columns past `weights.n` in the last panel may be left unwritten), in register blocks each
 /// handed to `block` ([`zmm_block`] or the portable one): per panel of 32 output channels (one
-/// zmm where it holds 16 or fewer), `block_rows` positions at a time, the 9 taps as 9 segments
+/// zmm where it holds 16 or fewer), `block_rows` positions at a time, one segment per tap
 /// whose A starts `g.taps[tap]` image rows further on.
 ///
 /// # Safety
 /// `block` runs on this CPU; `image` and `out` have the lengths `ImplicitConv` gives them for
-/// this geometry, `weights` has k = 9 * pairs, `live_pairs <= g.pairs`.
+/// this geometry, `weights` has k = 9 * pairs, `live_pairs <= g.pairs`, `taps` within 0..9.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn forward_blocks(
     g: &ForwardGeometry,
@@ -107,27 +108,32 @@ pub(super) unsafe fn forward_blocks(
     live_pairs: usize,
     image: *const u32,
     out: *mut f32,
-    range: Range<usize>,
+    (range, taps): (Range<usize>, Range<usize>),
     block_rows: usize,
     block: impl Fn(&Block, &[Segment]),
 ) {
     assert!((1..=12).contains(&block_rows), "register blocks of 1 to 12 rows");
+    assert!(taps.end <= 9 && !taps.is_empty(), "packed taps {taps:?} of 9");
     let kp = weights.kp;
     debug_assert!(kp == 9 * g.pairs && live_pairs <= g.pairs && g.out_stride.is_multiple_of(NR));
+    let none = Segment { a: std::ptr::null(), b: std::ptr::null() };
     for jp in 0..weights.n.div_ceil(NR) {
         let z = if weights.n - jp * NR > 16 { 2 } else { 1 };
         let panel = weights.data.as_ptr().add(jp * kp * NR);
         let mut j = range.start;
         while j < range.end {
             let rows = block_rows.min(range.end - j);
-            let segments: [Segment; 9] = std::array::from_fn(|tap| Segment {
-                a: image.wrapping_add((j + g.taps[tap]) * g.pairs),
-                b: panel.wrapping_add(tap * g.pairs * NR),
-            });
+            let mut segments = [none; 9];
+            for (segment, tap) in segments.iter_mut().zip(taps.clone()) {
+                *segment = Segment {
+                    a: image.wrapping_add((j + g.taps[tap]) * g.pairs),
+                    b: panel.wrapping_add(tap * g.pairs * NR),
+                };
+            }
             let c = out.add(j * g.out_stride + jp * NR);
             let blk =
                 Block { rows, z, kn: live_pairs, lda: g.pairs, ldb: NR, c, ldc: g.out_stride, add: false };
-            block(&blk, &segments);
+            block(&blk, &segments[..taps.len()]);
             j += rows;
         }
     }

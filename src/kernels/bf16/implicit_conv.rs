@@ -308,18 +308,34 @@ impl ImplicitConv {
     /// weights, the position blocks split over `threads` rayon tasks. Start `out` on a 64-byte
     /// line (see the module's note on tile loads): any other start is correct but slower.
     pub fn run(&self, weights: &PackedB, image: &[u32], out: &mut [f32], threads: usize) {
+        let shifts = std::array::from_fn(|tap| {
+            let (phase, shift) = self.tap_phase_and_shift(tap);
+            phase * self.phase_positions() + shift
+        });
+        self.run_taps(weights, image, out, threads, (shifts, 0..9));
+    }
+
+    /// [`Self::run`] on the packed taps `taps` only (their weights' k), packed tap t reading
+    /// the image `shifts[t]` rows on, which must be a shift of this conv: the input gradient of
+    /// a stride-2 conv (`strided_input_grad.rs`) packs its four phases' taps as one kernel of
+    /// nine and runs a few at a time. AMX runs all nine or none.
+    pub(super) fn run_taps(
+        &self,
+        weights: &PackedB,
+        image: &[u32],
+        out: &mut [f32],
+        threads: usize,
+        (shifts, taps): ([usize; 9], std::ops::Range<usize>),
+    ) {
         assert!(weights.n == self.cout && weights.kp == 9 * self.pairs());
         assert!(image.len() == self.grid_positions() * self.pairs() && out.len() == self.output_len());
+        let within_grid = self.grid_positions() - self.positions();
+        assert!(taps.end <= 9 && !taps.is_empty() && shifts[taps.clone()].iter().all(|&s| s <= within_grid));
+        assert!(self.kernel != Kernel::Amx || taps == (0..9), "AMX runs all nine taps");
         let blocks = self.positions() / POSITION_BLOCK;
         let tasks = threads.clamp(1, blocks);
-        let geometry = super::amx::ForwardGeometry {
-            pairs: self.pairs(),
-            taps: std::array::from_fn(|tap| {
-                let (phase, shift) = self.tap_phase_and_shift(tap);
-                phase * self.phase_positions() + shift
-            }),
-            out_stride: self.cout_padded(),
-        };
+        let geometry =
+            super::amx::ForwardGeometry { pairs: self.pairs(), taps: shifts, out_stride: self.cout_padded() };
         let (out, live_pairs) = (SendPtr(out.as_mut_ptr()), self.cin.div_ceil(2));
         let register_block = self.register_block();
         let task = |t: usize| {
@@ -336,7 +352,7 @@ impl ImplicitConv {
                         live_pairs,
                         image.as_ptr(),
                         out.get(),
-                        range,
+                        (range, taps.clone()),
                         self.block_rows.forward,
                         |blk, segments| block(blk, segments),
                     ),

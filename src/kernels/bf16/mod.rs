@@ -10,12 +10,14 @@ mod implicit_avx512;
 mod implicit_conv;
 pub mod layout;
 mod portable;
+mod strided_input_grad;
 mod transpose;
 
 pub use gemm::{matmul, pack_a, pack_b, packed_matmul, Kernel, KernelAsked, PairPacker, RowPacker};
 pub use implicit_avx512::BlockRows;
 pub use implicit_conv::ImplicitConv;
 pub use layout::{PackedA, Src};
+pub use strided_input_grad::StridedInputGrad;
 
 use std::fmt;
 

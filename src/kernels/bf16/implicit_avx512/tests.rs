@@ -67,17 +67,31 @@ fn forward_blocks_compute_the_layouts_sums_and_write_only_their_range() {
         let image = &image_words;
         let weights = small_pairs(out_stride / NR * kp * NR, 2);
         let packed = PackedB { n, kp, data: &weights };
-        // the default blocks of 12 rows, and ragged blocks of 5
-        for ((name, block), rows) in blocks().into_iter().flat_map(|b| [(b, FWD_ROWS), (b, 5)]) {
+        // the default blocks of 12 rows, and ragged blocks of 5; all nine taps, and a few (as a
+        // stride-2 conv's input gradient runs them)
+        let runs = blocks()
+            .into_iter()
+            .flat_map(|b| [(b, FWD_ROWS, 0..9), (b, 5, 0..9), (b, 12, 5..9), (b, 7, 1..3)]);
+        for ((name, block), rows, taps) in runs {
             let sentinel = -1e30f32;
             let mut out = vec![sentinel; (range.end + 32) * out_stride];
             let (image, out_ptr) = (image.as_ptr(), out.as_mut_ptr());
             // SAFETY: the buffers cover every read (grid positions) and write (rows of range)
             unsafe {
-                forward_blocks(&g, &packed, live, image, out_ptr, range.clone(), rows, |b, s| {
-                    assert!(b.rows <= rows, "a block of {} rows, asked for {rows}", b.rows);
-                    block(b, s)
-                })
+                forward_blocks(
+                    &g,
+                    &packed,
+                    live,
+                    image,
+                    out_ptr,
+                    (range.clone(), taps.clone()),
+                    rows,
+                    |b, s| {
+                        assert!(b.rows <= rows, "a block of {} rows, asked for {rows}", b.rows);
+                        assert_eq!(s.len(), taps.len(), "a segment per tap");
+                        block(b, s)
+                    },
+                )
             };
             let image = &image_words;
             for (j, row_out) in out.chunks_exact(out_stride).enumerate() {
@@ -94,13 +108,16 @@ fn forward_blocks_compute_the_layouts_sums_and_write_only_their_range() {
                         continue;
                     }
                     let mut want = 0f32;
-                    for tap in 0..9 {
+                    for tap in taps.clone() {
                         let a = &image[(j + tap / 3 * row + tap % 3) * pairs..];
                         for (p, &a) in a[..live].iter().enumerate() {
                             want += dot(a, weights[(panel * kp + tap * pairs + p) * NR + col]);
                         }
                     }
-                    assert_eq!(got, want, "{name}: out[{j}, {co}] (pairs {pairs}, live {live}, row {row})");
+                    assert_eq!(
+                        got, want,
+                        "{name}: out[{j}, {co}] (pairs {pairs}, live {live}, row {row}, taps {taps:?})"
+                    );
                 }
             }
         }
