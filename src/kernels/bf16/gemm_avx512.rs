@@ -9,11 +9,18 @@ pub use x86::*;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    #[cfg(not(feature = "zmm-model"))]
     use std::arch::x86_64::*;
+
+    #[cfg(feature = "zmm-model")]
+    use super::super::zmm_model::*;
 
     use super::super::gemm::MR;
     use super::super::layout::{mask, Tile, NR};
 
+    #[cfg(feature = "zmm-model")]
+    pub use super::super::zmm_model::__m512i as Index;
+    #[cfg(not(feature = "zmm-model"))]
     pub use std::arch::x86_64::__m512i as Index;
 
     /// Words of `out` = pairs of `src` converted to bf16 (a zero pads an odd length).
@@ -22,7 +29,7 @@ mod x86 {
     /// The CPU has AVX512F, AVX512BW and AVX512_BF16 ([`crate::kernels::bf16::available`]: callers
     /// check it); `out` holds `src.len().div_ceil(2)` words (loads and stores are
     /// masked to those lengths).
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f,avx512bw,avx512bf16"))]
     pub unsafe fn convert_row(src: &[f32], out: &mut [u32]) {
         let k = src.len();
         debug_assert_eq!(out.len(), k.div_ceil(2));
@@ -44,7 +51,7 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX512F, AVX512BW and AVX512_BF16 ([`crate::kernels::bf16::available`]: callers
     /// check it).
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f,avx512bw,avx512bf16"))]
     pub unsafe fn pair_index() -> __m512i {
         let idx: [u16; 32] =
             std::array::from_fn(|i| if i % 2 == 0 { (i / 2) as u16 } else { (16 + i / 2) as u16 });
@@ -59,7 +66,7 @@ mod x86 {
     /// check it); `r0` (and `r1` when given) are readable for `cols` (<= NR) floats,
     /// and `out` is writable for NR words (stores are full, loads masked).
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f,avx512bw,avx512bf16"))]
     pub unsafe fn interleave_pair(
         r0: *const f32,
         r1: Option<*const f32>,
@@ -82,7 +89,7 @@ mod x86 {
     /// The CPU has AVX512F, AVX512BW, AVX512VL and AVX512_BF16
     /// ([`crate::kernels::bf16::available`]); `src` is readable and `out` writable for `n` elements
     /// (loads and stores are masked to `n`).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16"))]
     pub unsafe fn convert_plain(src: *const f32, n: usize, out: *mut u16) {
         for j in (0..n).step_by(16) {
             let m = mask(n - j);
@@ -99,7 +106,7 @@ mod x86 {
     /// The CPU has AVX512F, AVX512BW and AVX512_BF16 ([`crate::kernels::bf16::available`]: callers
     /// check it); `b` holds rows `0..k` of columns `j0..j0 + cols` at stride `ld`
     /// (`Src::check` bounds them), `cols` <= NR, and `panel` holds `k.div_ceil(2) * NR` words.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f,avx512bw,avx512bf16"))]
     pub unsafe fn interleave_panel(
         k: usize,
         b: &[f32],
@@ -121,7 +128,7 @@ mod x86 {
     ///
     /// # Safety
     /// As [`tile`], with `rows` in `1..=MR`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f,avx512bw,avx512bf16"))]
     pub unsafe fn tile_any(rows: usize, t: &Tile) {
         macro_rules! dispatch {
             ($($r:literal)*) => {
@@ -143,7 +150,7 @@ mod x86 {
     /// `t.b` for `t.kn` rows of NR words, and `t.c` writable for `R` rows of `t.cols` floats at
     /// stride `t.ldc` (the stores are masked to `cols`).
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f,avx512bw,avx512bf16"))]
     unsafe fn tile<const R: usize>(t: &Tile) {
         let Tile { kn, a, lda, b, c, ldc, cols, add } = *t;
         let mut acc = [[_mm512_setzero_ps(); 2]; R];

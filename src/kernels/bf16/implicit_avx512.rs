@@ -30,7 +30,7 @@
 use std::ops::Range;
 
 use super::amx::{ForwardGeometry, WeightGradGeometry};
-use super::layout::{PackedB, NR};
+use super::layout::{Block, PackedB, Segment, NR};
 
 /// Rows (output positions) of the forward's register block.
 pub(super) const FWD_ROWS: usize = 12;
@@ -58,28 +58,6 @@ impl BlockRows {
 /// Pairs of k per cache block of the weight gradient: a block of B (32 channels) is at most
 /// 16 KiB, half of Zen 4's L1.
 const WG_KC: usize = 128;
-
-/// One stretch of a register block's products: A's row r at `a + r * lda` (one word per pair
-/// of k), B's pair p at `b + p * ldb` (16 Z words).
-#[derive(Clone, Copy)]
-pub(super) struct Segment {
-    pub(super) a: *const u32,
-    pub(super) b: *const u32,
-}
-
-/// One register block: C[rows, 16 z columns] (+ C when `add`) = the sum over its segments of
-/// A[rows, 2 kn] x B[2 kn, 16 z columns], C's row r at `c + r * ldc`.
-#[derive(Clone, Copy)]
-pub(super) struct Block {
-    pub(super) rows: usize,
-    pub(super) z: usize,
-    pub(super) kn: usize,
-    pub(super) lda: usize,
-    pub(super) ldb: usize,
-    pub(super) c: *mut f32,
-    pub(super) ldc: usize,
-    pub(super) add: bool,
-}
 
 /// The zmm register block: C[rows, 16 z columns] (+ C when `add`) = the sum over the segments
 /// of A x B, on `VDPBF16PS`.
@@ -193,14 +171,18 @@ pub(super) unsafe fn weight_grad_blocks(
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
+    #[cfg(not(feature = "zmm-model"))]
     use std::arch::x86_64::*;
 
-    use super::{Block, Segment};
+    #[cfg(feature = "zmm-model")]
+    use super::super::zmm_model::*;
+
+    use super::super::layout::{Block, Segment};
 
     /// The register block for R rows and Z zmm of columns: R x Z accumulators, per pair of k Z
     /// loads of B and R broadcasts of A.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f,avx512bw,avx512bf16"))]
     unsafe fn block<const R: usize, const Z: usize>(blk: &Block, segments: &[Segment]) {
         let Block { kn, lda, ldb, c, ldc, add, .. } = *blk;
         let mut acc = [[_mm512_setzero_ps(); Z]; R];
@@ -232,7 +214,7 @@ mod imp {
     ///
     /// # Safety
     /// The CPU has AVX512_BF16; the block's operands are readable and C writable.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f,avx512bw,avx512bf16"))]
     pub unsafe fn block_any(blk: &Block, segments: &[Segment]) {
         macro_rules! dispatch {
             ($($r:literal)*) => {
@@ -250,7 +232,7 @@ mod imp {
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
     //! Never called: `available()` is false off x86-64 and `ImplicitConv` checks it.
-    use super::{Block, Segment};
+    use super::super::layout::{Block, Segment};
 
     pub unsafe fn block_any(_: &Block, _: &[Segment]) {
         unreachable!("bf16 kernels need x86-64")

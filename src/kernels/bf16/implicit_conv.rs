@@ -24,8 +24,8 @@
 //!   and at odd positions, so any shift is whole rows of one of the two.
 
 use super::gemm::{convert_plain, words};
-use super::implicit_avx512::{Block, BlockRows, Segment};
-use super::layout::{PackedB, NR, PAIR_STEP, ROW_STEP};
+use super::implicit_avx512::BlockRows;
+use super::layout::{Block, PackedB, Segment, NR, PAIR_STEP, ROW_STEP};
 use super::portable::pair;
 use super::transpose;
 use super::{run_tasks, Kernel, SendPtr};

@@ -86,3 +86,26 @@ pub(super) struct Tile {
     pub(super) cols: usize,
     pub(super) add: bool,
 }
+
+/// One stretch of an implicit conv's register block (the zmm one in `implicit_avx512.rs`, the
+/// portable one): A's row r at `a + r * lda` (one word per pair of k), B's pair p at
+/// `b + p * ldb` (16 Z words).
+#[derive(Clone, Copy)]
+pub(super) struct Segment {
+    pub(super) a: *const u32,
+    pub(super) b: *const u32,
+}
+
+/// One register block: C[rows, 16 z columns] (+ C when `add`) = the sum over its segments of
+/// A[rows, 2 kn] x B[2 kn, 16 z columns], C's row r at `c + r * ldc`.
+#[derive(Clone, Copy)]
+pub(super) struct Block {
+    pub(super) rows: usize,
+    pub(super) z: usize,
+    pub(super) kn: usize,
+    pub(super) lda: usize,
+    pub(super) ldb: usize,
+    pub(super) c: *mut f32,
+    pub(super) ldc: usize,
+    pub(super) add: bool,
+}

@@ -12,6 +12,8 @@ pub mod layout;
 mod portable;
 mod strided_input_grad;
 mod transpose;
+#[cfg(feature = "zmm-model")]
+mod zmm_model;
 
 pub use gemm::{matmul, pack_a, pack_b, packed_matmul, Kernel, KernelAsked, PairPacker, RowPacker};
 pub use implicit_avx512::BlockRows;
@@ -132,6 +134,10 @@ impl fmt::Display for Precision {
 /// Whether this CPU has the instructions the bf16 kernels use (checked at run time, so the
 /// binary stays portable: without them only the portable kernel runs).
 pub fn available() -> bool {
+    // the zmm routines run on a software model of the instructions (tests on any CPU)
+    if cfg!(feature = "zmm-model") {
+        return true;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")

@@ -19,13 +19,12 @@
 //! then added to C), so results differ from them only where AMD and Intel order a pair's two
 //! products differently.
 
-use super::implicit_avx512::{Block, Segment};
-use super::layout::{Tile, NR};
+use super::layout::{Block, Segment, Tile, NR};
 use super::{from_bf16, to_bf16};
 
 /// `acc` + the two products of a bf16 pair, as one `VDPBF16PS` lane.
 #[inline(always)]
-fn dot_pair(acc: f32, a: u32, b: u32) -> f32 {
+pub(super) fn dot_pair(acc: f32, a: u32, b: u32) -> f32 {
     let acc = flush(acc + from_bf16((a >> 16) as u16) * from_bf16((b >> 16) as u16));
     flush(acc + from_bf16(a as u16) * from_bf16(b as u16))
 }

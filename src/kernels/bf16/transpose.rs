@@ -68,7 +68,11 @@ pub unsafe fn pair_and_transpose(
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
+    #[cfg(not(feature = "zmm-model"))]
     use std::arch::x86_64::*;
+
+    #[cfg(feature = "zmm-model")]
+    use super::super::zmm_model::*;
 
     use super::super::layout::mask;
 
@@ -131,7 +135,7 @@ mod imp {
     /// `src(i)` is readable for `lanes` (<= 16) words for every i < `rows` (<= 16); the loads are
     /// masked to `lanes`.
     #[inline]
-    #[target_feature(enable = "avx512f")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f"))]
     unsafe fn load_block(rows: usize, lanes: usize, src: impl Fn(usize) -> *const u32) -> [__m512i; 16] {
         let m = mask(lanes);
         let mut r = [_mm512_setzero_si512(); 16];
@@ -145,7 +149,7 @@ mod imp {
     ///
     /// # Safety
     /// The CPU has AVX512F; as [`super::transpose_block`] (loads and stores are masked).
-    #[target_feature(enable = "avx512f")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f"))]
     pub unsafe fn transpose_block(
         rows: usize,
         lanes: usize,
@@ -164,7 +168,7 @@ mod imp {
     ///
     /// # Safety
     /// The CPU has AVX512F; as [`super::transpose_block_bias`] (loads and stores are masked).
-    #[target_feature(enable = "avx512f")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f"))]
     pub unsafe fn transpose_block_bias(
         rows: usize,
         lanes: usize,
@@ -189,7 +193,7 @@ mod imp {
     /// # Safety
     /// The CPU has AVX512F, AVX512BW and AVX512_BF16; as [`super::pair_and_transpose`] (loads and
     /// stores are masked).
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[cfg_attr(not(feature = "zmm-model"), target_feature(enable = "avx512f,avx512bw,avx512bf16"))]
     pub unsafe fn pair_and_transpose(
         pairs: usize,
         n: usize,
