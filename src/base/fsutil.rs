@@ -25,6 +25,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// [`write_atomic`], its error naming the file ("cannot write PATH: why"), as every command that
+/// writes a file reports it.
+pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

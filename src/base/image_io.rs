@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use image::{ImageBuffer, ImageFormat, Luma, Rgb};
 use ndarray::{Array4, ArrayView3, Axis};
 
@@ -69,8 +69,7 @@ pub fn image_png(image: ArrayView3<f32>) -> anyhow::Result<Vec<u8>> {
 /// Writes a grid PNG atomically.
 pub fn write_grid(path: &Path, images: &Array4<f32>, layout: GridLayout) -> anyhow::Result<()> {
     let bytes = grid_png(images, layout)?;
-    crate::base::fsutil::write_atomic(path, &bytes)
-        .with_context(|| format!("cannot write {}", path.display()))
+    crate::base::fsutil::write_file(path, &bytes)
 }
 
 fn encode(pixels: Vec<u8>, w: usize, h: usize, channels: usize) -> anyhow::Result<Vec<u8>> {

@@ -30,8 +30,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let step = train_step::compile(&model.graph, &step_recipe(&recipe.config))
         .with_context(|| format!("cannot compile the training step of {name}"))?;
     let bytes = step.encode_to_vec();
-    crate::base::fsutil::write_atomic(&args.output, &bytes)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    crate::base::fsutil::write_file(&args.output, &bytes)?;
     let layout = FlatLayout::of(&model.graph);
     let nodes = step.graph.as_ref().map_or(0, |g| g.node.len());
     println!(

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::base::fsutil::write_atomic;
+use crate::base::fsutil::write_file;
 use crate::base::safetensors_out::safetensors_bytes;
 use crate::data::{DataSource, Dataset};
 use crate::model;
@@ -112,7 +112,7 @@ fn data_files(
 
 /// Writes `bytes` to `path` atomically; the error names the file.
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    write_file(path, bytes)
 }
 
 fn absolute(p: &Path) -> String {

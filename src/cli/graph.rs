@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::Context;
 
-use crate::base::fsutil::write_atomic;
+use crate::base::fsutil::write_file;
 use crate::check::dot;
 use crate::model;
 
@@ -34,13 +34,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let wants_svg_only = out.extension().is_some_and(|e| e == "svg");
     if !wants_svg_only {
-        write_atomic(out, text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+        write_file(out, text.as_bytes())?;
         eprintln!("wrote {}", out.display());
     }
     let svg = out.with_extension("svg");
     match render_svg(&text)? {
         Some(bytes) => {
-            write_atomic(&svg, &bytes).with_context(|| format!("cannot write {}", svg.display()))?;
+            write_file(&svg, &bytes)?;
             eprintln!("wrote {}", svg.display());
         }
         None if wants_svg_only => {

@@ -198,8 +198,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (i, img) in images.axis_iter(Axis(0)).enumerate() {
             let p = dir.join(format!("sample-{i:03}.png"));
-            crate::base::fsutil::write_atomic(&p, &image_png(img)?)
-                .with_context(|| format!("cannot write {}", p.display()))?;
+            crate::base::fsutil::write_file(&p, &image_png(img)?)?;
         }
     }
     println!(

@@ -41,8 +41,7 @@ impl LossLog {
                 }
             }
         }
-        crate::base::fsutil::write_atomic(path, text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::base::fsutil::write_file(path, text.as_bytes())?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(path)

@@ -226,8 +226,7 @@ pub fn train(job: TrainJob) -> anyhow::Result<TrainOutcome> {
     let rows = read_loss_log(&log_path)?;
     let points: Vec<(u64, f64)> = rows.iter().map(|r| (r.step, r.loss)).collect();
     let title = format!("{}: training loss, batch {}, lr {:e}", job.model_name, cfg.batch, cfg.lr);
-    crate::base::fsutil::write_atomic(&plot_path, loss_svg(&points, &title).as_bytes())
-        .with_context(|| format!("cannot write {}", plot_path.display()))?;
+    crate::base::fsutil::write_file(&plot_path, loss_svg(&points, &title).as_bytes())?;
 
     let samples = if end == cfg.steps && cfg.samples > 0 {
         let path = job.out_dir.join(SAMPLES_FILE);
