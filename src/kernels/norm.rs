@@ -3,7 +3,7 @@
 //! kept for the SiLU's backward: they are recomputed from x and the saved statistics).
 //! Forward saves mean and 1/std per (image, group) for the backward.
 
-use super::activation::{sigmoid, silu_grad};
+use super::activation::{silu_affine, silu_grad_affine};
 use super::{sum_map, sum_zip};
 use crate::kernels::real::Real;
 use crate::kernels::workspace::{sized, Workers};
@@ -84,10 +84,7 @@ fn forward_images<T: Real>(
                 let a = rstd * gamma[c];
                 let b = beta[c] - mean * a;
                 if silu {
-                    for (o, &v) in yc.iter_mut().zip(xc) {
-                        let z = v * a + b;
-                        *o = z * sigmoid(z);
-                    }
+                    silu_affine(yc, xc, a, b);
                 } else {
                     for (o, &v) in yc.iter_mut().zip(xc) {
                         *o = v * a + b;
@@ -178,9 +175,7 @@ fn backward_images<T: Real>(
                 if silu {
                     let a = rstd * gamma[ch];
                     let b = beta[ch] - mean * a;
-                    for (d, &v) in dyn_[r.clone()].iter_mut().zip(xc) {
-                        *d *= silu_grad(v * a + b);
-                    }
+                    silu_grad_affine(&mut dyn_[r.clone()], xc, a, b);
                 }
                 let dc = &dyn_[r];
                 let sd = sum_map(dc, |v| v);
