@@ -3,7 +3,7 @@
 # (an AMD Zen 4/5, or an Intel Xeon with AMX, such as a GPU host's 16 cores). No Rust toolchain
 # is needed there: the binaries are built here and carried.
 #
-#   scripts/cpu-check.sh --build   # here: cpu-bin/{mdc,tests,lib-tests,gemm}, stripped (ignored by git)
+#   scripts/cpu-check.sh --build   # here: cpu-bin/{mdc,tests,lib-tests,gemm,norm}, stripped (ignored by git)
 #   scripts/cpu-check.sh           # there: everything below, logged to $OUT/cpu-check.log
 #
 #   1. the CPU (lscpu), and which bf16 kernels it runs;
@@ -13,7 +13,8 @@
 #      (forward batch 8, training step batch 32) per bf16 kernel, alternating with PyTorch's
 #      autocast bf16 and fp32 (scripts/torch_unet_bench.py), three rounds; one MDC_PROFILE run each;
 #   4. the bf16 matrix-product rate on the same two cores (`gemm` bench: mdc's kernels on 2048^3
-#      and the model's shapes, with the register-block sweep; PyTorch's bf16 matmul beside it);
+#      and the model's shapes, with the register-block sweep; PyTorch's bf16 matmul beside it),
+#      and GroupNorm + SiLU (`norm` bench) there;
 #   5. threads 1, 2, 4, 8, 16 (as many as the machine has), fp32 and bf16, beside PyTorch at the
 #      same thread count, each pinned to that many cores.
 # The ratios and GFLOP/s of the bar are read off the log (docs/experiments/benchmarks.md says how).
@@ -30,6 +31,7 @@ if [[ "${1:-}" == "--build" ]]; then
   cp "$(cargo test --release --test tests --no-run --message-format=json 2>/dev/null | exe)" cpu-bin/tests
   cp "$(cargo test --release --lib --no-run --message-format=json 2>/dev/null | exe)" cpu-bin/lib-tests
   cp "$(cargo bench --bench gemm --no-run --message-format=json 2>/dev/null | exe)" cpu-bin/gemm
+  cp "$(cargo bench --bench norm --no-run --message-format=json 2>/dev/null | exe)" cpu-bin/norm
   strip cpu-bin/*
   ls -la cpu-bin && du -sh cpu-bin
   exit 0
@@ -39,7 +41,7 @@ LOG=${OUT:-/tmp}/cpu-check.log
 exec > >(tee "$LOG") 2>&1
 step() { echo; echo "=== $* ($(date +%T))"; }
 BIN=cpu-bin
-for b in mdc tests lib-tests gemm; do
+for b in mdc tests lib-tests gemm norm; do
   [[ -x $BIN/$b ]] || { echo "missing $BIN/$b: run scripts/cpu-check.sh --build where cargo is, and carry cpu-bin"; exit 1; }
 done
 MODEL=models/unet-rgb32.toml
@@ -112,6 +114,9 @@ for n in (2048, 4096):
     t.sort()
     print(f"torch bf16 matmul {n}^3, 2 threads: {2 * n**3 / t[2] / 1e9:.0f} GFLOP/s (median of 5)", flush=True)
 EOF
+
+step "GroupNorm + SiLU on two cores (per step of the model at batch 32)"
+$two env RAYON_NUM_THREADS=2 timeout 120 "$BIN/norm" --bench | tail -n 2
 
 step "threads: mdc fp32 and bf16 beside PyTorch, each pinned to as many cores"
 for n in 1 2 4 8 16; do
