@@ -9,7 +9,7 @@ use mdc::kernels::norm::{self, GroupNormGeom};
 use mdc::kernels::Workers;
 
 /// Median and fastest of 31 runs, ms.
-fn median_ms(mut f: impl FnMut()) -> [f64; 2] {
+fn median_and_fastest_ms(mut f: impl FnMut()) -> [f64; 2] {
     f();
     let mut t: Vec<f64> = (0..31)
         .map(|_| {
@@ -50,12 +50,13 @@ fn main() {
         let gamma: Vec<f32> = (0..channels).map(|c| 1.0 + c as f32 / 1000.0).collect();
         let beta: Vec<f32> = (0..channels).map(|c| c as f32 / 500.0).collect();
         let (mut y, mut stats) = (vec![0f32; len], vec![0f32; batch * 16]);
-        let fwd =
-            median_ms(|| norm::forward(&mut workers, &g, batch, &x, &gamma, &beta, &mut y, &mut stats, true));
+        let fwd = median_and_fastest_ms(|| {
+            norm::forward(&mut workers, &g, batch, &x, &gamma, &beta, &mut y, &mut stats, true)
+        });
         let dy0: Vec<f32> = (0..len).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
         let (mut dy, mut dx) = (dy0.clone(), vec![0f32; len]);
         let (mut dg, mut db) = (vec![0f32; channels], vec![0f32; channels]);
-        let bwd = median_ms(|| {
+        let bwd = median_and_fastest_ms(|| {
             dy.copy_from_slice(&dy0);
             norm::backward(
                 &mut workers,
@@ -72,8 +73,8 @@ fn main() {
                 true,
             )
         });
-        let reset = median_ms(|| dy.copy_from_slice(&dy0));
-        let copy = median_ms(|| y.copy_from_slice(&x));
+        let reset = median_and_fastest_ms(|| dy.copy_from_slice(&dy0));
+        let copy = median_and_fastest_ms(|| y.copy_from_slice(&x));
         println!(
             "{channels:>8} {side:>5} {count:>3} {:>10.3} {:>10.3} {:>10.3}",
             fwd[0],

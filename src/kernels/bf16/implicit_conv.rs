@@ -97,6 +97,11 @@ impl ImplicitConv {
         self.kernel
     }
 
+    /// (input channels, output channels, input height, input width).
+    pub(super) fn shape(&self) -> (usize, usize, usize, usize) {
+        (self.cin, self.cout, self.h, self.w)
+    }
+
     /// The register block of the AVX512_BF16 or portable kernel; None on AMX, which multiplies
     /// whole tiles in `amx.rs` instead.
     fn register_block(&self) -> Option<unsafe fn(&Block, &[Segment])> {

@@ -18,28 +18,24 @@ use super::implicit_conv::ImplicitConv;
 use super::layout::PackedB;
 use super::Kernel;
 
-/// Per packed tap, phase after phase: (dy row offset, dy column offset, ky, kx).
-const PACKED_TAPS: [(usize, usize, usize, usize); 9] = {
-    // per phase of dx's rows (or columns): (dy offset, kernel tap)
-    const ROWS: [&[(usize, usize)]; 2] = [&[(0, 1)], &[(1, 0), (0, 2)]];
-    let mut taps = [(0, 0, 0, 0); 9];
-    let (mut t, mut phase) = (0, 0);
-    while phase < 4 {
-        let (rows, cols) = (ROWS[phase / 2], ROWS[phase % 2]);
-        let mut i = 0;
-        while i < rows.len() {
-            let mut j = 0;
-            while j < cols.len() {
-                taps[t] = (rows[i].0, cols[j].0, rows[i].1, cols[j].1);
-                t += 1;
-                j += 1;
-            }
-            i += 1;
-        }
-        phase += 1;
-    }
-    taps
-};
+/// Per packed tap, phase after phase: (dy row offset, dy column offset, ky, kx). Along each
+/// axis, dx's even rows (or columns) read tap 1 at offset 0, the odd ones tap 0 at offset 1 and
+/// tap 2 at offset 0; a phase takes every pairing of its row taps with its column taps.
+const PACKED_TAPS: [(usize, usize, usize, usize); 9] = [
+    // phase (0, 0)
+    (0, 0, 1, 1),
+    // phase (0, 1)
+    (0, 1, 1, 0),
+    (0, 0, 1, 2),
+    // phase (1, 0)
+    (1, 0, 0, 1),
+    (0, 0, 2, 1),
+    // phase (1, 1)
+    (1, 1, 0, 0),
+    (1, 0, 0, 2),
+    (0, 1, 2, 0),
+    (0, 0, 2, 2),
+];
 
 /// The packed taps of dx's phase (r, s), at index 2 r + s.
 const PHASE_TAPS: [Range<usize>; 4] = [0..1, 1..3, 3..5, 5..9];
@@ -49,12 +45,8 @@ const PHASE_TAPS: [Range<usize>; 4] = [0..1, 1..3, 3..5, 5..9];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StridedInputGrad {
     /// The same-size conv on dy (`cout` -> `cin` channels, h/2 x w/2) whose products run the
-    /// phases.
+    /// phases; the downsample's sizes are read off it.
     on_dy: ImplicitConv,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    w: usize,
 }
 
 impl StridedInputGrad {
@@ -67,12 +59,12 @@ impl StridedInputGrad {
             return None;
         }
         let on_dy = ImplicitConv::on(kernel, cout, cin, h / 2, w / 2, 1)?;
-        Some(StridedInputGrad { on_dy, cin, cout, h, w })
+        Some(StridedInputGrad { on_dy })
     }
 
     /// The implicit conv on dy (its register blocks, for tests and benchmarks).
     pub fn with_block_rows(self, block_rows: super::BlockRows) -> StridedInputGrad {
-        StridedInputGrad { on_dy: self.on_dy.with_block_rows(block_rows), ..self }
+        StridedInputGrad { on_dy: self.on_dy.with_block_rows(block_rows) }
     }
 
     /// Packs the downsample's weights [cout, cin, 3, 3] (fp32) as the nine packed taps of the
@@ -84,7 +76,7 @@ impl StridedInputGrad {
         staging: &mut [f32],
         buf: &'a mut Vec<u32>,
     ) -> PackedB<'a> {
-        let (cin, cout) = (self.cin, self.cout);
+        let (cout, cin, _, _) = self.on_dy.shape();
         assert_eq!(weight.len(), cout * cin * 9, "weights of a {cin} -> {cout} 3x3 conv");
         assert_eq!(staging.len(), weight.len());
         for (ci, to) in staging.chunks_exact_mut(cout * 9).enumerate() {
@@ -110,7 +102,8 @@ impl StridedInputGrad {
 
     /// Elements of the staging buffer of [`Self::run`]: one phase of dx.
     pub fn phase_len(&self) -> usize {
-        self.cin * (self.h / 2) * (self.w / 2)
+        let (_, cin, ho, wo) = self.on_dy.shape();
+        cin * ho * wo
     }
 
     /// dx [cin, h, w] = the input gradient for the packed dy, phase by phase: the products
@@ -124,8 +117,8 @@ impl StridedInputGrad {
         dx: &mut [f32],
         threads: usize,
     ) {
-        let (h, w, cin) = (self.h, self.w, self.cin);
-        let (ho, wo) = (h / 2, w / 2);
+        let (_, cin, ho, wo) = self.on_dy.shape();
+        let (h, w) = (2 * ho, 2 * wo);
         assert!(dx.len() == cin * h * w && staging.len() == self.phase_len());
         // dy's padded grid: rows of wo + 2 positions, the image from row 1, column 1
         let row = wo + 2;
