@@ -14,7 +14,7 @@
 #      autocast bf16 and fp32 (scripts/torch_unet_bench.py), three rounds; one MDC_PROFILE run each;
 #   4. the bf16 matrix-product rate on the same two cores (`gemm` bench: mdc's kernels on 2048^3
 #      and the model's shapes, with the register-block sweep; PyTorch's bf16 matmul beside it),
-#      and GroupNorm + SiLU (`norm` bench) there;
+#      and GroupNorm + SiLU (`norm` bench, PyTorch's beside it) there;
 #   5. threads 1, 2, 4, 8, 16 (as many as the machine has), fp32 and bf16, beside PyTorch at the
 #      same thread count, each pinned to that many cores.
 # The ratios and GFLOP/s of the bar are read off the log (docs/experiments/benchmarks.md says how).
@@ -117,6 +117,7 @@ EOF
 
 step "GroupNorm + SiLU on two cores (per step of the model at batch 32)"
 $two env RAYON_NUM_THREADS=2 timeout 120 "$BIN/norm" --bench | tail -n 2
+$two timeout 120 python3 scripts/torch_norm_bench.py --threads 2 | tail -n 1
 
 step "threads: mdc fp32 and bf16 beside PyTorch, each pinned to as many cores"
 for n in 1 2 4 8 16; do
