@@ -1,12 +1,22 @@
-//! GroupNorm + SiLU (one fused pass, `kernels/norm.rs`) on the shapes of models/unet-rgb32.toml
-//! at training batch 32: per step, the forward and the backward of all 17 of them, against a
-//! copy of the same bytes (the memory floor of a pass that reads x and writes y).
-//! `cargo bench --bench norm`; medians of 31 runs, on all rayon threads.
+//! GroupNorm + SiLU (one fused pass, `kernels/norm.rs`) on the GroupNorms of
+//! models/unet-rgb32.toml at training batch 32: per step, the forward and the backward of all of
+//! them, against a copy of the same bytes (the memory floor of a pass that reads x and writes y).
+//! The GroupNorms before a ResBlock's time bias are timed twice more: with the bias added in the
+//! same pass (what the interpreter runs) and as a pass of its own after it (what it ran before).
+//! `cargo bench --bench norm` (run from the repository root); medians of 31 runs, on all rayon
+//! threads.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
+use mdc::graph::Op;
+use mdc::interp::Engine;
+use mdc::kernels::elementwise::{add_channel_bias, add_channel_bias_backward};
 use mdc::kernels::norm::{self, GroupNormGeom};
 use mdc::kernels::Workers;
+
+const MODEL: &str = "models/unet-rgb32.toml";
+const BATCH: usize = 32;
 
 /// Median and fastest of 31 runs, ms.
 fn median_and_fastest_ms(mut f: impl FnMut()) -> [f64; 2] {
@@ -22,81 +32,141 @@ fn median_and_fastest_ms(mut f: impl FnMut()) -> [f64; 2] {
     [t[15], t[0]]
 }
 
+/// How many of the model's GroupNorms have each (channels, side), and how many of those the
+/// interpreter fuses with a time bias.
+fn group_norm_shapes() -> BTreeMap<(usize, usize), (usize, usize)> {
+    let graph = mdc::model::load(std::path::Path::new(MODEL))
+        .unwrap_or_else(|e| panic!("{MODEL}: {e} (run from the repository root)"))
+        .graph;
+    let fused = Engine::<f32>::new(graph.clone()).fused_nodes();
+    let mut shapes = BTreeMap::new();
+    for (id, node) in graph.nodes.iter().enumerate() {
+        if let Op::GroupNorm(gn) = &node.op {
+            let (c, h, w) = node.shape.as_image().expect("GroupNorm of an image");
+            assert_eq!((gn.groups, h), (8, w), "the bench assumes 8 groups on square images");
+            let biased = graph.consumers()[id].iter().any(|&s| {
+                graph.consumers()[s]
+                    .iter()
+                    .any(|&b| matches!(graph.nodes[b].op, Op::AddChannelBias(_)) && fused.contains(&b))
+            });
+            let e = shapes.entry((c, h)).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += usize::from(biased);
+        }
+    }
+    shapes
+}
+
+/// [median, fastest] sums over the GroupNorms.
+#[derive(Default)]
+struct Totals([f64; 2]);
+
+impl Totals {
+    fn add(&mut self, count: usize, t: [f64; 2]) {
+        for (s, v) in self.0.iter_mut().zip(t) {
+            *s += count as f64 * v;
+        }
+    }
+}
+
 fn main() {
-    let batch = 32;
-    // (channels, side, how many GroupNorms of the model have it)
-    let shapes = [
-        (32, 32, 3),
-        (64, 32, 1),
-        (128, 32, 1),
-        (64, 16, 2),
-        (128, 16, 1),
-        (256, 16, 1),
-        (128, 8, 7),
-        (256, 8, 1),
-    ];
+    let shapes = group_norm_shapes();
     let mut workers = Workers::<f32>::new();
-    println!("threads {}, batch {batch}", workers.threads());
     println!(
-        "{:>8} {:>5} {:>3} {:>10} {:>10} {:>10}",
-        "channels", "side", "n", "fwd ms", "bwd ms", "copy ms"
+        "{MODEL}: {} GroupNorms, threads {}, batch {BATCH}",
+        shapes.values().map(|v| v.0).sum::<usize>(),
+        workers.threads()
     );
-    // per step, [median, fastest]
-    let (mut fwd_total, mut bwd_total, mut copy_total, mut bytes) = ([0.0; 2], [0.0; 2], [0.0; 2], 0.0);
-    for (channels, side, count) in shapes {
-        let g = GroupNormGeom { channels, hw: side * side, groups: 8, eps: 1e-5 };
-        let len = batch * channels * side * side;
+    println!(
+        "{:>8} {:>5} {:>3} {:>9} {:>9} {:>9} {:>7} {:>14} {:>14}",
+        "channels", "side", "n", "fwd ms", "bwd ms", "copy ms", "biased", "bias fused", "bias apart"
+    );
+    let (mut fwd_total, mut bwd_total, mut copy_total, mut bytes) =
+        (Totals::default(), Totals::default(), Totals::default(), 0.0);
+    let (mut fused_fwd, mut fused_bwd, mut apart_fwd, mut apart_bwd) =
+        (Totals::default(), Totals::default(), Totals::default(), Totals::default());
+    // the biased GroupNorms' passes without the bias
+    let (mut plain_fwd, mut plain_bwd) = (Totals::default(), Totals::default());
+    for (&(channels, side), &(count, biased)) in &shapes {
+        let hw = side * side;
+        let g = GroupNormGeom { channels, hw, groups: 8, eps: 1e-5 };
+        let len = BATCH * channels * hw;
         let x: Vec<f32> = (0..len).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 300.0).collect();
         let gamma: Vec<f32> = (0..channels).map(|c| 1.0 + c as f32 / 1000.0).collect();
         let beta: Vec<f32> = (0..channels).map(|c| c as f32 / 500.0).collect();
-        let (mut y, mut stats) = (vec![0f32; len], vec![0f32; batch * 16]);
-        let fwd = median_and_fastest_ms(|| {
-            norm::forward(&mut workers, &g, batch, &x, &gamma, &beta, &mut y, &mut stats, true)
+        let time_bias: Vec<f32> = (0..BATCH * channels).map(|i| (i % 13) as f32 / 7.0 - 0.9).collect();
+        let (mut y, mut y2, mut stats) = (vec![0f32; len], vec![0f32; len], vec![0f32; BATCH * 16]);
+        let mut forward = |workers: &mut Workers<f32>, y: &mut [f32], bias: Option<&[f32]>| {
+            norm::forward(workers, &g, BATCH, &x, &gamma, &beta, y, &mut stats, true, bias)
+        };
+        let fwd = median_and_fastest_ms(|| forward(&mut workers, &mut y, None));
+        let fwd_fused = median_and_fastest_ms(|| forward(&mut workers, &mut y, Some(&time_bias)));
+        let fwd_apart = median_and_fastest_ms(|| {
+            forward(&mut workers, &mut y2, None);
+            add_channel_bias(hw, &y2, &time_bias, &mut y);
         });
-        let dy0: Vec<f32> = (0..len).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
-        let (mut dy, mut dx) = (dy0.clone(), vec![0f32; len]);
-        let (mut dg, mut db) = (vec![0f32; channels], vec![0f32; channels]);
-        let bwd = median_and_fastest_ms(|| {
-            dy.copy_from_slice(&dy0);
+        let dy: Vec<f32> = (0..len).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
+        let mut dx = vec![0f32; len];
+        let (mut dg, mut db, mut dtb) =
+            (vec![0f32; channels], vec![0f32; channels], vec![0f32; BATCH * channels]);
+        let mut backward = |workers: &mut Workers<f32>, dtb: Option<&mut [f32]>| {
             norm::backward(
-                &mut workers,
-                &g,
-                batch,
-                &x,
-                &gamma,
-                &beta,
-                &stats,
-                &mut dy,
-                &mut dx,
-                &mut dg,
-                &mut db,
-                true,
+                workers, &g, BATCH, &x, &gamma, &beta, &stats, &dy, &mut dx, &mut dg, &mut db, true, dtb,
             )
+        };
+        let bwd = median_and_fastest_ms(|| backward(&mut workers, None));
+        let bwd_fused = median_and_fastest_ms(|| backward(&mut workers, Some(&mut dtb)));
+        let bwd_apart = median_and_fastest_ms(|| {
+            add_channel_bias_backward(hw, &dy, &mut dtb);
+            backward(&mut workers, None);
         });
-        let reset = median_and_fastest_ms(|| dy.copy_from_slice(&dy0));
         let copy = median_and_fastest_ms(|| y.copy_from_slice(&x));
+        let pair = |f: [f64; 2], b: [f64; 2]| format!("{:.3}/{:.3}", f[0], b[0]);
+        let (fused, apart) = match biased {
+            0 => (String::new(), String::new()),
+            _ => (pair(fwd_fused, bwd_fused), pair(fwd_apart, bwd_apart)),
+        };
         println!(
-            "{channels:>8} {side:>5} {count:>3} {:>10.3} {:>10.3} {:>10.3}",
-            fwd[0],
-            bwd[0] - reset[0],
-            copy[0]
+            "{channels:>8} {side:>5} {count:>3} {:>9.3} {:>9.3} {:>9.3} {biased:>7} {fused:>14} {apart:>14}",
+            fwd[0], bwd[0], copy[0]
         );
-        for s in 0..2 {
-            fwd_total[s] += count as f64 * fwd[s];
-            bwd_total[s] += count as f64 * (bwd[s] - reset[s]);
-            copy_total[s] += count as f64 * copy[s];
-        }
+        fwd_total.add(count, fwd);
+        bwd_total.add(count, bwd);
+        copy_total.add(count, copy);
+        plain_fwd.add(biased, fwd);
+        plain_bwd.add(biased, bwd);
+        fused_fwd.add(biased, fwd_fused);
+        fused_bwd.add(biased, bwd_fused);
+        apart_fwd.add(biased, fwd_apart);
+        apart_bwd.add(biased, bwd_apart);
         bytes += count as f64 * len as f64 * 8.0;
     }
     println!(
         "per step (medians): forward {:.2} ms, backward {:.2} ms; a copy of the same bytes {:.2} ms ({:.1} GB/s)",
-        fwd_total[0],
-        bwd_total[0],
-        copy_total[0],
-        bytes / copy_total[0] / 1e6
+        fwd_total.0[0],
+        bwd_total.0[0],
+        copy_total.0[0],
+        bytes / copy_total.0[0] / 1e6
     );
     println!(
         "per step (fastest runs): forward {:.2} ms, backward {:.2} ms; copy {:.2} ms",
-        fwd_total[1], bwd_total[1], copy_total[1]
+        fwd_total.0[1], bwd_total.0[1], copy_total.0[1]
+    );
+    println!(
+        "the {} GroupNorms before a time bias (medians, forward/backward): the bias in their pass {:.2}/{:.2} ms, \
+         apart {:.2}/{:.2} ms",
+        shapes.values().map(|v| v.1).sum::<usize>(),
+        fused_fwd.0[0],
+        fused_bwd.0[0],
+        apart_fwd.0[0],
+        apart_bwd.0[0]
+    );
+    // the plain passes of the unbiased GroupNorms, the fused ones of the others
+    let model =
+        |all: &Totals, plain_biased: &Totals, fused: &Totals| all.0[0] - plain_biased.0[0] + fused.0[0];
+    println!(
+        "the model's GroupNorm passes per step (medians, time biases included): forward {:.2} ms, backward {:.2} ms",
+        model(&fwd_total, &plain_fwd, &fused_fwd),
+        model(&bwd_total, &plain_bwd, &fused_bwd)
     );
 }

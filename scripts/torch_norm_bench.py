@@ -1,6 +1,7 @@
 """PyTorch's GroupNorm + SiLU on the shapes of `cargo bench --bench norm` (models/unet-rgb32.toml's
-17 GroupNorms at batch 32, 8 groups), the anchor beside mdc's: per step, the forward and the
-backward (gradients of x, gamma and beta), medians of 31 runs.
+17 GroupNorms at batch 32, 8 groups, 8 of them followed by a ResBlock's time bias), the anchor
+beside mdc's: per step, the forward and the backward (gradients of x, gamma, beta and the time
+bias), medians of 31 runs.
 
     python3 scripts/torch_norm_bench.py [--threads 2]
 """
@@ -11,8 +12,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-# (channels, side, how many GroupNorms of the model have it), as in benches/norm.rs
-SHAPES = [(32, 32, 3), (64, 32, 1), (128, 32, 1), (64, 16, 2), (128, 16, 1), (256, 16, 1), (128, 8, 7), (256, 8, 1)]
+# (channels, side, how many GroupNorms of the model have it, how many of those a time bias follows),
+# as benches/norm.rs reads them from the model
+SHAPES = [(32, 32, 3, 1), (64, 16, 2, 1), (64, 32, 2, 1), (128, 8, 8, 4), (128, 16, 2, 1)]
 
 
 def median_ms(f, runs=31):
@@ -32,28 +34,32 @@ def main():
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, batch 32, fp32")
     fwd_total = bwd_total = 0.0
-    for channels, side, count in SHAPES:
+    for channels, side, count, biased in SHAPES:
         x = torch.randn(32, channels, side, side, requires_grad=True)
         gamma = torch.ones(channels, requires_grad=True)
         beta = torch.zeros(channels, requires_grad=True)
+        time_bias = torch.randn(32, channels, requires_grad=True)
         dy = torch.randn(32, channels, side, side)
+        times = []
+        for with_bias in (False, True):
+            # as in training: the forward records the graph, the backward runs on a kept one
+            def forward():
+                y = F.silu(F.group_norm(x, 8, gamma, beta))
+                return y + time_bias[:, :, None, None] if with_bias else y
 
-        # as in training: the forward records the graph, the backward runs on a kept one
-        def forward():
-            return F.silu(F.group_norm(x, 8, gamma, beta))
+            y = forward()
+            wrt = (x, gamma, beta, time_bias) if with_bias else (x, gamma, beta)
 
-        y = forward()
+            def backward():
+                torch.autograd.grad(y, wrt, dy, retain_graph=True)
 
-        def backward():
-            torch.autograd.grad(y, (x, gamma, beta), dy, retain_graph=True)
-
-        fwd = median_ms(forward)
-        bwd = median_ms(backward)
-        print(f"{channels:>8} {side:>5} {count:>3} {fwd:>10.3f} {bwd:>10.3f}")
-        fwd_total += count * fwd
-        bwd_total += count * bwd
-    print(f"per step (medians): forward {fwd_total:.2f} ms, backward {bwd_total:.2f} ms")
-
+            times.append((median_ms(forward), median_ms(backward)))
+        (fwd, bwd), (fwd_b, bwd_b) = times
+        print(f"{channels:>8} {side:>5} {count:>3} {fwd:>10.3f} {bwd:>10.3f} {biased:>7} {fwd_b:>7.3f}/{bwd_b:.3f}")
+        fwd_total += (count - biased) * fwd + biased * fwd_b
+        bwd_total += (count - biased) * bwd + biased * bwd_b
+    print(f"the model's GroupNorm passes per step (medians, time biases included): "
+          f"forward {fwd_total:.2f} ms, backward {bwd_total:.2f} ms")
 
 if __name__ == "__main__":
     main()

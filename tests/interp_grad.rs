@@ -169,6 +169,18 @@ fn group_norm_silu_fused_and_unfused_gradients() {
         b.add("add", "add", Add, &[s, n]).unwrap()
     });
     check_graph(unfused, 2, 20, 26);
+    // a per-channel bias added to the SiLU (a ResBlock's time bias, made after the norm in the
+    // graph's order) joins the same pass, and its gradient comes out of the norm's backward
+    let with_bias = graph_of(6, 4, 3, |b, x, t| {
+        let n = blocks::group_norm(b, "norm", "norm", x, 3).unwrap();
+        let s = b.add("silu", "silu", Silu, &[n]).unwrap();
+        let temb = blocks::time_mlp(b, "time", t, 4, 5).unwrap();
+        let tp = b.add("proj", "proj", Linear { in_features: 5, out_features: 6 }, &[temb]).unwrap();
+        let biased = b.add("bias", "bias", AddChannelBias, &[s, tp]).unwrap();
+        b.add("residual", "residual", Add, &[biased, x]).unwrap()
+    });
+    assert_eq!(Engine::<f64>::new(with_bias.clone()).fused_nodes().len(), 2, "SiLU and bias fused");
+    check_graph(with_bias, 2, 20, 27);
 }
 
 #[test]

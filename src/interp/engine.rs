@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::graph::{Graph, NodeId, Op, Shape};
-use crate::ops::{Backward, Forward};
+use crate::ops::{Backward, Epilogue, Forward};
+
+use super::schedule::Schedule;
 
 use crate::kernels::elementwise;
 use crate::kernels::{Pool, Precision, Real, Workers};
@@ -31,14 +33,8 @@ pub struct Engine<T: Real> {
     param_start: Vec<usize>,
     /// Whether gradients flow into each value (false for x, t and what depends only on them).
     requires_grad: Vec<bool>,
-    /// Forward: the last node reading each value (None: nobody reads it).
-    last_reader: Vec<Option<NodeId>>,
-    /// Training: the node whose backward is the last to need each value (None: no backward does).
-    last_backward_reader: Vec<Option<NodeId>>,
-    /// For a GroupNorm whose only reader is a SiLU: that SiLU, computed in the same pass.
-    fused_silu: Vec<Option<NodeId>>,
-    /// For such a SiLU: its GroupNorm (the SiLU node itself does no work, forward or backward).
-    fused_from: Vec<Option<NodeId>>,
+    /// The order nodes run in, what each reads and how long values live.
+    schedule: Schedule,
     values: Vec<Option<Vec<T>>>,
     /// Per-node statistics the backward needs (GroupNorm mean and 1/std).
     saved_stats: Vec<Option<Vec<T>>>,
@@ -64,34 +60,10 @@ impl<T: Real> Engine<T> {
         }
         param_start.push(next);
         let requires_grad = requires_grad(&graph, false);
-        let mut last_reader = vec![None; n];
-        let mut last_backward_reader: Vec<Option<NodeId>> = vec![None; n];
-        let (mut fused_silu, mut fused_from) = (vec![None; n], vec![None; n]);
-        let consumers = graph.consumers();
-        for (id, node) in graph.nodes.iter().enumerate() {
-            if let (Op::GroupNorm(_), [s]) = (&node.op, consumers[id].as_slice()) {
-                if matches!(graph.nodes[*s].op, Op::Silu(_)) && id != graph.output {
-                    fused_silu[id] = Some(*s);
-                    fused_from[*s] = Some(id);
-                }
-            }
-        }
-        for (id, node) in graph.nodes.iter().enumerate() {
-            for &i in &node.inputs {
-                last_reader[i] = Some(id);
-                if node.op.backward_keeps_inputs() && fused_from[id].is_none() {
-                    // the backward visits nodes in reverse, so the smallest reader is the last
-                    last_backward_reader[i] = Some(last_backward_reader[i].map_or(id, |r| r.min(id)));
-                }
-            }
-        }
         Engine {
             param_start,
             requires_grad,
-            last_reader,
-            last_backward_reader,
-            fused_silu,
-            fused_from,
+            schedule: Schedule::new(&graph, true),
             values: vec![None; n],
             saved_stats: vec![None; n],
             grads: vec![None; n],
@@ -129,6 +101,18 @@ impl<T: Real> Engine<T> {
     pub fn with_input_grad(mut self) -> Self {
         self.requires_grad = requires_grad(&self.graph, true);
         self
+    }
+
+    /// Runs every node on its own, in the graph's order, without fusing SiLUs and time biases
+    /// into GroupNorms' passes (tests check that fusing changes no bit).
+    pub fn unfused(mut self) -> Self {
+        self.schedule = Schedule::new(&self.graph, false);
+        self
+    }
+
+    /// The nodes whose work runs inside a GroupNorm's pass (fused SiLUs and time biases).
+    pub fn fused_nodes(&self) -> Vec<NodeId> {
+        (0..self.graph.nodes.len()).filter(|&id| self.schedule.runs_in(id) != id).collect()
     }
 
     /// Most bytes of activations, gradients and statistics held at once so far.
@@ -197,24 +181,25 @@ impl<T: Real> Engine<T> {
             (None, None) => Vec::new(),
         };
         self.batch = batch;
-        for id in 0..self.graph.nodes.len() {
-            // a fused SiLU's value was written by its GroupNorm
-            if self.fused_from[id].is_none() {
+        for k in 0..self.schedule.order.len() {
+            let id = self.schedule.order[k];
+            // a fused node's value was written by its GroupNorm
+            if self.schedule.fused_from[id].is_none() {
                 let start = self.profile.as_ref().map(|_| Instant::now());
                 let out = self.eval_node(id, params, [x, t, &labels], train);
                 self.record(id, start, true);
-                self.values[self.fused_silu[id].unwrap_or(id)] = Some(out);
+                self.values[self.schedule.writes(id)] = Some(out);
             }
-            let node = &self.graph.nodes[id];
-            for (j, &i) in node.inputs.iter().enumerate() {
-                let keep = train && self.last_backward_reader[i].is_some();
-                if self.last_reader[i] == Some(id) && !keep && !node.inputs[..j].contains(&i) {
+            let (sc, reads) = (&self.schedule, &self.schedule.reads[id]);
+            for (j, &i) in reads.iter().enumerate() {
+                let keep = train && sc.last_backward_reader[i].is_some();
+                if sc.last_reader[i] == Some(id) && !keep && !reads[..j].contains(&i) {
                     if let Some(v) = self.values[i].take() {
                         self.pool.give(v);
                     }
                 }
             }
-            let unread = self.last_reader[id].is_none() && id != self.graph.output;
+            let unread = self.schedule.last_reader[id].is_none() && id != self.graph.output;
             if unread {
                 if let Some(v) = self.values[id].take() {
                     self.pool.give(v);
@@ -244,6 +229,7 @@ impl<T: Real> Engine<T> {
         let node = &g.nodes[id];
         let mut y = self.pool.take(self.batch * node.shape.numel());
         let [x, t, labels] = data;
+        let reads = &self.schedule.reads[id];
         let inputs: Vec<&[T]> = if id == g.input {
             vec![x]
         } else if id == g.timestep {
@@ -251,9 +237,9 @@ impl<T: Real> Engine<T> {
         } else if Some(id) == g.label {
             vec![labels]
         } else {
-            node.inputs.iter().map(|&i| Self::input(&self.values, i)).collect()
+            reads.iter().map(|&i| Self::input(&self.values, i)).collect()
         };
-        let input_shapes: Vec<&Shape> = node.inputs.iter().map(|&i| &g.nodes[i].shape).collect();
+        let input_shapes: Vec<&Shape> = reads.iter().map(|&i| &g.nodes[i].shape).collect();
         node.op.forward(Forward {
             batch: self.batch,
             inputs: &inputs,
@@ -264,7 +250,7 @@ impl<T: Real> Engine<T> {
             workers: &mut self.workers,
             pool: &mut self.pool,
             saved: if train { Some(&mut self.saved_stats[id]) } else { None },
-            fused_silu: self.fused_silu[id].is_some(),
+            epilogue: self.schedule.epilogue(id),
         });
         y
     }
@@ -299,7 +285,8 @@ impl<T: Real> Engine<T> {
         let mut dout = self.pool.take(dy.len());
         dout.copy_from_slice(dy);
         self.grads[self.graph.output] = Some(dout);
-        for id in (0..self.graph.nodes.len()).rev() {
+        for k in (0..self.schedule.order.len()).rev() {
+            let id = self.schedule.order[k];
             // the input's own gradient stays for backward_input_grad
             if id == self.graph.input {
                 continue;
@@ -307,13 +294,14 @@ impl<T: Real> Engine<T> {
             if let Some(g) = self.grads[id].take() {
                 let start = self.profile.as_ref().map(|_| Instant::now());
                 self.backward_node(id, params, g, grads);
-                self.record(id, start, false);
+                // a fused node's backward is its GroupNorm's
+                self.record(self.schedule.runs_in(id), start, false);
             }
             if let Some(s) = self.saved_stats[id].take() {
                 self.pool.give(s);
             }
-            for &i in &self.graph.nodes[id].inputs {
-                if self.last_backward_reader[i] == Some(id) {
+            for &i in &self.schedule.reads[id] {
+                if self.schedule.last_backward_reader[i] == Some(id) {
                     if let Some(v) = self.values[i].take() {
                         self.pool.give(v);
                     }
@@ -338,18 +326,19 @@ impl<T: Real> Engine<T> {
         }
     }
 
-    /// Runs node `id`'s backward on `dy`; a fused SiLU's gradient goes through its GroupNorm's.
+    /// Runs node `id`'s backward on `dy`; the gradient of a node fused into a GroupNorm goes
+    /// through the GroupNorm's.
     fn backward_node(&mut self, id: NodeId, params: &[&[T]], dy: Vec<T>, grads: &mut [&mut [T]]) {
-        let target = self.fused_from[id].unwrap_or(id);
+        let target = self.schedule.runs_in(id);
         let g = &self.graph;
-        let node = &g.nodes[target];
+        let (node, reads) = (&g.nodes[target], &self.schedule.reads[target]);
         let inputs: Vec<&[T]> = if node.op.backward_keeps_inputs() {
             node.inputs.iter().map(|&i| Self::input(&self.values, i)).collect()
         } else {
             Vec::new()
         };
-        let input_shapes: Vec<&Shape> = node.inputs.iter().map(|&i| &g.nodes[i].shape).collect();
-        let wants: Vec<bool> = node.inputs.iter().map(|&i| self.requires_grad[i]).collect();
+        let input_shapes: Vec<&Shape> = reads.iter().map(|&i| &g.nodes[i].shape).collect();
+        let wants: Vec<bool> = reads.iter().map(|&i| self.requires_grad[i]).collect();
         let (p0, p1) = (self.param_start[target], self.param_start[target + 1]);
         let mut input_grads = std::mem::take(&mut self.input_grads);
         node.op.backward(
@@ -362,7 +351,10 @@ impl<T: Real> Engine<T> {
                 param_grads: &mut grads[p0..p1],
                 wants: &wants,
                 saved: self.saved_stats[target].as_deref(),
-                fused_silu: target != id,
+                epilogue: match target == id {
+                    true => Epilogue::None,
+                    false => self.schedule.epilogue(target),
+                },
                 workers: &mut self.workers,
                 pool: &mut self.pool,
                 input_grads: &mut input_grads,
@@ -370,7 +362,7 @@ impl<T: Real> Engine<T> {
             dy,
         );
         for (k, buf) in input_grads.drain(..) {
-            self.accumulate(self.graph.nodes[target].inputs[k], buf);
+            self.accumulate(self.schedule.reads[target][k], buf);
         }
         self.input_grads = input_grads;
     }

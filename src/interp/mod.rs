@@ -11,6 +11,7 @@
 
 mod denoiser;
 mod engine;
+mod schedule;
 
 pub use denoiser::{sample_images, InterpDenoiser};
 pub use engine::Engine;

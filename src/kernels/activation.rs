@@ -26,32 +26,38 @@ pub(crate) fn silu_grad<T: Real>(z: T) -> T {
 /// Horner's steps and the division are latency, not throughput).
 const LANES_IN_FLIGHT: usize = 32;
 
-/// `f(out_i, z_i)` for z = x * a + b, [`LANES_IN_FLIGHT`] values at a time.
+/// `out_i = f(z_i, d_i)` for z = x * a + b, [`LANES_IN_FLIGHT`] values at a time.
 #[inline(always)]
-fn for_each_affine<T: Real>(out: &mut [T], x: &[T], (a, b): (T, T), f: impl Fn(&mut T, T)) {
+fn map_affine<T: Real>(out: &mut [T], x: &[T], d: &[T], (a, b): (T, T), f: impl Fn(T, T) -> T) {
     let mut outs = out.chunks_exact_mut(LANES_IN_FLIGHT);
     let mut xs = x.chunks_exact(LANES_IN_FLIGHT);
-    for (o, xi) in (&mut outs).zip(&mut xs) {
+    let mut ds = d.chunks_exact(LANES_IN_FLIGHT);
+    for ((o, xi), di) in (&mut outs).zip(&mut xs).zip(&mut ds) {
         let z: [T; LANES_IN_FLIGHT] = std::array::from_fn(|i| xi[i] * a + b);
-        for (o, z) in o.iter_mut().zip(z) {
-            f(o, z);
+        for ((o, z), &d) in o.iter_mut().zip(z).zip(di) {
+            *o = f(z, d);
         }
     }
-    for (o, &v) in outs.into_remainder().iter_mut().zip(xs.remainder()) {
-        f(o, v * a + b);
+    let rest = outs.into_remainder().iter_mut().zip(xs.remainder()).zip(ds.remainder());
+    for ((o, &v), &d) in rest {
+        *o = f(v * a + b, d);
     }
 }
 
-/// y = z * sigmoid(z) for z = x * a + b (GroupNorm's affine, then SiLU).
+/// y = z * sigmoid(z) for z = x * a + b (GroupNorm's affine, then SiLU), plus `then_add` when
+/// given (the time bias a ResBlock adds next).
 #[inline(always)]
-pub(crate) fn silu_affine<T: Real>(y: &mut [T], x: &[T], a: T, b: T) {
-    for_each_affine(y, x, (a, b), |o, z| *o = z * sigmoid(z));
+pub(crate) fn silu_affine<T: Real>(y: &mut [T], x: &[T], a: T, b: T, then_add: Option<T>) {
+    match then_add {
+        Some(c) => map_affine(y, x, x, (a, b), |z, _| z * sigmoid(z) + c),
+        None => map_affine(y, x, x, (a, b), |z, _| z * sigmoid(z)),
+    }
 }
 
-/// d *= silu'(z) for z = x * a + b (GroupNorm's affine), in place.
+/// out = dy * silu'(z) for z = x * a + b (GroupNorm's affine).
 #[inline(always)]
-pub(crate) fn silu_grad_affine<T: Real>(d: &mut [T], x: &[T], a: T, b: T) {
-    for_each_affine(d, x, (a, b), |g, z| *g *= silu_grad(z));
+pub(crate) fn silu_grad_affine<T: Real>(out: &mut [T], dy: &[T], x: &[T], a: T, b: T) {
+    map_affine(out, x, dy, (a, b), |z, d| d * silu_grad(z));
 }
 
 #[inline(always)]

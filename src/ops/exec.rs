@@ -26,15 +26,25 @@ pub struct Forward<'a, T: Real> {
     /// Training: a slot for what the backward needs besides the inputs (GroupNorm statistics).
     /// `None` in inference, where such buffers go straight back to the pool.
     pub saved: Option<&'a mut Option<Vec<T>>>,
-    /// The node's only reader is a SiLU that this forward computes too (ops that cannot fuse
-    /// are never asked: see `Engine::new`).
-    pub fused_silu: bool,
+    /// What this forward computes after the node's own op, in the same pass (ops that cannot
+    /// fuse are only ever given [`Epilogue::None`]: see `Engine::new`).
+    pub epilogue: Epilogue,
+}
+
+/// Nodes the engine fuses into a GroupNorm's pass: the SiLU that is its only reader, and the
+/// per-channel bias (a ResBlock's time bias) that is in turn that SiLU's only reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    None,
+    Silu,
+    /// The bias [N, C] is the forward's input 1; the backward returns its gradient as input 1's.
+    SiluThenChannelBias,
 }
 
 /// One node's backward over the batch of the last training forward.
 pub struct Backward<'a, 'g, T: Real> {
     pub batch: usize,
-    /// The inputs' forward values when the op keeps them
+    /// The node's own inputs' forward values (not a fused bias) when the op keeps them
     /// ([`super::PrimitiveOp::backward_keeps_inputs`]), else empty.
     pub inputs: &'a [&'a [T]],
     pub input_shapes: &'a [&'a Shape],
@@ -46,8 +56,8 @@ pub struct Backward<'a, 'g, T: Real> {
     pub wants: &'a [bool],
     /// What the training forward put in its `saved` slot.
     pub saved: Option<&'a [T]>,
-    /// The gradient arriving is that of the SiLU fused after this node.
-    pub fused_silu: bool,
+    /// What the forward fused after the node: the gradient arriving is that of its last step.
+    pub epilogue: Epilogue,
     /// As in [`Forward::workers`]: the backward's products run at `workers.precision` too.
     pub workers: &'a mut Workers<T>,
     pub pool: &'a mut Pool<T>,

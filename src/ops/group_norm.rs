@@ -1,7 +1,7 @@
 //! GroupNorm over (C/groups, H, W) per group, affine: [C, H, W] -> [C, H, W].
 //! Params: weight [C] (init 1), bias [C] (init 0).
 
-use super::exec::weight_and_bias;
+use super::exec::{weight_and_bias, Epilogue};
 use super::{arity, image, Init, Param, ParamSpec, PrimitiveOp, ShapeError};
 use super::{Backward, Forward};
 use crate::base::Shape;
@@ -64,28 +64,39 @@ impl PrimitiveOp for GroupNorm {
         true
     }
 
-    /// Also applies a fused SiLU; in training saves each group's mean and 1/std.
+    /// Also applies a fused SiLU and time bias; in training saves each group's mean and 1/std.
     fn forward<T: Real>(&self, cx: Forward<'_, T>) {
         let geom = self.geom(cx.shape);
         let mut stats = cx.pool.take(cx.batch * self.groups * 2);
         let (x, gamma, beta) = (cx.inputs[0], cx.params[0], cx.params[1]);
-        norm::forward(cx.workers, &geom, cx.batch, x, gamma, beta, cx.out, &mut stats, cx.fused_silu);
+        let silu = cx.epilogue != Epilogue::None;
+        let time_bias = (cx.epilogue == Epilogue::SiluThenChannelBias).then(|| cx.inputs[1]);
+        let (n, y) = (cx.batch, cx.out);
+        norm::forward(cx.workers, &geom, n, x, gamma, beta, y, &mut stats, silu, time_bias);
         match cx.saved {
             Some(slot) => *slot = Some(stats),
             None => cx.pool.give(stats),
         }
     }
 
-    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, mut dy: Vec<T>) {
+    fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
         let geom = self.geom(cx.shape);
         let mut dx = cx.pool.take(dy.len());
         let (dw, db) = weight_and_bias(cx.param_grads);
         let stats = cx.saved.expect("the training forward saved the group statistics");
         let (x, gamma, beta) = (cx.inputs[0], cx.params[0], cx.params[1]);
-        let n = cx.batch;
-        norm::backward(cx.workers, &geom, n, x, gamma, beta, stats, &mut dy, &mut dx, dw, db, cx.fused_silu);
+        let silu = cx.epilogue != Epilogue::None;
+        let mut time_bias_grad = match cx.epilogue {
+            Epilogue::SiluThenChannelBias => Some(cx.pool.take(cx.batch * self.channels)),
+            _ => None,
+        };
+        let (n, tbg) = (cx.batch, time_bias_grad.as_deref_mut());
+        norm::backward(cx.workers, &geom, n, x, gamma, beta, stats, &dy, &mut dx, dw, db, silu, tbg);
         cx.pool.give(dy);
         cx.input_grads.push((0, dx));
+        if let Some(d) = time_bias_grad {
+            cx.input_grads.push((1, d));
+        }
     }
 
     fn torch_layer(&self) -> Option<String> {

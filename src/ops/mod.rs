@@ -14,7 +14,7 @@ mod exec;
 pub mod lower_grad;
 
 pub use error::{Param, Rank, ShapeError};
-pub use exec::{Backward, Forward};
+pub use exec::{Backward, Epilogue, Forward};
 pub use lower_grad::{GradValues, LoweredGrads};
 
 use crate::base::Shape;
