@@ -124,6 +124,19 @@ fn conv_gradients_for_strides_paddings_and_kernels() {
     }
 }
 
+/// Seven images on five workers (2, 2, 1, 1, 1 images each): the workers' partial weight and
+/// bias gradients are summed into the first's, in parallel over chunks, then laid out (as on a
+/// 16-core machine, where the step splits its batch this way).
+#[test]
+fn conv_gradients_with_images_split_over_five_workers() {
+    let five = rayon::ThreadPoolBuilder::new().num_threads(5).build().unwrap();
+    for (i, &(cin, cout, k, s, p, h, w)) in common::CONV_CASES.iter().enumerate().take(4) {
+        let g = graph_of(cin, h, w, |b, x, _| blocks::conv(b, "conv", "conv", x, cout, k, s, p).unwrap());
+        let n = five.install(|| check_graph(g, 7, 12, 140 + i as u64));
+        assert!(n > 20, "case {i}: compared {n}");
+    }
+}
+
 /// Transposed convs: every geometry of [`common::CONV_TRANSPOSE_CASES`].
 #[test]
 fn conv_transpose_gradients_for_strides_paddings_and_kernels() {

@@ -12,7 +12,7 @@ pub use super::conv_geom::ConvGeom;
 use crate::kernels::bf16::Precision;
 use crate::kernels::gemm::{matmul_at, matmul_rows_a, Lhs, Tr};
 use crate::kernels::real::Real;
-use crate::kernels::workspace::{sized, Workers};
+use crate::kernels::workspace::{sized, sum_into_first, Workers};
 
 /// Columns of output rows `oy0..oy1`: cols[(ci*k + ky)*k + kx, (oy - oy0)*Wo + ox] =
 /// x[ci, oy*s + ky - p, ox*s + kx - p] (0 outside the image).
@@ -339,16 +339,18 @@ pub fn backward<T: Real>(
     });
     workers.shared_packed = packed;
     workers.shared = shared;
-    for s in &workers.scratch[..workers_used] {
-        let (dwt, db) = s.c[..kd * cout + cout].split_at(kd * cout);
-        for (kk, row) in dwt.chunks_exact(cout).enumerate() {
-            for (co, &v) in row.iter().enumerate() {
-                dweight[co * kd + kk] += v;
-            }
+    // the workers' dW^T summed into the first's, then added to dweight transposed
+    let mut partials: Vec<&mut [T]> =
+        workers.scratch[..workers_used].iter_mut().map(|s| &mut s.c[..kd * cout + cout]).collect();
+    sum_into_first(&mut partials);
+    let (dwt, db) = partials[0].split_at(kd * cout);
+    for (kk, row) in dwt.chunks_exact(cout).enumerate() {
+        for (co, &v) in row.iter().enumerate() {
+            dweight[co * kd + kk] += v;
         }
-        for (d, &p) in dbias.iter_mut().zip(db) {
-            *d += p;
-        }
+    }
+    for (d, &p) in dbias.iter_mut().zip(db) {
+        *d += p;
     }
 }
 

@@ -8,7 +8,7 @@ use super::conv_geom::{flip_kernel, ConvGeom};
 use crate::kernels::bf16::layout::PackedB;
 use crate::kernels::bf16::{ImplicitConv, Precision, StridedInputGrad};
 use crate::kernels::real::Real;
-use crate::kernels::workspace::{sized, sized_aligned, Workers};
+use crate::kernels::workspace::{sized, sized_aligned, sum_into_first, Workers};
 
 const F32_ONLY: &str = "implicit convs are planned for f32 data only";
 
@@ -163,10 +163,14 @@ pub(super) fn backward<T: Real>(
     });
     workers.shared = shared;
     workers.shared_packed = packed;
-    for s in &mut workers.scratch[..used] {
-        dw.add_sums_to_weight_grad(sized_aligned(&mut s.acc, dw.weight_grad_len()), f32s_mut(dweight));
-        for (d, &p) in dbias.iter_mut().zip(&s.c[..cout]) {
-            *d += p;
-        }
+    // the workers' sums added into the first's, then laid out as dweight
+    let mut sums: Vec<&mut [f32]> =
+        workers.scratch[..used].iter_mut().map(|s| sized_aligned(&mut s.acc, dw.weight_grad_len())).collect();
+    sum_into_first(&mut sums);
+    dw.add_sums_to_weight_grad(sums[0], f32s_mut(dweight));
+    let mut bias_sums: Vec<&mut [T]> = workers.scratch[..used].iter_mut().map(|s| &mut s.c[..cout]).collect();
+    sum_into_first(&mut bias_sums);
+    for (d, &p) in dbias.iter_mut().zip(&*bias_sums[0]) {
+        *d += p;
     }
 }
