@@ -19,6 +19,12 @@ pub fn add<T: Real>(a: &[T], b: &[T], y: &mut [T]) {
     });
 }
 
+/// dst = src, split across threads like the rest (a ResBlock's residual add hands dy to both
+/// its inputs): one core alone does not reach a many-core machine's memory bandwidth.
+pub fn copy<T: Real>(src: &[T], dst: &mut [T]) {
+    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| d.copy_from_slice(s));
+}
+
 /// dst += src.
 pub fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
     dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| {

@@ -44,7 +44,7 @@ impl PrimitiveOp for Add {
     /// Both inputs receive dy.
     fn backward<T: Real>(&self, cx: Backward<'_, '_, T>, dy: Vec<T>) {
         let mut copy = cx.pool.take(dy.len());
-        copy.copy_from_slice(&dy);
+        elementwise::copy(&dy, &mut copy);
         cx.input_grads.push((0, copy));
         cx.input_grads.push((1, dy));
     }
