@@ -96,13 +96,13 @@ fn main() {
         let beta: Vec<f32> = (0..channels).map(|c| c as f32 / 500.0).collect();
         let time_bias: Vec<f32> = (0..BATCH * channels).map(|i| (i % 13) as f32 / 7.0 - 0.9).collect();
         let (mut y, mut y2, mut stats) = (vec![0f32; len], vec![0f32; len], vec![0f32; BATCH * 16]);
-        let mut forward = |workers: &mut Workers<f32>, y: &mut [f32], bias: Option<&[f32]>| {
-            norm::forward(workers, &g, BATCH, &x, &gamma, &beta, y, &mut stats, true, bias)
+        let mut forward = |y: &mut [f32], bias: Option<&[f32]>| {
+            norm::forward(&g, BATCH, &x, &gamma, &beta, y, &mut stats, true, bias)
         };
-        let fwd = median_and_fastest_ms(|| forward(&mut workers, &mut y, None));
-        let fwd_fused = median_and_fastest_ms(|| forward(&mut workers, &mut y, Some(&time_bias)));
+        let fwd = median_and_fastest_ms(|| forward(&mut y, None));
+        let fwd_fused = median_and_fastest_ms(|| forward(&mut y, Some(&time_bias)));
         let fwd_apart = median_and_fastest_ms(|| {
-            forward(&mut workers, &mut y2, None);
+            forward(&mut y2, None);
             add_channel_bias(hw, &y2, &time_bias, &mut y);
         });
         let dy: Vec<f32> = (0..len).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();

@@ -33,7 +33,11 @@ fn map_affine<T: Real>(out: &mut [T], x: &[T], d: &[T], (a, b): (T, T), f: impl 
     let mut xs = x.chunks_exact(LANES_IN_FLIGHT);
     let mut ds = d.chunks_exact(LANES_IN_FLIGHT);
     for ((o, xi), di) in (&mut outs).zip(&mut xs).zip(&mut ds) {
-        let z: [T; LANES_IN_FLIGHT] = std::array::from_fn(|i| xi[i] * a + b);
+        // a plain loop: `array::from_fn` is sometimes left a call, out of the AVX2 code
+        let mut z = [T::ZERO; LANES_IN_FLIGHT];
+        for (z, &v) in z.iter_mut().zip(xi) {
+            *z = v * a + b;
+        }
         for ((o, z), &d) in o.iter_mut().zip(z).zip(di) {
             *o = f(z, d);
         }

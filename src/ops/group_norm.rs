@@ -72,7 +72,7 @@ impl PrimitiveOp for GroupNorm {
         let silu = cx.epilogue != Epilogue::None;
         let time_bias = (cx.epilogue == Epilogue::SiluThenChannelBias).then(|| cx.inputs[1]);
         let (n, y) = (cx.batch, cx.out);
-        norm::forward(cx.workers, &geom, n, x, gamma, beta, y, &mut stats, silu, time_bias);
+        norm::forward(&geom, n, x, gamma, beta, y, &mut stats, silu, time_bias);
         match cx.saved {
             Some(slot) => *slot = Some(stats),
             None => cx.pool.give(stats),
