@@ -81,14 +81,22 @@ impl AdamW {
     }
 }
 
+/// The squares of every gradient, in f64, in one fixed order: chunk by chunk, each in order,
+/// then the chunks' sums in order. (rayon's `sum` adds in an order that depends on which thread
+/// steals what, so its last bits, and rarely the f32 norm and the clipping, could differ
+/// between two runs of the same step, and a resumed run from an uninterrupted one.)
+fn sum_of_squares(grads: &Params) -> f64 {
+    let chunk_sums = |t: &ndarray::ArrayD<f32>| {
+        let chunks = t.as_slice().expect("contiguous").par_chunks(CHUNK);
+        chunks.map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()).collect::<Vec<f64>>()
+    };
+    grads.tensors.iter().flat_map(chunk_sums).sum()
+}
+
 /// Scales `grads` so their global L2 norm is at most `max_norm` (PyTorch's `clip_grad_norm_`:
 /// factor max_norm / (norm + 1e-6) when that is below 1). Returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut Params, max_norm: f32) -> f32 {
-    let sq: f64 = grads
-        .tensors
-        .iter()
-        .map(|t| t.as_slice().expect("contiguous").par_iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
-        .sum();
+    let sq = sum_of_squares(grads);
     let norm = sq.sqrt() as f32;
     let factor = max_norm / (norm + 1e-6);
     if factor < 1.0 {
@@ -149,5 +157,22 @@ mod tests {
         let mut small = one(&[0.3, 0.4]);
         assert!((clip_grad_norm(&mut small, 1.0) - 0.5).abs() < 1e-6);
         assert_eq!(small.tensors[0].as_slice().unwrap(), &[0.3, 0.4]);
+    }
+
+    /// The squares are summed in one fixed order (chunk by chunk, each in order, the chunks in
+    /// order), whatever the threads: the same bits on 1 thread and on 7. Values spread over 12
+    /// decades make the order show in the sum's last bits.
+    #[test]
+    fn the_norm_is_summed_in_one_order_on_any_thread_count() {
+        let values: Vec<f32> = (0..5 * CHUNK + 123).map(|i| 10f32.powi((i * 7919 % 13) as i32 - 6)).collect();
+        let want: f64 =
+            values.chunks(CHUNK).map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()).sum();
+        let in_one_pass: f64 = values.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        assert_ne!(want.to_bits(), in_one_pass.to_bits(), "the values do not tell the order");
+        for threads in [1, 7] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let sum = pool.install(|| sum_of_squares(&one(&values)));
+            assert_eq!(sum.to_bits(), want.to_bits(), "{threads} threads");
+        }
     }
 }
