@@ -112,7 +112,7 @@ impl<T: Real> Engine<T> {
 
     /// The nodes whose work runs inside a GroupNorm's pass (fused SiLUs and time biases).
     pub fn fused_nodes(&self) -> Vec<NodeId> {
-        (0..self.graph.nodes.len()).filter(|&id| self.schedule.runs_in(id) != id).collect()
+        (0..self.graph.nodes.len()).filter(|&id| self.schedule.is_fused(id)).collect()
     }
 
     /// Most bytes of activations, gradients and statistics held at once so far.
@@ -184,7 +184,7 @@ impl<T: Real> Engine<T> {
         for k in 0..self.schedule.order.len() {
             let id = self.schedule.order[k];
             // a fused node's value was written by its GroupNorm
-            if self.schedule.fused_from[id].is_none() {
+            if !self.schedule.is_fused(id) {
                 let start = self.profile.as_ref().map(|_| Instant::now());
                 let out = self.eval_node(id, params, [x, t, &labels], train);
                 self.record(id, start, true);

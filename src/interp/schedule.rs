@@ -24,7 +24,7 @@ pub(super) struct Schedule {
     fused_into: Vec<Option<(Epilogue, NodeId)>>,
     /// For the nodes fused into a GroupNorm: that GroupNorm (they do no work of their own,
     /// forward or backward).
-    pub fused_from: Vec<Option<NodeId>>,
+    fused_from: Vec<Option<NodeId>>,
 }
 
 impl Schedule {
@@ -57,6 +57,11 @@ impl Schedule {
             }
         }
         Schedule { order, reads, last_reader, last_backward_reader, fused_into, fused_from }
+    }
+
+    /// Whether `id`'s work runs in a GroupNorm's pass (it has none of its own).
+    pub fn is_fused(&self, id: NodeId) -> bool {
+        self.fused_from[id].is_some()
     }
 
     /// The node whose forward and backward do `id`'s work: its GroupNorm when fused, else itself.
