@@ -53,8 +53,9 @@ pub struct Scratch<T> {
     pub pc: Vec<u32>,
     /// fp32 sums of this worker's images that AMX tiles load and store (a conv's weight gradient).
     pub acc: Vec<f32>,
-    /// Threads the GEMMs of this worker may use (more than one only when the batch is smaller
-    /// than the thread pool, e.g. sampling a single image).
+    /// Threads the GEMMs of this worker may use: the pool's threads shared out among the
+    /// workers, so more than one only when the batch is smaller than the pool (a forward at
+    /// batch 8 on 16 threads: 2 each; sampling a single image: all of them).
     pub gemm_threads: usize,
 }
 
@@ -160,7 +161,9 @@ impl<T: Real> Workers<T> {
     {
         let threads = self.threads();
         let chunks = threads.min(batch).max(1);
-        let gemm_threads = if chunks < threads { threads } else { 1 };
+        // each worker's GEMMs split over its share of the pool (all of it each, as before, split
+        // a forward at batch 8 on 16 threads into 8 x 16 tasks of small tiles)
+        let gemm_threads = threads.div_ceil(chunks);
         let mut jobs = Vec::with_capacity(chunks);
         let mut rest = &mut out[..batch * per_image];
         let mut rest2 = &mut out2[..batch * per_image2];
