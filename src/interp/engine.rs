@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::graph::{Graph, NodeId, Op, Shape};
-use crate::ops::{Backward, Epilogue, Forward};
+use crate::ops::{Backward, Forward};
 
 use super::schedule::Schedule;
 
@@ -351,10 +351,7 @@ impl<T: Real> Engine<T> {
                 param_grads: &mut grads[p0..p1],
                 wants: &wants,
                 saved: self.saved_stats[target].as_deref(),
-                epilogue: match target == id {
-                    true => Epilogue::None,
-                    false => self.schedule.epilogue(target),
-                },
+                epilogue: self.schedule.epilogue(target),
                 workers: &mut self.workers,
                 pool: &mut self.pool,
                 input_grads: &mut input_grads,

@@ -168,9 +168,9 @@ pub(super) fn backward<T: Real>(
         workers.scratch[..used].iter_mut().map(|s| sized_aligned(&mut s.acc, dw.weight_grad_len())).collect();
     sum_into_first(&mut sums);
     dw.add_sums_to_weight_grad(sums[0], f32s_mut(dweight));
-    let mut bias_sums: Vec<&mut [T]> = workers.scratch[..used].iter_mut().map(|s| &mut s.c[..cout]).collect();
-    sum_into_first(&mut bias_sums);
-    for (d, &p) in dbias.iter_mut().zip(&*bias_sums[0]) {
-        *d += p;
+    for s in &workers.scratch[..used] {
+        for (d, &p) in dbias.iter_mut().zip(&s.c[..cout]) {
+            *d += p;
+        }
     }
 }

@@ -77,7 +77,7 @@ pub(crate) use call_with_avx2;
 
 /// Independent accumulators of [`sum_map`] and [`sum_zip`]: four AVX2 vectors, so that each
 /// add waits on the one four before it, not on the last (one vector of eight made the sums
-/// of GroupNorm's statistics wait on the adds' latency, a third of their speed).
+/// of GroupNorm's statistics wait on the adds' latency, a third of their speed on a Zen 3).
 const ACCUMULATORS: usize = 32;
 
 /// Sum with [`ACCUMULATORS`] independent accumulators: vectorises, overlaps the adds, and rounds

@@ -29,7 +29,7 @@ impl GroupNormGeom {
 }
 
 /// Parallel tasks per thread: enough for an even finish, few enough that scheduling them costs
-/// nothing (one task per 16 Ki elements made the backward 10-20 % slower on two threads).
+/// nothing (one task per 16 Ki elements made the backward 10-20 % slower on a 2-core Zen 3).
 const TASKS_PER_THREAD: usize = 4;
 
 /// Elements per task at least, whatever the thread count.
@@ -45,7 +45,8 @@ fn units_per_task(g: &GroupNormGeom, batch: usize) -> usize {
 }
 
 /// y = (x - mean) / sqrt(var + eps) * gamma + beta, then y * sigmoid(y) when `silu`, then
-/// `+ time_bias[n, c]` when given ([N, C]); `stats` [N, groups, 2] gets (mean, rstd).
+/// `+ time_bias[n, c]` when given ([N, C]; only after a SiLU, as a ResBlock adds it); `stats`
+/// [N, groups, 2] gets (mean, rstd).
 #[allow(clippy::too_many_arguments)]
 pub fn forward<T: Real>(
     g: &GroupNormGeom,
@@ -59,6 +60,7 @@ pub fn forward<T: Real>(
     time_bias: Option<&[T]>,
 ) {
     if let Some(tb) = time_bias {
+        assert!(silu, "a time bias is fused after a SiLU only");
         assert_eq!(tb.len(), batch * g.channels, "a time bias per image and channel");
     }
     let (unit, units) = (g.group_channels() * g.hw, units_per_task(g, batch));
@@ -108,11 +110,10 @@ fn forward_units<T: Real>(
             let c = grp * cg + j;
             let a = rstd * gamma[c];
             let b = beta[c] - mean * a;
-            let then_add = time_bias.map(|tb| tb[n * g.channels + c]);
-            match (silu, then_add) {
-                (true, _) => silu_affine(yc, xc, a, b, then_add),
-                (false, None) => yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = v * a + b),
-                (false, Some(t)) => yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = (v * a + b) + t),
+            if silu {
+                silu_affine(yc, xc, a, b, time_bias.map(|tb| tb[n * g.channels + c]));
+            } else {
+                yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = v * a + b);
             }
         }
     }
@@ -139,16 +140,18 @@ pub fn backward<T: Real>(
 ) {
     let (c, cg) = (g.channels, g.group_channels());
     let (unit, units) = (cg * g.hw, units_per_task(g, batch));
-    // per (image, channel): the time bias's gradient, and the parts of dgamma and dbeta
+    // per (image, channel): the parts of dgamma and dbeta, and the time bias's gradient (written
+    // where asked, else into scratch that `bias_grad` leaves untouched)
     let per_channel = sized(&mut workers.shared, 3 * batch * c);
-    let (tb_grad, partial) = per_channel.split_at_mut(batch * c);
+    let (unused_tb, partial) = per_channel.split_at_mut(batch * c);
     let (pg, pb) = partial.split_at_mut(batch * c);
+    let bias_grad = time_bias_grad.is_some();
+    let tb_grad = time_bias_grad.unwrap_or(unused_tb);
     let dx = dx[..batch * g.per_image()].par_chunks_mut(units * unit);
     let per_unit = tb_grad
         .par_chunks_mut(units * cg)
         .zip(pg.par_chunks_mut(units * cg))
         .zip(pb.par_chunks_mut(units * cg));
-    let bias_grad = time_bias_grad.is_some();
     dx.zip(per_unit).enumerate().for_each(|(task, (dx, ((tb_grad, pg), pb)))| {
         let (gb, first) = ((gamma, beta), task * units);
         super::call_with_avx2!(backward_units::<T>(
@@ -173,9 +176,6 @@ pub fn backward<T: Real>(
         for (d, &p) in dbeta.iter_mut().zip(&pb[n * c..(n + 1) * c]) {
             *d += p;
         }
-    }
-    if let Some(out) = time_bias_grad {
-        out.copy_from_slice(tb_grad);
     }
 }
 
