@@ -83,10 +83,11 @@ fn main() {
     );
     let (mut fwd_total, mut bwd_total, mut copy_total, mut bytes) =
         (Totals::default(), Totals::default(), Totals::default(), 0.0);
+    // the GroupNorms before a time bias, the bias in their pass and apart; and the model's
+    // passes as the interpreter runs them (the others plain, those with the bias in the pass)
     let (mut fused_fwd, mut fused_bwd, mut apart_fwd, mut apart_bwd) =
         (Totals::default(), Totals::default(), Totals::default(), Totals::default());
-    // the biased GroupNorms' passes without the bias
-    let (mut plain_fwd, mut plain_bwd) = (Totals::default(), Totals::default());
+    let (mut model_fwd, mut model_bwd) = (Totals::default(), Totals::default());
     for (&(channels, side), &(count, biased)) in &shapes {
         let hw = side * side;
         let g = GroupNormGeom { channels, hw, groups: 8, eps: 1e-5 };
@@ -100,10 +101,14 @@ fn main() {
             norm::forward(&g, BATCH, &x, &gamma, &beta, y, &mut stats, true, bias)
         };
         let fwd = median_and_fastest_ms(|| forward(&mut y, None));
-        let fwd_fused = median_and_fastest_ms(|| forward(&mut y, Some(&time_bias)));
-        let fwd_apart = median_and_fastest_ms(|| {
-            forward(&mut y2, None);
-            add_channel_bias(hw, &y2, &time_bias, &mut y);
+        // [fused, apart], timed only where the model has such GroupNorms
+        let fwd_bias = (biased > 0).then(|| {
+            let fused = median_and_fastest_ms(|| forward(&mut y, Some(&time_bias)));
+            let apart = median_and_fastest_ms(|| {
+                forward(&mut y2, None);
+                add_channel_bias(hw, &y2, &time_bias, &mut y);
+            });
+            [fused, apart]
         });
         let dy: Vec<f32> = (0..len).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
         let mut dx = vec![0f32; len];
@@ -115,16 +120,19 @@ fn main() {
             )
         };
         let bwd = median_and_fastest_ms(|| backward(&mut workers, None));
-        let bwd_fused = median_and_fastest_ms(|| backward(&mut workers, Some(&mut dtb)));
-        let bwd_apart = median_and_fastest_ms(|| {
-            add_channel_bias_backward(hw, &dy, &mut dtb);
-            backward(&mut workers, None);
+        let bwd_bias = (biased > 0).then(|| {
+            let fused = median_and_fastest_ms(|| backward(&mut workers, Some(&mut dtb)));
+            let apart = median_and_fastest_ms(|| {
+                add_channel_bias_backward(hw, &dy, &mut dtb);
+                backward(&mut workers, None);
+            });
+            [fused, apart]
         });
         let copy = median_and_fastest_ms(|| y.copy_from_slice(&x));
         let pair = |f: [f64; 2], b: [f64; 2]| format!("{:.3}/{:.3}", f[0], b[0]);
-        let (fused, apart) = match biased {
-            0 => (String::new(), String::new()),
-            _ => (pair(fwd_fused, bwd_fused), pair(fwd_apart, bwd_apart)),
+        let (fused, apart) = match (fwd_bias, bwd_bias) {
+            (Some([ff, fa]), Some([bf, ba])) => (pair(ff, bf), pair(fa, ba)),
+            _ => (String::new(), String::new()),
         };
         println!(
             "{channels:>8} {side:>5} {count:>3} {:>9.3} {:>9.3} {:>9.3} {biased:>7} {fused:>14} {apart:>14}",
@@ -133,12 +141,16 @@ fn main() {
         fwd_total.add(count, fwd);
         bwd_total.add(count, bwd);
         copy_total.add(count, copy);
-        plain_fwd.add(biased, fwd);
-        plain_bwd.add(biased, bwd);
-        fused_fwd.add(biased, fwd_fused);
-        fused_bwd.add(biased, bwd_fused);
-        apart_fwd.add(biased, fwd_apart);
-        apart_bwd.add(biased, bwd_apart);
+        model_fwd.add(count - biased, fwd);
+        model_bwd.add(count - biased, bwd);
+        if let (Some([ff, fa]), Some([bf, ba])) = (fwd_bias, bwd_bias) {
+            for (total, t) in [(&mut fused_fwd, ff), (&mut apart_fwd, fa), (&mut model_fwd, ff)] {
+                total.add(biased, t);
+            }
+            for (total, t) in [(&mut fused_bwd, bf), (&mut apart_bwd, ba), (&mut model_bwd, bf)] {
+                total.add(biased, t);
+            }
+        }
         bytes += count as f64 * len as f64 * 8.0;
     }
     println!(
@@ -161,12 +173,8 @@ fn main() {
         apart_fwd.0[0],
         apart_bwd.0[0]
     );
-    // the plain passes of the unbiased GroupNorms, the fused ones of the others
-    let model =
-        |all: &Totals, plain_biased: &Totals, fused: &Totals| all.0[0] - plain_biased.0[0] + fused.0[0];
     println!(
         "the model's GroupNorm passes per step (medians, time biases included): forward {:.2} ms, backward {:.2} ms",
-        model(&fwd_total, &plain_fwd, &fused_fwd),
-        model(&bwd_total, &plain_bwd, &fused_bwd)
+        model_fwd.0[0], model_bwd.0[0]
     );
 }

@@ -6,25 +6,15 @@ bias), medians of 31 runs.
     python3 scripts/torch_norm_bench.py [--threads 2]
 """
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from torch_unet_bench import median_ms  # same directory: the same timing as the model bench
+
 # (channels, side, how many GroupNorms of the model have it, how many of those a time bias follows),
 # as benches/norm.rs reads them from the model
 SHAPES = [(32, 32, 3, 1), (64, 16, 2, 1), (64, 32, 2, 1), (128, 8, 8, 4), (128, 16, 2, 1)]
-
-
-def median_ms(f, runs=31):
-    f()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        f()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main():
@@ -53,7 +43,7 @@ def main():
             def backward():
                 torch.autograd.grad(y, wrt, dy, retain_graph=True)
 
-            times.append((median_ms(forward), median_ms(backward)))
+            times.append((median_ms(forward, 1, 31), median_ms(backward, 1, 31)))
         (fwd, bwd), (fwd_b, bwd_b) = times
         print(f"{channels:>8} {side:>5} {count:>3} {fwd:>10.3f} {bwd:>10.3f} {biased:>7} {fwd_b:>7.3f}/{bwd_b:.3f}")
         fwd_total += (count - biased) * fwd + biased * fwd_b
