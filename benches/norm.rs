@@ -77,6 +77,12 @@ fn main() {
         shapes.values().map(|v| v.0).sum::<usize>(),
         workers.threads()
     );
+    // the anchor runs on the shapes read here, not on a list of its own
+    let listed: Vec<String> = shapes.iter().map(|(&(c, s), &(n, b))| format!("{c}x{s}x{n}x{b}")).collect();
+    println!(
+        "PyTorch's anchor on these shapes: python3 scripts/torch_norm_bench.py --shapes {}",
+        listed.join(",")
+    );
     println!(
         "{:>8} {:>5} {:>3} {:>9} {:>9} {:>9} {:>7} {:>14} {:>14}",
         "channels", "side", "n", "fwd ms", "bwd ms", "copy ms", "biased", "bias fused", "bias apart"

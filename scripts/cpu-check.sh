@@ -116,8 +116,11 @@ for n in (2048, 4096):
 EOF
 
 step "GroupNorm + SiLU on two cores (per step of the model at batch 32)"
-$two env RAYON_NUM_THREADS=2 timeout 120 "$BIN/norm" --bench | tail -n 4 | sed 's/^/mdc: /'
-$two timeout 120 python3 scripts/torch_norm_bench.py --threads 2 | tail -n 1 | sed 's/^/PyTorch: /'
+norm_out=$($two env RAYON_NUM_THREADS=2 timeout 120 "$BIN/norm" --bench)
+echo "$norm_out" | tail -n 4 | sed 's/^/mdc: /'
+# PyTorch's anchor on the shapes the bench read from the model
+shapes=$(echo "$norm_out" | sed -n 's/.*--shapes \([^ ]*\).*/\1/p')
+$two timeout 120 python3 scripts/torch_norm_bench.py --threads 2 --shapes "$shapes" | tail -n 1 | sed 's/^/PyTorch: /'
 
 step "threads: mdc fp32 and bf16 beside PyTorch, each pinned to as many cores"
 for n in 1 2 4 8 16; do

@@ -1,9 +1,13 @@
 """PyTorch's GroupNorm + SiLU on the shapes of `cargo bench --bench norm` (models/unet-rgb32.toml's
-17 GroupNorms at batch 32, 8 groups, 8 of them followed by a ResBlock's time bias), the anchor
-beside mdc's: per step, the forward and the backward (gradients of x, gamma, beta and the time
-bias), medians of 31 runs.
+GroupNorms at batch 32, 8 groups, some followed by a ResBlock's time bias), the anchor beside
+mdc's: per step, the forward and the backward (gradients of x, gamma, beta and the time bias),
+medians of 31 runs. The shapes come from the Rust bench, which reads them from the model and
+prints this command line with them (scripts/cpu-check.sh passes them on):
 
-    python3 scripts/torch_norm_bench.py [--threads 2]
+    python3 scripts/torch_norm_bench.py --shapes 32x32x3x1,... [--threads 2]
+
+each shape as channels x side x how many GroupNorms have it x how many of those a time bias
+follows.
 """
 import argparse
 
@@ -12,19 +16,28 @@ import torch.nn.functional as F
 
 from torch_unet_bench import median_ms  # same directory: the same timing as the model bench
 
-# (channels, side, how many GroupNorms of the model have it, how many of those a time bias follows),
-# as benches/norm.rs reads them from the model
-SHAPES = [(32, 32, 3, 1), (64, 16, 2, 1), (64, 32, 2, 1), (128, 8, 8, 4), (128, 16, 2, 1)]
+
+def parse_shapes(text):
+    """"32x32x3x1,64x16x2x1" -> [(32, 32, 3, 1), (64, 16, 2, 1)]"""
+    shapes = []
+    for item in text.split(","):
+        parts = item.split("x")
+        if len(parts) != 4 or not all(p.isdigit() for p in parts):
+            raise SystemExit(f"--shapes: {item!r} is not channels x side x count x biased (e.g. 32x32x3x1)")
+        shapes.append(tuple(int(p) for p in parts))
+    return shapes
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shapes", required=True, type=parse_shapes,
+                    help="as `cargo bench --bench norm` prints them: channels x side x count x biased, comma-separated")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, batch 32, fp32")
     fwd_total = bwd_total = 0.0
-    for channels, side, count, biased in SHAPES:
+    for channels, side, count, biased in args.shapes:
         x = torch.randn(32, channels, side, side, requires_grad=True)
         gamma = torch.ones(channels, requires_grad=True)
         beta = torch.zeros(channels, requires_grad=True)

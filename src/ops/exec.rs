@@ -27,7 +27,7 @@ pub struct Forward<'a, T: Real> {
     /// `None` in inference, where such buffers go straight back to the pool.
     pub saved: Option<&'a mut Option<Vec<T>>>,
     /// What this forward computes after the node's own op, in the same pass (ops that cannot
-    /// fuse are only ever given [`Epilogue::None`]: see `Engine::new`).
+    /// fuse are only ever given [`Epilogue::None`]: see `interp/schedule.rs`).
     pub epilogue: Epilogue,
 }
 
