@@ -9,6 +9,7 @@
 use super::conv_amx;
 use super::conv_geom::flip_kernel;
 pub use super::conv_geom::ConvGeom;
+use super::winograd;
 use crate::kernels::bf16::Precision;
 use crate::kernels::gemm::{matmul_at, matmul_rows_a, Lhs, Tr};
 use crate::kernels::real::Real;
@@ -191,6 +192,9 @@ pub fn forward<T: Real>(
     if let Some(implicit) = g.implicit::<T>(workers.precision) {
         return conv_amx::forward(workers, g, &implicit, batch, x, weight, bias, y);
     }
+    if runs_by_winograd(workers, g, batch) {
+        return winograd::forward(workers, g, batch, x, weight, bias, y);
+    }
     let (kd, pos) = (g.kdim(), g.positions());
     let rows = g.band_rows(kd, workers.column_budget);
     // the weights are converted (bf16) once for all images and bands
@@ -244,6 +248,9 @@ pub fn backward<T: Real>(
             input_grad(workers, g, batch, weight, dy, dx);
         }
         return;
+    }
+    if runs_by_winograd(workers, g, batch) {
+        return winograd::backward(workers, g, batch, x, weight, dy, dx, dweight, dbias);
     }
     let (kd, pos, cout) = (g.kdim(), g.positions(), g.cout);
     let want_dx = dx.is_some();
@@ -352,6 +359,17 @@ pub fn backward<T: Real>(
     for (d, &p) in dbias.iter_mut().zip(db) {
         *d += p;
     }
+}
+
+/// Whether this conv runs by Winograd's F(2x2, 3x3) (`winograd/`): 3x3 same-size, fp32 (or
+/// f64) products, enough tiles in the batch, unless `MDC_FP32_CONV=im2col` turned it off.
+fn runs_by_winograd<T: Real>(workers: &Workers<T>, g: &ConvGeom, batch: usize) -> bool {
+    let min_tiles = match workers.winograd_min_tiles {
+        Some(asked) => asked,
+        None if winograd::enabled_by_env().unwrap_or(true) => winograd::MIN_TILES,
+        None => return false,
+    };
+    workers.precision == Precision::Fp32 && winograd::applies(g) && winograd::tiles_in(g, batch) >= min_tiles
 }
 
 /// dx [N, Cin, H, W] = the gradient of the conv's input from dy [N, Cout, Ho, Wo] alone

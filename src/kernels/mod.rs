@@ -17,11 +17,13 @@ pub mod linear;
 pub mod norm;
 pub mod real;
 pub mod upsample;
+mod winograd;
 pub mod workspace;
 
 pub use bf16::Precision;
 pub use gemm::{matmul, matmul_strided, Tr};
 pub use real::Real;
+pub use winograd::enabled_by_env as winograd_enabled_by_env;
 pub use workspace::{Pool, Workers};
 
 /// Runs `f` compiled for AVX2+FMA when the CPU has them (the crate's baseline target is SSE2,

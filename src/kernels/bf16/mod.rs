@@ -55,6 +55,8 @@ impl Precision {
 /// `MDC_BF16_KERNEL=portable` runs bf16 on the portable reference kernel on any CPU, with a
 /// note that says so.
 pub fn resolve(asked: Precision, explicitly: bool) -> Result<(Precision, Option<String>), String> {
+    // the fp32 convs' switch is checked here too, where every run's precision is settled
+    super::winograd_enabled_by_env()?;
     if asked == Precision::Fp32 {
         return Ok((asked, None));
     }
@@ -120,7 +122,11 @@ impl Precision {
                     if Kernel::best().implicit_convs_by_default() { "implicit 3x3 convs" } else { "im2col" };
                 format!("bf16 ({}, {convs})", Kernel::best().name())
             }
-            Precision::Fp32 => self.name().to_string(),
+            Precision::Fp32 => {
+                let winograd = super::winograd_enabled_by_env().unwrap_or(true);
+                let convs = if winograd { "3x3 convs by Winograd F(2x2, 3x3)" } else { "im2col" };
+                format!("fp32 ({convs})")
+            }
         }
     }
 }
