@@ -509,3 +509,35 @@ fn bf16_runs_on_the_portable_kernel_when_asked_and_says_so() {
         assert!(stderr.contains("no AVX512_BF16") && stderr.contains("MDC_BF16_KERNEL=portable"), "{stderr}");
     }
 }
+
+/// fp32's 3x3 same-size convs run by Winograd's F(2x2, 3x3) unless `MDC_FP32_CONV=im2col`: both
+/// train the same run to within fp32 rounding, not to the bit (they round differently, which
+/// shows the switch took effect), and a misspelt value is an error that names the choices.
+#[test]
+fn fp32_convs_by_winograd_and_by_im2col_train_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |conv: &str| {
+        let out = dir.path().join(conv);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mdc"));
+        cmd.args(["train", TINY, "--out", s(&out), "--precision", "fp32", "--steps", "3", "-q"]);
+        (cmd.env("MDC_FP32_CONV", conv).output().unwrap(), out)
+    };
+    let loss_values = |out: &Path| -> Vec<f64> {
+        losses(out).iter().map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect()
+    };
+    let (by_winograd, winograd_dir) = train("winograd");
+    let (by_im2col, im2col_dir) = train("im2col");
+    for o in [&by_winograd, &by_im2col] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (a, b) = (loss_values(&winograd_dir), loss_values(&im2col_dir));
+    assert_eq!(a.len(), 3);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-4 * y.abs(), "losses {a:?} by Winograd, {b:?} by im2col");
+    }
+    assert_ne!(a, b, "the two paths gave the same bits: did MDC_FP32_CONV take effect?");
+    let (misspelt, out) = train("fft");
+    let stderr = String::from_utf8_lossy(&misspelt.stderr);
+    assert!(!misspelt.status.success() && !out.join("loss.csv").exists(), "{stderr}");
+    assert!(stderr.contains("MDC_FP32_CONV=\"fft\": expected winograd or im2col"), "{stderr}");
+}
