@@ -13,10 +13,10 @@
 //! dU[xi]^T [Cin, Cout] += V[xi] [Cin, T] x dM[xi]^T and dV[xi] [Cin, T] = U[xi]^T x dM[xi] [Cout, T].
 //! The transforms are additions and halvings only.
 //!
-//! It is the default for fp32 (`MDC_FP32_CONV=im2col` picks the im2col path to compare): with the
-//! transforms on vectors it makes the fp32 training step of `unet-rgb32.toml` about a fifth faster
-//! on a Zen 3 (docs/experiments/benchmarks.md). bf16 keeps its own kernels (im2col and implicit
-//! GEMM); Winograd in bf16 is untried.
+//! It is the default for fp32 where a call has at least [`MIN_TILES`] output tiles
+//! (`MDC_FP32_CONV=im2col` picks the im2col path to compare): it makes the fp32 training step of
+//! `unet-rgb32.toml` about a fifth faster on a Zen 3 (docs/experiments/benchmarks.md). bf16 keeps
+//! its own kernels (im2col and implicit GEMM); Winograd in bf16 is untried.
 //!
 //! Tiles are taken in bands of tile rows across a worker's images, so that a band's transformed
 //! values fit in cache (`Workers::column_budget`) and a small image's few tiles still make a
@@ -93,7 +93,7 @@ pub fn forward<T: Real>(
     workers.par_images(batch, y, g.out_len(), |images, y, s| {
         let (th, tw) = tiles(g);
         let total = images.len() * th;
-        let rows_per_band = band_rows(g, cin + cout + 1, budget, total);
+        let rows_per_band = band_rows(g, cin + cout, budget, total);
         let tb_max = rows_per_band * tw;
         let threads = s.gemm_threads;
         let v_and_scratch = sized(&mut s.a, XI * cin * tb_max + transforms::transform_scratch(g));
@@ -148,7 +148,7 @@ pub fn backward<T: Real>(
     let workers_used = workers.par_images(batch, dx, per_image, |images, dx, s| {
         let (th, tw) = tiles(g);
         let total = images.len() * th;
-        let per_tile = cin + cout + 1 + if want_dx { cin } else { 0 };
+        let per_tile = cin + cout + if want_dx { cin } else { 0 };
         let rows_per_band = band_rows(g, per_tile, budget, total);
         let tb_max = rows_per_band * tw;
         let partial = sized(&mut s.c, partial_len);
