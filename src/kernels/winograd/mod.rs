@@ -10,7 +10,8 @@
 //! The sums over channels of element-wise products are 16 matrix products, one per element of the
 //! 4x4 tile ("xi"), every transformed value laid out [xi, channel, tile]:
 //! M[xi] [Cout, T] = U[xi] [Cout, Cin] x V[xi] [Cin, T] over T tiles, and backward
-//! dU[xi]^T [Cin, Cout] += V[xi] [Cin, T] x dM[xi]^T and dV[xi] [Cin, T] = U[xi]^T x dM[xi] [Cout, T].
+//! dU[xi]^T [Cin, Cout] += V[xi] [Cin, T] x dM[xi]^T and dV[xi] [Cin, T] = U[xi]^T x dM[xi] [Cout, T]
+//! (U^T stored as such for the backward).
 //! The transforms are additions and halvings only.
 //!
 //! It is the default for fp32 where a call has at least [`MIN_TILES`] output tiles
@@ -87,7 +88,7 @@ pub fn forward<T: Real>(
     let (cin, cout) = (g.cin, g.cout);
     let mut shared = std::mem::take(&mut workers.shared);
     let u = sized(&mut shared, XI * cout * cin);
-    transforms::transform_weights(g, weight, u);
+    transforms::transform_weights(g, weight, u, false);
     let u: &[T] = u;
     let budget = workers.column_budget;
     workers.par_images(batch, y, g.out_len(), |images, y, s| {
@@ -137,10 +138,10 @@ pub fn backward<T: Real>(
         None => (&mut [], 0),
     };
     let mut shared = std::mem::take(&mut workers.shared);
-    // U is needed for dx only
+    // U^T [xi, ci, co] is needed for dx only
     let u = sized(&mut shared, if want_dx { XI * cout * cin } else { 0 });
     if want_dx {
-        transforms::transform_weights(g, weight, u);
+        transforms::transform_weights(g, weight, u, true);
     }
     let u: &[T] = u;
     let budget = workers.column_budget;
@@ -185,7 +186,7 @@ pub fn backward<T: Real>(
                 matmul_strided(dux, cout, cin, cout, tb, vx, tb, Tr::No, dmx, tb, Tr::Yes, true, threads);
                 if want_dx {
                     let (dvx, ux) = (&mut dv[xi * cin * tb..], &u[xi * cout * cin..]);
-                    matmul_strided(dvx, tb, cin, tb, cout, ux, cin, Tr::Yes, dmx, tb, Tr::No, false, threads);
+                    matmul_strided(dvx, tb, cin, tb, cout, ux, cout, Tr::No, dmx, tb, Tr::No, false, threads);
                 }
             }
             if want_dx {

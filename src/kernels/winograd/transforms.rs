@@ -18,8 +18,10 @@ pub(super) fn tiles(g: &ConvGeom) -> (usize, usize) {
     (g.h.div_ceil(2), g.w.div_ceil(2))
 }
 
-/// U[xi, co, ci] = (G g G^T)[xi] for each kernel g = weight[co, ci].
-pub(super) fn transform_weights<T: Real>(g: &ConvGeom, weight: &[T], u: &mut [T]) {
+/// U[xi, co, ci] = (G g G^T)[xi] for each kernel g = weight[co, ci], or U^T[xi, ci, co] where
+/// `transposed` (the input gradient's products take it so: `gemm` runs a transposed left operand
+/// up to a sixth slower at these shapes, `cargo bench --bench gemm_shapes`).
+pub(super) fn transform_weights<T: Real>(g: &ConvGeom, weight: &[T], u: &mut [T], transposed: bool) {
     let (cin, cout) = (g.cin, g.cout);
     let half = T::from_f64(0.5);
     // (g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2): G applied to a column or row of 3
@@ -28,10 +30,14 @@ pub(super) fn transform_weights<T: Real>(g: &ConvGeom, weight: &[T], u: &mut [T]
         for ci in 0..cin {
             let k = &weight[(co * cin + ci) * 9..][..9];
             let cols: [[T; 4]; 3] = std::array::from_fn(|ky| expand(k[ky * 3], k[ky * 3 + 1], k[ky * 3 + 2]));
-            for l in 0..4 {
-                let rows = expand(cols[0][l], cols[1][l], cols[2][l]);
-                for (kk, &v) in rows.iter().enumerate() {
-                    u[((kk * 4 + l) * cout + co) * cin + ci] = v;
+            // G down the columns of the expanded rows: expanded[l][kk] is element (kk, l)
+            let expanded: [[T; 4]; 4] = std::array::from_fn(|l| expand(cols[0][l], cols[1][l], cols[2][l]));
+            for (l, column) in expanded.iter().enumerate() {
+                for (kk, &v) in column.iter().enumerate() {
+                    let xi = kk * 4 + l;
+                    let at =
+                        if transposed { (xi * cin + ci) * cout + co } else { (xi * cout + co) * cin + ci };
+                    u[at] = v;
                 }
             }
         }
