@@ -254,10 +254,7 @@ pub fn backward<T: Real>(
     }
     let (kd, pos, cout) = (g.kdim(), g.positions(), g.cout);
     let want_dx = dx.is_some();
-    let (dx, per_image): (&mut [T], usize) = match dx {
-        Some(d) => (d, g.in_len()),
-        None => (&mut [], 0),
-    };
+    let (dx, per_image) = g.input_grad_out(dx);
     // When the conv keeps the size and does not widen the channels, dx is itself a convolution
     // of dy with the flipped, channel-transposed kernel: its columns (Cout*k*k rows) are no larger
     // than dcols (Cin*k*k rows), its GEMM is compute-bound (depth Cout*k*k, not Cout) and no
@@ -290,9 +287,7 @@ pub fn backward<T: Real>(
             for (i, n) in images.enumerate() {
                 let xn = &x[n * g.in_len()..(n + 1) * g.in_len()];
                 let dyn_ = &dy[n * g.out_len()..(n + 1) * g.out_len()];
-                for (acc, row) in db.iter_mut().zip(dyn_.chunks_exact(pos)) {
-                    *acc += super::sum_map(row, |v| v);
-                }
+                super::add_plane_sums(db, dyn_);
                 let dyt = sized(&mut s.b, pos * cout);
                 transpose(dyn_, cout, pos, dyt);
                 let mut dxn = want_dx.then(|| &mut dx[i * g.in_len()..(i + 1) * g.in_len()]);

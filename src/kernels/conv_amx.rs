@@ -109,10 +109,7 @@ pub(super) fn backward<T: Real>(
 ) {
     let (cout, pos, dw) = (g.cout, g.positions(), &plan.weight_grad);
     let (x, dy) = (f32s(x), f32s(dy));
-    let (dx, per_image): (&mut [T], usize) = match dx {
-        Some(d) => (d, g.in_len()),
-        None => (&mut [], 0),
-    };
+    let (dx, per_image) = g.input_grad_out(dx);
     // dx's kernel (flipped, or split by phase), packed once for all images
     let mut shared = std::mem::take(&mut workers.shared);
     let mut packed = std::mem::take(&mut workers.shared_packed);

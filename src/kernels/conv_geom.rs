@@ -58,6 +58,14 @@ impl ConvGeom {
     pub(super) fn in_len(&self) -> usize {
         self.cin * self.h * self.w
     }
+    /// A backward's dx as `Workers::par_images` splits it: the buffer and one image's length, or
+    /// an empty buffer and 0 where dx is not wanted.
+    pub(super) fn input_grad_out<'a, T>(&self, dx: Option<&'a mut [T]>) -> (&'a mut [T], usize) {
+        match dx {
+            Some(d) => (d, self.in_len()),
+            None => (&mut [], 0),
+        }
+    }
     pub(super) fn out_len(&self) -> usize {
         self.cout * self.ho * self.wo
     }

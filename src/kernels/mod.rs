@@ -102,6 +102,16 @@ pub(crate) fn sum_map<T: Real>(xs: &[T], f: impl Fn(T) -> T) -> T {
     total
 }
 
+/// acc[c] += the sum of plane c of `planes` (acc.len() planes of equal length): a bias's
+/// gradient from one image's output gradient [C, H, W]. Always inlined, as [`sum_map`].
+#[inline(always)]
+pub(crate) fn add_plane_sums<T: Real>(acc: &mut [T], planes: &[T]) {
+    let plane_len = planes.len() / acc.len().max(1);
+    for (a, plane) in acc.iter_mut().zip(planes.chunks_exact(plane_len.max(1))) {
+        *a += sum_map(plane, |v| v);
+    }
+}
+
 /// Sum of `f(a_i, b_i)` with [`ACCUMULATORS`] accumulators (always inlined, as [`sum_map`]).
 #[inline(always)]
 pub(crate) fn sum_zip<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {

@@ -113,7 +113,7 @@ pub struct Workers<T> {
     /// Most elements of im2col columns built at once: convs run in bands of output rows so a
     /// band's columns stay in the core's cache between im2col and the GEMM that reads them.
     pub column_budget: usize,
-    /// Whether fp32 (and f64) 3x3 same-size convs run by Winograd's F(2x2, 3x3) (`winograd.rs`)
+    /// Whether fp32 (and f64) 3x3 same-size convs run by Winograd's F(2x2, 3x3) (`winograd/`)
     /// rather than im2col from this many tiles a call on, whatever `MDC_FP32_CONV` says (for
     /// tests and benchmarks: `Some(0)` always, `Some(usize::MAX)` never); `None`, the default,
     /// leaves it to `MDC_FP32_CONV` and `winograd::MIN_TILES`.

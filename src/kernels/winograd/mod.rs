@@ -133,10 +133,7 @@ pub fn backward<T: Real>(
     debug_assert!(applies(g));
     let (cin, cout) = (g.cin, g.cout);
     let want_dx = dx.is_some();
-    let (dx, per_image): (&mut [T], usize) = match dx {
-        Some(d) => (d, g.in_len()),
-        None => (&mut [], 0),
-    };
+    let (dx, per_image) = g.input_grad_out(dx);
     let mut shared = std::mem::take(&mut workers.shared);
     // U^T [xi, ci, co] is needed for dx only
     let u = sized(&mut shared, if want_dx { XI * cout * cin } else { 0 });
@@ -157,10 +154,7 @@ pub fn backward<T: Real>(
         let (dut, db) = partial.split_at_mut(XI * cin * cout);
         crate::kernels::with_avx2(|| {
             for n in images.clone() {
-                let dyn_ = &dy[n * g.out_len()..][..g.out_len()];
-                for (acc, plane) in db.iter_mut().zip(dyn_.chunks_exact(g.h * g.w)) {
-                    *acc += crate::kernels::sum_map(plane, |v| v);
-                }
+                crate::kernels::add_plane_sums(db, &dy[n * g.out_len()..][..g.out_len()]);
             }
         });
         if want_dx {
