@@ -261,15 +261,20 @@ pub(super) fn transform_scratch(g: &ConvGeom) -> usize {
 /// long: left[j] = column 2j - 1, right[j] = column 2j, as the input's tiles read it.
 #[inline(always)]
 fn split_input_row<T: Real>(plane: &[T], w: usize, y: usize, (left, right): (&mut [T], &mut [T])) {
-    left.fill(T::ZERO);
-    right.fill(T::ZERO);
-    if y < plane.len() / w.max(1) {
-        let row = &plane[y * w..(y + 1) * w];
-        let pairs = w / 2;
-        deinterleave(&row[..2 * pairs], &mut right[..pairs], &mut left[1..pairs + 1]);
-        if w % 2 == 1 {
-            right[pairs] = row[w - 1];
-        }
+    if y >= plane.len() / w.max(1) {
+        left.fill(T::ZERO);
+        right.fill(T::ZERO);
+        return;
+    }
+    let row = &plane[y * w..(y + 1) * w];
+    let pairs = w / 2;
+    deinterleave(&row[..2 * pairs], &mut right[..pairs], &mut left[1..pairs + 1]);
+    // the padding: column -1, and the columns from w on
+    left[0] = T::ZERO;
+    left[pairs + 1..].fill(T::ZERO);
+    right[pairs..].fill(T::ZERO);
+    if w % 2 == 1 {
+        right[pairs] = row[w - 1];
     }
 }
 
@@ -396,13 +401,23 @@ fn inputs_band<T: Real>(g: &ConvGeom, band: Band, x: &[T], v: &mut [T], scratch:
     let mut d = split_rows::<T, 4>(scratch, tw + 1);
     for ci in 0..cin {
         let mut rows = xi_rows(v, ci, cin, tb);
+        let mut last = None;
         for (i, ty, t0) in band.rows(g) {
             let plane = &x[i * g.in_len() + ci * h * w..][..h * w];
-            for (k, (left, right)) in d.iter_mut().enumerate() {
-                // the tile's row k is image row 2ty + k - 1
+            // the tile's row k is image row 2ty + k - 1: rows 0 and 1 are the previous tile
+            // row's 2 and 3 when it was the one above in the same image
+            let first_new = if last == Some((i, ty.wrapping_sub(1))) {
+                d.swap(0, 2);
+                d.swap(1, 3);
+                2
+            } else {
+                0
+            };
+            for (k, (left, right)) in d.iter_mut().enumerate().skip(first_new) {
                 split_input_row(plane, w, (2 * ty + k).wrapping_sub(1), (left, right));
             }
             by_chunks!(tw, |tx, N| input_tiles::<T, N>(&d, tx, &mut rows, t0));
+            last = Some((i, ty));
         }
     }
 }
