@@ -16,7 +16,8 @@
 //!
 //! It is the default for fp32 where a call has at least [`MIN_TILES`] output tiles
 //! (`MDC_FP32_CONV=im2col` picks the im2col path to compare): it makes the fp32 training step of
-//! `unet-rgb32.toml` about a fifth faster on a Zen 3 (docs/experiments/benchmarks.md). bf16 keeps
+//! `unet-rgb32.toml` about a fifth faster on a 2-core AMD EPYC Zen 3, family 25 model 1
+//! (docs/experiments/benchmarks.md). bf16 keeps
 //! its own kernels (im2col and implicit GEMM); Winograd in bf16 is untried.
 //!
 //! Tiles are taken in bands of tile rows across a worker's images, so that a band's transformed
@@ -62,10 +63,11 @@ pub(super) fn tiles_in(g: &ConvGeom, batch: usize) -> usize {
 
 /// Fewest tiles in a call for Winograd to run it (fewer take im2col). Below this its fixed costs
 /// (the kernels' transform, 16 products too narrow to run at speed) outweigh what it saves:
-/// `cargo bench --bench conv_backward` on a Zen 3 (2 threads, fastest of 30), its time over
-/// im2col's: at 4 images, 0.7x forward and 0.95x backward at 32x32 (1024 tiles), about even at
-/// 16x16 (256), 1.1-1.5x at 8x8 (64), 1.8-3.5x at 4x4 (16); at 32 images, 0.7-0.9x at 8x8 (512),
-/// 1.2-1.5x forward and 0.9x backward at 4x4 (128).
+/// `cargo bench --bench conv_backward` on a 2-core AMD EPYC Zen 3 (family 25 model 1; 2 threads,
+/// fastest of 30; ranges over 3 to 5 sittings), its time over im2col's: at 4 images, 0.6-0.8x
+/// forward and 0.55-0.97x backward at 32x32 (1024 tiles), 0.84-1.1x at 16x16 (256), 0.95-1.5x at
+/// 8x8 (64), 1.6-3.5x at 4x4 (16); at 32 images, 0.5-0.9x at 8x8 (512), 0.9-1.5x forward and
+/// 0.8-1.4x backward at 4x4 (128).
 pub(super) const MIN_TILES: usize = 512;
 
 /// Tile rows per band: as many as keep `per_tile` transformed values a tile within the budget.
