@@ -209,15 +209,8 @@ mod tests {
 
     /// A reproducible pseudo-random fill in [-1, 1).
     fn fill<T: Real>(len: usize, seed: u64) -> Vec<T> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                T::from_f64((state >> 11) as f64 / (1u64 << 52) as f64 - 1.0)
-            })
-            .collect()
+        let mut rng = crate::base::rng::Rng::new(seed);
+        (0..len).map(|_| T::from_f64(rng.uniform_range(-1.0, 1.0))).collect()
     }
 
     struct Run<T> {
